@@ -1,0 +1,52 @@
+# Every target sets itself up first (scripts/bootstrap.sh is idempotent).
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PHONELAB:= $(VENV)/bin/phonelab
+PORT    ?=
+BOARD   ?= virtual
+FIRMWARE?=
+ARGS    ?=
+
+.PHONY: setup demo test test-firmware bench bench-quick flash deploy repl lab-up lab-down vboard clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	$(PHONELAB) demo $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+test-firmware: setup
+	$(PY) -m pytest tests/firmware $(ARGS)
+
+bench: setup
+	$(PY) -m bench $(ARGS)
+
+bench-quick: setup
+	$(PY) -m bench --quick $(ARGS)
+
+flash: setup
+	@test -n "$(PORT)" || (echo "usage: make flash BOARD=name PORT=/dev/ttyUSB0 FIRMWARE=image.bin"; exit 2)
+	$(PHONELAB) flash --board $(BOARD) --port $(PORT) --firmware $(FIRMWARE)
+
+deploy: setup
+	@test -n "$(PORT)" || (echo "usage: make deploy PORT=/dev/ttyUSB0 (or socket://127.0.0.1:PORT, or a vboard pty)"; exit 2)
+	$(PHONELAB) deploy --port $(PORT) $(ARGS)
+
+repl: setup
+	@test -n "$(PORT)" || (echo "usage: make repl PORT=/dev/ttyUSB0"; exit 2)
+	$(PHONELAB) repl --port $(PORT)
+
+vboard: setup
+	$(PHONELAB) vboard $(ARGS)
+
+lab-up: setup
+	$(PHONELAB) lab up $(ARGS)
+
+lab-down: setup
+	$(PHONELAB) lab down
+
+clean:
+	rm -rf $(VENV) build out .pytest_cache

@@ -1,0 +1,3 @@
+# Runs first at every reset. Kept short on purpose: main.py starts the agent.
+import gc
+gc.collect()

@@ -1,0 +1,1 @@
+# Secure SRST phone agent: one module per concern (see README, "Firmware layout").
