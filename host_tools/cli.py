@@ -9,6 +9,7 @@ import sys
 # One line per command module; order is the order of `phonelab --help`.
 COMMANDS = [
     "host_tools.commands.boards",
+    "host_tools.commands.certs",
 ]
 
 
