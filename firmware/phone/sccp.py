@@ -1,0 +1,556 @@
+# SCCP (Skinny) messages: encode, decode, and framing over any stream. No I/O policy here.
+# Common subset of MicroPython and CPython: the lab's simulators import this very module.
+#
+# Frame: u32 LE length (= 4 + body), u32 LE header version (0), u32 LE message id, body.
+# Bodies are little-endian, except IPv4 addresses (network order). Field layouts follow
+# Wireshark's skinny dissector (tshark is the check for our bytes; see docs/sccp.md).
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+
+class SccpError(Exception):
+    pass
+
+
+HEADER_SIZE = const(12)
+MAX_BODY = const(2048)       # a sane limit: the largest message we handle is ~300 bytes
+
+# phone -> server
+KEEPALIVE = const(0x0000)
+REGISTER = const(0x0001)
+IP_PORT = const(0x0002)
+TIME_DATE_REQ = const(0x000D)
+BUTTON_TEMPLATE_REQ = const(0x000E)
+CAPABILITIES_RES = const(0x0010)
+ALARM = const(0x0020)
+UNREGISTER = const(0x0027)
+REGISTER_TOKEN_REQ = const(0x0029)
+# server -> phone
+REGISTER_ACK = const(0x0081)
+DEFINE_TIME_DATE = const(0x0094)
+BUTTON_TEMPLATE = const(0x0097)
+DISPLAY_TEXT = const(0x0099)
+CAPABILITIES_REQ = const(0x009B)
+REGISTER_REJECT = const(0x009D)
+RESET = const(0x009F)
+KEEPALIVE_ACK = const(0x0100)
+DISPLAY_PROMPT_STATUS = const(0x0112)
+DISPLAY_NOTIFY = const(0x0114)
+CLEAR_NOTIFY = const(0x0115)
+UNREGISTER_ACK = const(0x0118)
+REGISTER_TOKEN_ACK = const(0x011A)
+REGISTER_TOKEN_REJECT = const(0x011B)
+DISPLAY_PRI_NOTIFY = const(0x0120)
+
+# Reset types (Reset body), UnregisterAck status
+RESET_RESET = const(1)
+RESET_RESTART = const(2)
+RESET_APPLY_CONFIG = const(3)
+UNREG_OK = const(0)
+UNREG_ERROR = const(1)
+UNREG_NAK = const(2)
+
+DEVICE_7911 = const(307)
+DEVICE_7941 = const(115)
+DEVICE_7942 = const(434)
+DEVICE_7945 = const(435)
+DEVICE_7965 = const(436)
+
+NAMES = {
+    0x0000: 'KeepAlive', 0x0001: 'Register', 0x0002: 'IpPort', 0x000D: 'TimeDateReq',
+    0x000E: 'ButtonTemplateReq', 0x0010: 'CapabilitiesRes', 0x0020: 'Alarm',
+    0x0027: 'Unregister', 0x0029: 'RegisterTokenReq', 0x0081: 'RegisterAck',
+    0x0094: 'DefineTimeDate', 0x0097: 'ButtonTemplate', 0x0099: 'DisplayText',
+    0x009B: 'CapabilitiesReq', 0x009D: 'RegisterReject', 0x009F: 'Reset',
+    0x0100: 'KeepAliveAck', 0x0112: 'DisplayPromptStatus', 0x0114: 'DisplayNotify',
+    0x0115: 'ClearNotify', 0x0118: 'UnregisterAck', 0x011A: 'RegisterTokenAck',
+    0x011B: 'RegisterTokenReject', 0x0120: 'DisplayPriNotify',
+}
+
+# What each side reads; anything else is skipped by FrameReader.
+PHONE_RX = (REGISTER_ACK, REGISTER_REJECT, CAPABILITIES_REQ, KEEPALIVE_ACK, DEFINE_TIME_DATE,
+            BUTTON_TEMPLATE, RESET, UNREGISTER_ACK, REGISTER_TOKEN_ACK, REGISTER_TOKEN_REJECT,
+            DISPLAY_TEXT, DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS, CLEAR_NOTIFY)
+SERVER_RX = (KEEPALIVE, REGISTER, IP_PORT, TIME_DATE_REQ, BUTTON_TEMPLATE_REQ, CAPABILITIES_RES,
+             ALARM, UNREGISTER, REGISTER_TOKEN_REQ)
+
+# Display labels a server may send as "\x1e" + code instead of text (Wireshark: DisplayLabels_36).
+LABELS_36 = {0o012: 'CM Fallback Service Operating', 0o014: 'Waiting To Rehome'}
+FALLBACK_TEXT = 'CM Fallback Service Operating'
+
+# Media payload capabilities (CapabilitiesRes)
+G711_ALAW = const(2)
+G711_ULAW = const(4)
+G729 = const(11)
+
+_MAX_CAPS = const(18)
+_MAX_BUTTONS = const(42)
+_REGISTER_LONG = const(124)   # body size of the long Register form
+
+
+def name(msg_id):
+    return NAMES.get(msg_id, '0x%04X' % msg_id)
+
+
+# ---------------------------------------------------------------- helpers
+
+def frame(msg_id, body=b''):
+    """One complete message: header + body."""
+    return struct.pack('<III', 4 + len(body), 0, msg_id) + body
+
+
+def _u32(b, off):
+    # no allocation for lengths/ids that fit a small int
+    return b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)
+
+
+def body_length(header):
+    """Validate a 12-byte header; return the body length. Raises SccpError."""
+    if len(header) < HEADER_SIZE:
+        raise SccpError('truncated header')
+    n = _u32(header, 0)
+    if n < 4 or n - 4 > MAX_BODY:
+        raise SccpError('bad length %d' % n)
+    return n - 4
+
+
+def parse_header(header):
+    """-> (body_length, header_version, msg_id)"""
+    return body_length(header), _u32(header, 4), _u32(header, 8)
+
+
+def split(data):
+    """Parse a buffer holding complete frames -> list of (msg_id, body bytes). For tests and
+    simulators; raises SccpError on a truncated or bad frame."""
+    out = []
+    i = 0
+    while i < len(data):
+        n = body_length(data[i:i + HEADER_SIZE])
+        if i + HEADER_SIZE + n > len(data):
+            raise SccpError('truncated frame')
+        out.append((_u32(data, i + 8), bytes(data[i + HEADER_SIZE:i + HEADER_SIZE + n])))
+        i += HEADER_SIZE + n
+    return out
+
+
+def _fixed(text, size):
+    """char[size], NUL padded, always NUL terminated."""
+    if isinstance(text, str):
+        text = text.encode()
+    text = bytes(text[:size - 1])
+    return text + bytes(size - len(text))
+
+
+def _text(b, off, size):
+    """char[size] -> str up to the first NUL; bytes >= 0x80 kept as latin-1 code points."""
+    end = off
+    stop = min(off + size, len(b))
+    while end < stop and b[end]:
+        end += 1
+    return ''.join([chr(c) for c in bytes(b[off:end])])
+
+
+def ip_bytes(ip):
+    """'192.0.2.5' or 4 bytes -> 4 bytes (network order)."""
+    if isinstance(ip, str):
+        parts = ip.split('.')
+        if len(parts) != 4:
+            raise ValueError('bad IPv4 address %r' % ip)
+        return bytes([int(p) for p in parts])
+    ip = bytes(ip)
+    if len(ip) != 4:
+        raise ValueError('bad IPv4 address')
+    return ip
+
+
+def ip_str(b):
+    return '%d.%d.%d.%d' % (b[0], b[1], b[2], b[3])
+
+
+def mac_bytes(mac):
+    """'SEP001122AABBCC' / '00:11:22:aa:bb:cc' / 6 bytes -> 6 bytes."""
+    if isinstance(mac, str):
+        m = mac.upper()
+        if m.startswith('SEP'):
+            m = m[3:]
+        m = m.replace(':', '').replace('-', '').replace('.', '')
+        if len(m) != 12:
+            raise ValueError('bad MAC %r' % mac)
+        return bytes([int(m[i:i + 2], 16) for i in range(0, 12, 2)])
+    mac = bytes(mac)
+    if len(mac) != 6:
+        raise ValueError('bad MAC')
+    return mac
+
+
+def device_name(mac):
+    """'00:11:22:aa:bb:cc' -> 'SEP001122AABBCC'."""
+    return 'SEP' + ''.join(['%02X' % c for c in mac_bytes(mac)])
+
+
+# ---------------------------------------------------------------- phone -> server encoders
+
+_KEEPALIVE_FRAME = b'\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00'
+
+
+def keepalive():
+    return _KEEPALIVE_FRAME    # preallocated: the keepalive loop allocates nothing
+
+
+def register(name, ip, device_type=DEVICE_7911, user_id=0, instance=1, max_streams=5,
+             active_streams=0, protocol_version=11, phone_features=0, max_conferences=0,
+             active_conferences=0, mac=None, max_lines=1, load_name='', long=True):
+    """Register. The long form (124-byte body) carries MAC and firmware load name; the short
+    form (36 bytes) stops after maxStreams."""
+    body = _fixed(name, 16) + struct.pack('<II', user_id, instance) + ip_bytes(ip) \
+        + struct.pack('<II', device_type, max_streams)
+    if long:
+        body += struct.pack('<IBBHII', active_streams, protocol_version, 0, phone_features,
+                            max_conferences, active_conferences)
+        body += mac_bytes(mac if mac is not None else name) + bytes(6)
+        body += struct.pack('<II', 0, max_lines)          # ipV4AddressScope, maxNumberOfLines
+        body += bytes(16) + bytes(4)                      # stationIpV6Addr, ipV6AddressScope
+        body += _fixed(load_name, 32)
+    return frame(REGISTER, body)
+
+
+def capabilities_res(caps=((G711_ULAW, 40), (G711_ALAW, 40), (G729, 60))):
+    """caps: (payloadCapability, maxFramesPerPacket) pairs; the array is fixed at 18 slots."""
+    caps = caps[:_MAX_CAPS]
+    body = struct.pack('<I', len(caps))
+    for payload, frames in caps:
+        body += struct.pack('<II', payload, frames) + bytes(8)
+    body += bytes(16 * (_MAX_CAPS - len(caps)))
+    return frame(CAPABILITIES_RES, body)
+
+
+def button_template_req():
+    return frame(BUTTON_TEMPLATE_REQ)
+
+
+def time_date_req():
+    return frame(TIME_DATE_REQ)
+
+
+def unregister(reason=0):
+    return frame(UNREGISTER, struct.pack('<I', reason))
+
+
+def register_token_req(name, ip, device_type=DEVICE_7911, user_id=0, instance=1):
+    ipb = ip_bytes(ip)
+    return frame(REGISTER_TOKEN_REQ, _fixed(name, 16) + struct.pack('<II', user_id, instance)
+                 + ipb + struct.pack('<I', device_type) + ipb)
+
+
+# ---------------------------------------------------------------- server -> phone encoders
+
+def register_ack(keepalive=30, secondary_keepalive=60, date_template='M/D/YA',
+                 max_protocol=11, features=0):
+    return frame(REGISTER_ACK, struct.pack('<I', keepalive) + _fixed(date_template, 7)[:6]
+                 + bytes(2) + struct.pack('<IBBH', secondary_keepalive, max_protocol, 0, features))
+
+
+def register_reject(text):
+    return frame(REGISTER_REJECT, _fixed(text, 32))
+
+
+def capabilities_req():
+    return frame(CAPABILITIES_REQ)
+
+
+def keepalive_ack():
+    return frame(KEEPALIVE_ACK)
+
+
+def button_template(buttons=((1, 9),)):
+    """buttons: (instanceNumber, buttonDefinition) pairs (9 = line)."""
+    buttons = buttons[:_MAX_BUTTONS]
+    body = struct.pack('<III', 0, len(buttons), len(buttons))
+    for inst, definition in buttons:
+        body += bytes([inst & 0xFF, definition & 0xFF])
+    body += bytes(2 * (_MAX_BUTTONS - len(buttons)))
+    return frame(BUTTON_TEMPLATE, body)
+
+
+def define_time_date(year, month, day, hour, minute, second, millis=0, weekday=0,
+                     system_time=0):
+    """weekday: 0 = Sunday (SYSTEMTIME convention); system_time: Unix seconds."""
+    return frame(DEFINE_TIME_DATE, struct.pack('<9I', year, month, weekday, day, hour, minute,
+                                               second, millis, system_time))
+
+
+def reset(kind=RESET_RESET):
+    return frame(RESET, struct.pack('<I', kind))
+
+
+def unregister_ack(status=UNREG_OK):
+    return frame(UNREGISTER_ACK, struct.pack('<I', status))
+
+
+def register_token_ack():
+    return frame(REGISTER_TOKEN_ACK)
+
+
+def register_token_reject(wait_seconds=0):
+    return frame(REGISTER_TOKEN_REJECT, struct.pack('<I', wait_seconds))
+
+
+def display_notify(text, timeout=0):
+    return frame(DISPLAY_NOTIFY, struct.pack('<I', timeout) + _fixed(text, 32))
+
+
+def display_prompt_status(text, timeout=0, line=0, call_ref=0):
+    return frame(DISPLAY_PROMPT_STATUS,
+                 struct.pack('<I', timeout) + _fixed(text, 32) + struct.pack('<II', line, call_ref))
+
+
+def clear_notify():
+    return frame(CLEAR_NOTIFY)
+
+
+# ---------------------------------------------------------------- decoders
+# Each takes the body (bytes, bytearray or memoryview) and checks its size.
+
+def _need(body, n, what):
+    if len(body) < n:
+        raise SccpError('%s: body %d < %d bytes' % (what, len(body), n))
+
+
+def parse_register_ack(body):
+    """-> (keepalive_s, date_template, secondary_keepalive_s, max_protocol, features)"""
+    _need(body, 20, 'RegisterAck')
+    ka, = struct.unpack_from('<I', body, 0)
+    sec, proto, _, feat = struct.unpack_from('<IBBH', body, 12)
+    return ka, _text(body, 4, 6), sec, proto, feat
+
+
+def parse_register_reject(body):
+    return _text(body, 0, 32)
+
+
+def parse_u32(body, what='message'):
+    """Reset (type), UnregisterAck (status), RegisterTokenReject (seconds), Unregister (reason)."""
+    _need(body, 4, what)
+    return _u32(body, 0)
+
+
+def parse_define_time_date(body):
+    """-> (year, month, day, hour, minute, second, millis, weekday, system_time)"""
+    _need(body, 36, 'DefineTimeDate')
+    y, mo, wd, d, h, mi, s, ms, st = struct.unpack_from('<9I', body, 0)
+    return y, mo, d, h, mi, s, ms, wd, st
+
+
+def parse_display(msg_id, body):
+    """Text of DisplayText / DisplayNotify / DisplayPriNotify / DisplayPromptStatus, with
+    "\\x1e"+code labels expanded. ClearNotify -> ''."""
+    off = {DISPLAY_TEXT: 0, DISPLAY_NOTIFY: 4, DISPLAY_PROMPT_STATUS: 4,
+           DISPLAY_PRI_NOTIFY: 8}.get(msg_id)
+    if off is None:
+        return ''
+    _need(body, off + 1, name(msg_id))
+    raw = _text(body, off, 32)
+    if '\x1e' not in raw and '\x80' not in raw:
+        return raw
+    out = []
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c in '\x1e\x80' and i + 1 < len(raw):
+            code = ord(raw[i + 1])
+            out.append(LABELS_36.get(code, '[label %d]' % code) if c == '\x1e'
+                       else '[label %d]' % code)
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return ''.join(out)
+
+
+def parse_register(body):
+    """Server side: Register (short or long form) -> dict."""
+    _need(body, 36, 'Register')
+    uid, inst = struct.unpack_from('<II', body, 16)
+    dtype, streams = struct.unpack_from('<II', body, 28)
+    r = {'name': _text(body, 0, 16), 'user_id': uid, 'instance': inst,
+         'ip': ip_str(bytes(body[24:28])), 'device_type': dtype, 'max_streams': streams}
+    if len(body) >= 48:
+        act, proto, _, feat, conf = struct.unpack_from('<IBBHI', body, 36)
+        r.update(active_streams=act, protocol_version=proto, phone_features=feat,
+                 max_conferences=conf)
+    if len(body) >= _REGISTER_LONG:
+        r['active_conferences'] = _u32(body, 48)
+        r['mac'] = ':'.join(['%02x' % c for c in bytes(body[52:58])])
+        r['max_lines'] = _u32(body, 68)
+        r['load_name'] = _text(body, 92, 32)
+    return r
+
+
+def parse_capabilities_res(body):
+    """-> list of (payloadCapability, maxFramesPerPacket)"""
+    _need(body, 4, 'CapabilitiesRes')
+    n = min(_u32(body, 0), _MAX_CAPS)
+    _need(body, 4 + 16 * n, 'CapabilitiesRes')
+    return [struct.unpack_from('<II', body, 4 + 16 * i) for i in range(n)]
+
+
+def parse_button_template(body):
+    """-> list of (instanceNumber, buttonDefinition)"""
+    _need(body, 12, 'ButtonTemplate')
+    n = min(_u32(body, 8), _MAX_BUTTONS)
+    _need(body, 12 + 2 * n, 'ButtonTemplate')
+    return [(body[12 + 2 * i], body[13 + 2 * i]) for i in range(n)]
+
+
+def parse_register_token_req(body):
+    _need(body, 32, 'RegisterTokenReq')
+    return {'name': _text(body, 0, 16), 'ip': ip_str(bytes(body[24:28])),
+            'device_type': _u32(body, 28)}
+
+
+def decode(msg_id, body):
+    """Any message we know -> dict with 'id' and 'msg' (the name) plus its fields; unknown ids
+    -> dict with just those. For simulators, logs and tests (allocates; the firmware's loops
+    use the parse_* functions on the ids they care about)."""
+    d = {'id': msg_id, 'msg': name(msg_id)}
+    if msg_id == REGISTER:
+        d.update(parse_register(body))
+    elif msg_id == REGISTER_ACK:
+        ka, tpl, sec, proto, feat = parse_register_ack(body)
+        d.update(keepalive=ka, date_template=tpl, secondary_keepalive=sec, max_protocol=proto,
+                 features=feat)
+    elif msg_id == REGISTER_REJECT:
+        d['text'] = parse_register_reject(body)
+    elif msg_id in (RESET, UNREGISTER_ACK, REGISTER_TOKEN_REJECT, UNREGISTER):
+        key = {RESET: 'kind', UNREGISTER_ACK: 'status', REGISTER_TOKEN_REJECT: 'wait',
+               UNREGISTER: 'reason'}[msg_id]
+        d[key] = parse_u32(body, name(msg_id)) if (msg_id != UNREGISTER or len(body) >= 4) else 0
+    elif msg_id == DEFINE_TIME_DATE:
+        t = parse_define_time_date(body)
+        d.update(year=t[0], month=t[1], day=t[2], hour=t[3], minute=t[4], second=t[5],
+                 millis=t[6], weekday=t[7], system_time=t[8])
+    elif msg_id in (DISPLAY_TEXT, DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS,
+                    CLEAR_NOTIFY):
+        d['text'] = parse_display(msg_id, body)
+    elif msg_id == CAPABILITIES_RES:
+        d['caps'] = parse_capabilities_res(body)
+    elif msg_id == BUTTON_TEMPLATE:
+        d['buttons'] = parse_button_template(body)
+    elif msg_id == REGISTER_TOKEN_REQ:
+        d.update(parse_register_token_req(body))
+    return d
+
+
+# ---------------------------------------------------------------- framing
+
+class FrameReader:
+    """Reads frames from any stream with readinto() into one preallocated buffer.
+
+        r = FrameReader(sock, accept=PHONE_RX)
+        mid = r.read()          # -1 at a clean end of stream
+        body = r.body()         # memoryview into the buffer, valid until the next read
+
+    Frames whose id is not in `accept` (None = accept all) are read and skipped (counted in
+    `skipped`). A length below 4 or a body over `max_body` raises SccpError, as does a stream
+    that ends inside a frame. In steady state (frames of sizes already seen, full reads) a
+    read allocates nothing. `aread()` is the same for asyncio streams (await readinto).
+    Timeouts belong to the caller (socket timeout, asyncio.wait_for); a timeout or error
+    inside a frame leaves the stream out of step, so the connection must then be dropped."""
+
+    def __init__(self, stream, accept=None, max_body=MAX_BODY):
+        self.stream = stream
+        self.accept = accept
+        self.max_body = max_body
+        self.buf = bytearray(HEADER_SIZE + max_body)
+        self.mv = memoryview(self.buf)
+        self.hdr = self.mv[:HEADER_SIZE]
+        self._views = {0: self.mv[HEADER_SIZE:HEADER_SIZE]}
+        self.msg_id = -1
+        self.size = 0
+        self.version = 0
+        self.frames = 0
+        self.skipped = 0
+
+    def _view(self, n):
+        v = self._views.get(n)
+        if v is None:
+            v = self.mv[HEADER_SIZE:HEADER_SIZE + n]
+            if len(self._views) < 24:
+                self._views[n] = v
+        return v
+
+    def body(self):
+        return self._view(self.size)
+
+    def _check(self):
+        n = _u32(self.buf, 0)
+        if n < 4 or n - 4 > self.max_body:
+            raise SccpError('bad length %d' % n)
+        return n - 4
+
+    def _accepted(self, n):
+        mid = _u32(self.buf, 8)
+        self.frames += 1
+        if self.accept is None or mid in self.accept:
+            self.msg_id = mid
+            self.size = n
+            self.version = _u32(self.buf, 4)
+            return True
+        self.skipped += 1
+        return False
+
+    def _fill(self, view):
+        n = len(view)
+        got = 0
+        while got < n:
+            r = self.stream.readinto(view if got == 0 else view[got:])
+            if r is None:          # non-blocking stream with nothing yet
+                raise OSError(11)  # EAGAIN: use aread() for asyncio streams
+            if r == 0:
+                if got == 0 and view is self.hdr:
+                    return False
+                raise SccpError('truncated frame')
+            got += r
+        return True
+
+    def read(self):
+        """Next accepted frame's id, or -1 at a clean end of stream."""
+        while True:
+            if not self._fill(self.hdr):
+                self.msg_id = -1
+                return -1
+            n = self._check()
+            if n and not self._fill(self._view(n)):
+                raise SccpError('truncated frame')
+            if self._accepted(n):
+                return self.msg_id
+
+    async def _afill(self, view):
+        n = len(view)
+        got = 0
+        while got < n:
+            r = await self.stream.readinto(view if got == 0 else view[got:])
+            if r is None:          # TLS record not complete yet: wait again
+                continue
+            if r == 0:
+                if got == 0 and view is self.hdr:
+                    return False
+                raise SccpError('truncated frame')
+            got += r
+        return True
+
+    async def aread(self):
+        while True:
+            if not await self._afill(self.hdr):
+                self.msg_id = -1
+                return -1
+            n = self._check()
+            if n and not await self._afill(self._view(n)):
+                raise SccpError('truncated frame')
+            if self._accepted(n):
+                return self.msg_id

@@ -1,0 +1,480 @@
+"""Common machinery of the lab's SCCP servers (call manager and SRST router simulators).
+
+One asyncio server per listener (TLS or plain), one `Session` per TCP connection, the frames
+coded by the firmware's own `phone.sccp`. Subclasses decide what a registration means
+(`on_register`) and what else to say; this base answers KeepAlive, records every connection's
+state, emits JSON-able events and offers the faults the lab needs: hang (TCP up, nothing
+answered), drop all connections, stop/start.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
+from phone import sccp  # type: ignore[import-not-found]
+
+EventHook = Callable[[dict], None]
+
+
+@dataclass
+class Listener:
+    port: int
+    tls: bool
+    host: str | None = None      # None: the server's host
+
+
+@dataclass
+class Session:
+    """One phone connection as the server sees it."""
+    sid: int
+    peer: str
+    tls: bool
+    port: int
+    writer: asyncio.StreamWriter = field(repr=False)
+    cert_cn: str | None = None
+    cert_sha256: str | None = None
+    device: str | None = None           # from Register
+    device_type: int | None = None
+    ip: str | None = None               # station IP claimed in Register
+    state: str = "connected"            # connected standby registered rejected unregistered closed
+    keepalives: int = 0
+    ignored: int = 0                    # messages not answered because the server hung
+    connected_at: float = 0.0
+    registered_at: float | None = None
+    last_rx: float = 0.0
+    ready: bool = False                 # TimeDateReq seen (chan-sccp's "fully registered")
+    caps: list = field(default_factory=list)
+    close_reason: str | None = None
+
+    @property
+    def key(self) -> str:
+        """How the status names this connection: device, else certificate CN, else peer."""
+        return self.device or self.cert_cn or self.peer
+
+    def summary(self) -> dict:
+        return {
+            "sid": self.sid, "key": self.key, "peer": self.peer, "tls": self.tls,
+            "port": self.port, "cert_cn": self.cert_cn, "device": self.device,
+            "device_type": self.device_type, "ip": self.ip, "state": self.state,
+            "keepalives": self.keepalives, "ignored": self.ignored, "ready": self.ready,
+            "connected_at": round(self.connected_at, 3),
+            "registered_at": None if self.registered_at is None else round(self.registered_at, 3),
+            "close_reason": self.close_reason,
+        }
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+
+def server_context(cert: str | Path, key: str | Path, client_ca: str | Path | bytes | None,
+                   keylog: str | Path | None = None) -> ssl.SSLContext:
+    """TLS server context; with `client_ca` (file path, or PEM/DER bytes) the client must
+    present a certificate chaining to it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        load_trust(ctx, client_ca)
+    if keylog:
+        ctx.keylog_filename = str(keylog)
+    return ctx
+
+
+def load_trust(ctx: ssl.SSLContext, ca: str | Path | bytes) -> None:
+    if isinstance(ca, (bytes, bytearray)):
+        if b"-----BEGIN" in ca:
+            ctx.load_verify_locations(cadata=bytes(ca).decode())
+        else:
+            ctx.load_verify_locations(cadata=bytes(ca))
+    else:
+        ctx.load_verify_locations(cafile=str(ca))
+
+
+def peer_identity(writer: asyncio.StreamWriter) -> tuple[str | None, str | None, bytes | None]:
+    """(CN, SHA-256 hex, DER) of the verified client certificate, if any."""
+    obj = writer.get_extra_info("ssl_object")
+    if obj is None:
+        return None, None, None
+    der = obj.getpeercert(binary_form=True)
+    if not der:
+        return None, None, None
+    cn = None
+    for rdn in (obj.getpeercert() or {}).get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                cn = v
+    return cn, hashlib.sha256(der).hexdigest(), der
+
+
+class _PausedProtocol(asyncio.StreamReaderProtocol):
+    """Stops reading at once on a TLS listener, so the ClientHello stays in the socket until
+    start_tls() takes over (otherwise it could land in the plain StreamReader and be lost)."""
+
+    def __init__(self, *args: Any, pause: bool, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._pause = pause
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._pause:
+            transport.pause_reading()  # type: ignore[attr-defined]
+        super().connection_made(transport)
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Acceptor:
+    """One listening socket. With a TLS context the handshake runs inside our own task
+    (start_tls), so a refused client is an event we record, not a log line of asyncio's;
+    `handler` runs only for connections whose handshake succeeded."""
+
+    def __init__(self, handler: Handler, ctx: ssl.SSLContext | None = None, *,
+                 handshake_timeout: float = 10.0,
+                 on_tls_failed: Callable[[str, int, str], None] | None = None,
+                 stalled: Callable[[], bool] | None = None) -> None:
+        self.handler, self.ctx = handler, ctx
+        self.stalled = stalled          # while true, new connections get no TLS handshake
+        self.handshake_timeout = handshake_timeout
+        self.on_tls_failed = on_tls_failed
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self.tasks: set[asyncio.Task] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> asyncio.Protocol:
+            return _PausedProtocol(asyncio.StreamReader(), self._spawn, pause=self.ctx is not None)
+
+        self.server = await loop.create_server(factory, host, port, reuse_address=True)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        """Stop listening and cancel the connection tasks still running."""
+        srv, self.server = self.server, None
+        if srv is not None:
+            srv.close()
+        tasks = list(self.tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if srv is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 2)
+
+    def _spawn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(reader, writer))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while self.stalled is not None and self.stalled():
+            await asyncio.sleep(0.05)   # a hung server: TCP accepted by the kernel, no answer
+        if self.ctx is not None:
+            try:
+                await writer.start_tls(self.ctx, ssl_handshake_timeout=self.handshake_timeout)
+            except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as e:
+                if self.on_tls_failed:
+                    peer = writer.get_extra_info("peername") or ("?", 0)
+                    self.on_tls_failed("%s:%d" % tuple(peer[:2]), self.port, _reason(e))
+                writer.transport.abort()
+                return
+        await self.handler(reader, writer)
+
+
+class SccpServer:
+    """Base of the simulators. Subclasses override `on_register` and may override
+    `on_message` for ids the base does not handle."""
+
+    role = "sccp"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: str = "127.0.0.1",
+        listeners: list[Listener],
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        client_ca: str | Path | bytes | None = None,
+        keylog: str | Path | None = None,
+        keepalive: int = 30,
+        secondary_keepalive: int = 60,
+        date_template: str = "M/D/YA",
+        idle_factor: float = 3.0,
+        handshake_timeout: float = 10.0,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.listeners = listeners
+        self.cert, self.key, self.client_ca, self.keylog = cert, key, client_ca, keylog
+        self.keepalive = keepalive
+        self.secondary_keepalive = secondary_keepalive
+        self.date_template = date_template
+        self.idle_factor = idle_factor
+        self.handshake_timeout = handshake_timeout
+        self.events: list[dict] = []
+        self.hooks: list[EventHook] = [on_event] if on_event else []
+        self.sessions: dict[int, Session] = {}
+        self.history: list[dict] = []           # summaries of closed sessions
+        self.hung = False
+        self.ports: dict[str, int] = {}         # "tls" / "plain" -> bound port
+        self._acceptors: list[Acceptor] = []
+        self._next_sid = 1
+        self._t0 = time.monotonic()
+        if any(lst.tls for lst in listeners) and not (cert and key):
+            raise ValueError(f"{name}: a TLS listener needs cert and key")
+
+    # ------------------------------------------------------------------ events and status
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def emit(self, ev: str, **fields: Any) -> dict:
+        e = {"t": int(self.now() * 1000), "ev": ev, "src": self.name, **fields}
+        self.events.append(e)
+        for hook in list(self.hooks):
+            try:
+                hook(e)
+            except Exception:  # a broken listener must not take the server down
+                pass
+        return e
+
+    def status(self) -> dict:
+        live = [s for s in self.sessions.values() if s.state != "closed"]
+        return {
+            "name": self.name, "role": self.role, "host": self.host, "ports": dict(self.ports),
+            "running": bool(self._acceptors), "hung": self.hung,
+            "registered": sorted(s.device for s in live if s.state == "registered" and s.device),
+            "standby": sorted(s.key for s in live if s.state == "standby"),
+            "sessions": [s.summary() for s in live],
+            "closed": list(self.history[-50:]),
+        }
+
+    def session(self, key: str) -> Session | None:
+        """The live session of a device name, certificate CN or peer."""
+        for s in self.sessions.values():
+            if s.state != "closed" and key in (s.device, s.cert_cn, s.peer):
+                return s
+        return None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> "SccpServer":
+        if self._acceptors:
+            return self
+        ctx = (server_context(self.cert, self.key, self.client_ca, self.keylog)  # type: ignore[arg-type]
+               if any(lst.tls for lst in self.listeners) else None)
+        for lst in self.listeners:
+            acc = Acceptor(lambda r, w, lst=lst: self._serve(r, w, lst),
+                           ctx if lst.tls else None, handshake_timeout=self.handshake_timeout,
+                           on_tls_failed=self._tls_failed, stalled=lambda: self.hung)
+            kind = "tls" if lst.tls else "plain"
+            # port 0 binds a free port once; a restart (stop/start) keeps that port
+            port = lst.port or self.ports.get(kind, 0)
+            self.ports[kind] = await acc.start(lst.host or self.host, port)
+            self._acceptors.append(acc)
+        self.emit("server_up", role=self.role, ports=dict(self.ports))
+        return self
+
+    async def stop(self) -> None:
+        """Close the listeners and every connection (FIN); the object can start() again."""
+        acceptors, self._acceptors = self._acceptors, []
+        for acc in acceptors:
+            if acc.server is not None:
+                acc.server.close()
+        await self.drop_connections(abort=False, reason="server stopped")
+        for acc in acceptors:
+            await acc.close()
+        if acceptors:
+            self.emit("server_down")
+
+    def _tls_failed(self, peer: str, port: int, reason: str) -> None:
+        self.emit("tls_failed", peer=peer, port=port, reason=reason)
+
+    async def __aenter__(self) -> "SccpServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ faults
+    def hang(self, on: bool = True) -> None:
+        """A hung server: connections stay up, nothing is answered (keepalives included), and
+        new connections get no TLS handshake until the hang ends."""
+        self.hung = on
+        self.emit("fault", fault="hang", on=on)
+
+    async def drop_connections(self, abort: bool = True, reason: str = "dropped") -> int:
+        """Close every live connection: abort=True sends RST, False a clean FIN."""
+        n = 0
+        for s in list(self.sessions.values()):
+            if s.state == "closed":
+                continue
+            n += 1
+            s.close_reason = reason
+            if abort:
+                s.writer.transport.abort()
+            else:
+                s.writer.close()
+        if n:
+            self.emit("fault", fault="drop", abort=abort, connections=n, reason=reason)
+        await asyncio.sleep(0)
+        return n
+
+    async def reset_phone(self, device: str, kind: int = sccp.RESET_RESET) -> bool:
+        """Send Reset (1 reset, 2 restart, 3 apply config) to a connected device."""
+        s = self.session(device)
+        if s is None:
+            return False
+        await s.send(sccp.reset(kind))
+        self.emit("reset_sent", device=s.key, kind=kind)
+        return True
+
+    # ------------------------------------------------------------------ connections
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     lst: Listener) -> None:
+        peer = "%s:%d" % writer.get_extra_info("peername")[:2]
+        port = writer.get_extra_info("sockname")[1]
+        cn, fp, _ = peer_identity(writer)
+        s = Session(sid=self._next_sid, peer=peer, tls=lst.tls, port=port, writer=writer,
+                    cert_cn=cn, cert_sha256=fp, connected_at=self.now(), last_rx=self.now())
+        self._next_sid += 1
+        self.sessions[s.sid] = s
+        self.emit("connected", sid=s.sid, peer=peer, port=port, tls=lst.tls, cert_cn=cn)
+        try:
+            await self._loop(reader, s)
+        except sccp.SccpError as e:
+            s.close_reason = f"protocol error: {e}"
+        except asyncio.CancelledError:
+            s.close_reason = s.close_reason or "server stopped"
+        except (ConnectionError, OSError, ssl.SSLError) as e:
+            s.close_reason = s.close_reason or _reason(e)
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+            self._closed(s)
+
+    def _closed(self, s: Session) -> None:
+        was = s.state
+        s.state = "closed"
+        self.sessions.pop(s.sid, None)
+        self.history.append(s.summary())
+        self.emit("disconnected", sid=s.sid, device=s.key, was=was, reason=s.close_reason or "eof",
+                  keepalives=s.keepalives)
+
+    def _idle_limit(self, s: Session) -> float | None:
+        interval = self.keepalive if s.state == "registered" else self.secondary_keepalive
+        return interval * self.idle_factor if self.idle_factor else None
+
+    async def _loop(self, reader: asyncio.StreamReader, s: Session) -> None:
+        while True:
+            try:
+                header = await asyncio.wait_for(reader.readexactly(sccp.HEADER_SIZE),
+                                                self._idle_limit(s))
+            except asyncio.IncompleteReadError as e:
+                if e.partial:
+                    raise sccp.SccpError("truncated frame") from None
+                s.close_reason = s.close_reason or "eof"
+                return
+            except asyncio.TimeoutError:
+                s.close_reason = "keepalive timeout"
+                self.emit("keepalive_timeout", device=s.key, state=s.state)
+                return
+            n, _version, msg_id = sccp.parse_header(header)
+            try:
+                body = await reader.readexactly(n) if n else b""
+            except asyncio.IncompleteReadError:
+                raise sccp.SccpError("truncated frame") from None
+            s.last_rx = self.now()
+            if self.hung:
+                s.ignored += 1
+                continue
+            await self._dispatch(s, msg_id, body)
+
+    async def _dispatch(self, s: Session, msg_id: int, body: bytes) -> None:
+        if msg_id == sccp.KEEPALIVE:
+            s.keepalives += 1
+            if s.state in ("connected", "unregistered"):
+                s.state = "standby"
+                self.emit("standby", sid=s.sid, device=s.key, peer=s.peer)
+            await s.send(sccp.keepalive_ack())
+        elif msg_id == sccp.REGISTER:
+            info = sccp.parse_register(body)
+            await self.on_register(s, info)
+        elif msg_id == sccp.CAPABILITIES_RES:
+            s.caps = sccp.parse_capabilities_res(body)
+        elif msg_id == sccp.BUTTON_TEMPLATE_REQ:
+            await s.send(sccp.button_template(((1, 9),)))
+        elif msg_id == sccp.TIME_DATE_REQ:
+            await s.send(define_time_date_now())
+            if s.state == "registered" and not s.ready:
+                s.ready = True
+                self.emit("ready", device=s.key)
+        elif msg_id == sccp.UNREGISTER:
+            await s.send(sccp.unregister_ack(sccp.UNREG_OK))
+            if s.state == "registered":
+                s.state = "unregistered"
+                s.ready = False
+                self.emit("unregistered", device=s.key)
+        elif msg_id == sccp.REGISTER_TOKEN_REQ:
+            await s.send(sccp.register_token_ack())
+        else:
+            await self.on_message(s, msg_id, body)
+
+    # ------------------------------------------------------------------ subclass hooks
+    async def on_register(self, s: Session, info: dict) -> None:
+        await self.accept_registration(s, info)
+
+    async def on_message(self, s: Session, msg_id: int, body: bytes) -> None:
+        """Ids the base does not handle (Alarm, IpPort, ...): ignored, as real servers do."""
+
+    async def accept_registration(self, s: Session, info: dict, **extra: Any) -> None:
+        name = info["name"]
+        for old in list(self.sessions.values()):
+            if old is not s and old.device == name and old.state == "registered":
+                old.close_reason = "replaced by a new registration"
+                old.writer.transport.abort()
+        s.device, s.device_type, s.ip = name, info["device_type"], info["ip"]
+        s.state = "registered"
+        s.ready = False
+        s.registered_at = self.now()
+        await s.send(sccp.register_ack(self.keepalive, self.secondary_keepalive,
+                                       self.date_template))
+        await s.send(sccp.capabilities_req())
+        self.emit("registered", sid=s.sid, device=name, peer=s.peer, tls=s.tls,
+                  device_type=info["device_type"], ip=info["ip"], keepalive=self.keepalive,
+                  secondary_keepalive=self.secondary_keepalive, **extra)
+
+    async def reject_registration(self, s: Session, info: dict, reason: str) -> None:
+        s.device = info["name"]
+        s.state = "rejected"
+        await s.send(sccp.register_reject(reason))
+        self.emit("rejected", sid=s.sid, device=info["name"], peer=s.peer, reason=reason)
+
+
+def define_time_date_now(t: float | None = None) -> bytes:
+    t = time.time() if t is None else t
+    tm = time.gmtime(t)
+    return sccp.define_time_date(tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                                 tm.tm_sec, int((t % 1) * 1000), (tm.tm_wday + 1) % 7, int(t))
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return f"certificate: {e.verify_message}"
+    if isinstance(e, ssl.SSLError):
+        return str(e.reason or e)
+    if isinstance(e, asyncio.TimeoutError):
+        return "timeout"
+    return f"{type(e).__name__}: {e}"
