@@ -1,60 +1,327 @@
-# The agent's state machine. Later issues fill in PROVISION, PRIMARY, FALLBACK and REHOME;
-# this skeleton boots, reports the board and runs a bounded idle loop with a heartbeat.
+# The agent's state machine:
+#   BOOT -> PROVISION -> PRIMARY (+ standby TLS to SRST) -> FALLBACK (registered to SRST,
+#   probing the primary) -> REHOME -> PRIMARY.
+# All state lives in the Agent object, so several agents can share one interpreter (fleets).
+# Every transition emits a `state` event; the host measures its figures from the events.
 import gc
 import sys
+import time
 
 try:
     import asyncio
 except ImportError:
     import uasyncio as asyncio
 
-from micropython import const
-
 from phone import events as _events
+from phone import link as _link
+from phone import sccp
+from phone.settings import Settings
 
 BOOT = 'BOOT'
 PROVISION = 'PROVISION'
 PRIMARY = 'PRIMARY'
 FALLBACK = 'FALLBACK'
 REHOME = 'REHOME'
-IDLE = 'IDLE'
+TRYING = 'TRYING'          # no server reachable yet: retrying with backoff
 
-_HEARTBEAT_MS = const(5000)
+# LED colours per state (boards with an LED): green primary, amber SRST, blue trying.
+_LED = {PRIMARY: (0, 40, 0), FALLBACK: (40, 20, 0), REHOME: (40, 20, 0),
+        TRYING: (0, 0, 40), PROVISION: (0, 0, 40), BOOT: (0, 0, 40)}
+
+
+class Provisioned:
+    """What provisioning hands to the connection state machine.
+    call_managers: [(name, host, tls_port, Anchor or None)] in priority order;
+    srst: (host, tls_port, Anchor) or None, with srst_why saying why not."""
+
+    def __init__(self, ip, mac, call_managers, srst, srst_why, identity, monitor_s, secure):
+        self.ip = ip
+        self.mac = mac
+        self.call_managers = call_managers
+        self.srst = srst
+        self.srst_why = srst_why
+        self.identity = identity
+        self.monitor_s = monitor_s
+        self.secure = secure
 
 
 class Agent:
-    """One phone. All state lives here (no module globals) so several agents can share an
-    interpreter."""
-
-    def __init__(self, platform, events=None, settings=None):
+    def __init__(self, platform, provisioner, events=None, settings=None):
         self.platform = platform
+        self.provisioner = provisioner      # async provision(agent) -> Provisioned
         self.events = events if events is not None else _events.default
-        self.settings = settings or {}
+        self.s = settings if settings is not None else Settings()
         self.state = None
         self.running = False
+        self.prov = None
+        self.primary = None                 # Link to the call manager we use
+        self.srst = None                    # Link to the SRST router (standby or registered)
+        self._wake = asyncio.Event()        # serve loop: a link went down, a reset came
+        self._kick = asyncio.Event()        # standby keeper: time to look again
+        self._probe = None
+        self._reset_kind = 0
+        self._tasks = []
+        self._reg_frame = None
 
+    # -- events and state ----------------------------------------------------------------
     def set_state(self, state, **why):
         if state != self.state:
             old = self.state
             self.state = state
             self.events.emit('state', state=state, prev=old, **why)
+            self.platform.led(_LED.get(state, (0, 0, 0)))
 
-    async def run(self, duration_ms=None):
+    def _on_down(self, link, reason):
+        self._wake.set()
+        self._kick.set()
+
+    def _on_reset(self, link, kind):
+        self._reset_kind = kind
+        self._wake.set()
+
+    async def _sleep_or_wake(self, ms, ev=None):
+        ev = ev or self._wake
+        try:
+            await asyncio.wait_for_ms(ev.wait(), ms)
+        except asyncio.TimeoutError:
+            pass
+        ev.clear()
+
+    # -- main ----------------------------------------------------------------------------
+    async def run(self):
         self.running = True
+        try:
+            while self.running:
+                await self._boot_and_serve()
+                if self._reset_kind in (sccp.RESET_RESET, sccp.RESET_RESTART):
+                    self.events.emit('restarting', kind=self._reset_kind)
+                    await self._close_all()
+                    self.platform.reset()
+                    return
+                self._reset_kind = 0        # apply-config: provision again, same process
+        finally:
+            await self._close_all()
+
+    async def _boot_and_serve(self):
         self.set_state(BOOT)
-        p = self.platform.profile
         gc.collect()
-        self.events.emit('boot', board=p['name'], chip=p['chip'], device=self.platform.device_name(),
-                         mpy=sys.implementation.version[:3], heap_free=gc.mem_free(),
+        p = self.platform.profile
+        self.events.emit('boot', board=p['name'], device=self.platform.device_name(),
+                         mpy=list(sys.implementation.version[:3]), heap_free=gc.mem_free(),
                          heap_used=gc.mem_alloc())
-        self.set_state(IDLE, reason='skeleton')
-        hb = self.settings.get('heartbeat_ms', _HEARTBEAT_MS)
-        waited = 0
-        while self.running and (duration_ms is None or waited < duration_ms):
-            await asyncio.sleep_ms(hb)
-            waited += hb
-            self.events.emit('heartbeat', state=self.state, heap_free=gc.mem_free())
-        self.running = False
+        self.set_state(PROVISION)
+        self.prov = prov = await self.provisioner(self)
+        if prov is None:
+            self.events.emit('halted', reason='provisioning gave nothing usable')
+            self.running = False
+            return
+        self._reg_frame = sccp.register(self.platform.device_name(), prov.ip or '0.0.0.0',
+                                        device_type=p.get('device_type', sccp.DEVICE_7911),
+                                        mac=prov.mac, load_name=self.s.load_name)
+        if prov.srst is None:
+            self.events.emit('standby_disabled', reason=prov.srst_why)
+        self._tasks.append(asyncio.create_task(self._standby_keeper()))
+        try:
+            await self._serve()
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            self._tasks = []
+            await self._close_all()
+
+    async def _serve(self):
+        delay = self.s.retry_min_ms
+        while self.running and not self._reset_kind:
+            if self.primary is not None and self.primary.mode == _link.REGISTERED:
+                await self._sleep_or_wake(60000)
+                if self.primary.mode != _link.REGISTERED and not self._reset_kind:
+                    await self._failover(self.primary.reason)
+                continue
+            if self.srst is not None and self.srst.mode == _link.REGISTERED:
+                if await self._monitor_primary():
+                    await self._rehome()
+                continue
+            # Neither registered: try the call managers, then the SRST router.
+            if await self._register_primary():
+                delay = self.s.retry_min_ms
+                continue
+            if self.prov.srst is not None and await self._register_srst('no call manager reachable'):
+                delay = self.s.retry_min_ms
+                continue
+            self.set_state(TRYING)
+            await self._sleep_or_wake(delay)
+            delay = min(delay * 2, self.s.retry_max_ms)
+
+    # -- primary -------------------------------------------------------------------------
+    def _new_link(self, role, host, port, anchor):
+        return _link.Link(role, host, port, anchor, self.prov.identity, self.events, self.s,
+                          on_down=self._on_down, on_reset=self._on_reset)
+
+    async def _register_primary(self, over=None):
+        """Register with the first call manager that answers. `over`: an open link to use."""
+        for name, host, port, anchor in self.prov.call_managers:
+            if anchor is None:
+                self.events.emit('cm_untrusted', cm=name, reason='no certificate for it in the trust list')
+                continue
+            link = over if over is not None else self._new_link('primary', host, port, anchor)
+            try:
+                t0 = time.ticks_ms()
+                await link.connect()
+                ack = await link.register(self._reg_frame)
+            except _link.LinkError as e:
+                self.events.emit('register_failed', link='primary', cm=name, host=host, port=port,
+                                 reason=str(e))
+                await link.close('register failed')
+                if over is not None:
+                    return False
+                continue
+            self.primary = link
+            self.events.emit('registered', link='primary', cm=name, host=host, port=port,
+                             keepalive_s=ack[0], secondary_keepalive_s=ack[1],
+                             ms=time.ticks_diff(time.ticks_ms(), t0))
+            if self.srst is not None and self.srst.mode == _link.STANDBY:
+                self.srst.standby(link.secondary_keepalive_ms)
+            self.set_state(PRIMARY)
+            self._kick.set()                # the standby keeper may start now
+            return True
+        return False
+
+    # -- failover ------------------------------------------------------------------------
+    async def _failover(self, reason):
+        t0 = time.ticks_ms()
+        self.events.emit('primary_lost', reason=reason)
+        await self.primary.close('lost')
+        if self.prov.srst is None:
+            self.events.emit('no_fallback', reason=self.prov.srst_why)
+            return
+        if not await self._register_srst(reason, t0):
+            self.set_state(TRYING)
+
+    async def _register_srst(self, reason, t0=None):
+        t0 = time.ticks_ms() if t0 is None else t0
+        over_standby = self.srst is not None and self.srst.mode == _link.STANDBY
+        if not over_standby:
+            host, port, anchor = self.prov.srst
+            if self.srst is not None:
+                await self.srst.close('replaced')
+            self.srst = self._new_link('srst', host, port, anchor)
+            try:
+                await self.srst.connect()
+            except _link.LinkError as e:
+                self.events.emit('register_failed', link='srst', host=host, port=port, reason=str(e))
+                return False
+        t1 = time.ticks_ms()
+        try:
+            ack = await self.srst.register(self._reg_frame)
+        except _link.LinkError as e:
+            self.events.emit('register_failed', link='srst', host=self.srst.host,
+                             port=self.srst.port, reason=str(e))
+            await self.srst.close('register failed')
+            return False
+        now = time.ticks_ms()
+        self.events.emit('registered', link='srst', host=self.srst.host, port=self.srst.port,
+                         over_standby=over_standby, keepalive_s=ack[0],
+                         register_ms=time.ticks_diff(now, t1),
+                         failover_ms=time.ticks_diff(now, t0), reason=reason)
+        self.set_state(FALLBACK)
+        return True
+
+    # -- fallback: watch the primary, re-home when it has been stable --------------------
+    async def _monitor_primary(self):
+        monitor_ms = (self.s.monitor_s if self.s.monitor_s is not None else self.prov.monitor_s) * 1000
+        delay = self.s.retry_min_ms
+        probe = None
+        since = None
+        while self.running and not self._reset_kind:
+            if self.srst.mode != _link.REGISTERED:
+                self.events.emit('srst_lost', reason=self.srst.reason)
+                if probe is not None:
+                    await probe.close('srst lost')
+                return False
+            if probe is None or probe.mode == _link.DOWN:
+                if since is not None:
+                    self.events.emit('primary_unstable', reachable_ms=time.ticks_diff(time.ticks_ms(), since))
+                    since = None
+                probe = await self._probe_primary()
+                if probe is None:
+                    await self._sleep_or_wake(delay)
+                    delay = min(delay * 2, self.s.retry_max_ms)
+                    continue
+                delay = self.s.retry_min_ms
+                since = time.ticks_ms()
+                self.events.emit('primary_reachable', cm=probe.cm, monitor_s=monitor_ms // 1000)
+                self.set_state(FALLBACK, waiting_ms=monitor_ms)
+            left = monitor_ms - time.ticks_diff(time.ticks_ms(), since)
+            if left <= 0:
+                self._probe = probe
+                return True
+            await self._sleep_or_wake(left)
+        if probe is not None:
+            await probe.close('stopped')
+        return False
+
+    async def _probe_primary(self):
+        """TLS connect + KeepAlive (no Register) to the first call manager that answers; the
+        session is then kept open with probes so a flap is seen at once."""
+        for name, host, port, anchor in self.prov.call_managers:
+            if anchor is None:
+                continue
+            link = self._new_link('probe', host, port, anchor)
+            try:
+                await link.connect()
+            except _link.LinkError as e:
+                self.events.emit('probe_failed', cm=name, reason=str(e))
+                continue
+            link.cm = name
+            link.keepalive_ms = self.s.retry_min_ms
+            link.probe_after_ms = self.s.probe_after_ms
+            return link
+        return None
+
+    async def _rehome(self):
+        t0 = time.ticks_ms()
+        probe = self._probe
+        self._probe = None
+        self.set_state(REHOME)
+        probe.role = 'primary'
+        if not await self._register_primary(over=probe):
+            self.set_state(FALLBACK, reason='re-home failed')
+            return
+        await self.srst.unregister()        # SRST back to standby: the keeper reopens it
+        self.events.emit('rehomed', ms=time.ticks_diff(time.ticks_ms(), t0))
+
+    # -- standby connection to the SRST router -------------------------------------------
+    async def _standby_keeper(self):
+        delay = self.s.retry_min_ms
+        while self.running:
+            want = (self.prov.srst is not None and self.state == PRIMARY and
+                    (self.srst is None or self.srst.mode == _link.DOWN))
+            if not want:
+                await self._sleep_or_wake(1000, self._kick)
+                continue
+            host, port, anchor = self.prov.srst
+            self.srst = self._new_link('srst', host, port, anchor)
+            t0 = time.ticks_ms()
+            try:
+                await self.srst.connect()
+            except _link.LinkError as e:
+                self.events.emit('standby_failed', host=host, port=port, reason=str(e), retry_ms=delay)
+                await self._sleep_or_wake(delay, self._kick)
+                delay = min(delay * 2, self.s.retry_max_ms)
+                continue
+            delay = self.s.retry_min_ms
+            if self.primary is not None:
+                self.srst.standby(self.primary.secondary_keepalive_ms)
+            self.events.emit('standby_up', host=host, port=port,
+                             ms=time.ticks_diff(time.ticks_ms(), t0),
+                             keepalive_s=self.srst.keepalive_ms // 1000)
+
+    async def _close_all(self):
+        for l in (self.primary, self.srst, self._probe):
+            if l is not None:
+                await l.close('shutdown')
 
     def stop(self):
         self.running = False
+        self._wake.set()
+        self._kick.set()

@@ -1,0 +1,298 @@
+# One TLS session to one server (call manager or SRST router), asyncio based.
+#
+# Modes: STANDBY (KeepAlive only, as Cisco's standby connection to the SRST router) and
+# REGISTERED (after Register -> RegisterAck). The link pins exactly one trust anchor, sends
+# the phone's certificate (mutual TLS) and detects a dead peer three ways: a reset or close
+# (the reader sees it), a failed write, or a KeepAlive left unanswered.
+#
+# Dead-peer rule (numbers in Settings, see docs/failover.md):
+#   - a KeepAlive every `keepalive_ms` (RegisterAck's interval, or the secondary interval for
+#     standby), as the protocol says;
+#   - when the server has been silent for `probe_after_ms`, an extra KeepAlive "probe"
+#     (KeepAlive is idempotent and always answered, so probes never break the protocol);
+#   - a KeepAlive unanswered for `ack_timeout_ms` is missed; `max_missed` misses in a row
+#     declare the peer dead. Worst-case detection: probe_after + max_missed * ack_timeout.
+import time
+
+try:
+    import asyncio
+except ImportError:
+    import uasyncio as asyncio
+
+try:
+    import ssl
+except ImportError:
+    ssl = None
+
+from micropython import const
+
+from phone import sccp
+
+DOWN = 'DOWN'
+CONNECTING = 'CONNECTING'
+STANDBY = 'STANDBY'
+REGISTERING = 'REGISTERING'
+REGISTERED = 'REGISTERED'
+
+_MIN_TICK_MS = const(20)
+_RX = (sccp.REGISTER_ACK, sccp.REGISTER_REJECT, sccp.CAPABILITIES_REQ, sccp.KEEPALIVE_ACK,
+       sccp.DEFINE_TIME_DATE, sccp.RESET, sccp.UNREGISTER_ACK, sccp.REGISTER_TOKEN_ACK,
+       sccp.REGISTER_TOKEN_REJECT, sccp.DISPLAY_TEXT, sccp.DISPLAY_NOTIFY,
+       sccp.DISPLAY_PRI_NOTIFY, sccp.DISPLAY_PROMPT_STATUS, sccp.BUTTON_TEMPLATE)
+_DISPLAYS = (sccp.DISPLAY_TEXT, sccp.DISPLAY_NOTIFY, sccp.DISPLAY_PRI_NOTIFY,
+             sccp.DISPLAY_PROMPT_STATUS)
+
+
+class LinkError(Exception):
+    pass
+
+
+class Anchor:
+    """What a link trusts: exactly one DER certificate, and the CN the server must present
+    (Mbed TLS checks server_hostname against it; phones connect by IP address)."""
+
+    def __init__(self, der, cn):
+        self.der = der
+        self.cn = cn
+
+
+class Link:
+    def __init__(self, role, host, port, anchor, identity, events, settings, on_down=None,
+                 on_reset=None):
+        self.role = role                  # 'primary' or 'srst' (for events)
+        self.host = host
+        self.port = port
+        self.anchor = anchor
+        self.identity = identity          # (cert_der, key_der) or None
+        self.events = events
+        self.s = settings
+        self.on_down = on_down            # fn(link, reason)
+        self.on_reset = on_reset          # fn(link, kind)
+        self.mode = DOWN
+        self.keepalive_ms = settings.standby_keepalive_ms
+        self.secondary_keepalive_ms = settings.standby_keepalive_ms
+        self.probe_after_ms = 0
+        self.reason = None
+        self._r = self._w = None
+        self._reader = None
+        self._tasks = []
+        self._want = None                 # message ids a waiter expects
+        self._got = asyncio.Event()
+        self._got_id = -1
+        self._got_body = None
+        self._last_rx = 0
+        self._ka_out = False              # a KeepAlive is waiting for its ack
+        self._ka_sent = 0
+        self._missed = 0
+        self.stats_keepalives = 0
+        self.stats_probes = 0
+
+    # -- connection --------------------------------------------------------------------
+    def _context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED       # the default would verify nothing
+        ctx.load_verify_locations(cadata=self.anchor.der)
+        if self.identity is not None:
+            ctx.load_cert_chain(self.identity[0], self.identity[1])
+        return ctx
+
+    async def connect(self, timeout_ms=None):
+        """Open TLS and prove the session with one KeepAlive exchange (the handshake is
+        deferred to the first write on MicroPython). Raises LinkError with the reason."""
+        if self.mode != DOWN:
+            return
+        timeout_ms = timeout_ms or self.s.connect_timeout_ms
+        self.mode = CONNECTING
+        t0 = time.ticks_ms()
+        try:
+            self._r, self._w = await asyncio.wait_for_ms(
+                asyncio.open_connection(self.host, self.port, ssl=self._context(),
+                                        server_hostname=self.anchor.cn), timeout_ms)
+            self._reader = sccp.FrameReader(self._r, accept=_RX)
+            self._last_rx = time.ticks_ms()
+            self._tasks = [asyncio.create_task(self._read_loop())]
+            left = max(100, timeout_ms - time.ticks_diff(time.ticks_ms(), t0))
+            await self._request(sccp.keepalive(), (sccp.KEEPALIVE_ACK,), left, 'KeepAliveAck')
+        except Exception as e:
+            why = _why(e)
+            await self._teardown()
+            self.mode = DOWN
+            raise LinkError(why)
+        self.mode = STANDBY
+        self._ka_sent = self._last_rx
+        self._tasks.append(asyncio.create_task(self._keep_loop()))
+        return time.ticks_diff(time.ticks_ms(), t0)
+
+    async def register(self, register_frame, timeout_ms=None):
+        """Register over this (already open) session; returns (keepalive_s, secondary_s)."""
+        if self.mode != STANDBY:
+            raise LinkError('cannot register in mode ' + self.mode)
+        self.mode = REGISTERING
+        try:
+            mid, body = await self._request(register_frame, (sccp.REGISTER_ACK, sccp.REGISTER_REJECT),
+                                            timeout_ms or self.s.register_timeout_ms, 'RegisterAck')
+        except Exception as e:
+            self._fail('register: ' + _why(e))
+            raise LinkError(_why(e))
+        if mid == sccp.REGISTER_REJECT:
+            text = sccp.parse_register_reject(body)
+            self.mode = STANDBY
+            raise LinkError('rejected: ' + text)
+        ka, _, sec, _, _ = sccp.parse_register_ack(body)
+        self.keepalive_ms = max(1, ka) * 1000
+        self.secondary_keepalive_ms = max(1, sec) * 1000
+        self.probe_after_ms = self.s.probe_after_ms
+        self.mode = REGISTERED
+        # The rest of the registration dialogue; CapabilitiesReq is answered by the reader.
+        await self._send(sccp.button_template_req())
+        await self._send(sccp.time_date_req())
+        return ka, sec
+
+    async def unregister(self, timeout_ms=None):
+        """Unregister and close; the caller reopens a standby session when it wants one."""
+        if self.mode == REGISTERED:
+            try:
+                await self._request(sccp.unregister(), (sccp.UNREGISTER_ACK,),
+                                    timeout_ms or self.s.register_timeout_ms, 'UnregisterAck')
+            except Exception as e:
+                self.events.emit('unregister_failed', link=self.role, reason=_why(e))
+        await self.close('unregistered')
+
+    def standby(self, keepalive_ms):
+        self.keepalive_ms = keepalive_ms
+        self.probe_after_ms = 0
+
+    async def close(self, reason='closed'):
+        if self.mode == DOWN:
+            return
+        self.mode = DOWN
+        self.reason = reason
+        await self._teardown()
+
+    # -- internals ---------------------------------------------------------------------
+    async def _send(self, frame):
+        self._w.write(frame)
+        await self._w.drain()
+
+    async def _request(self, frame, want, timeout_ms, what):
+        self._want = want
+        self._got_id = -1
+        self._got.clear()
+        await self._send(frame)
+        try:
+            await asyncio.wait_for_ms(self._got.wait(), timeout_ms)
+        except asyncio.TimeoutError:
+            raise LinkError('no %s within %d ms' % (what, timeout_ms))
+        finally:
+            self._want = None
+        if self._got_id < 0:
+            raise LinkError(self.reason or 'connection lost')
+        return self._got_id, self._got_body
+
+    async def _read_loop(self):
+        r = self._reader
+        try:
+            while True:
+                mid = await r.aread()
+                if mid < 0:
+                    self._fail('closed by peer')
+                    return
+                self._last_rx = time.ticks_ms()
+                self._ka_out = False
+                self._missed = 0
+                if mid == sccp.KEEPALIVE_ACK:
+                    pass
+                elif mid == sccp.CAPABILITIES_REQ:
+                    await self._send(sccp.capabilities_res())
+                elif mid == sccp.RESET:
+                    kind = sccp.parse_u32(r.body(), 'Reset')
+                    self.events.emit('reset_requested', link=self.role, kind=kind)
+                    if self.on_reset is not None:
+                        self.on_reset(self, kind)
+                elif mid in _DISPLAYS:
+                    self.events.emit('display', link=self.role, text=sccp.parse_display(mid, r.body()))
+                elif mid == sccp.REGISTER_TOKEN_REJECT:
+                    self.events.emit('token_reject', link=self.role)
+                if self._want is not None and mid in self._want:
+                    self._got_id = mid
+                    self._got_body = bytes(r.body())
+                    self._got.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._fail(_why(e))
+
+    async def _keep_loop(self):
+        try:
+            while self.mode != DOWN:
+                now = time.ticks_ms()
+                if self._ka_out:
+                    if time.ticks_diff(now, self._ka_sent) >= self.s.ack_timeout_ms:
+                        self._missed += 1
+                        if self._missed >= self.s.max_missed:
+                            self._fail('no KeepAliveAck (%d missed)' % self._missed)
+                            return
+                        await self._keepalive(now, True)
+                else:
+                    due = time.ticks_diff(now, self._ka_sent) >= self.keepalive_ms
+                    probe = (self.probe_after_ms > 0 and
+                             time.ticks_diff(now, self._last_rx) >= self.probe_after_ms)
+                    if due or probe:
+                        await self._keepalive(now, probe and not due)
+                await asyncio.sleep_ms(self._tick())
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._fail('write failed: ' + _why(e))
+
+    def _tick(self):
+        t = self.s.ack_timeout_ms
+        if self.probe_after_ms and self.probe_after_ms < t:
+            t = self.probe_after_ms
+        t //= 4
+        return t if t > _MIN_TICK_MS else _MIN_TICK_MS
+
+    async def _keepalive(self, now, probe):
+        self._ka_out = True
+        self._ka_sent = now
+        if probe:
+            self.stats_probes += 1
+        else:
+            self.stats_keepalives += 1
+        await self._send(sccp.keepalive())
+
+    def _fail(self, reason):
+        """Peer is gone: tear down (in the background) and tell the owner once."""
+        if self.mode == DOWN:
+            return
+        was = self.mode
+        self.mode = DOWN
+        self.reason = reason
+        self._got_id = -1
+        self._got.set()                       # wake any waiter: it sees the failure
+        self.events.emit('link_down', link=self.role, host=self.host, port=self.port,
+                         was=was, reason=reason)
+        asyncio.create_task(self._teardown())
+        if self.on_down is not None:
+            self.on_down(self, reason)
+
+    async def _teardown(self):
+        cur = asyncio.current_task()
+        for t in self._tasks:
+            if t is not cur:
+                t.cancel()
+        self._tasks = []
+        w, self._w, self._r = self._w, None, None
+        if w is not None:
+            try:
+                w.close()
+                await asyncio.wait_for_ms(w.wait_closed(), 500)
+            except Exception:
+                pass
+
+
+def _why(e):
+    s = str(e).strip()
+    if isinstance(e, OSError) and e.args:
+        s = 'OSError %s' % (e.args[0],)
+    return '%s: %s' % (type(e).__name__, s) if s else type(e).__name__
