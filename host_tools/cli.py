@@ -10,6 +10,7 @@ import sys
 COMMANDS = [
     "host_tools.commands.boards",
     "host_tools.commands.certs",
+    "host_tools.commands.config",
     "host_tools.commands.ctl",
 ]
 

@@ -1,0 +1,461 @@
+# Streaming reader of SEP<MAC>.cnf.xml / XMLDefault.cnf.xml into a small Config.
+#
+# The XML is read in fixed-size chunks (readinto into one preallocated buffer), never whole:
+# configs run to tens of KB and the heap is ~96 KB. Only the text of the few elements the agent
+# needs is kept (bounded); everything else (unknown elements, comments, CDATA, processing
+# instructions, DOCTYPE, attributes) is passed over with bytes.find, at C speed.
+#
+# Kept: call managers (<member priority>, callManager <name>, <processNodeName>,
+# <ports><ethernetPhonePort>), <srstInfo> (name, srstOption, ipAddr1..3, port1..3, isSecure and,
+# by our convention, <certificate> = base64 DER or a PEM block, with an optional <certHash> =
+# base64 (or hex) SHA-256 of the DER), deviceSecurityMode, connectionMonitorDuration.
+#
+# Common MicroPython/CPython subset (host tools import it too). Kept small on purpose: the
+# unix port compiles a module's whole parse tree at import, under the same heap cap.
+import binascii
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+try:
+    import hashlib
+except ImportError:  # pragma: no cover
+    import uhashlib as hashlib
+
+try:
+    import json
+except ImportError:  # pragma: no cover
+    import ujson as json
+
+BUF_SIZE = const(1024)      # read chunk; also the longest tag (name + attributes) accepted
+_TEXT_MAX = const(256)      # longest text of an ordinary field
+_CERT_MAX = const(8192)     # longest <certificate> text
+_DEPTH_MAX = const(64)
+DEFAULT_MONITOR_S = const(120)
+DEFAULT_PORT = const(2000)  # plain SCCP; the TLS port is this + SECURE_OFFSET
+SECURE_OFFSET = const(443)
+_LAST = const(1 << 30)      # sort key of a <member> without a priority
+
+# element name -> key, by parent
+_SRST = {b'name': 'name', b'srstOption': 'option', b'isSecure': 'secure',
+         b'certificate': 'cert', b'certHash': 'hash', b'ipAddr1': 'ip1', b'ipAddr2': 'ip2',
+         b'ipAddr3': 'ip3', b'port1': 'port1', b'port2': 'port2', b'port3': 'port3'}
+_CM = {b'name': 'name', b'processNodeName': 'host', b'ethernetPhonePort': 'port'}
+_TOP = {b'deviceSecurityMode': 'sec', b'connectionMonitorDuration': 'mon'}
+_ENT = {b'amp': b'&', b'lt': b'<', b'gt': b'>', b'quot': b'"', b'apos': b"'"}
+_WS = (b' ', b'\n', b'\t', b'\r')
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Config:
+    """call_managers: [{'priority', 'name', 'host', 'port'}] in priority order (host is
+    processNodeName, else name; port the plain SCCP port). srst: None without <srstInfo>, else
+    {'name', 'option', 'servers': [[ip, port]], 'secure', 'cert': DER bytes or None,
+    'cert_sha256': bytes or None}. security_mode: 1 (also when absent), 2 or 3. root: 'device'
+    or 'Default' (XMLDefault.cnf.xml). source_size/source_crc: the XML read (CRC-32)."""
+    root = srst = None
+    security_mode = 1
+    monitor_s = DEFAULT_MONITOR_S
+    source_size = source_crc = 0
+
+    def __init__(self):
+        self.call_managers = []
+
+    def wants_srst_standby(self):
+        """The config's side of the Secure SRST rule (the caller also needs a CTL)."""
+        s = self.srst
+        return self.security_mode in (2, 3) and bool(s and s['cert'] and s['servers'])
+
+    def to_dict(self):
+        s = self.srst
+        if s and s['cert']:
+            s = dict(s, cert=binascii.b2a_base64(s['cert']).strip().decode(),
+                     cert_sha256=binascii.hexlify(s['cert_sha256']).decode())
+        return {'root': self.root, 'call_managers': self.call_managers, 'srst': s,
+                'security_mode': self.security_mode,
+                'connection_monitor_duration': self.monitor_s,
+                'source': [self.source_size, self.source_crc]}
+
+    def dumps(self):
+        return json.dumps(self.to_dict())
+
+
+def loads(text):
+    """Config from dumps() text."""
+    try:
+        d = json.loads(text)
+        c = Config()
+        c.root = d['root']
+        c.call_managers = d['call_managers']
+        c.security_mode = d['security_mode']
+        c.monitor_s = d['connection_monitor_duration']
+        c.source_size, c.source_crc = d['source']
+        s = c.srst = d['srst']
+        if s and s['cert']:
+            s['cert'] = binascii.a2b_base64(s['cert'])
+            s['cert_sha256'] = hashlib.sha256(s['cert']).digest()
+        return c
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise ConfigError('stored config is malformed')
+
+
+def _unescape(b):
+    """The five XML entities and &#N; / &#xH;; unknown references stay as written."""
+    i = b.find(b'&')
+    if i < 0:
+        return b
+    out = [b[:i]]
+    while i >= 0:
+        k = b.find(b';', i)
+        ent = b[i + 1:k] if 0 < k - i < 12 else b''
+        rep = _ENT.get(ent)
+        if rep is None and ent[:1] == b'#':
+            try:
+                rep = chr(int(ent[2:], 16) if ent[1:2] in (b'x', b'X') else int(ent[1:])).encode()
+            except (ValueError, OverflowError):
+                pass
+        if rep is None:
+            rep = b'&'
+            k = i
+        out.append(rep)
+        i = b.find(b'&', k + 1)
+        out.append(b[k + 1:] if i < 0 else b[k + 1:i])
+    return b''.join(out)
+
+
+def _num(v, what):
+    if not v:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise ConfigError('<%s> is not a number: %s' % (what, v))
+
+
+def _cert(t):
+    """<certificate> text (base64 DER, or a PEM block) -> DER bytes, None when empty."""
+    if not t:
+        return None
+    if t.startswith('-----BEGIN'):
+        a = t.find('\n')
+        t = t[a:t.find('-----END')] if a > 0 else ''
+    try:
+        der = binascii.a2b_base64(t)
+    except ValueError:
+        der = b''
+    # a DER SEQUENCE whose length is exactly the data
+    n = der[1] if len(der) > 2 and der[0] == 0x30 else 0
+    L = 2
+    if n > 0x80 and n < 0x84:
+        L += n - 0x80
+        n = int.from_bytes(der[2:L], 'big')
+    if n + L != len(der):
+        raise ConfigError('SRST <certificate> is not a base64/PEM DER certificate')
+    return der
+
+
+def _prio(t):
+    # int value of the priority="N" attribute in the tag bytes t, or None
+    i = t.find(b'priority')
+    v = t[i + 8:].lstrip() if i > 0 else b''
+    if v[:1] == b'=':
+        v = v[1:].lstrip()
+        e = v.find(v[:1], 1)
+        try:
+            return int(v[1:e]) if e > 0 else None
+        except ValueError:
+            pass
+
+
+def parse(stream, bufsize=BUF_SIZE):
+    """Read a cnf.xml from `stream` (anything with readinto) in chunks of `bufsize` bytes;
+    return a Config. ConfigError for truncated, unbalanced or malformed XML, a tag longer than
+    `bufsize`, a bad SRST certificate, or one that does not match <certHash>."""
+    # One function with closures over locals, not a class: the unix port builds the parse
+    # tree of a whole module at import, under the heap cap, and `self.x` costs nodes.
+    buf = bytearray(bufsize)
+    mv = memoryview(buf)
+    rd = stream.readinto
+    start = end = offset = crc = tn = fd = md = 0
+    eof = False
+    stack = []              # open element names (bytes)
+    root = key = tgt = mem = srst = None  # key: field collected into tgt[key], at depth fd
+    text = bytearray(_TEXT_MAX)
+    cms = []                # [((priority, order), member)]
+    top = {}
+
+    def fill():
+        # move unread bytes to the front, read more; False at end of input (or buffer full)
+        nonlocal start, end, offset, crc, eof
+        if eof:
+            return False
+        n = end - start
+        if start:
+            buf[0:n] = mv[start:end]
+            offset += start
+            start = 0
+            end = n
+        if n >= bufsize:
+            return False
+        got = rd(mv[n:])
+        if not got:
+            eof = True
+            return False
+        crc = binascii.crc32(mv[n:n + got], crc)
+        end = n + got
+        return True
+
+    def err(msg, at=-1):
+        return ConfigError('%s (byte %d)' % (msg, offset + (start if at < 0 else at)))
+
+    def add(seg):
+        # text of the element being collected
+        nonlocal text, tn
+        if len(stack) == fd:
+            n = tn + len(seg)
+            if n > len(text):
+                if key != 'cert' or n > _CERT_MAX:
+                    raise err('<%s> text is too long' % stack[-1].decode())
+                t = bytearray(min(_CERT_MAX, (max(n, len(text) * 3 // 2) + 255) & ~255))
+                t[0:tn] = memoryview(text)[0:tn]
+                text = t
+            text[tn:n] = seg
+            tn = n
+
+    def skip(pat, frm, what, cdata=False):
+        # to just after `pat`; CDATA content is element text
+        nonlocal start
+        k = len(pat) - 1
+        while True:
+            j = buf.find(pat, frm, end)
+            cut = j if j >= 0 else max(frm, end - k)
+            if cdata and key:
+                add(bytes(mv[frm:cut]).replace(b'&', b'&amp;'))
+            if j >= 0:
+                start = j + len(pat)
+                return
+            start = cut
+            if not fill():
+                raise err('truncated inside ' + what)
+            frm = start
+
+    def close(name, s):
+        nonlocal key, mem, text
+        if not stack or name != stack[-1]:
+            raise err('</%s> does not close %s' % (
+                name.decode(), '<%s>' % stack[-1].decode() if stack else 'any element'), s)
+        d = len(stack)
+        if key and d == fd:
+            tgt[key] = _unescape(bytes(memoryview(text)[0:tn])).strip().decode()
+            key = None
+            if tn > _TEXT_MAX:
+                text = bytearray(_TEXT_MAX)
+        if mem is not None and d == md:
+            if 'name' in mem or 'host' in mem:
+                k = mem.get('priority')
+                cms.append(((_LAST if k is None else k, len(cms)), mem))
+            mem = None
+        stack.pop()
+
+    fill()
+    if not end:
+        raise ConfigError('empty config file')
+    while True:
+        s = start
+        i = buf.find(b'<', s, end)
+        if i < 0:
+            if key:
+                add(mv[s:end])
+            start = end
+            if not fill():
+                break
+            continue
+        if key and i > s:
+            add(mv[s:i])
+        start = i
+        while end - start < 9 and fill():
+            pass
+        s = start
+        c = buf[s + 1] if end - s > 1 else 0
+        if c == 0x21:               # '<!'
+            if mv[s:s + 4] == b'<!--':
+                skip(b'-->', s + 4, 'a comment')
+            elif mv[s:s + 9] == b'<![CDATA[':
+                skip(b']]>', s + 9, 'CDATA', True)
+            else:                   # <!DOCTYPE ...> without an internal subset
+                skip(b'>', s + 2, 'a declaration')
+            continue
+        if c == 0x3F:               # '<?'
+            skip(b'?>', s + 2, 'a processing instruction')
+            continue
+        # a tag: find its '>' outside quoted attribute values
+        j = s + 1
+        q = None
+        while True:
+            if q:
+                k = buf.find(q, j, end)
+                if k >= 0:
+                    q = None
+                    j = k + 1
+                    continue
+            else:
+                gt = buf.find(b'>', j, end)
+                lim = end if gt < 0 else gt
+                k = buf.find(b'"', j, lim)
+                k2 = buf.find(b"'", j, lim if k < 0 else k)
+                if k2 >= 0:
+                    k = k2
+                if k >= 0:
+                    q = buf[k:k + 1]
+                    j = k + 1
+                    continue
+                if gt >= 0:
+                    break
+            if end - start >= bufsize:
+                raise err('tag longer than %d bytes' % bufsize)
+            j -= start
+            if not fill():
+                raise err('truncated inside a tag')
+            j += start
+        s = start
+        start = gt + 1
+        if buf[s + 1] == 0x2F:      # '</'
+            close(bytes(mv[s + 2:gt]).strip(), s)
+            continue
+        e = gt - 1 if buf[gt - 1] == 0x2F else gt   # '/>'
+        a = e
+        for w in _WS:
+            k = buf.find(w, s + 1, a)
+            if k >= 0:
+                a = k
+        name = bytes(mv[s + 1:a])
+        if not name or name.find(b'<') >= 0:
+            raise err('bad tag', s)
+        # a start tag: is it a field we keep?
+        d = len(stack)
+        if d >= _DEPTH_MAX:
+            raise err('elements nested too deep', s)
+        k = None
+        if not d:
+            if root is not None:
+                raise err('a second root element', s)
+            root = name
+        else:
+            par = stack[-1]
+            if par == b'srstInfo':
+                k = _SRST.get(name)
+                tgt = srst
+            elif name == b'srstInfo':
+                if srst is None:
+                    srst = {}
+            elif name == b'member' and par == b'members':
+                mem = {'priority': _prio(bytes(mv[a:e]))}
+                md = d + 1
+            elif mem is not None:
+                if par == b'callManager' or par == b'ports':
+                    k = _CM.get(name)
+                    tgt = mem
+            elif d == 1 or par == b'devicePool':
+                k = _TOP.get(name)
+                if k and d > 1:
+                    k += '2'        # the device-level element wins
+                tgt = top
+        stack.append(name)
+        if k:
+            key = k
+            fd = d + 1
+            tn = 0
+        if e < gt:
+            close(name, s)
+    if stack:
+        raise err('truncated: <%s> is not closed' % stack[-1].decode())
+    if root is None:
+        raise ConfigError('no XML element in the config file')
+
+    c = Config()
+    c.root = root.decode()
+    c.source_size = offset + end
+    c.source_crc = crc
+    for _, m in sorted(cms):
+        c.call_managers.append({
+            'priority': m.get('priority'), 'name': m.get('name'),
+            'host': m.get('host') or m.get('name'),
+            'port': _num(m.get('port'), 'ethernetPhonePort') or DEFAULT_PORT})
+    c.security_mode = _num(top.get('sec') or top.get('sec2'), 'deviceSecurityMode') or 1
+    c.monitor_s = _num(top.get('mon') or top.get('mon2'), 'connectionMonitorDuration') or c.monitor_s
+    f = srst
+    if f is not None:
+        cert = _cert(f.get('cert'))
+        h = cert and hashlib.sha256(cert).digest()
+        want = f.get('hash')
+        if cert and want:
+            try:
+                want = binascii.unhexlify(want) if len(want) == 64 else binascii.a2b_base64(want)
+            except ValueError:
+                pass
+            if want != h:
+                raise ConfigError('SRST certificate does not match <certHash>')
+        c.srst = s = {'name': f.get('name'), 'option': f.get('option'), 'servers': [],
+                      'secure': f.get('secure', '').lower() == 'true', 'cert': cert,
+                      'cert_sha256': h}
+        for k in '123':
+            if f.get('ip' + k):
+                s['servers'].append([f['ip' + k],
+                                     _num(f.get('port' + k), 'port' + k) or DEFAULT_PORT])
+    return c
+
+
+def parse_file(path, bufsize=BUF_SIZE, offset=0):
+    """parse() a file; `offset` skips a leading header (e.g. of a .sgn file)."""
+    try:
+        f = open(path, 'rb')
+    except OSError as e:
+        raise ConfigError('cannot open %s: %s' % (path, e))
+    try:
+        if offset:
+            f.seek(offset)
+        return parse(f, bufsize)
+    finally:
+        f.close()
+
+
+# -- the stored copies: raw XML (for the record) and the parsed JSON (what boot reads) -----
+RAW_NAME = 'config.xml'
+PARSED_NAME = 'config.json'
+
+
+def save(store, cfg):
+    store.write_bytes(PARSED_NAME, cfg.dumps().encode())
+
+
+def load(store):
+    """Boot: the stored parsed config if it was made from the stored raw XML (same size and
+    CRC-32), else parse the raw XML again and refresh the parsed copy. None when no config is
+    stored; ConfigError when the stored XML is bad."""
+    if not store.exists(RAW_NAME):
+        return None
+    buf = bytearray(BUF_SIZE)
+    size = crc = 0
+    with open(store.path(RAW_NAME), 'rb') as f:
+        n = f.readinto(buf)
+        while n:
+            crc = binascii.crc32(memoryview(buf)[0:n], crc)
+            size += n
+            n = f.readinto(buf)
+    data = store.read_bytes(PARSED_NAME)
+    if data:
+        try:
+            c = loads(data)
+            if c.source_size == size and c.source_crc == crc:
+                return c
+        except ConfigError:
+            pass
+    c = parse_file(store.path(RAW_NAME))
+    save(store, c)
+    return c
