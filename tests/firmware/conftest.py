@@ -1,16 +1,21 @@
 """Collects tests/firmware/test_*.py and runs each test function under the MicroPython unix
 port (never CPython), one interpreter per test, under a heap cap (default 96K; a module can
-say `# heap: 256K` or `# timeout: 120` in its first lines)."""
+say `# heap: 256K` or `# timeout: 120` in its first lines).
+
+The firmware under test is loaded as .mpy compiled by mpy-cross, as on a board after
+`phonelab deploy`: compiling the sources inside the capped heap would measure the compiler,
+not the agent. Set FWTEST_SOURCE=1 to run against the .py sources instead."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from host_tools import micropython
+from host_tools import FIRMWARE, micropython
 
 HERE = Path(__file__).parent
 RUNNER = HERE / "support" / "fwrun.py"
@@ -30,6 +35,27 @@ def pytest_pycollect_makemodule(module_path: Path, parent):
 
 class MicroPythonFailure(Exception):
     pass
+
+
+_compiled: dict[str, Path] = {}
+
+
+def firmware_path(config: pytest.Config) -> Path:
+    """Folder holding `phone/` as the board would: .mpy built once per session."""
+    if os.environ.get("FWTEST_SOURCE"):
+        return FIRMWARE
+    if "dir" not in _compiled:
+        from host_tools import deploy
+        mpy = subprocess.run(micropython.command(["-c", "import sys; print(sys.implementation._mpy)"],
+                                                heap=None), capture_output=True, text=True,
+                             timeout=30, env=micropython.environ()).stdout.strip()
+        out = config._tmp_path_factory.mktemp("firmware-mpy")  # type: ignore[attr-defined]
+        cmd = deploy.mpy_cross_command(deploy.MpyFormat.from_sys(int(mpy)))
+        for src in sorted((FIRMWARE / "phone").glob("*.py")):
+            name = f"phone/{src.stem}.mpy"
+            deploy.compile_file(cmd, src, f"phone/{src.name}", out / name)
+        _compiled["dir"] = out
+    return _compiled["dir"]
 
 
 class MicroPythonFile(pytest.File):
@@ -56,9 +82,11 @@ class MicroPythonItem(pytest.Item):
         if self.wants_tmp:
             tmp = self.config._tmp_path_factory.mktemp(self.fn)  # type: ignore[attr-defined]
             args.append(str(tmp))
+        env = micropython.environ(HERE / "support")
+        env["MICROPYPATH"] = ":".join([".frozen", str(firmware_path(self.config)), str(HERE / "support")])
         proc = subprocess.run(
             micropython.command(args, heap=self.heap),
-            env=micropython.environ(HERE / "support"), cwd=self.path.parent,
+            env=env, cwd=self.path.parent,
             capture_output=True, text=True, timeout=self.timeout)
         out = proc.stdout + proc.stderr
         if proc.returncode == 4:

@@ -1,4 +1,4 @@
-# heap: 128K
+# heap: 96K
 # SCCP codec and frame reader, under MicroPython.
 import gc
 import io
