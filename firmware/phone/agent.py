@@ -1,10 +1,12 @@
 # The agent's state machine:
 #   BOOT -> PROVISION -> PRIMARY (+ standby TLS to SRST) -> FALLBACK (registered to SRST,
 #   probing the primary) -> REHOME -> PRIMARY.
+# BOOT and PROVISION run before this module is imported (main.py, phone.provision), so the
+# provisioning code can leave the heap before the TLS links need it; the Agent starts from
+# their result (a provision.Provisioned) and reports BOOT/PROVISION as done.
 # All state lives in the Agent object, so several agents can share one interpreter (fleets).
 # Every transition emits a `state` event; the host measures its figures from the events.
 import gc
-import sys
 import time
 
 try:
@@ -29,31 +31,14 @@ _LED = {PRIMARY: (0, 40, 0), FALLBACK: (40, 20, 0), REHOME: (40, 20, 0),
         TRYING: (0, 0, 40), PROVISION: (0, 0, 40), BOOT: (0, 0, 40)}
 
 
-class Provisioned:
-    """What provisioning hands to the connection state machine.
-    call_managers: [(name, host, tls_port, Anchor or None)] in priority order;
-    srst: (host, tls_port, Anchor) or None, with srst_why saying why not."""
-
-    def __init__(self, ip, mac, call_managers, srst, srst_why, identity, monitor_s, secure):
-        self.ip = ip
-        self.mac = mac
-        self.call_managers = call_managers
-        self.srst = srst
-        self.srst_why = srst_why
-        self.identity = identity
-        self.monitor_s = monitor_s
-        self.secure = secure
-
-
 class Agent:
-    def __init__(self, platform, provisioner, events=None, settings=None):
+    def __init__(self, platform, prov, events=None, settings=None):
         self.platform = platform
-        self.provisioner = provisioner      # async provision(agent) -> Provisioned
+        self.prov = prov                    # provision.Provisioned
         self.events = events if events is not None else _events.default
         self.s = settings if settings is not None else Settings()
-        self.state = None
+        self.state = PROVISION              # BOOT and PROVISION happened before (main.py)
         self.running = False
-        self.prov = None
         self.primary = None                 # Link to the call manager we use
         self.srst = None                    # Link to the SRST router (standby or registered)
         self._wake = asyncio.Event()        # serve loop: a link went down, a reset came
@@ -89,37 +74,18 @@ class Agent:
 
     # -- main ----------------------------------------------------------------------------
     async def run(self):
+        """Serve until stop(); a Reset from a server restarts the board (apply-config too:
+        the new configuration is read by the provisioning at the next boot)."""
         self.running = True
-        try:
-            while self.running:
-                await self._boot_and_serve()
-                if self._reset_kind in (sccp.RESET_RESET, sccp.RESET_RESTART):
-                    self.events.emit('restarting', kind=self._reset_kind)
-                    await self._close_all()
-                    self.platform.reset()
-                    return
-                self._reset_kind = 0        # apply-config: provision again, same process
-        finally:
-            await self._close_all()
-
-    async def _boot_and_serve(self):
-        self.set_state(BOOT)
-        gc.collect()
         p = self.platform.profile
-        self.events.emit('boot', board=p['name'], device=self.platform.device_name(),
-                         mpy=list(sys.implementation.version[:3]), heap_free=gc.mem_free(),
-                         heap_used=gc.mem_alloc())
-        self.set_state(PROVISION)
-        self.prov = prov = await self.provisioner(self)
-        if prov is None:
-            self.events.emit('halted', reason='provisioning gave nothing usable')
-            self.running = False
-            return
+        prov = self.prov
         self._reg_frame = sccp.register(self.platform.device_name(), prov.ip or '0.0.0.0',
                                         device_type=p.get('device_type', sccp.DEVICE_7911),
                                         mac=prov.mac, load_name=self.s.load_name)
         if prov.srst is None:
             self.events.emit('standby_disabled', reason=prov.srst_why)
+        gc.collect()
+        self.events.emit('agent_start', heap_free=gc.mem_free(), heap_used=gc.mem_alloc())
         self._tasks.append(asyncio.create_task(self._standby_keeper()))
         try:
             await self._serve()
@@ -128,6 +94,9 @@ class Agent:
                 t.cancel()
             self._tasks = []
             await self._close_all()
+        if self._reset_kind:
+            self.events.emit('restarting', kind=self._reset_kind)
+            self.platform.reset()
 
     async def _serve(self):
         delay = self.s.retry_min_ms
@@ -144,6 +113,7 @@ class Agent:
             # Neither registered: try the call managers, then the SRST router.
             if await self._register_primary():
                 delay = self.s.retry_min_ms
+                gc.collect()
                 continue
             if self.prov.srst is not None and await self._register_srst('no call manager reachable'):
                 delay = self.s.retry_min_ms
@@ -160,7 +130,8 @@ class Agent:
     async def _register_primary(self, over=None):
         """Register with the first call manager that answers. `over`: an open link to use."""
         for name, host, port, anchor in self.prov.call_managers:
-            if anchor is None:
+            if anchor is None and self.prov.secure:
+                # Never plain text when the config says secure.
                 self.events.emit('cm_untrusted', cm=name, reason='no certificate for it in the trust list')
                 continue
             link = over if over is not None else self._new_link('primary', host, port, anchor)
@@ -264,7 +235,7 @@ class Agent:
         """TLS connect + KeepAlive (no Register) to the first call manager that answers; the
         session is then kept open with probes so a flap is seen at once."""
         for name, host, port, anchor in self.prov.call_managers:
-            if anchor is None:
+            if anchor is None and self.prov.secure:
                 continue
             link = self._new_link('probe', host, port, anchor)
             try:

@@ -1,4 +1,6 @@
 # One TLS session to one server (call manager or SRST router), asyncio based.
+# The trust anchor is one (der, cn) pair: exactly one certificate is trusted, and its CN is
+# the server_hostname Mbed TLS checks (phones connect by IP address).
 #
 # Modes: STANDBY (KeepAlive only, as Cisco's standby connection to the SRST router) and
 # REGISTERED (after Register -> RegisterAck). The link pins exactly one trust anchor, sends
@@ -47,22 +49,13 @@ class LinkError(Exception):
     pass
 
 
-class Anchor:
-    """What a link trusts: exactly one DER certificate, and the CN the server must present
-    (Mbed TLS checks server_hostname against it; phones connect by IP address)."""
-
-    def __init__(self, der, cn):
-        self.der = der
-        self.cn = cn
-
-
 class Link:
     def __init__(self, role, host, port, anchor, identity, events, settings, on_down=None,
                  on_reset=None):
         self.role = role                  # 'primary' or 'srst' (for events)
         self.host = host
         self.port = port
-        self.anchor = anchor
+        self.anchor = anchor              # (der, cn) of the one certificate trusted, or None
         self.identity = identity          # (cert_der, key_der) or None
         self.events = events
         self.s = settings
@@ -91,7 +84,7 @@ class Link:
     def _context(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.verify_mode = ssl.CERT_REQUIRED       # the default would verify nothing
-        ctx.load_verify_locations(cadata=self.anchor.der)
+        ctx.load_verify_locations(cadata=self.anchor[0])
         if self.identity is not None:
             ctx.load_cert_chain(self.identity[0], self.identity[1])
         return ctx
@@ -105,9 +98,10 @@ class Link:
         self.mode = CONNECTING
         t0 = time.ticks_ms()
         try:
+            a = self.anchor                # None: plain SCCP (security mode 1 only)
             self._r, self._w = await asyncio.wait_for_ms(
-                asyncio.open_connection(self.host, self.port, ssl=self._context(),
-                                        server_hostname=self.anchor.cn), timeout_ms)
+                asyncio.open_connection(self.host, self.port, ssl=self._context() if a else None,
+                                        server_hostname=a[1] if a else None), timeout_ms)
             self._reader = sccp.FrameReader(self._r, accept=_RX)
             self._last_rx = time.ticks_ms()
             self._tasks = [asyncio.create_task(self._read_loop())]
@@ -292,7 +286,13 @@ class Link:
 
 
 def _why(e):
+    if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
+        try:
+            import errno
+            return 'OSError ' + errno.errorcode.get(e.args[0], str(e.args[0]))
+        except (ImportError, AttributeError):
+            return 'OSError %d' % e.args[0]
+    if isinstance(e, asyncio.TimeoutError):
+        return 'timeout'
     s = str(e).strip()
-    if isinstance(e, OSError) and e.args:
-        s = 'OSError %s' % (e.args[0],)
     return '%s: %s' % (type(e).__name__, s) if s else type(e).__name__

@@ -113,6 +113,20 @@ class Platform:
             time.sleep_ms(100)
         return nic.ifconfig()[0]
 
+    def apply_lease(self, lease):
+        """Put a DHCP lease on the interface. Boards get theirs from the built-in client
+        (the agent then only sends DHCPINFORM); on the unix port the agent runs the whole
+        exchange and sets the namespace interface named by PHONE_IF itself."""
+        dev = _env('PHONE_IF') if IS_UNIX else None
+        if not dev or not lease.ip:
+            return
+        import os
+        bits = sum(bin(int(x)).count('1') for x in (lease.mask or '255.255.255.0').split('.'))
+        os.system('ip addr flush dev %s scope global' % dev)
+        os.system('ip addr add %s/%d dev %s' % (lease.ip, bits, dev))
+        if lease.router:
+            os.system('ip route replace default via %s dev %s' % (lease.router, dev))
+
     # -- LED: off / on / blink pattern by state ---------------------------
     def _setup_led(self):
         led = self.profile.get('led')

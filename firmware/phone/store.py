@@ -68,6 +68,7 @@ class Writer:
         self.tmp = self.final + TMP
         self.size = 0
         self.f = None
+        self.closed = False
         try:
             self.f = store._open(self.tmp, 'wb')
         except OSError as e:
@@ -84,14 +85,31 @@ class Writer:
         self.size += len(data) if n is None else n
         return n
 
-    def commit(self):
-        if self.f is None:
-            raise StoreError('store: %s is already finished' % self.name)
+    def close(self):
+        """Finish writing without committing, e.g. to verify the temporary file (self.tmp)
+        before commit() or abort()."""
         f = self.f
+        if f is None:
+            return
+        self.f = None
         try:
             f.flush()
-            self.f = None
             f.close()
+        except OSError as e:
+            self.abort()
+            raise _err('close', self.tmp, e)
+        self.closed = True
+
+    def commit(self):
+        if self.f is None and not self.closed:
+            raise StoreError('store: %s is already finished' % self.name)
+        f = self.f
+        self.closed = False
+        try:
+            if f is not None:
+                f.flush()
+                self.f = None
+                f.close()
             self.store._sync()
             self.store._replace(self.tmp, self.final)
         except OSError as e:
@@ -103,6 +121,7 @@ class Writer:
     def abort(self):
         f = self.f
         self.f = None
+        self.closed = False
         if f is not None:
             try:
                 f.close()

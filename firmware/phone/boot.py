@@ -1,0 +1,44 @@
+# The boot sequence behind main.py: board profile, settings and persisted state; provision;
+# then the agent. Provisioning runs first and its modules are unloaded before the agent's TLS
+# links start, so the two never need the heap at the same time (see phone/provision.py).
+# Lives in the package (deployed as .mpy) so main.py, which boards run as source, stays tiny.
+import gc
+import sys
+
+from phone import events, platform, settings
+
+
+def main():
+    events.emit('state', state='BOOT', prev=None)
+    try:
+        profile = platform.load_profile()
+        cfg = settings.load()
+        plat = platform.Platform(profile)
+    except (platform.ProfileError, ValueError) as e:
+        events.emit('halted', reason=str(e))
+        return
+    gc.collect()
+    events.emit('boot', board=profile['name'], device=plat.device_name(),
+                mpy=list(sys.implementation.version[:3]), heap_free=gc.mem_free(),
+                heap_used=gc.mem_alloc())
+    events.emit('state', state='PROVISION', prev='BOOT')
+    from phone import provision
+    from phone.store import Store, StoreError
+    try:
+        store = Store(profile.get('store', '/state'))
+    except StoreError as e:
+        events.emit('halted', reason=str(e))
+        return
+    prov = provision.run(plat, store, cfg, events.default, profile.get('tftp_port', 69))
+    del store, Store, StoreError
+    provision.unload()
+
+    import asyncio
+    from phone.agent import Agent
+    agent = Agent(plat, prov, settings=cfg)
+    try:
+        asyncio.run(agent.run())
+    except KeyboardInterrupt:
+        events.emit('stopped', reason='interrupted')
+
+

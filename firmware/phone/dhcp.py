@@ -1,0 +1,718 @@
+# DHCP client for the phone agent (RFC 2131/2132): the full DISCOVER/OFFER/REQUEST/ACK
+# exchange, and DHCPINFORM from an address the platform already holds (the ESP32 path: its
+# built-in client does not expose options 150/66). What a Cisco phone needs from DHCP is its
+# address and the TFTP server list: option 150 > option 66 > siaddr > the configured server.
+#
+# Every wait is a select.poll with a timeout; retransmission backs off exponentially and is
+# bounded. A bad or foreign packet never raises out of the client: it is ignored with a reason
+# (event "dhcp_ignored") and the client keeps waiting for a good one.
+#
+# Written in the common MicroPython/CPython subset so the lab and host tests can import it.
+import time
+
+try:
+    import socket
+    import select
+except ImportError:  # pragma: no cover - every supported port has them
+    import usocket as socket
+    import uselect as select
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+try:
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+except AttributeError:  # CPython
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, b):
+        return a + b
+
+# Message types (option 53).
+DISCOVER = const(1)
+OFFER = const(2)
+REQUEST = const(3)
+DECLINE = const(4)
+ACK = const(5)
+NAK = const(6)
+RELEASE = const(7)
+INFORM = const(8)
+TYPE_NAMES = ('?', 'DISCOVER', 'OFFER', 'REQUEST', 'DECLINE', 'ACK', 'NAK', 'RELEASE', 'INFORM')
+
+CLIENT_PORT = const(68)
+SERVER_PORT = const(67)
+BUF_SIZE = const(1024)      # receive buffer; announced as option 57 (max message size)
+TX_SIZE = const(548)        # 576 - IP - UDP: the size every DHCP server must accept
+_MIN_LEN = const(300)       # BOOTP minimum, some relays drop shorter packets
+_HDR = const(236)           # fixed BOOTP header, then the 4-byte magic cookie
+_OPTS = const(240)
+_FLAG_BROADCAST = const(0x80)
+
+# Defaults for retransmission (RFC 2131 suggests 4 s doubling to 64 s with +-1 s jitter;
+# a phone on a LAN wants to boot faster, so start at 2 s and cap at 16 s).
+FIRST_MS = const(2000)
+MAX_MS = const(16000)
+TRIES = const(4)            # transmissions per stage (DISCOVER, REQUEST, INFORM)
+ROUNDS = const(3)           # DISCOVER rounds after a NAK or an unanswered REQUEST
+TOTAL_MS = const(60000)     # hard bound on one acquire()/inform() call
+
+_COOKIE = b'\x63\x82\x53\x63'
+# What we ask for (option 55): mask, router, DNS, domain, lease, server id, T1, T2, 66, 150.
+PARAMS = b'\x01\x03\x06\x0f\x33\x36\x3a\x3b\x42\x96'
+
+# Options whose length is fixed, and options that are lists of IPv4 addresses.
+_EXACT = {1: 4, 51: 4, 54: 4, 53: 1, 52: 1, 58: 4, 59: 4, 57: 2}
+_IPLISTS = (3, 6, 150)
+
+
+class DhcpError(Exception):
+    """No lease (or no INFORM answer) within the bounds."""
+
+
+class Ignored(Exception):
+    """A received packet that is not (or not a usable) answer. `foreign` marks packets that
+    are simply for another client (other xid or MAC): normal traffic on a shared LAN."""
+
+    def __init__(self, reason, foreign=False):
+        super().__init__(reason)
+        self.reason = reason
+        self.foreign = foreign
+
+
+def ip_str(b, i=0):
+    return '%d.%d.%d.%d' % (b[i], b[i + 1], b[i + 2], b[i + 3])
+
+
+def ip_bytes(s):
+    parts = s.split('.')
+    if len(parts) != 4:
+        raise ValueError('not an IPv4 address: %r' % (s,))
+    out = bytearray(4)
+    for k in range(4):
+        p = parts[k]
+        if not p or not p.isdigit() or int(p) > 255:
+            raise ValueError('not an IPv4 address: %r' % (s,))
+        out[k] = int(p)
+    return bytes(out)
+
+
+def is_dotted_quad(s):
+    try:
+        ip_bytes(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _ip_list(v):
+    return [ip_str(v, i) for i in range(0, len(v), 4)]
+
+
+def _u32(b, i=0):
+    return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
+
+
+def addr_ip(addr):
+    """The IPv4 string of a socket address, whichever form the port uses (tuple on ESP32
+    and CPython, raw sockaddr bytes on the unix port)."""
+    if isinstance(addr, tuple):
+        return addr[0]
+    fam_ip_port = socket.sockaddr(addr)
+    return ip_str(fam_ip_port[1])
+
+
+def sockaddr(host, port):
+    return socket.getaddrinfo(host, port)[0][-1]
+
+
+def resolve_name(name):
+    """Default resolver for option 66 names: the platform's getaddrinfo."""
+    return addr_ip(sockaddr(name, 69))
+
+
+# ---------------------------------------------------------------------------------------
+# Building requests
+# ---------------------------------------------------------------------------------------
+def build(tx, mtype, xid, mac, ciaddr=None, requested=None, server_id=None, secs=0,
+          broadcast=True, hostname=None, vendor_class=None, max_size=BUF_SIZE):
+    """Write a client message into the preallocated `tx` (>= 300 bytes); return its length."""
+    n = len(tx)
+    for i in range(n):
+        tx[i] = 0
+    tx[0] = 1           # BOOTREQUEST
+    tx[1] = 1           # Ethernet
+    tx[2] = 6
+    tx[4] = (xid >> 24) & 0xFF
+    tx[5] = (xid >> 16) & 0xFF
+    tx[6] = (xid >> 8) & 0xFF
+    tx[7] = xid & 0xFF
+    secs = min(secs, 0xFFFF)
+    tx[8] = secs >> 8
+    tx[9] = secs & 0xFF
+    if broadcast:
+        tx[10] = _FLAG_BROADCAST
+    if ciaddr:
+        tx[12:16] = ip_bytes(ciaddr)
+    tx[28:34] = mac
+    tx[_HDR:_OPTS] = _COOKIE
+    i = _OPTS
+    i = _opt(tx, i, 53, bytes((mtype,)))
+    i = _opt(tx, i, 61, b'\x01' + bytes(mac))
+    if requested:
+        i = _opt(tx, i, 50, ip_bytes(requested))
+    if server_id:
+        i = _opt(tx, i, 54, ip_bytes(server_id))
+    if mtype != RELEASE:
+        i = _opt(tx, i, 57, bytes((max_size >> 8, max_size & 0xFF)))
+        i = _opt(tx, i, 55, PARAMS)
+        if hostname:
+            i = _opt(tx, i, 12, hostname.encode())
+        if vendor_class:
+            i = _opt(tx, i, 60, vendor_class.encode())
+    tx[i] = 255
+    i += 1
+    return max(i, _MIN_LEN)
+
+
+def _opt(tx, i, code, value):
+    ln = len(value)
+    tx[i] = code
+    tx[i + 1] = ln
+    tx[i + 2:i + 2 + ln] = value
+    return i + 2 + ln
+
+
+# ---------------------------------------------------------------------------------------
+# Parsing replies
+# ---------------------------------------------------------------------------------------
+class Reply:
+    """A parsed server message: fixed fields as strings, options as {code: bytes}."""
+
+    def __init__(self):
+        self.op = 0
+        self.xid = 0
+        self.mtype = 0
+        self.ciaddr = None
+        self.yiaddr = None
+        self.siaddr = None
+        self.chaddr = b''
+        self.opts = {}
+        self.unknown = []
+
+    def type_name(self):
+        return TYPE_NAMES[self.mtype] if 0 < self.mtype < len(TYPE_NAMES) else str(self.mtype)
+
+    def server_id(self):
+        v = self.opts.get(54)
+        return ip_str(v) if v else None
+
+
+def _walk(b, i, end, opts, where):
+    """Collect options from b[i:end] into opts (RFC 3396: repeated codes concatenate).
+    Returns True when the END option was seen."""
+    while i < end:
+        c = b[i]
+        if c == 0:
+            i += 1
+            continue
+        if c == 255:
+            return True
+        if i + 1 >= end:
+            raise Ignored('option %d truncated (no length byte) in %s' % (c, where))
+        ln = b[i + 1]
+        j = i + 2 + ln
+        if j > end:
+            raise Ignored('option %d length %d runs past the end of %s' % (c, ln, where))
+        v = bytes(b[i + 2:j])
+        opts[c] = opts[c] + v if c in opts else v
+        i = j
+    return False
+
+
+# Known option codes; anything else is kept in Reply.unknown and otherwise skipped.
+_KNOWN = (1, 3, 6, 12, 15, 51, 52, 53, 54, 56, 57, 58, 59, 61, 66, 150)
+
+
+def parse(b, n, xid=None, mac=None):
+    """Parse a server message in b[:n]. Returns a Reply or raises Ignored(reason)."""
+    if n < _OPTS:
+        raise Ignored('short packet (%d bytes)' % n)
+    if b[0] != 2:
+        raise Ignored('not a server reply (op=%d)' % b[0])
+    r = Reply()
+    r.op = 2
+    r.xid = _u32(b, 4)
+    if xid is not None and r.xid != xid:
+        raise Ignored('xid %08x is not ours' % r.xid, foreign=True)
+    if b[1] != 1 or b[2] != 6:
+        raise Ignored('hardware type %d length %d is not Ethernet' % (b[1], b[2]))
+    r.chaddr = bytes(b[28:34])
+    if mac is not None and r.chaddr != bytes(mac):
+        raise Ignored('chaddr is not our MAC', foreign=True)
+    if bytes(b[_HDR:_OPTS]) != _COOKIE:
+        raise Ignored('no DHCP magic cookie')
+    r.ciaddr = ip_str(b, 12)
+    r.yiaddr = ip_str(b, 16)
+    r.siaddr = ip_str(b, 20)
+    opts = r.opts
+    _walk(b, _OPTS, n, opts, 'options')
+    ov = opts.get(52)
+    if ov is not None:
+        if len(ov) != 1 or ov[0] not in (1, 2, 3):
+            raise Ignored('option 52 (overload) is malformed')
+        if ov[0] & 1:
+            _walk(b, 108, 236, opts, 'file field')
+        if ov[0] & 2:
+            _walk(b, 44, 108, opts, 'sname field')
+    for c in opts:
+        v = opts[c]
+        want = _EXACT.get(c)
+        if want is not None and len(v) != want:
+            raise Ignored('option %d has length %d, expected %d' % (c, len(v), want))
+        if c in _IPLISTS and (not v or len(v) % 4):
+            raise Ignored('option %d has length %d, not a list of IPv4 addresses' % (c, len(v)))
+        if c not in _KNOWN:
+            r.unknown.append(c)
+    mt = opts.get(53)
+    if mt is None:
+        raise Ignored('no message type (option 53): BOOTP, not DHCP')
+    r.mtype = mt[0]
+    if r.mtype not in (OFFER, ACK, NAK):
+        raise Ignored('message type %d is not for a client' % r.mtype)
+    if 66 in opts:
+        _text66(opts[66])   # validate now: a bad 66 spoils the whole offer
+    return r
+
+
+def _text66(v):
+    # Servers sometimes NUL-terminate the string.
+    while v and v[-1] == 0:
+        v = v[:-1]
+    if not v:
+        raise Ignored('option 66 is empty')
+    for ch in v:
+        if ch < 0x20 or ch > 0x7E:
+            raise Ignored('option 66 is not a host name or address')
+    return v.decode()
+
+
+# ---------------------------------------------------------------------------------------
+# The lease and the TFTP server preference
+# ---------------------------------------------------------------------------------------
+class Lease:
+    def __init__(self):
+        self.ip = None
+        self.mask = None
+        self.router = None
+        self.routers = []
+        self.dns = []
+        self.domain = None
+        self.tftp_servers = []
+        self.opt150 = []
+        self.opt66 = None
+        self.siaddr = None
+        self.lease_s = None
+        self.t1_s = None
+        self.t2_s = None
+        self.server_id = None
+        self.kind = 'ack'           # 'ack' (full exchange) or 'inform'
+        self.acquired_ms = 0
+        self.unknown = []
+
+    def remaining_ms(self, now=None):
+        """ms until the lease expires (None for infinite or INFORM answers)."""
+        if self.lease_s is None or self.lease_s == 0xFFFFFFFF:
+            return None
+        now = ticks_ms() if now is None else now
+        return self.lease_s * 1000 - ticks_diff(now, self.acquired_ms)
+
+    def as_dict(self):
+        return {'ip': self.ip, 'mask': self.mask, 'router': self.router, 'dns': self.dns,
+                'domain': self.domain, 'tftp_servers': self.tftp_servers, 'opt150': self.opt150,
+                'opt66': self.opt66, 'siaddr': self.siaddr, 'lease_s': self.lease_s,
+                't1_s': self.t1_s, 't2_s': self.t2_s, 'server_id': self.server_id,
+                'kind': self.kind}
+
+
+def tftp_order(opt150, opt66, siaddr, configured=None, resolve=None, events=None):
+    """The TFTP servers to try, best first, without duplicates:
+    option 150 (in its order) > option 66 (name resolved, or dotted quad) > siaddr >
+    the configured server(s). Names that do not resolve are left out (event)."""
+    out = []
+
+    def add(ip):
+        if ip and ip != '0.0.0.0' and ip not in out:
+            out.append(ip)
+
+    for ip in opt150 or ():
+        add(ip)
+    if opt66:
+        # One name or address; tolerate a comma/space separated list (seen in the field).
+        for name in opt66.replace(',', ' ').split():
+            if is_dotted_quad(name):
+                add(name)
+                continue
+            try:
+                add((resolve or resolve_name)(name))
+            except Exception as e:  # OSError, IndexError, anything a resolver raises
+                if events is not None:
+                    events.emit('dhcp_resolve_failed', name=name, error=repr(e))
+    add(siaddr)
+    if configured:
+        for ip in ([configured] if isinstance(configured, str) else configured):
+            add(ip)
+    return out
+
+
+def lease_from(reply, configured=None, resolve=None, events=None, fallback=None, ip=None):
+    """Build a Lease from an ACK. `fallback` (the OFFER) supplies the TFTP options when the
+    ACK lacks them; `ip` overrides yiaddr (INFORM answers carry none)."""
+    o = reply.opts
+    L = Lease()
+    L.ip = ip or reply.yiaddr
+    L.acquired_ms = ticks_ms()
+    if 1 in o:
+        L.mask = ip_str(o[1])
+    if 3 in o:
+        L.routers = _ip_list(o[3])
+        L.router = L.routers[0]
+    if 6 in o:
+        L.dns = _ip_list(o[6])
+    if 15 in o:
+        L.domain = o[15].decode().rstrip('\x00')
+    if 51 in o:
+        L.lease_s = _u32(o[51])
+    if 58 in o:
+        L.t1_s = _u32(o[58])
+    if 59 in o:
+        L.t2_s = _u32(o[59])
+    L.server_id = reply.server_id()
+    L.unknown = reply.unknown
+    src = reply
+    if 150 not in o and 66 not in o and fallback is not None:
+        src = fallback
+    if 150 in src.opts:
+        L.opt150 = _ip_list(src.opts[150])
+    if 66 in src.opts:
+        L.opt66 = _text66(src.opts[66])
+    sia = src.siaddr if src.siaddr != '0.0.0.0' else None
+    L.siaddr = sia
+    L.tftp_servers = tftp_order(L.opt150, L.opt66, sia, configured, resolve, events)
+    return L
+
+
+# ---------------------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------------------
+def _new_xid():
+    try:
+        import os
+        b = os.urandom(4)
+        return _u32(b)
+    except (ImportError, AttributeError):
+        import random
+        return random.getrandbits(32)
+
+
+def _jitter(span):
+    try:
+        import random
+        return random.getrandbits(16) % (2 * span + 1) - span
+    except ImportError:
+        return 0
+
+
+class Client:
+    """One DHCP client for one interface. `events` has .emit(name, **fields).
+
+    On the unix port in a network namespace the interface needs some IPv4 state before the
+    broadcast OFFER can arrive (`ip addr add 0.0.0.0/0 dev IF` and a default route): the
+    platform (or the test harness) sets that up; the client binds 0.0.0.0:68 with
+    SO_BROADCAST. Applying the leased address to the interface is the platform's job."""
+
+    def __init__(self, mac, events=None, tftp_server=None, hostname=None, vendor_class=None,
+                 first_ms=FIRST_MS, max_ms=MAX_MS, tries=TRIES, rounds=ROUNDS,
+                 server='255.255.255.255', server_port=SERVER_PORT, port=CLIENT_PORT,
+                 bind_ip='0.0.0.0', resolve=None):
+        if len(mac) != 6:
+            raise ValueError('MAC must be 6 bytes')
+        if events is None:
+            from phone import events as _ev
+            events = _ev.default
+        self.mac = bytes(mac)
+        self.events = events
+        self.tftp_server = tftp_server
+        self.hostname = hostname
+        self.vendor_class = vendor_class
+        self.first_ms = first_ms
+        self.max_ms = max_ms
+        self.tries = tries
+        self.rounds = rounds
+        self.server = server
+        self.server_port = server_port
+        self.port = port
+        self.bind_ip = bind_ip
+        self.resolve = resolve
+        self.buf = bytearray(BUF_SIZE)
+        self.mv = memoryview(self.buf)
+        self.tx = bytearray(TX_SIZE)
+        self.txv = memoryview(self.tx)
+        self.sock = None
+        self.poller = None
+        self.xid = 0
+        self.t_start = 0
+        self.stats = {'sent': 0, 'received': 0, 'ignored': 0, 'foreign': 0, 'timeouts': 0}
+
+    # -- socket -------------------------------------------------------------------------
+    def _open(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        s.bind(sockaddr(self.bind_ip, self.port))
+        return s
+
+    def _setup(self):
+        self.sock = self._open()
+        self.sock.setblocking(False)
+        self.poller = select.poll()
+        self.poller.register(self.sock, select.POLLIN)
+        self._ipoll = getattr(self.poller, 'ipoll', None)
+        self._recv_into = getattr(self.sock, 'recv_into', None)
+        self.dest = sockaddr(self.server, self.server_port)
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.poller.unregister(self.sock)
+            except (OSError, KeyError, ValueError):
+                pass
+            self.sock.close()
+            self.sock = None
+
+    def _wait(self, ms):
+        if ms < 0:
+            ms = 0
+        if self._ipoll is not None:
+            for _ in self._ipoll(ms):
+                return True
+            return False
+        return bool(self.poller.poll(ms))
+
+    def _recv(self):
+        # MicroPython sockets have no recv_into, and their readinto() keeps reading until
+        # the buffer is full, which merges queued datagrams (a bad OFFER followed by the good
+        # one would be lost together). DHCP answers are few and of unknown size, so on such
+        # ports recv() (one short-lived object per answer) is copied into the buffer.
+        if self._recv_into is not None:
+            return self._recv_into(self.buf)
+        d = self.sock.recv(BUF_SIZE)
+        n = len(d)
+        self.mv[:n] = d
+        return n
+
+    def _send(self, n):
+        try:
+            self.sock.sendto(self.txv[:n], self.dest)
+            self.stats['sent'] += 1
+        except OSError as e:
+            # No route yet, interface flapping: count it as a lost packet, retry later.
+            self.events.emit('dhcp_send_failed', error=repr(e))
+
+    def _secs(self):
+        return ticks_diff(ticks_ms(), self.t_start) // 1000
+
+    def _backoff(self, attempt):
+        ms = self.first_ms << attempt if attempt < 16 else self.max_ms
+        if ms > self.max_ms:
+            ms = self.max_ms
+        return ms + _jitter(self.first_ms // 8)
+
+    def _await(self, ms, stage, accept, deadline_total):
+        """Wait up to ms (and never past deadline_total) for a reply `accept` takes.
+        accept(reply) returns None to take it or the reason to ignore it."""
+        now = ticks_ms()
+        deadline = ticks_add(now, ms)
+        if ticks_diff(deadline_total, deadline) < 0:
+            deadline = deadline_total
+        while True:
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0 or not self._wait(left):
+                return None
+            try:
+                n = self._recv()
+            except OSError:
+                continue
+            if not n:
+                continue
+            self.stats['received'] += 1
+            try:
+                r = parse(self.mv, n, self.xid, self.mac)
+            except Ignored as e:
+                if e.foreign:
+                    self.stats['foreign'] += 1
+                else:
+                    self.stats['ignored'] += 1
+                    self.events.emit('dhcp_ignored', stage=stage, reason=e.reason)
+                continue
+            why = accept(r)
+            if why is None:
+                return r
+            self.stats['ignored'] += 1
+            self.events.emit('dhcp_ignored', stage=stage, reason=why,
+                             type=r.type_name(), server=r.server_id())
+
+    # -- the full exchange ------------------------------------------------------------
+    def acquire(self, total_ms=TOTAL_MS):
+        """DISCOVER -> OFFER -> REQUEST -> ACK. Returns a Lease; raises DhcpError when no
+        server gave one within the bounds (tries per stage, rounds, total_ms)."""
+        self.t_start = ticks_ms()
+        deadline = ticks_add(self.t_start, total_ms)
+        self._setup()
+        try:
+            for rnd in range(self.rounds):
+                offer = self._select(rnd, deadline)
+                if offer is None:
+                    break
+                ack = self._request(offer, deadline)
+                if ack is None:
+                    continue
+                lease = lease_from(ack, self.tftp_server, self.resolve, self.events,
+                                   fallback=offer)
+                self.events.emit('dhcp_lease', ip=lease.ip, mask=lease.mask,
+                                 router=lease.router, dns=lease.dns,
+                                 tftp_servers=lease.tftp_servers, lease_s=lease.lease_s,
+                                 server=lease.server_id,
+                                 ms=ticks_diff(ticks_ms(), self.t_start))
+                return lease
+        finally:
+            self.close()
+        self.events.emit('dhcp_failed', reason='no lease', stats=self.stats,
+                         ms=ticks_diff(ticks_ms(), self.t_start))
+        raise DhcpError('no DHCP lease after %d ms (%d sent, %d ignored)'
+                        % (ticks_diff(ticks_ms(), self.t_start), self.stats['sent'],
+                           self.stats['ignored']))
+
+    def _select(self, rnd, deadline):
+        self.xid = _new_xid()
+
+        def accept(r):
+            if r.mtype != OFFER:
+                return '%s while selecting' % r.type_name()
+            if r.yiaddr == '0.0.0.0':
+                return 'offer without an address'
+            if 54 not in r.opts:
+                return 'offer without a server identifier'
+            return None
+
+        for attempt in range(self.tries):
+            if ticks_diff(deadline, ticks_ms()) <= 0:
+                return None
+            n = build(self.tx, DISCOVER, self.xid, self.mac, secs=self._secs(),
+                      hostname=self.hostname, vendor_class=self.vendor_class)
+            self._send(n)
+            wait = self._backoff(attempt)
+            self.events.emit('dhcp_discover', xid=self.xid, attempt=attempt + 1, round=rnd + 1,
+                             wait_ms=wait)
+            r = self._await(wait, 'selecting', accept, deadline)
+            if r is not None:
+                self.events.emit('dhcp_offer', ip=r.yiaddr, server=r.server_id(),
+                                 siaddr=r.siaddr, has150=150 in r.opts, has66=66 in r.opts)
+                return r
+            self.stats['timeouts'] += 1
+        self.events.emit('dhcp_timeout', stage='selecting', tries=self.tries)
+        return None
+
+    def _request(self, offer, deadline):
+        sid = offer.server_id()
+        ip = offer.yiaddr
+
+        def accept(r):
+            if r.mtype not in (ACK, NAK):
+                return '%s while requesting' % r.type_name()
+            if r.server_id() not in (None, sid):
+                return 'answer from server %s, we requested from %s' % (r.server_id(), sid)
+            if r.mtype == ACK and r.yiaddr != ip:
+                return 'ACK for %s, we requested %s' % (r.yiaddr, ip)
+            return None
+
+        for attempt in range(self.tries):
+            if ticks_diff(deadline, ticks_ms()) <= 0:
+                return None
+            n = build(self.tx, REQUEST, self.xid, self.mac, requested=ip, server_id=sid,
+                      secs=self._secs(), hostname=self.hostname, vendor_class=self.vendor_class)
+            self._send(n)
+            wait = self._backoff(attempt)
+            self.events.emit('dhcp_request', ip=ip, server=sid, attempt=attempt + 1,
+                             wait_ms=wait)
+            r = self._await(wait, 'requesting', accept, deadline)
+            if r is None:
+                self.stats['timeouts'] += 1
+                continue
+            if r.mtype == NAK:
+                msg = r.opts.get(56)
+                self.events.emit('dhcp_nak', server=sid,
+                                 message=msg.decode() if msg else None)
+                return None
+            return r
+        self.events.emit('dhcp_timeout', stage='requesting', tries=self.tries)
+        return None
+
+    # -- INFORM -------------------------------------------------------------------------
+    def inform(self, ip, total_ms=TOTAL_MS):
+        """DHCPINFORM from an address the platform already has: returns a Lease (kind
+        'inform', lease_s None) with the options, or raises DhcpError."""
+        self.t_start = ticks_ms()
+        deadline = ticks_add(self.t_start, total_ms)
+        self.xid = _new_xid()
+        self._setup()
+
+        def accept(r):
+            if r.mtype != ACK:
+                return '%s after INFORM' % r.type_name()
+            return None
+
+        try:
+            for attempt in range(self.tries):
+                if ticks_diff(deadline, ticks_ms()) <= 0:
+                    break
+                n = build(self.tx, INFORM, self.xid, self.mac, ciaddr=ip, secs=self._secs(),
+                          broadcast=False, hostname=self.hostname,
+                          vendor_class=self.vendor_class)
+                self._send(n)
+                wait = self._backoff(attempt)
+                self.events.emit('dhcp_inform', ip=ip, attempt=attempt + 1, wait_ms=wait)
+                r = self._await(wait, 'inform', accept, deadline)
+                if r is None:
+                    self.stats['timeouts'] += 1
+                    continue
+                lease = lease_from(r, self.tftp_server, self.resolve, self.events, ip=ip)
+                lease.kind = 'inform'
+                lease.lease_s = None
+                self.events.emit('dhcp_lease', ip=ip, mask=lease.mask, router=lease.router,
+                                 dns=lease.dns, tftp_servers=lease.tftp_servers,
+                                 server=lease.server_id, kind='inform',
+                                 ms=ticks_diff(ticks_ms(), self.t_start))
+                return lease
+        finally:
+            self.close()
+        self.events.emit('dhcp_failed', reason='no answer to INFORM', stats=self.stats)
+        raise DhcpError('no answer to DHCPINFORM from %s' % ip)
+
+
+def acquire(mac, events=None, total_ms=TOTAL_MS, **kw):
+    """Full exchange with a fresh Client: returns a Lease or raises DhcpError."""
+    return Client(mac, events, **kw).acquire(total_ms)
+
+
+def inform(ip, mac, events=None, total_ms=TOTAL_MS, **kw):
+    """DHCPINFORM from `ip`: returns a Lease (kind 'inform') or raises DhcpError."""
+    return Client(mac, events, **kw).inform(ip, total_ms)

@@ -1,0 +1,332 @@
+# Provisioning: DHCP -> TFTP servers -> trust list (CTL, ITL) -> config (signed when the
+# trust list has a TFTP certificate) -> stored; then what the connection state machine needs.
+#
+# Every download goes to a temporary store file and replaces the stored copy only after it
+# verified, so a tampered or truncated file never costs the good state. When TFTP cannot be
+# reached the agent continues from the stored state: that is how a phone boots during a WAN
+# outage.
+#
+# Memory: this runs before the agent's TLS links exist, and its modules (dhcp, tftp, ctl,
+# x509, config, store) are imported inside the functions and dropped by unload() afterwards,
+# so provisioning and the links never need the heap at the same time.
+import sys
+import time
+
+SAST_PIN = 'sast.der'       # SAST certificate provisioned at flash time (optional)
+SECURE_OFFSET = 443
+_MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'config', 'store',
+            'provision')
+
+
+class Provisioned:
+    """What provisioning hands to the agent.
+    call_managers: [(name, host, port, anchor)] in priority order; anchor is (der, cn), or
+    None for plain SCCP (security mode 1); srst: (host, tls_port, anchor) or None, with
+    srst_why saying why not; identity: (cert_der, key_der) or None."""
+
+    def __init__(self, ip, mac, call_managers, srst, srst_why, identity, monitor_s, secure):
+        self.ip = ip
+        self.mac = mac
+        self.call_managers = call_managers
+        self.srst = srst
+        self.srst_why = srst_why
+        self.identity = identity
+        self.monitor_s = monitor_s
+        self.secure = secure
+
+
+def run(platform, store, settings, events, tftp_port=69):
+    """Provision, retrying with backoff until something usable exists (fresh or stored)."""
+    p = Provisioner(store, settings, tftp_port)
+    return p.run(platform, events)
+
+
+def unload():
+    """Drop the provisioning modules so their heap goes back to the agent."""
+    for m in _MODULES:
+        _drop(m)
+
+
+def _drop(name):
+    import gc
+    sys.modules.pop('phone.' + name, None)
+    pkg = sys.modules.get('phone')
+    if pkg is not None and hasattr(pkg, name):
+        delattr(pkg, name)
+    gc.collect()
+
+
+class Provisioner:
+    def __init__(self, store, settings, tftp_port=69):
+        self.store = store
+        self.s = settings
+        self.tftp_port = tftp_port
+        self.lease = None
+        self.trust = None            # TrustList in force (CTL)
+        self.offline = False
+        self.ip = None
+
+    def run(self, platform, events):
+        # Import what stays for the whole pass first: dhcp, imported after them and dropped
+        # once the lease is in, then leaves one contiguous free block instead of holes.
+        from phone import config, ctl, tftp  # noqa: F401
+        ev = events
+        for name in self.store.recovered:
+            ev.emit('store_recovered', action=name[0], file=name[1])
+        delay = self.s.retry_min_ms
+        while True:
+            prov = self._once(platform, events)
+            if prov is not None:
+                return prov
+            ev.emit('provision_retry', retry_ms=delay)
+            time.sleep_ms(delay)
+            delay = min(delay * 2, self.s.retry_max_ms)
+
+    # -- one pass ------------------------------------------------------------------------
+    def _once(self, plat, ev):
+        from phone import config as _config
+        agent = _Ctx(plat, ev)
+        t0 = time.ticks_ms()
+        servers = self._network(agent)
+        mac = plat.mac()
+        dev = plat.device_name()
+        self.offline = True
+        if servers:
+            self.offline = not self._fetch_trust(agent, servers, dev)
+            if not self.offline:
+                self._fetch_config(agent, servers, dev)
+        if self.trust is None:
+            self.trust = self._stored_trust(ev)
+        try:
+            cfg = _config.load(self.store)
+        except _config.ConfigError as e:
+            ev.emit('config_rejected', source='store', reason=str(e))
+            cfg = None
+        if cfg is None:
+            ev.emit('provision_failed', reason='no configuration (TFTP unreachable and none stored)')
+            return None
+        ev.emit('provisioned', offline=self.offline, trust=self.trust is not None,
+                security_mode=cfg.security_mode, cms=len(cfg.call_managers),
+                ms=time.ticks_diff(time.ticks_ms(), t0))
+        return self._result(agent, cfg, mac)
+
+    def _network(self, agent):
+        """Address and TFTP server list (150 > 66 > siaddr > profile's tftp_server)."""
+        ev = agent.events
+        plat = agent.platform
+        configured = plat.profile.get('tftp_server')
+        try:
+            ip = plat.network_up()
+        except OSError as e:
+            ev.emit('network_failed', reason=str(e))
+            return [configured] if configured else []
+        if not plat.profile.get('dhcp', True):
+            self.ip = ip or plat.profile.get('ip')
+            return [configured] if configured else []
+        from phone import dhcp
+        try:
+            return self._dhcp(dhcp, plat, ev, ip, configured)
+        finally:
+            _drop('dhcp')           # not needed again until the next boot
+
+    def _dhcp(self, dhcp, plat, ev, ip, configured):
+        try:
+            if ip is None:
+                lease = dhcp.acquire(plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
+                                     tftp_server=configured)
+                plat.apply_lease(lease)
+            else:
+                lease = dhcp.inform(ip, plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
+                                    tftp_server=configured)
+                lease.ip = ip
+        except (dhcp.DhcpError, OSError) as e:
+            ev.emit('dhcp_unavailable', reason=str(e))
+            self.ip = ip or plat.profile.get('ip')
+            return [configured] if configured else []
+        self.lease = lease
+        self.ip = lease.ip
+        return lease.tftp_servers
+
+    def _tftp(self, agent, servers, names, dest):
+        """Download the first of `names` that a server has into a store Writer for `dest`.
+        Returns (writer, name) or (None, why); why 'unreachable' means no server answered."""
+        from phone import tftp
+        why = 'unreachable'
+        for name in names:
+            w = self.store.begin(dest)
+            try:
+                tftp.fetch(servers, name, w, agent.events, port=self.tftp_port,
+                                timeout_ms=self.s.tftp_timeout_ms, retries=self.s.tftp_retries,
+                                blksize=self.s.tftp_blksize, windowsize=self.s.tftp_windowsize,
+                                max_bytes=self.s.max_file_bytes)
+            except tftp.TftpError as e:
+                w.abort()
+                if e.code is None:            # no answer at all: the WAN is down
+                    agent.events.emit('tftp_failed', file=name, reason=str(e))
+                    return None, 'unreachable'
+                why = str(e)
+                continue
+            except Exception as e:            # a full flash, a bad sink: keep the old state
+                w.abort()
+                agent.events.emit('tftp_failed', file=name, reason=repr(e))
+                return None, repr(e)
+            return w, name
+        return None, why
+
+    # -- trust list ----------------------------------------------------------------------
+    def _anchors(self):
+        if self.trust is not None:
+            return self.trust
+        pin = self.store.read_bytes(SAST_PIN)
+        return [pin] if pin else None
+
+    def _stored_trust(self, ev):
+        from phone import ctl
+        from phone import store as _store
+        if not self.store.exists(_store.CTL):
+            return None
+        pin = self.store.read_bytes(SAST_PIN)
+        try:
+            return ctl.load_trust(self.store.path(_store.CTL), [pin] if pin else None)
+        except ctl.CtlError as e:
+            ev.emit('ctl_rejected', source='store', reason=str(e))
+            return None
+
+    def _fetch_trust(self, agent, servers, dev):
+        """False when no TFTP server answered at all."""
+        from phone import ctl
+        from phone import store as _store
+        ev = agent.events
+        if self.trust is None:
+            self.trust = self._stored_trust(ev)
+        anchors = self._anchors()
+        for kind, names, dest in (('CTL', ('CTL' + dev + '.tlv', 'CTLFile.tlv'), _store.CTL),
+                                  ('ITL', ('ITL' + dev + '.tlv', 'ITLFile.tlv'), _store.ITL)):
+            w, got = self._tftp(agent, servers, names, dest)
+            if w is None:
+                if got == 'unreachable':
+                    return False
+                ev.emit('trust_missing', kind=kind, reason=got)
+                continue
+            try:
+                w.close()
+                tl = ctl.load_trust(w.tmp, anchors)
+            except ctl.CtlError as e:
+                w.abort()
+                ev.emit('ctl_rejected', kind=kind, file=got, reason=str(e))
+                continue
+            w.commit()
+            ev.emit('ctl_accepted', kind=kind, file=got, records=len(tl.records),
+                    first_use=tl.tofu, hash=tl.hash_code)
+            if kind == 'CTL':
+                # Re-open from the committed name: records are read back from the file.
+                self.trust = ctl.load_trust(self.store.path(_store.CTL), anchors)
+        return True
+
+    # -- configuration -------------------------------------------------------------------
+    def _fetch_config(self, agent, servers, dev):
+        from phone import config as _config
+        from phone import ctl
+        ev = agent.events
+        signed = self.trust is not None and bool(self.trust.certs(ctl.ROLE_TFTP, ctl.ROLE_CCM_TFTP))
+        if signed:
+            w, got = self._tftp(agent, servers, (dev + '.cnf.xml.sgn',), 'config.sgn')
+        else:
+            w, got = self._tftp(agent, servers, (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
+                                _config.RAW_NAME)
+        if w is None:
+            ev.emit('config_missing', signed=signed, reason=got)
+            return
+        w.close()
+        raw = None
+        try:
+            if signed:
+                sg = ctl.verify_sgn(w.tmp, [self.trust])
+                cfg = _config.parse_file(w.tmp, offset=sg.payload_off)
+                raw = self.store.begin(_config.RAW_NAME)
+                raw.close()
+                ctl.copy_payload(sg, raw.tmp)
+            else:
+                cfg = _config.parse_file(w.tmp)
+        except (ctl.CtlError, _config.ConfigError) as e:
+            if raw is not None:
+                raw.abort()
+            w.abort()
+            ev.emit('config_rejected', file=got, reason=str(e))
+            return
+        if signed:
+            w.abort()                         # the .sgn wrapper is not kept
+            raw.commit()
+        else:
+            w.commit()
+        _config.save(self.store, cfg)
+        ev.emit('config_accepted', file=got, signed=signed, security_mode=cfg.security_mode,
+                srst_cert=bool(cfg.srst and cfg.srst['cert']))
+
+    # -- what the state machine needs ----------------------------------------------------
+    def _cm_anchor(self, cm):
+        """The CCM (or CCM+TFTP) certificate of the trust list for this call manager:
+        matched by CN, DNS name or address; the only one when there is just one."""
+        from phone import ctl
+        from phone import x509
+        tl = self.trust
+        recs = [r for r in tl.records if r.role in (ctl.ROLE_CCM, ctl.ROLE_CCM_TFTP) and r.cert_len]
+        pick = None
+        for r in recs:
+            if cm['name'] in (r.cn, r.dns) or cm['host'] in (r.cn, r.dns, r.ip):
+                pick = r
+                break
+        if pick is None and len(recs) == 1:
+            pick = recs[0]
+        if pick is None:
+            return None
+        der = tl.cert(pick)
+        return der, x509.load(der).cn
+
+    def _result(self, agent, cfg, mac):
+        from phone import store as _store
+        ev = agent.events
+        secure = cfg.security_mode in (2, 3)
+        cms = []
+        for cm in cfg.call_managers:
+            if secure:
+                anchor = self._cm_anchor(cm) if self.trust is not None else None
+                cms.append((cm['name'], cm['host'], cm['port'] + SECURE_OFFSET, anchor))
+            else:
+                cms.append((cm['name'], cm['host'], cm['port'], None))
+        srst, why = self._srst(cfg, ev)
+        cert = self.store.read_bytes(_store.PHONE_CERT)
+        key = self.store.read_bytes(_store.PHONE_KEY)
+        if cert is None or key is None:
+            ev.emit('no_identity', reason='phone certificate or key missing from the store')
+        identity = (cert, key) if cert is not None and key is not None else None
+        return Provisioned(self.ip, mac, cms, srst, why, identity, cfg.monitor_s, secure)
+
+    def _srst(self, cfg, ev):
+        from phone import store as _store
+        from phone import x509
+        s = cfg.srst
+        if s is None or not s['servers']:
+            return None, 'no SRST reference in the configuration'
+        if cfg.security_mode not in (2, 3):
+            return None, 'security mode %d: Secure SRST needs 2 or 3' % cfg.security_mode
+        if self.trust is None:
+            return None, 'no trust list (CTL): the cluster is not in mixed mode'
+        if not s['cert']:
+            return None, 'the configuration carries no SRST certificate'
+        der = s['cert']
+        try:
+            cn = x509.load(der).cn
+        except x509.X509Error as e:
+            return None, 'SRST certificate unreadable: %s' % e
+        if self.store.read_bytes(_store.SRST_CERT) != der:
+            self.store.write_bytes(_store.SRST_CERT, der)
+            ev.emit('srst_pinned', cn=cn, sha256=s['cert_sha256'])
+        host, port = s['servers'][0]
+        return (host, port + SECURE_OFFSET, (der, cn)), None
+
+
+class _Ctx:
+    def __init__(self, platform, events):
+        self.platform = platform
+        self.events = events

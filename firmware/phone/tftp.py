@@ -1,0 +1,627 @@
+# TFTP client for the phone agent: read requests (RFC 1350) with option negotiation
+# (RFC 2347 OACK, 2348 blksize, 2349 timeout and tsize, 7440 windowsize), falling back to
+# plain RFC 1350 when the server ignores the options. Streams each block into a writable
+# object (a flash file) from one preallocated buffer: no whole-file buffering.
+#
+# Receive path and memory: one buffer of blksize + 4 bytes is allocated per Client.
+# CPython has recv_into; MicroPython (1.29) does not, and its socket readinto() keeps reading
+# until the requested size is reached, which would merge queued datagrams. So on MicroPython
+# the client reads with readinto(buf, want) where `want` is the exact size of the datagram it
+# expects next: blksize + 4 for a full block, and - once tsize is known - the exact size of the
+# final block. A full or exactly-expected datagram then ends the read on its own, so the loop
+# allocates nothing. A shorter datagram (ERROR, a duplicate OACK) may swallow the next one, which
+# only ever costs a retransmission, never wrong data. When the server did not give tsize
+# (a plain RFC 1350 server) the client cannot know the last block's size and falls back to
+# recv() (one short-lived object per block).
+#
+# Written in the common MicroPython/CPython subset.
+import time
+
+try:
+    import socket
+    import select
+except ImportError:  # pragma: no cover
+    import usocket as socket
+    import uselect as select
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+try:
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+except AttributeError:  # CPython
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, b):
+        return a + b
+
+RRQ = const(1)
+WRQ = const(2)
+DATA = const(3)
+ACK = const(4)
+ERROR = const(5)
+OACK = const(6)
+
+# Error codes (RFC 1350, 2347).
+E_UNDEF = const(0)
+E_NOT_FOUND = const(1)
+E_ACCESS = const(2)
+E_DISK_FULL = const(3)
+E_ILLEGAL = const(4)
+E_TID = const(5)
+E_EXISTS = const(6)
+E_USER = const(7)
+E_OPTION = const(8)
+ERROR_NAMES = ('not defined', 'file not found', 'access violation', 'disk full or allocation exceeded',
+               'illegal operation', 'unknown transfer ID', 'file already exists', 'no such user',
+               'option negotiation refused')
+
+PORT = const(69)
+BLKSIZE = const(1428)       # fits a 1500-byte MTU with room for a tunnel header
+WINDOWSIZE = const(4)
+TIMEOUT_MS = const(1000)
+RETRIES = const(5)          # consecutive timeouts before the transfer is given up
+MAX_BYTES = const(524288)   # transfer size limit (tsize or running total)
+_PLAIN_BLKSIZE = const(512)
+_TX_SIZE = const(512)       # RRQ (file name + options) and ERROR packets
+_EAGAIN = (11, 110)         # EAGAIN, ETIMEDOUT: nothing to read after all
+
+
+class TftpError(Exception):
+    """A failed transfer. `code` is the TFTP error code (0-8) when the server sent an ERROR
+    packet or we aborted with one; None for timeouts and network errors. `local` is True
+    when this side gave up (size limit, bad OACK, write failure), False when the server said so."""
+
+    def __init__(self, code, msg, server=None, local=False):
+        super().__init__(code, msg)
+        self.code = code
+        self.msg = msg
+        self.server = server
+        self.local = local
+        self.tried = None
+
+    def __str__(self):
+        where = ' from %s' % self.server if self.server else ''
+        if self.code is None:
+            return 'TFTP failed%s: %s' % (where, self.msg)
+        name = ERROR_NAMES[self.code] if 0 <= self.code < len(ERROR_NAMES) else '?'
+        who = 'we aborted' if self.local else 'server says'
+        return 'TFTP error %d (%s)%s, %s: %s' % (self.code, name, where, who, self.msg)
+
+
+class TftpTimeout(TftpError):
+    def __init__(self, msg, server=None):
+        super().__init__(None, msg, server)
+
+
+class _Refused(Exception):
+    # ERROR 8 in answer to a request with options: retry without them.
+    pass
+
+
+class Stats:
+    """Per-transfer figures."""
+
+    def __init__(self, server=None, file=None):
+        self.server = server
+        self.file = file
+        self.reset()
+
+    def reset(self):
+        self.bytes = 0
+        self.blocks = 0
+        self.retransmits = 0    # RRQ or ACK sent again after a timeout
+        self.timeouts = 0
+        self.reacks = 0         # ACKs sent at once on a duplicate or out-of-order block
+        self.dups = 0
+        self.ooo = 0
+        self.ms = 0
+        self.blksize = _PLAIN_BLKSIZE
+        self.windowsize = 1
+        self.tsize = None
+        self.negotiated = False
+        self.attempt = 1
+
+    def as_dict(self):
+        return {'server': self.server, 'file': self.file, 'bytes': self.bytes,
+                'blocks': self.blocks, 'retransmits': self.retransmits,
+                'timeouts': self.timeouts, 'reacks': self.reacks, 'dups': self.dups,
+                'ooo': self.ooo, 'ms': self.ms, 'blksize': self.blksize,
+                'windowsize': self.windowsize, 'tsize': self.tsize,
+                'negotiated': self.negotiated, 'attempt': self.attempt}
+
+
+# ---------------------------------------------------------------------------------------
+# Packets
+# ---------------------------------------------------------------------------------------
+def build_rrq(buf, filename, options=None, mode='octet'):
+    """RRQ into buf; options is a list of (name, value) string pairs. Returns the length."""
+    parts = [filename, mode]
+    if options:
+        for name, value in options:
+            parts.append(name)
+            parts.append(str(value))
+    i = 2
+    buf[0] = 0
+    buf[1] = RRQ
+    for p in parts:
+        b = p.encode()
+        if 0 in b:
+            raise ValueError('NUL in TFTP request field')
+        j = i + len(b)
+        if j + 1 > len(buf):
+            raise ValueError('TFTP request too long')
+        buf[i:j] = b
+        buf[j] = 0
+        i = j + 1
+    return i
+
+
+def build_error(buf, code, msg):
+    b = msg.encode()[:len(buf) - 5]
+    buf[0] = 0
+    buf[1] = ERROR
+    buf[2] = code >> 8
+    buf[3] = code & 0xFF
+    buf[4:4 + len(b)] = b
+    buf[4 + len(b)] = 0
+    return 5 + len(b)
+
+
+def opcode(b, n):
+    return (b[0] << 8) | b[1] if n >= 2 else -1
+
+
+def parse_error(b, n):
+    """(code, message) of an ERROR packet; tolerates a missing NUL or a short packet."""
+    if n < 4:
+        return E_UNDEF, 'truncated ERROR packet'
+    code = (b[2] << 8) | b[3]
+    end = 4
+    while end < n and b[end] != 0:
+        end += 1
+    try:
+        msg = bytes(b[4:end]).decode()
+    except UnicodeError:
+        msg = repr(bytes(b[4:end]))
+    return code, msg
+
+
+def parse_oack(b, n):
+    """{name (lower case): value string} of an OACK; raises TftpError(8) when malformed."""
+    if n < 2 or opcode(b, n) != OACK:
+        raise TftpError(E_OPTION, 'not an OACK', local=True)
+    fields = []
+    i = 2
+    while i < n:
+        j = i
+        while j < n and b[j] != 0:
+            j += 1
+        if j >= n:
+            raise TftpError(E_OPTION, 'OACK field not NUL-terminated', local=True)
+        try:
+            fields.append(bytes(b[i:j]).decode())
+        except UnicodeError:
+            raise TftpError(E_OPTION, 'OACK field is not text', local=True)
+        i = j + 1
+    if len(fields) % 2:
+        raise TftpError(E_OPTION, 'OACK has an option without a value', local=True)
+    out = {}
+    for k in range(0, len(fields), 2):
+        out[fields[k].lower()] = fields[k + 1]
+    return out
+
+
+def addr_ip(addr):
+    if isinstance(addr, tuple):
+        return addr[0]
+    ip = socket.sockaddr(addr)[1]
+    return '%d.%d.%d.%d' % (ip[0], ip[1], ip[2], ip[3])
+
+
+def sockaddr(host, port):
+    return socket.getaddrinfo(host, port)[0][-1]
+
+
+# ---------------------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------------------
+class Client:
+    """Fetches files into writable objects. One Client holds one receive buffer sized for
+    its blksize; reuse it for every file of a boot."""
+
+    def __init__(self, blksize=BLKSIZE, windowsize=WINDOWSIZE, timeout_ms=TIMEOUT_MS,
+                 retries=RETRIES, max_bytes=MAX_BYTES, options=True, port=PORT, events=None):
+        if not 8 <= blksize <= 65464:
+            raise ValueError('blksize must be 8..65464')
+        if not 1 <= windowsize <= 65535:
+            raise ValueError('windowsize must be 1..65535')
+        if events is None:
+            from phone import events as _ev
+            events = _ev.default
+        self.blksize = blksize
+        self.windowsize = windowsize
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.max_bytes = max_bytes
+        self.options = options
+        self.port = port
+        self.events = events
+        self.buf = bytearray(max(blksize, _PLAIN_BLKSIZE) + 4)
+        self.mv = memoryview(self.buf)
+        self.tx = bytearray(_TX_SIZE)
+        self.txv = memoryview(self.tx)
+        self.ackb = bytearray(4)
+        self.ackb[1] = ACK
+        self.last_stats = None
+        self._sock = None
+        self._poller = None
+        self._ipoll = None
+        self._recv_into = None
+
+    # -- plumbing -------------------------------------------------------------------
+    def _open(self, server):
+        """A fresh UDP socket for one transfer (tests override this)."""
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def _wait(self, ms):
+        if ms < 0:
+            ms = 0
+        if self._ipoll is not None:
+            for _ in self._ipoll(ms):
+                return True
+            return False
+        return bool(self._poller.poll(ms))
+
+    def _send(self, b):
+        try:
+            self._sock.send(b)
+        except OSError as e:
+            if e.args and e.args[0] in _EAGAIN:
+                return      # a lost packet: the timers recover it
+            raise TftpError(None, 'send failed: %r' % (e,))
+
+    def _ack(self, blk):
+        self.ackb[2] = (blk >> 8) & 0xFF
+        self.ackb[3] = blk & 0xFF
+        self._send(self.ackb)
+
+    def _abort(self, code, msg):
+        """Tell the server we give up (best effort), and return the error to raise."""
+        try:
+            n = build_error(self.tx, code, msg)
+            self._sock.send(self.txv[:n])
+        except (OSError, TftpError):
+            pass
+        return TftpError(code, msg, local=True)
+
+    def _rx(self, want, exact):
+        try:
+            if self._recv_into is not None:
+                return self._recv_into(self.mv, want)
+            if exact:
+                return self._sock.readinto(self.mv, want)
+            d = self._sock.recv(len(self.buf))
+            n = len(d)
+            self.mv[:n] = d
+            return n
+        except OSError as e:
+            if e.args and e.args[0] in _EAGAIN:
+                return 0
+            raise TftpError(None, 'receive failed: %r' % (e,))
+
+    # -- one server ---------------------------------------------------------------------
+    def get(self, server, filename, sink):
+        """Fetch `filename` from one server into sink.write(). Returns Stats; raises
+        TftpError (TftpTimeout when the server never answers)."""
+        st = Stats(server, filename)
+        self.last_stats = st
+        t0 = ticks_ms()
+        use_opts = self.options
+        self.events.emit('tftp_start', server=server, file=filename,
+                         blksize=self.blksize if use_opts else None,
+                         windowsize=self.windowsize if use_opts else None)
+        try:
+            while True:
+                try:
+                    self._transfer(server, filename, sink, st, use_opts)
+                    break
+                except _Refused:
+                    use_opts = False
+                    self.events.emit('tftp_options_refused', server=server, file=filename)
+        except TftpError as e:
+            e.server = server
+            st.ms = ticks_diff(ticks_ms(), t0)
+            self.events.emit('tftp_error', server=server, file=filename, code=e.code,
+                             msg=e.msg, local=e.local, bytes=st.bytes, ms=st.ms,
+                             retransmits=st.retransmits)
+            raise
+        st.ms = ticks_diff(ticks_ms(), t0)
+        self.events.emit('tftp_done', server=server, file=filename, bytes=st.bytes,
+                         blocks=st.blocks, ms=st.ms, blksize=st.blksize,
+                         windowsize=st.windowsize, tsize=st.tsize,
+                         negotiated=st.negotiated, retransmits=st.retransmits,
+                         timeouts=st.timeouts, dups=st.dups, ooo=st.ooo)
+        return st
+
+    def _transfer(self, server, filename, sink, st, use_opts):
+        st.reset()
+        try:
+            dest = sockaddr(server, self.port)
+        except (OSError, IndexError) as e:
+            raise TftpError(None, 'cannot resolve %s: %r' % (server, e))
+        s = self._open(server)
+        s.setblocking(False)
+        p = select.poll()
+        p.register(s, select.POLLIN)
+        self._sock = s
+        self._poller = p
+        self._ipoll = getattr(p, 'ipoll', None)
+        self._recv_into = getattr(s, 'recv_into', None)
+        try:
+            self._run(s, dest, addr_ip(dest), filename, sink, st, use_opts)
+        finally:
+            try:
+                p.unregister(s)
+            except (OSError, KeyError, ValueError):
+                pass
+            s.close()
+            self._sock = None
+
+    def _rrq_options(self):
+        secs = (self.timeout_ms + 500) // 1000
+        secs = 1 if secs < 1 else (255 if secs > 255 else secs)
+        opts = [('blksize', self.blksize), ('timeout', secs), ('tsize', 0)]
+        if self.windowsize > 1:
+            opts.append(('windowsize', self.windowsize))
+        return opts
+
+    def _accept_oack(self, got, st):
+        asked = ('blksize', 'timeout', 'tsize', 'windowsize')
+        for name in got:
+            if name not in asked or (name == 'windowsize' and self.windowsize <= 1):
+                raise TftpError(E_OPTION, 'server acknowledged option %r we did not ask for'
+                                % name, local=True)
+        try:
+            if 'blksize' in got:
+                b = int(got['blksize'])
+                if not 8 <= b <= self.blksize:
+                    raise ValueError
+                st.blksize = b
+            if 'windowsize' in got:
+                w = int(got['windowsize'])
+                if not 1 <= w <= self.windowsize:
+                    raise ValueError
+                st.windowsize = w
+            if 'timeout' in got:
+                t = int(got['timeout'])
+                if not 1 <= t <= 255:
+                    raise ValueError
+            if 'tsize' in got:
+                t = int(got['tsize'])
+                if t < 0:
+                    raise ValueError
+                st.tsize = t
+        except ValueError:
+            raise TftpError(E_OPTION, 'bad value in OACK %r' % (got,), local=True)
+
+    def _run(self, s, dest, sip, filename, sink, st, use_opts):
+        timeout = self.timeout_ms
+        n = build_rrq(self.tx, filename, self._rrq_options() if use_opts else None)
+        rrq = bytes(self.txv[:n])
+        pre = 0             # bytes of a DATA 1 already in self.buf (server ignored options)
+        tries = 0
+        deadline = ticks_add(ticks_ms(), timeout)
+        try:
+            s.sendto(rrq, dest)
+        except OSError as e:
+            raise TftpError(None, 'cannot send to %s: %r' % (sip, e))
+        # Phase 1: the first answer comes from the server's new port (its TID).
+        while True:
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0 or not self._wait(left):
+                tries += 1
+                st.timeouts += 1
+                if tries > self.retries:
+                    raise TftpTimeout('no answer to the read request after %d tries' % tries)
+                try:
+                    s.sendto(rrq, dest)
+                except OSError:
+                    pass
+                st.retransmits += 1
+                deadline = ticks_add(ticks_ms(), timeout)
+                continue
+            try:
+                data, peer = s.recvfrom(len(self.buf))
+            except OSError as e:
+                if e.args and e.args[0] in _EAGAIN:
+                    continue
+                raise TftpError(None, 'receive failed: %r' % (e,))
+            ln = len(data)
+            if ln < 4 or addr_ip(peer) != sip:
+                continue
+            op = opcode(data, ln)
+            if op == ERROR:
+                code, msg = parse_error(data, ln)
+                if code == E_OPTION and use_opts:
+                    raise _Refused()
+                raise TftpError(code, msg)
+            if op == OACK and use_opts:
+                s.connect(peer)
+                try:
+                    self._accept_oack(parse_oack(data, ln), st)
+                except TftpError as e:
+                    raise self._abort(E_OPTION, e.msg)
+                st.negotiated = True
+                if st.tsize is not None and st.tsize > self.max_bytes:
+                    raise self._abort(E_DISK_FULL, 'file is %d bytes, limit %d'
+                                      % (st.tsize, self.max_bytes))
+                self.events.emit('tftp_oack', server=sip, blksize=st.blksize,
+                                 windowsize=st.windowsize, tsize=st.tsize)
+                self._ack(0)
+                break
+            if op == DATA and data[2] == 0 and data[3] == 1:
+                s.connect(peer)
+                if ln - 4 > _PLAIN_BLKSIZE:
+                    raise self._abort(E_ILLEGAL, 'block 1 has %d bytes without an OACK'
+                                      % (ln - 4))
+                if use_opts:
+                    self.events.emit('tftp_options_ignored', server=sip)
+                self.mv[:ln] = data
+                pre = ln
+                break
+            # Anything else before the transfer starts is ignored.
+        data = None
+        self._receive(sink, st, pre, timeout)
+
+    def _receive(self, sink, st, pre, timeout):
+        blksize = st.blksize
+        window = st.windowsize
+        tsize = st.tsize
+        cap = blksize + 4
+        buf = self.buf
+        full = self.mv[4:cap]
+        exact = tsize is not None
+        limit = self.max_bytes
+        expected = 1
+        since_ack = 0
+        reacked_at = -1
+        tries = 0
+        deadline = ticks_add(ticks_ms(), timeout)
+        while True:
+            if pre:
+                n = pre
+                pre = 0
+            else:
+                left = ticks_diff(deadline, ticks_ms())
+                if left <= 0 or not self._wait(left):
+                    tries += 1
+                    st.timeouts += 1
+                    if tries > self.retries:
+                        msg = 'timed out waiting for block %d' % expected
+                        self._abort(E_UNDEF, msg)
+                        raise TftpTimeout(msg)
+                    self._ack((expected - 1) & 0xFFFF)
+                    st.retransmits += 1
+                    since_ack = 0
+                    deadline = ticks_add(ticks_ms(), timeout)
+                    continue
+                want = cap
+                if exact:
+                    rem = tsize - st.bytes
+                    if 0 <= rem and rem + 4 < cap:
+                        want = rem + 4
+                n = self._rx(want, exact)
+                if not n or n < 4:
+                    continue
+            op = (buf[0] << 8) | buf[1]
+            if op == DATA:
+                blk = (buf[2] << 8) | buf[3]
+                if blk == expected & 0xFFFF:
+                    dlen = n - 4
+                    total = st.bytes + dlen
+                    if total > limit:
+                        raise self._abort(E_DISK_FULL, 'transfer exceeds the %d byte limit'
+                                          % limit)
+                    last = dlen < blksize
+                    if exact and (total > tsize or (last and total != tsize)):
+                        raise self._abort(E_UNDEF, 'size mismatch: tsize %d, received %d'
+                                          % (tsize, total))
+                    try:
+                        sink.write(full if dlen == blksize else self.mv[4:n])
+                    except OSError as e:
+                        raise self._abort(E_DISK_FULL, 'cannot store the file: %r' % (e,))
+                    st.bytes = total
+                    st.blocks += 1
+                    expected += 1
+                    tries = 0
+                    since_ack += 1
+                    if last or since_ack >= window:
+                        self._ack(blk)
+                        since_ack = 0
+                    if last:
+                        return
+                    deadline = ticks_add(ticks_ms(), timeout)
+                else:
+                    if ((blk - expected) & 0xFFFF) < 0x8000:
+                        st.ooo += 1     # ahead: a block of the window was lost
+                    else:
+                        st.dups += 1    # behind: our ACK was lost or the net duplicated
+                    # ACK the last block received in order, once per position: the server
+                    # restarts its window there (RFC 7440), or moves on after a lost ACK.
+                    if reacked_at != expected:
+                        reacked_at = expected
+                        self._ack((expected - 1) & 0xFFFF)
+                        st.reacks += 1
+                        since_ack = 0
+                        deadline = ticks_add(ticks_ms(), timeout)
+            elif op == ERROR:
+                code, msg = parse_error(buf, n)
+                raise TftpError(code, msg)
+            elif op == OACK and expected == 1 and st.negotiated:
+                self._ack(0)    # our ACK of the OACK was lost: the server repeats its OACK
+            # Anything else from the server's port is ignored.
+
+    # -- a list of servers ------------------------------------------------------------
+    def fetch(self, servers, filename, sink):
+        """Try the servers in order (the DHCP preference list); return the Stats of the
+        first success. When all fail, raise the first error a server answered with (e.g.
+        file not found), else the last one; `.tried` lists the servers tried.
+        A server that failed after writing data is only followed by the next one when the
+        sink can seek (it is rewound; and truncated if it can be and the new file is shorter)."""
+        if isinstance(servers, str):
+            servers = [servers]
+        if not servers:
+            raise TftpError(None, 'no TFTP server to try for %s' % filename)
+        errors = []
+        dirty = 0
+        for i in range(len(servers)):
+            server = servers[i]
+            if dirty:
+                if not hasattr(sink, 'seek'):
+                    break
+                sink.seek(0)
+            try:
+                st = self.get(server, filename, sink)
+            except TftpError as e:
+                errors.append(e)
+                b = self.last_stats.bytes if self.last_stats else 0
+                if b > dirty:
+                    dirty = b
+                if i + 1 < len(servers):
+                    self.events.emit('tftp_next_server', file=filename, failed=server,
+                                     next=servers[i + 1], reason=str(e))
+                continue
+            st.attempt = i + 1
+            if dirty > st.bytes:
+                if hasattr(sink, 'truncate'):
+                    sink.truncate()
+                else:
+                    raise TftpError(None, 'earlier partial transfer left stale bytes in '
+                                    'a sink that cannot truncate', server=server, local=True)
+            return st
+        best = None
+        for e in errors:
+            if e.code is not None and not e.local:
+                best = e
+                break
+        if best is None:
+            best = errors[-1]
+        best.tried = list(servers[:len(errors)])
+        raise best
+
+
+def fetch(servers, filename, sink, events=None, **kw):
+    """Fetch `filename` from the first server of `servers` that delivers it. Keyword
+    arguments are Client's (blksize, windowsize, timeout_ms, retries, max_bytes, options,
+    port). Returns Stats; raises TftpError."""
+    return Client(events=events, **kw).fetch(servers, filename, sink)
