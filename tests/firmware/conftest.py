@@ -75,6 +75,7 @@ class MicroPythonItem(pytest.Item):
     def __init__(self, *, fn: str, heap: str, timeout: float, wants_tmp: bool, **kw):
         super().__init__(**kw)
         self.fn, self.heap, self.timeout, self.wants_tmp = fn, heap, timeout, wants_tmp
+        self.fixturenames: list[str] = []  # no pytest fixtures; other plugins look for this
         self.add_marker(pytest.mark.micropython)
 
     def runtest(self):
