@@ -18,7 +18,7 @@ def main():
         events.emit('halted', reason=str(e))
         return
     gc.collect()
-    events.emit('boot', board=profile['name'], device=plat.device_name(),
+    events.emit('boot', board=profile['name'], chip=profile['chip'], device=plat.device_name(),
                 mpy=list(sys.implementation.version[:3]), heap_free=gc.mem_free(),
                 heap_used=gc.mem_alloc())
     events.emit('state', state='PROVISION', prev='BOOT')
