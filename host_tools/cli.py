@@ -12,6 +12,7 @@ COMMANDS = [
     "host_tools.commands.certs",
     "host_tools.commands.config",
     "host_tools.commands.ctl",
+    "host_tools.commands.lab",
 ]
 
 

@@ -1,0 +1,591 @@
+"""The whole lab as one object: network, PKI, trust lists, per-phone configuration, servers,
+faults, status, a merged event log and a recorder. The demo, the scenarios, the tests and
+`phonelab lab up` drive this.
+
+    with Lab("out/lab", mode="auto", macs=["001122AABBCC"], short_timers=True) as lab:
+        folder = lab.prepare_board_folder("out/board", "001122AABBCC")
+        board = VirtualBoard(folder, prefix=lab.phone_prefix(), env=lab.phone_env())
+        lab.wan_cut("blackhole"); ...; lab.wan_restore()
+        lab.status()["phones"]      # {"001122AABBCC": {"callmanager": "registered", "srst": "standby"}}
+
+What `start()` builds, in order (Cisco's Secure SRST design, docs/lab.md):
+  topology (namespaces or loopback) -> PKI -> SRST router sim + credentials service (branch,
+  2443/2445) -> call manager sim (HQ, 2443) -> TFTP (HQ; the lab server or dnsmasq) ->
+  SEP<MAC>.cnf.xml written by the call manager with the SRST certificate it fetched from the
+  credentials service, and its .sgn signed by the TFTP certificate -> CTLFile.tlv and
+  ITLFile.tlv signed by the SAST -> DHCP with option 150 (dnsmasq in the branch, namespace
+  mode) -> optional recorder.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import socket
+import struct
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from host_tools import BOARDS
+from host_tools import ctlbuild
+from host_tools import pki as labpki
+from host_tools.lab import cnfxml
+from host_tools.lab.callmanager import CallManager
+from host_tools.lab.callmanager import SECURE_PORT as CM_PORT
+from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
+from host_tools.lab.eventlog import EventLog
+from host_tools.lab.recorder import Recorder, RecorderError
+from host_tools.lab.services import LoggedDnsmasq, LoggedTftp, start_with_fallback
+from host_tools.lab.srst import SECURE_PORT as SRST_PORT
+from host_tools.lab.srst import SrstRouter
+from host_tools.lab.topology import (NetnsTopology, Topology, exit_on_signals, make_topology)
+
+DEFAULT_MAC = "001122AABBCC"
+TFTP_PORT = 69
+SERVERS = ("callmanager", "srst", "tftp", "dhcp")
+TFTP_KINDS = ("auto", "lab", "dnsmasq")
+
+# Demo timers: keepalives and re-home in seconds rather than minutes.
+SHORT_TIMERS = {"keepalive": 5, "secondary_keepalive": 10, "connection_monitor": 10}
+LONG_TIMERS = {"keepalive": 30, "secondary_keepalive": 60, "connection_monitor": 120}
+# ... and the agent's own numbers to match (firmware/phone/settings.py names).
+SHORT_BOARD_SETTINGS = {"probe_after_ms": 1500, "ack_timeout_ms": 1000, "max_missed": 2,
+                        "standby_keepalive_ms": 10000, "connect_timeout_ms": 3000,
+                        "register_timeout_ms": 3000, "retry_min_ms": 500, "retry_max_ms": 4000,
+                        "tftp_timeout_ms": 1000, "dhcp_timeout_ms": 15000}
+
+_live: "weakref.WeakSet[Lab]" = weakref.WeakSet()
+
+
+class LabError(RuntimeError):
+    pass
+
+
+class Lab:
+    """workdir:        everything the lab writes (pki/, tftp/, events.jsonl, lab.json, pcap)
+    mode:              'auto' (namespaces when root, else loopback), 'netns', 'loopback'
+    macs:              the phones (12 hex digits); each gets a certificate and a config
+    interface:         a real Ethernet interface bridged to the branch LAN (bench board)
+    separate_phones:   one phone namespace per MAC (default: all share one)
+    short_timers:      keepalive 5 s, secondary 10 s, connectionMonitorDuration 10 s
+    keepalive, secondary_keepalive, connection_monitor: override single timers
+    security_mode:     deviceSecurityMode of the configs (3 encrypted, 2 authenticated)
+    key_size, hash_name: PKI key size, CTL/ITL/.sgn hash ('sha1', 'sha256', 'sha512')
+    dhcp:              dnsmasq DHCP with option 150 in the branch (namespace mode only)
+    tftp:              'lab' (host_tools.lab.tftp_server, fault injection), 'dnsmasq'
+                       (namespace mode), 'auto' = 'lab'
+    keylog:            the simulators write a TLS key log (workdir/tls-keys.log)
+    record:            start the recorder with the lab (pcap of the phone's interface)
+    pki:               an existing host_tools.pki.Pki to reuse (must hold the phones)
+    """
+
+    def __init__(self, workdir: str | Path, mode: str = "auto",
+                 macs: Iterable[str] = (DEFAULT_MAC,), *, interface: str | None = None,
+                 separate_phones: bool = False, short_timers: bool = False,
+                 keepalive: int | None = None, secondary_keepalive: int | None = None,
+                 connection_monitor: int | None = None, security_mode: int = 3,
+                 key_size: int = labpki.DEFAULT_KEY_SIZE, hash_name: str = "sha1",
+                 dhcp: bool = True, tftp: str = "auto", keylog: bool = True,
+                 record: bool = False, pki: labpki.Pki | None = None) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.requested_mode = mode
+        self.macs = [labpki.normalize_mac(m) for m in macs]
+        if not self.macs:
+            raise LabError("a lab needs at least one phone MAC")
+        self.interface = interface
+        self.separate_phones = separate_phones
+        self.short_timers = short_timers
+        timers = dict(SHORT_TIMERS if short_timers else LONG_TIMERS)
+        for k, v in (("keepalive", keepalive), ("secondary_keepalive", secondary_keepalive),
+                     ("connection_monitor", connection_monitor)):
+            if v is not None:
+                timers[k] = v
+        self.timers = timers
+        self.security_mode = security_mode
+        self.key_size = key_size
+        self.hash_name = hash_name
+        self.want_dhcp = dhcp
+        if tftp not in TFTP_KINDS:
+            raise LabError(f"tftp={tftp!r}: one of {', '.join(TFTP_KINDS)}")
+        self.tftp_kind = "lab" if tftp == "auto" else tftp
+        self.want_keylog = keylog
+        self.want_record = record
+        self.pki: labpki.Pki | None = pki
+        # filled by start()
+        self.mode = "?"
+        self.events: EventLog | None = None
+        self.topology: Topology | None = None
+        self.callmanager: CallManager | None = None
+        self.srst: SrstRouter | None = None
+        self.tftp: LoggedTftp | LoggedDnsmasq | None = None
+        self.dhcp: LoggedDnsmasq | None = None
+        self.recorder: Recorder | None = None
+        self.endpoints: dict[str, tuple[str, int]] = {}
+        self.files: dict[str, Any] = {}
+        self._started = False
+        self._undo_signals: Callable[[], None] = lambda: None
+
+    # ------------------------------------------------------------------ life cycle
+    def __enter__(self) -> "Lab":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> "Lab":
+        if self._started:
+            return self
+        self._started = True
+        _live.add(self)
+        self._undo_signals = exit_on_signals()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.events = EventLog(self.workdir / "events.jsonl")
+        self.log("lab_starting", mode=self.requested_mode, macs=self.macs)
+        topo = make_topology(self.requested_mode,
+                             phones=len(self.macs) if self.separate_phones else 1,
+                             phone_macs=self.macs, interface=self.interface,
+                             emit=self._emitter("lab"))
+        self.topology = topo
+        topo.up()
+        self.mode = topo.mode
+        a = topo.addr
+        if self.pki is None:
+            self.pki = labpki.make_pki(self.workdir / "pki", self.macs, self.key_size,
+                                       ips={"srst": a.srst, "ccm": a.hq_front, "tftp": a.hq_front})
+        missing = [m for m in self.macs if m not in self.pki.phones]
+        if missing:
+            raise LabError(f"the PKI has no certificate for {', '.join(missing)}")
+        self.tftp_root = self.workdir / "tftp"
+        self.tftp_root.mkdir(exist_ok=True)
+        self._start_srst()
+        self._start_callmanager()
+        self._start_tftp()
+        self.write_configs()
+        self.write_trust_lists()
+        if self.want_dhcp and isinstance(topo, NetnsTopology):
+            self._start_dhcp()
+        topo.on_cm_reset = self._cm_reset
+        if self.want_record:
+            try:
+                self.record_start()
+            except RecorderError as e:     # no capture rights (loopback without root): go on
+                self.log("recording_failed", error=str(e))
+        (self.workdir / "lab.json").write_text(json.dumps(self.describe(), indent=2) + "\n")
+        self.log("lab_ready", mode=self.mode,
+                 endpoints={k: f"{h}:{p}" for k, (h, p) in self.endpoints.items()})
+
+    def stop(self) -> None:
+        """Stop everything; safe to call twice and after a failed start."""
+        if not self._started:
+            return
+        self._started = False
+        topo = self.topology
+        steps: list[tuple[str, Callable[[], Any]]] = []
+        if topo is not None:
+            steps.append(("flap", topo.stop_flap))
+        steps += [("recorder", self.record_stop),
+                  ("dhcp", lambda: self.dhcp and self.dhcp.stop()),
+                  ("tftp", lambda: self.tftp and self.tftp.stop())]
+        if topo is not None:
+            if self.callmanager is not None and topo.hq.running:
+                steps.append(("callmanager", lambda: topo.hq.run(self.callmanager.stop(), 10)))  # type: ignore[union-attr]
+            if self.srst is not None and topo.branch.running:
+                steps.append(("srst", lambda: topo.branch.run(self.srst.stop(), 10)))  # type: ignore[union-attr]
+            steps.append(("topology", topo.down))
+        for name, fn in steps:
+            try:
+                fn()
+            except Exception as e:  # cleanup goes on
+                self.log("stop_error", step=name, error=repr(e))
+        self.log("lab_stopped")
+        if self.events is not None:
+            self.events.close()
+        self._undo_signals()
+        _live.discard(self)
+
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    # ------------------------------------------------------------------ events
+    def log(self, ev: str, **fields: Any) -> None:
+        """A lab action in the merged event log (src "lab")."""
+        if self.events is not None:
+            self.events.emit("lab", ev, **fields)
+
+    def _emitter(self, src: str) -> Callable[..., None]:
+        def emit(ev: str, **fields: Any) -> None:
+            if self.events is not None:
+                self.events.emit(src, ev, **fields)
+        return emit
+
+    def wait_event(self, pred: Callable[[dict], bool], timeout: float, since: int = 0) -> dict:
+        assert self.events is not None
+        return self.events.wait_for(pred, timeout, since)
+
+    # ------------------------------------------------------------------ servers
+    @property
+    def keylog_path(self) -> Path | None:
+        return self.workdir / "tls-keys.log" if self.want_keylog else None
+
+    def _start_srst(self) -> None:
+        topo, p, a = self._topo(), self.pki, self._topo().addr
+        assert p is not None and self.events is not None
+        hook = self.events.server_hook("srst")
+
+        def make(port: int | None) -> SrstRouter:
+            return SrstRouter(cert=p.srst.cert_path, key=p.srst.key_path,  # type: ignore[arg-type]
+                              phone_ca=p.capf.cert_path, ccm_certs=[p.ccm.cert_der],
+                              name=p.srst.cn, host=a.srst,
+                              port=SRST_PORT if port is None else port,
+                              credentials_port=CREDENTIALS_PORT if port is None else port,
+                              keepalive=self.timers["keepalive"],
+                              secondary_keepalive=self.timers["secondary_keepalive"],
+                              keylog=self.keylog_path, on_event=hook)
+
+        self.srst = topo.branch.run(start_with_fallback(
+            make, lambda s: s.start(), lambda s: s.stop(), topo.mode == "loopback"), 20)
+        self.endpoints["srst"] = (a.srst, self.srst.ports["tls"])
+        self.endpoints["credentials"] = (a.srst, self.srst.ports["credentials"])
+
+    def _start_callmanager(self) -> None:
+        topo, p, a = self._topo(), self.pki, self._topo().addr
+        assert p is not None and self.events is not None
+        hook = self.events.server_hook("callmanager")
+
+        def make(port: int | None) -> CallManager:
+            return CallManager(cert=p.ccm.cert_path, key=p.ccm.key_path,  # type: ignore[arg-type]
+                               phone_ca=p.capf.cert_path, name=p.ccm.cn, host=a.hq_bind,
+                               address=a.hq_front, port=CM_PORT if port is None else port,
+                               devices=[f"SEP{m}" for m in self.macs],
+                               keepalive=self.timers["keepalive"],
+                               secondary_keepalive=self.timers["secondary_keepalive"],
+                               keylog=self.keylog_path, on_event=hook)
+
+        self.callmanager = topo.hq.run(start_with_fallback(
+            make, lambda s: s.start(), lambda s: s.stop(), topo.mode == "loopback"), 20)
+        self.endpoints["callmanager"] = topo.expose("callmanager", "tcp",
+                                                    self.callmanager.ports["tls"], CM_PORT)
+
+    def _start_tftp(self) -> None:
+        topo, a = self._topo(), self._topo().addr
+        emit = self._emitter("tftp")
+        if self.tftp_kind == "dnsmasq":
+            if not isinstance(topo, NetnsTopology):
+                raise LabError("tftp='dnsmasq' needs namespace mode (it serves on port 69)")
+            self.tftp = LoggedDnsmasq(topo.hq_ns, "lo", tftp_root=self.tftp_root,
+                                      listen_address=a.hq_bind,
+                                      workdir=self.workdir / "dnsmasq-hq", emit=emit).start()
+            port = TFTP_PORT
+        else:
+            ns = topo.hq_ns.name if isinstance(topo, NetnsTopology) and topo.hq_ns else None
+
+            def make(port: int) -> LoggedTftp:
+                return LoggedTftp(self.tftp_root, host=a.hq_bind, port=port, netns=ns,
+                                  log_path=self.workdir / "tftp.jsonl", emit=emit)
+            try:
+                srv = make(TFTP_PORT).start()
+            except OSError:
+                if topo.mode != "loopback":
+                    raise
+                srv = make(0).start()      # no root, or another lab has 69 on this address
+            self.tftp = srv
+            port = srv.port
+        self.endpoints["tftp"] = topo.expose("tftp", "udp", port, TFTP_PORT)
+
+    def _start_dhcp(self) -> None:
+        topo = self._topo()
+        assert isinstance(topo, NetnsTopology) and topo.branch_ns is not None
+        a = topo.addr
+        self.dhcp = LoggedDnsmasq(topo.branch_ns, topo.LAN_BRIDGE, dhcp_range=a.dhcp_range,
+                                  option150=[self.endpoints["tftp"][0]], router=a.router,
+                                  lease="1h", workdir=self.workdir / "dnsmasq-branch",
+                                  # siaddr = the TFTP server too (dnsmasq would put itself)
+                                  extra=[f"--dhcp-boot=,,{self.endpoints['tftp'][0]}"],
+                                  emit=self._emitter("dhcp")).start()
+        self.endpoints["dhcp"] = (a.router, 67)
+
+    def _topo(self) -> Topology:
+        if self.topology is None:
+            raise LabError("the lab is not started")
+        return self.topology
+
+    # ------------------------------------------------------------------ files
+    def write_configs(self) -> list[Path]:
+        """SEP<MAC>.cnf.xml for every phone, written by the call manager with the SRST router
+        certificate it asks the credentials service for (across the WAN), plus the .sgn
+        signed by the TFTP certificate."""
+        topo, cm, srst, p = self._topo(), self.callmanager, self.srst, self.pki
+        assert cm is not None and srst is not None and p is not None
+        s_host, s_port = self.endpoints["srst"]
+        c_host, c_port = self.endpoints["callmanager"]
+        srst_ref = cnfxml.SrstRef(srst.name, s_host, s_port - cnfxml.SECURE_OFFSET)
+        cms = [cnfxml.CallManagerRef(cm.name, c_host, c_port - cnfxml.SECURE_OFFSET)]
+        paths = topo.hq.run(cm.write_phone_configs(
+            self.tftp_root, self.macs, srst=srst_ref, credentials=self.endpoints["credentials"],
+            callmanagers=cms, security_mode=self.security_mode,
+            connection_monitor=self.timers["connection_monitor"]), 30)
+        signed = []
+        for path in paths:
+            sgn = ctlbuild.build_sgn(p.tftp, path.read_bytes(), filename=path.name,
+                                     hash_name=self.hash_name)
+            signed.append(ctlbuild.write(path.with_name(path.name + ".sgn"), sgn))
+        self.files["configs"] = [str(x) for x in paths]
+        self.files["signed_configs"] = [str(x) for x in signed]
+        self.log("configs_ready", count=len(paths), srst_cert_from="credentials service")
+        return paths
+
+    def write_trust_lists(self) -> dict[str, Path]:
+        """CTLFile.tlv (SAST x2, CCM, TFTP, CAPF) and ITLFile.tlv (TFTP, CCM, CAPF), both
+        signed by the first SAST."""
+        p = self.pki
+        assert p is not None
+        c_host = self.endpoints["callmanager"][0]
+        t_host = self.endpoints["tftp"][0]
+        R = ctlbuild.Record
+        ccm = R("CCM", p.ccm.cert, dns=p.ccm.cn, ip=c_host)
+        tftp = R("TFTP", p.tftp.cert, dns=p.tftp.cn, ip=t_host)
+        capf = R("CAPF", p.capf.cert)
+        ctl = ctlbuild.build_trust_list(p.sast, [R("SAST", p.sast2.cert), ccm, tftp, capf],
+                                        hash_name=self.hash_name)
+        itl = ctlbuild.build_trust_list(p.sast, [tftp, ccm, capf], hash_name=self.hash_name,
+                                        itl=True)
+        out = {"ctl": ctlbuild.write(self.tftp_root / "CTLFile.tlv", ctl),
+               "itl": ctlbuild.write(self.tftp_root / "ITLFile.tlv", itl)}
+        self.files.update({k: str(v) for k, v in out.items()})
+        return out
+
+    # ------------------------------------------------------------------ the phone side
+    def phone_index(self, mac: str | None = None) -> int:
+        if mac is None or not self.separate_phones:
+            return 0
+        return self.macs.index(labpki.normalize_mac(mac))
+
+    def phone_prefix(self, mac: str | None = None) -> list[str]:
+        """Command prefix for the phone host, e.g. ["ip", "netns", "exec", NS] ([] in
+        loopback mode): VirtualBoard(prefix=...)."""
+        return self._topo().phone_prefix(self.phone_index(mac))
+
+    def phone_env(self, mac: str | None = None) -> dict[str, str]:
+        """Environment for the phone's interpreter: PHONE_MAC, PHONE_IF (namespace mode)."""
+        m = labpki.normalize_mac(mac) if mac else self.macs[0]
+        return {"PHONE_MAC": m, **self._topo().phone_env(self.phone_index(mac))}
+
+    def profile_overrides(self) -> dict[str, Any]:
+        """Board-profile keys the lab needs. Loopback mode has no DHCP: the phone is given
+        its TFTP server (and port) and its own address here."""
+        o: dict[str, Any] = {}
+        host, port = self.endpoints["tftp"]
+        if self.mode == "loopback":
+            o.update(dhcp=False, tftp_server=host, ip=self._topo().addr.phone)
+        if port != TFTP_PORT:
+            o["tftp_port"] = port
+        return o
+
+    def board_settings(self) -> dict[str, Any]:
+        """settings.json for the agent (phone/settings.py keys): short timers when asked."""
+        return dict(SHORT_BOARD_SETTINGS) if self.short_timers else {}
+
+    def prepare_board_folder(self, folder: str | Path, mac: str | None = None,
+                             profile: str | Path | None = None) -> Path:
+        """Write a phone's identity and lab settings into a board folder (the virtual board's
+        filesystem root, or what `phonelab deploy` copies to a real board):
+
+            board.json          the profile (default boards/virtual.json) + profile_overrides()
+                                (+ "store": "state" for a unix-port profile)
+            settings.json       board_settings(), when there are any
+            state/phone.der     the phone certificate (DER)   } phone.store PHONE_CERT/PHONE_KEY,
+            state/phone.key     its private key (PKCS#8 DER)  } in the store folder "state"
+        """
+        m = labpki.normalize_mac(mac) if mac else self.macs[0]
+        p = self.pki
+        if p is None or m not in p.phones:
+            raise LabError(f"no phone certificate for {m}")
+        root = Path(folder)
+        store = root / "state"
+        store.mkdir(parents=True, exist_ok=True)
+        prof = json.loads(Path(profile or BOARDS / "virtual.json").read_text())
+        prof.update(self.profile_overrides())
+        if prof.get("chip") == "unix":
+            prof["store"] = "state"      # relative: the virtual board's root is the folder
+        prof["mac"] = m
+        (root / "board.json").write_text(json.dumps(prof, indent=2) + "\n")
+        settings = self.board_settings()
+        if settings:
+            (root / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+        ident = p.phones[m]
+        (store / "phone.der").write_bytes(ident.cert_der)
+        (store / "phone.key").write_bytes(ident.key_der)
+        self.log("board_folder_prepared", folder=str(root), mac=m)
+        return root
+
+    # ------------------------------------------------------------------ faults
+    def wan_cut(self, kind: str = "blackhole") -> None:
+        """blackhole (silent), unreachable (ICMP / RST in loopback), link_down, cm_reset."""
+        self._topo().wan_cut(kind)
+
+    def wan_restore(self) -> None:
+        self._topo().wan_restore()
+
+    def flap(self, period_s: float, count: int, kind: str = "blackhole", wait: bool = False) -> Any:
+        return self._topo().flap(period_s, count, kind, wait)
+
+    def _cm_reset(self, on: bool) -> None:
+        topo, cm = self._topo(), self.callmanager
+        assert cm is not None
+
+        async def reset() -> int:
+            for sess in list(cm.sessions.values()):
+                # SO_LINGER 0: the abort below then sends RST, not FIN (a reset, not a close)
+                sock = sess.writer.get_extra_info("socket")
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            n = await cm.drop_connections(abort=True, reason="cm_reset")
+            await cm.stop()                                                # then refuse
+            return n
+
+        if on:
+            n = topo.hq.run(reset(), 10)
+            self.log("cm_reset", connections=n)
+        else:
+            topo.hq.run(cm.start(), 10)
+
+    def kill(self, name: str) -> None:
+        """Stop one server as if its process died: callmanager, srst, tftp, dhcp."""
+        topo = self._topo()
+        self._check_server(name)
+        if name == "callmanager":
+            topo.hq.run(self.callmanager.stop(), 10)  # type: ignore[union-attr]
+        elif name == "srst":
+            topo.branch.run(self.srst.stop(), 10)  # type: ignore[union-attr]
+        elif name == "tftp":
+            self.tftp.stop()  # type: ignore[union-attr]
+        else:
+            self.dhcp.stop()  # type: ignore[union-attr]
+        self.log("server_killed", server=name)
+
+    def restart(self, name: str) -> None:
+        """Start a server again (stopping it first if it runs), on the same address/port."""
+        topo = self._topo()
+        self._check_server(name)
+        if self.server_running(name):
+            self.kill(name)
+        if name == "callmanager":
+            topo.hq.run(self.callmanager.start(), 10)  # type: ignore[union-attr]
+        elif name == "srst":
+            topo.branch.run(self.srst.start(), 10)  # type: ignore[union-attr]
+        elif name == "tftp":
+            self.tftp.start()  # type: ignore[union-attr]
+        else:
+            self.dhcp.start()  # type: ignore[union-attr]
+        self.log("server_restarted", server=name)
+
+    def hang(self, name: str, on: bool = True) -> None:
+        """A hung SCCP server: TCP stays up, nothing is answered."""
+        if name not in ("callmanager", "srst"):
+            raise LabError("hang applies to callmanager or srst")
+        srv = self.callmanager if name == "callmanager" else self.srst
+        loop = self._topo().hq if name == "callmanager" else self._topo().branch
+        loop.call(srv.hang, on)  # type: ignore[union-attr]
+
+    def _check_server(self, name: str) -> None:
+        if name not in SERVERS:
+            raise LabError(f"unknown server {name!r}: one of {', '.join(SERVERS)}")
+        if getattr(self, name) is None:
+            raise LabError(f"this lab runs no {name} server")
+
+    # ------------------------------------------------------------------ status
+    def server_running(self, name: str) -> bool:
+        srv = getattr(self, name, None)
+        if srv is None:
+            return False
+        if isinstance(srv, (CallManager, SrstRouter)):
+            return bool(srv._acceptors)
+        if isinstance(srv, LoggedTftp):
+            return srv._thread is not None and srv._thread.is_alive()
+        return srv.proc is not None and srv.proc.poll() is None
+
+    def status(self) -> dict:
+        """Servers, WAN state and, per phone, where it is registered / standing by."""
+        topo = self._topo()
+        cm = topo.hq.call(self.callmanager.status) if self.callmanager else {}  # type: ignore[union-attr]
+        sr = topo.branch.call(self.srst.status) if self.srst else {}  # type: ignore[union-attr]
+        phones = {}
+        for m in self.macs:
+            dev = f"SEP{m}"
+            phones[m] = {"callmanager": _where(cm, dev, "registered"),
+                         "srst": _where(sr, dev, "fallback")}
+        servers: dict[str, Any] = {n: {"running": self.server_running(n)} for n in SERVERS
+                                   if getattr(self, n) is not None}
+        servers["callmanager"].update(registered=cm.get("registered"), standby=cm.get("standby"))
+        servers["srst"].update(fallback=sr.get("fallback"), standby=sr.get("standby"),
+                               credentials=sr.get("credentials"))
+        if self.dhcp is not None:
+            servers["dhcp"]["leases"] = self.dhcp.leases()
+        return {"mode": self.mode, "wan": topo.wan, "servers": servers, "phones": phones}
+
+    def describe(self) -> dict:
+        """Where everything is (also written to workdir/lab.json)."""
+        topo = self._topo()
+        d: dict[str, Any] = {
+            "mode": self.mode, "workdir": str(self.workdir), "macs": self.macs,
+            "addresses": topo.addr.as_dict(),
+            "endpoints": {k: {"host": h, "port": p} for k, (h, p) in self.endpoints.items()},
+            "tftp": self.tftp_kind, "dhcp": self.dhcp is not None, "timers": self.timers,
+            "security_mode": self.security_mode, "files": self.files,
+            "pki": str(self.pki.out_dir) if self.pki else None,
+            "events": str(self.events.path) if self.events else None,
+            "keylog": str(self.keylog_path) if self.keylog_path else None,
+            "phone_prefix": self.phone_prefix(), "phone_env": self.phone_env(),
+            "profile_overrides": self.profile_overrides(),
+        }
+        if isinstance(topo, NetnsTopology):
+            d["namespaces"] = topo.namespaces()
+            d["interface"] = topo.interface
+        return d
+
+    # ------------------------------------------------------------------ recorder
+    def record_start(self, pcap: str | Path | None = None) -> Recorder:
+        """Capture the phone's interface into a pcap (the TLS key log is always written
+        when keylog=True)."""
+        if self.recorder is not None and self.recorder.running:
+            return self.recorder
+        self.recorder = Recorder(self._topo().capture_point(),
+                                 pcap or self.workdir / "phone.pcap", self.keylog_path,
+                                 emit=self._emitter("recorder")).start()
+        return self.recorder
+
+    def record_stop(self) -> dict:
+        """Stop the capture cleanly; returns {"pcap": path, "keylog": path}."""
+        rec = self.recorder
+        if rec is None:
+            return {}
+        files = rec.stop()
+        self.files.update({"pcap": files.get("pcap"), "keylog": files.get("keylog")})
+        return files
+
+
+def _where(st: dict, dev: str, registered: str) -> str | None:
+    if dev in (st.get("registered") or []):
+        return registered
+    if dev in (st.get("standby") or []):
+        return "standby"
+    return None
+
+
+@atexit.register
+def _stop_all() -> None:
+    for lab in list(_live):
+        try:
+            lab.stop()
+        except Exception:
+            pass
