@@ -13,6 +13,7 @@ COMMANDS = [
     "host_tools.commands.config",
     "host_tools.commands.ctl",
     "host_tools.commands.lab",
+    "host_tools.commands.run",
 ]
 
 
