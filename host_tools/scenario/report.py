@@ -1,0 +1,79 @@
+"""Reports: JSON (pinned shape), a human summary; the timeline picture is in picture.py.
+
+    {"scenario": NAME, "board": "virtual", "mode": "netns", "passed": true, "error": null,
+     "expectations": [{"name", "expected", "actual", "passed", "message"}],
+     "metrics": {"boot_to_registered_ms", "standby_up_ms", "failover_ms", "rehome_ms",
+                 "peak_heap_bytes", ...},
+     "events": [{"host_ms", "t", "ev", ...fields}], "actions": [{"host_ms", "action", ...}],
+     "files": {"pcap", "keylog", "picture", "report"}}
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from host_tools.scenario.runner import Result
+
+PINNED = ("boot_to_registered_ms", "standby_up_ms", "failover_ms", "rehome_ms", "peak_heap_bytes")
+
+
+def to_dict(r: Result) -> dict[str, Any]:
+    t0 = r.started
+    return {
+        "scenario": r.scenario.name,
+        "description": r.scenario.description,
+        "board": r.board,
+        "mode": r.mode,
+        "passed": r.passed,
+        "error": r.error,
+        "expectations": r.expectations,
+        "metrics": r.metrics,
+        "events": [{"host_ms": round((s.host - t0) * 1000), "t": s.event.t, "ev": s.event.ev,
+                    **({"ph": s.event.phone} if s.event.phone else {}), **s.event.fields}
+                   for s in r.events],
+        "actions": [{"host_ms": round((a.host - t0) * 1000), "action": a.action, **a.args}
+                    for a in r.actions],
+        "files": r.files,
+        "lab_events": r.lab_events,
+    }
+
+
+def write(r: Result, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    r.files["report"] = str(path)
+    path.write_text(json.dumps(to_dict(r), indent=2, default=str) + "\n")
+    return path
+
+
+def _fmt(key: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if key.endswith("_ms") and isinstance(v, (int, float)):
+        return f"{v:,} ms ({v / 1000:.1f} s)" if v >= 1000 else f"{v} ms"
+    if key.endswith("_bytes") and isinstance(v, int):
+        return f"{v:,} bytes ({v / 1024:.1f} KiB)"
+    return str(v)
+
+
+def summary(r: Result) -> str:
+    lines = [f"scenario {r.scenario.name} on {r.board} ({r.mode} lab): "
+             f"{'PASSED' if r.passed else 'FAILED'}"]
+    if r.scenario.description:
+        lines.append(f"  {r.scenario.description}")
+    if r.error:
+        lines.append(f"  error: {r.error}")
+    lines.append("  metrics:")
+    for k in PINNED:
+        lines.append(f"    {k:24} {_fmt(k, r.metrics.get(k))}")
+    if r.metrics.get("register_over_standby_ms") is not None:
+        lines.append(f"    {'register over standby':24} {r.metrics['register_over_standby_ms']} ms")
+    lines.append(f"    {'final state':24} {r.metrics.get('final_state')}")
+    if r.expectations:
+        lines.append("  expectations:")
+        for e in r.expectations:
+            mark = "ok  " if e["passed"] else "FAIL"
+            lines.append(f"    {mark} {e['name']}: {e['message']}")
+    for k, v in r.files.items():
+        lines.append(f"  {k}: {v}")
+    return "\n".join(lines)

@@ -1,0 +1,277 @@
+"""Runs a scenario: the lab, a board running the agent, the timeline of faults; returns a
+report (pinned JSON shape, see report.py)."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from host_tools import deploy, micropython
+from host_tools import boards as boardlib
+from host_tools.events import Event, EventReader
+from host_tools.scenario import faults
+from host_tools.scenario.metrics import Action, Stamped, compute, matches, verdicts
+from host_tools.scenario.spec import Scenario, Step
+
+DEFAULT_HEAP = "192K"   # the whole story on the 64-bit unix port, with room (docs/decisions.md)
+
+
+class RunError(RuntimeError):
+    pass
+
+
+class Tap:
+    """Board console -> events stamped with host time; waiters wake on each event."""
+
+    def __init__(self, on_event: Callable[[Stamped], None] | None = None) -> None:
+        self.reader = EventReader()
+        self.events: list[Stamped] = []
+        self.text: list[str] = []
+        self.cv = threading.Condition()
+        self.on_event = on_event
+
+    def feed(self, data: bytes) -> None:
+        now = time.monotonic()
+        items = self.reader.feed(data)
+        with self.cv:
+            for it in items:
+                if isinstance(it, Event):
+                    s = Stamped(now, it)
+                    self.events.append(s)
+                    if self.on_event:
+                        self.on_event(s)
+                else:
+                    self.text.append(it.line)
+            self.cv.notify_all()
+
+    def wait(self, spec: str, since: float, timeout: float) -> Stamped | None:
+        end = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for s in self.events:
+                    if s.host >= since and matches(spec, s.event):
+                        return s
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cv.wait(min(left, 0.5))
+
+
+def install_firmware(folder: Path, workdir: Path) -> None:
+    """The firmware as `phonelab deploy` puts it on a board (.mpy for the unix port's format,
+    main.py/boot.py as source), written straight into a virtual board's folder."""
+    fmt = deploy.MpyFormat.from_sys(_unix_mpy())
+    for item in deploy.build_items(deploy.FIRMWARE, boardlib.load("virtual"), fmt, workdir):
+        if item.target == "/board.json":
+            continue                      # the lab writes the profile with its overrides
+        dest = folder / item.target.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(item.data)
+
+
+_MPY: list[int] = []
+
+
+def _unix_mpy() -> int:
+    if not _MPY:
+        import subprocess
+        out = subprocess.run(micropython.command(["-c", "import sys;print(sys.implementation._mpy)"],
+                                                 heap=None), capture_output=True, text=True,
+                             timeout=30, env=micropython.environ())
+        _MPY.append(int(out.stdout.strip()))
+    return _MPY[0]
+
+
+@dataclass
+class RunOptions:
+    board: str = "virtual"
+    workdir: Path | None = None
+    tftp_root: Path | None = None
+    pcap: Path | None = None
+    keylog: Path | None = None
+    heap: str | None = None
+    mode: str | None = None               # overrides the scenario's [lab] mode
+    on_event: Callable[[Stamped], None] | None = None
+    on_action: Callable[[Action], None] | None = None
+    on_lab: Callable[[Any], None] | None = None   # called with the started Lab
+    keep: bool = False                    # keep the workdir
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    board: str
+    mode: str
+    events: list[Stamped]
+    actions: list[Action]
+    metrics: dict[str, Any]
+    expectations: list[dict]
+    files: dict[str, str] = field(default_factory=dict)
+    lab_events: list[dict] = field(default_factory=list)
+    error: str | None = None
+    started: float = 0.0
+    console: list[str] = field(default_factory=list)   # board output that is not an event
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(e["passed"] for e in self.expectations)
+
+
+def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
+    opts = opts or RunOptions()
+    if opts.board != "virtual":
+        raise RunError("scenario runs on a real board need the bench lab (phonelab lab up "
+                       "--interface IF) and the HIL plugin: pytest --board PORT (see README)")
+    from host_tools.lab.lab import Lab
+    from host_tools.vboard import VirtualBoard
+
+    own_tmp = opts.workdir is None
+    work = Path(opts.workdir or tempfile.mkdtemp(prefix=f"phonelab-{sc.name}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    lab_kw = dict(sc.lab)
+    mode = opts.mode or lab_kw.pop("mode", "auto")
+    lab_kw.pop("mode", None)
+    lab = Lab(work / "lab", mode=mode, record=opts.pcap is not None, **lab_kw)
+    tap = Tap(opts.on_event)
+    actions: list[Action] = []
+    res = Result(sc, opts.board, "?", tap.events, actions, {}, [])
+    res.console = tap.text
+    board = None
+    try:
+        lab.start()
+        res.mode = lab.mode
+        if opts.tftp_root is not None:
+            faults.use_tftp_root(lab, opts.tftp_root)
+        if opts.on_lab:
+            opts.on_lab(lab)
+        folder = work / "board"
+        lab.prepare_board_folder(folder)
+        _merge_settings(folder, sc.settings)
+        install_firmware(folder, work / "build")
+        heap = opts.heap or sc.board.get("heap") or DEFAULT_HEAP
+        board = VirtualBoard(folder, heap=heap, pty=True, prefix=lab.phone_prefix(),
+                             env=lab.phone_env(), on_output=tap.feed)
+        res.started = t0 = time.monotonic()
+        board.start()
+        _timeline(sc, lab, board, tap, actions, t0, opts.on_action)
+        _finish(sc, tap, t0)
+    except RunError as e:
+        res.error = str(e)
+    finally:
+        if board is not None:
+            board.stop()
+        res.files.update(_collect(lab, opts, work))
+        res.lab_events = _lab_events(lab)
+        lab.stop()
+        if own_tmp and not opts.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    res.metrics = compute(tap.events, actions)
+    res.expectations = verdicts(sc.expect, tap.events, res.metrics)
+    if sc.until and not any(matches(sc.until, s.event) for s in tap.events) and res.error is None:
+        res.error = f"the run ended ({sc.timeout:.0f} s timeout) before {sc.until!r}"
+    return res
+
+
+def _merge_settings(folder: Path, extra: dict[str, Any]) -> None:
+    path = folder / "settings.json"
+    cur = json.loads(path.read_text()) if path.exists() else {}
+    cur.update(extra)
+    if cur:
+        path.write_text(json.dumps(cur, indent=2) + "\n")
+
+
+def _timeline(sc: Scenario, lab: Any, board: Any, tap: Tap, actions: list[Action], t0: float,
+              on_action: Callable[[Action], None] | None) -> None:
+    prev = t0
+    for step in sc.timeline:
+        if step.after is not None:
+            hit = tap.wait(step.after, prev, max(1.0, sc.timeout - (time.monotonic() - t0)))
+            if hit is None:
+                raise RunError(f"line {step.line}: {step.action} waited for {step.after!r}, "
+                               f"which never came")
+            due = hit.host + step.delay
+        else:
+            assert step.at is not None
+            due = (prev if step.relative else t0) + step.at + step.delay
+        _sleep_until(due)
+        act = Action(time.monotonic(), step.action, dict(step.args))
+        _perform(step, lab, board)
+        actions.append(act)
+        lab.log("scenario_action", action=step.action, **step.args)
+        if on_action:
+            on_action(act)
+        prev = act.host
+
+
+def _sleep_until(t: float) -> None:
+    while True:
+        left = t - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.2))
+
+
+def _perform(step: Step, lab: Any, board: Any) -> None:
+    a = step.args
+    if step.action == "wan_cut":
+        lab.wan_cut(a.get("kind", "blackhole"))
+    elif step.action == "wan_restore":
+        lab.wan_restore()
+    elif step.action == "flap":
+        lab.flap(a["period"], a.get("count", 3), a.get("kind", "blackhole"))
+    elif step.action == "reboot_phone":
+        board.reset()
+    elif step.action == "kill":
+        lab.kill(a["server"])
+    elif step.action == "restart":
+        lab.restart(a["server"])
+    elif step.action == "hang":
+        lab.hang(a["server"], a.get("on", True))
+    elif step.action == "replace_file":
+        faults.replace_file(lab, a["file"], a["with"])
+    elif step.action == "tftp_fault":
+        faults.tftp_fault(lab, a)
+    elif step.action == "wait":
+        pass
+    else:  # spec.py validates actions; this is a programming error
+        raise RunError(f"unknown action {step.action}")
+
+
+def _finish(sc: Scenario, tap: Tap, t0: float) -> None:
+    last = max([a for a in [t0]] + [s.host for s in tap.events[-1:]])
+    if sc.until:
+        tap.wait(sc.until, t0, max(1.0, sc.timeout - (time.monotonic() - t0)))
+    if sc.duration:
+        _sleep_until(min(t0 + sc.timeout, max(last, time.monotonic()) + 0.0 if sc.until else t0 + sc.duration))
+
+
+def _collect(lab: Any, opts: RunOptions, work: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    try:
+        rec = lab.record_stop() if opts.pcap is not None else {}
+    except Exception as e:  # a capture that failed must not hide the run's results
+        rec = {"error": str(e)}
+    pcap = rec.get("pcap") if isinstance(rec, dict) else None
+    if opts.pcap is not None and pcap and Path(pcap).exists():
+        opts.pcap.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pcap, opts.pcap)
+        files["pcap"] = str(opts.pcap)
+    kl = lab.keylog_path
+    if opts.keylog is not None and kl is not None and Path(kl).exists():
+        opts.keylog.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(kl, opts.keylog)
+        files["keylog"] = str(opts.keylog)
+    return files
+
+
+def _lab_events(lab: Any) -> list[dict]:
+    ev = getattr(lab, "events", None)
+    if ev is None:
+        return []
+    items = getattr(ev, "items", None)
+    return list(items() if callable(items) else (items or []))
