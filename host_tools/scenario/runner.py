@@ -236,6 +236,11 @@ def _perform(step: Step, lab: Any, board: Any) -> None:
         faults.replace_file(lab, a["file"], a["with"])
     elif step.action == "tftp_fault":
         faults.tftp_fault(lab, a)
+    elif step.action == "send_reset":
+        mac = lab.macs[0]
+        sent = lab.topology.hq.run(lab.callmanager.reset_phone(f"SEP{mac}", a.get("kind", 2)), 10)
+        if not sent:
+            raise RunError(f"line {step.line}: the call manager has no session with SEP{mac}")
     elif step.action == "wait":
         pass
     else:  # spec.py validates actions; this is a programming error

@@ -47,6 +47,7 @@ ACTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "hang": {"server": str, "on": bool},
     "replace_file": {"file": str, "with": str},
     "tftp_fault": {"loss": float, "seed": int, "missing": list, "clear": bool},
+    "send_reset": {"kind": int},       # the call manager sends Reset (1 reset, 2 restart, 3 apply)
     "wait": {},
 }
 WAN_KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
