@@ -8,7 +8,9 @@ import sys
 from phone import events, platform, settings
 
 
-def main():
+def provision():
+    """BOOT and PROVISION: (platform, settings, Provisioned), with the provisioning modules
+    already unloaded; None when the board cannot start (event 'halted')."""
     events.emit('state', state='BOOT', prev=None)
     try:
         profile = platform.load_profile()
@@ -16,7 +18,7 @@ def main():
         plat = platform.Platform(profile)
     except (platform.ProfileError, ValueError) as e:
         events.emit('halted', reason=str(e))
-        return
+        return None
     gc.collect()
     events.emit('boot', board=profile['name'], chip=profile['chip'], device=plat.device_name(),
                 mpy=list(sys.implementation.version[:3]), heap_free=gc.mem_free(),
@@ -28,11 +30,19 @@ def main():
         store = Store(profile.get('store', '/state'))
     except StoreError as e:
         events.emit('halted', reason=str(e))
-        return
+        return None
     prov = provision.run(plat, store, cfg, events.default, profile.get('tftp_port', 69))
     del store, Store, StoreError
     provision.unload()
+    return plat, cfg, prov
 
+
+def main():
+    r = provision()
+    if r is None:
+        return
+    plat, cfg, prov = r
+    r = None
     import asyncio
     from phone.agent import Agent
     agent = Agent(plat, prov, settings=cfg)
@@ -40,5 +50,3 @@ def main():
         asyncio.run(agent.run())
     except KeyboardInterrupt:
         events.emit('stopped', reason='interrupted')
-
-
