@@ -19,20 +19,12 @@ _MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'config', '
 
 
 class Provisioned:
-    """What provisioning hands to the agent.
-    call_managers: [(name, host, port, anchor)] in priority order; anchor is (der, cn), or
-    None for plain SCCP (security mode 1); srst: (host, tls_port, anchor) or None, with
-    srst_why saying why not; identity: (cert_der, key_der) or None."""
-
-    def __init__(self, ip, mac, call_managers, srst, srst_why, identity, monitor_s, secure):
-        self.ip = ip
-        self.mac = mac
-        self.call_managers = call_managers
-        self.srst = srst
-        self.srst_why = srst_why
-        self.identity = identity
-        self.monitor_s = monitor_s
-        self.secure = secure
+    """What provisioning hands to the agent (attributes set by Provisioner._result):
+    ip, mac; call_managers: [(name, host, port, anchor)] in priority order; anchor is
+    (der, cn), or None for plain SCCP (security mode 1); srst: (host, tls_port, anchor) or
+    None, with srst_why saying why not; identity: (cert_der, key_der) or None; monitor_s;
+    secure. No methods on purpose: a function defined here would keep this whole module (its
+    globals) alive for as long as the agent holds the result, after unload()."""
 
 
 def run(platform, store, settings, events, tftp_port=69):
@@ -61,15 +53,13 @@ class Provisioner:
         self.store = store
         self.s = settings
         self.tftp_port = tftp_port
-        self.lease = None
         self.trust = None            # TrustList in force (CTL)
         self.offline = False
         self.ip = None
 
     def run(self, platform, events):
-        # Import what stays for the whole pass first: dhcp, imported after them and dropped
-        # once the lease is in, then leaves one contiguous free block instead of holes.
-        from phone import config, ctl, tftp  # noqa: F401
+        # Modules are imported by the step that needs them: dhcp first, alone, and dropped
+        # once the lease is in; then the trust list's and the config's.
         ev = events
         for name in self.store.recovered:
             ev.emit('store_recovered', action=name[0], file=name[1])
@@ -84,7 +74,6 @@ class Provisioner:
 
     # -- one pass ------------------------------------------------------------------------
     def _once(self, plat, ev):
-        from phone import config as _config
         agent = _Ctx(plat, ev)
         t0 = time.ticks_ms()
         servers = self._network(agent)
@@ -97,6 +86,7 @@ class Provisioner:
                 self._fetch_config(agent, servers, dev)
         if self.trust is None:
             self.trust = self._stored_trust(ev)
+        from phone import config as _config
         try:
             cfg = _config.load(self.store)
         except _config.ConfigError as e:
@@ -143,7 +133,8 @@ class Provisioner:
             ev.emit('dhcp_unavailable', reason=str(e))
             self.ip = ip or plat.profile.get('ip')
             return [configured] if configured else []
-        self.lease = lease
+        # Only plain values are kept: a Lease (its class's methods) would keep the whole
+        # dhcp module alive after _drop('dhcp').
         self.ip = lease.ip
         return lease.tftp_servers
 
@@ -219,8 +210,11 @@ class Provisioner:
             ev.emit('ctl_accepted', kind=kind, file=got, records=len(tl.records),
                     first_use=tl.tofu, hash=tl.hash_code)
             if kind == 'CTL':
-                # Re-open from the committed name: records are read back from the file.
-                self.trust = ctl.load_trust(self.store.path(_store.CTL), anchors)
+                # Certificates are read back from the file: point at the committed name (the
+                # verified bytes, renamed) rather than verifying it a second time.
+                tl.path = self.store.path(_store.CTL)
+                self.trust = tl
+            tl = w = None
         return True
 
     # -- configuration -------------------------------------------------------------------
@@ -299,8 +293,16 @@ class Provisioner:
         key = self.store.read_bytes(_store.PHONE_KEY)
         if cert is None or key is None:
             ev.emit('no_identity', reason='phone certificate or key missing from the store')
-        identity = (cert, key) if cert is not None and key is not None else None
-        return Provisioned(self.ip, mac, cms, srst, why, identity, cfg.monitor_s, secure)
+        p = Provisioned()
+        p.ip = self.ip
+        p.mac = mac
+        p.call_managers = cms
+        p.srst = srst
+        p.srst_why = why
+        p.identity = (cert, key) if cert is not None and key is not None else None
+        p.monitor_s = cfg.monitor_s
+        p.secure = secure
+        return p
 
     def _srst(self, cfg, ev):
         from phone import store as _store
