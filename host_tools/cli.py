@@ -8,6 +8,7 @@ import sys
 
 # One line per command module; order is the order of `phonelab --help`.
 COMMANDS = [
+    "host_tools.commands.demo",
     "host_tools.commands.boards",
     "host_tools.commands.certs",
     "host_tools.commands.config",
