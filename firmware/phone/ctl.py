@@ -12,7 +12,7 @@
 #   sg = verify_sgn(path, [tl])                     .sgn -> payload_off / payload_len
 from binascii import hexlify
 
-from phone import pkcs1, x509
+from phone import pkcs1
 
 try:
     from micropython import const
@@ -140,6 +140,19 @@ class TrustList:
 
     def certs(self, *roles):
         return [self.cert(r) for r in self.records if r.role in roles and r.cert_len]
+
+    def keys(self, *roles):
+        """(serial, n, e) of the RSA keys of the records in `roles` (n None: not RSA); what
+        verify_sgn needs, as plain values (x509 need not be loaded to use them)."""
+        from phone import x509
+        out = []
+        for der in self.certs(*roles):
+            try:
+                c = x509.parse(der)
+            except x509.X509Error as ex:
+                raise CtlError('bad certificate in %s: %s' % (self.path, ex))
+            out.append((c.serial_bytes, c.n, c.e))
+        return out
 
 
 def _walk(b, pos, end, header):
@@ -271,6 +284,7 @@ def _rfield(rec, b, tag, vs, ve):
 
 def _record(b, n, rec, keep):
     """Parse one record's elements b[0:n] (what follows its 5-byte length element)."""
+    from phone import x509
     try:
         for tag, vs, ve in _walk(b, 0, n, False):
             _rfield(rec, b, tag, vs, ve)
@@ -355,6 +369,7 @@ def parse(path, keep_certs=False):
 
 def _certs(items):
     """Certificates given as DER/PEM bytes, x509.Certificate or TrustList (its SASTs)."""
+    from phone import x509
     out = []
     if isinstance(items, (TrustList, x509.Certificate, bytes, str)):
         items = [items]
@@ -372,17 +387,21 @@ def _certs(items):
 
 
 def _check(tl, cert, now, what):
-    if cert.n is None:
+    # cert: an x509.Certificate, or a key as (serial, n, e) (no validity to check then)
+    key = isinstance(cert, tuple)
+    n, e = cert[1:] if key else (cert.n, cert.e)
+    if n is None:
         raise CtlError('%s key is not RSA' % what)
-    if now is not None and not cert.valid_at(now):
+    if now is not None and not key and not cert.valid_at(now):
         raise CtlError('%s certificate %s is expired or not yet valid' % (what, cert.cn))
-    why = pkcs1.check(cert.n, cert.e, tl.signature, tl.hash_code, tl.digest)
+    why = pkcs1.check(n, e, tl.signature, tl.hash_code, tl.digest)
     if why:
         raise CtlError(why)
-    tl.signer_cert = cert
+    tl.signer_cert = None if key else cert
 
 
 def _load_trust(path, anchors, now, keep):
+    from phone import x509
     tl = _read_trust(path, True, keep)
     rec = tl.signer()
     if rec is None or not rec.cert:
@@ -440,20 +459,23 @@ def _read_sgn(path, signers, now, digest):
     if not digest:
         return tl
     tl.digest = h.digest()
-    certs = []
-    for s in signers or ():
-        certs.extend(_certs(s.certs(ROLE_TFTP, ROLE_CCM_TFTP) if isinstance(s, TrustList) else [s]))
     want = _minimal(tl.serial)
-    for c in certs:
-        if c.serial_bytes == want:
-            _check(tl, c, now, 'TFTP')
-            return tl
+    for s in signers or ():
+        if isinstance(s, tuple):            # a key from TrustList.keys()
+            if s[0] == want:
+                _check(tl, s, now, 'TFTP')
+                return tl
+            continue
+        for c in _certs(s.certs(ROLE_TFTP, ROLE_CCM_TFTP) if isinstance(s, TrustList) else [s]):
+            if c.serial_bytes == want:
+                _check(tl, c, now, 'TFTP')
+                return tl
     raise CtlError('signed by an unknown certificate (serial %s)' % hexs(want))
 
 
 def verify_sgn(path, signers, now=None):
     """Verify a .sgn file against `signers`: TrustList objects (their TFTP and CCM+TFTP
-    records) and/or certificates. Returns a TrustList of kind 'SGN' (payload_off/len)."""
+    records), certificates and/or keys from TrustList.keys(). Returns a TrustList of kind 'SGN' (payload_off/len)."""
     return _guard(_read_sgn, path, signers, now, True)
 
 

@@ -73,6 +73,11 @@ class Provisioner:
             delay = min(delay * 2, self.s.retry_max_ms)
 
     # -- one pass ------------------------------------------------------------------------
+    # Heap: every step imports what it needs and drops it before the next one, so only one
+    # step's modules are loaded at a time: dhcp (alone); tftp (downloads into temporary store
+    # files); ctl + x509 + der + pkcs1 (verification); tftp again (the config); ctl + config
+    # (its signature, parsing). The trust list is kept as plain values (_Trust), never as
+    # ctl objects: their classes' methods would keep ctl loaded.
     def _once(self, plat, ev):
         agent = _Ctx(plat, ev)
         t0 = time.ticks_ms()
@@ -80,12 +85,17 @@ class Provisioner:
         mac = plat.mac()
         dev = plat.device_name()
         self.offline = True
+        got = None
         if servers:
-            self.offline = not self._fetch_trust(agent, servers, dev)
-            if not self.offline:
-                self._fetch_config(agent, servers, dev)
-        if self.trust is None:
-            self.trust = self._stored_trust(ev)
+            got = self._download(agent, servers, (
+                ('CTL', ('CTL' + dev + '.tlv', 'CTLFile.tlv'), 'ctl.tlv'),
+                ('ITL', ('ITL' + dev + '.tlv', 'ITLFile.tlv'), 'itl.tlv')))
+        self._check_trust(ev, got)
+        if got and not (got[-1][1] is None and got[-1][2] == 'unreachable'):
+            self.offline = False
+            got = None
+            self._fetch_config(agent, servers, dev)
+        got = None
         from phone import config as _config
         try:
             cfg = _config.load(self.store)
@@ -93,12 +103,16 @@ class Provisioner:
             ev.emit('config_rejected', source='store', reason=str(e))
             cfg = None
         if cfg is None:
+            _drop('config')
             ev.emit('provision_failed', reason='no configuration (TFTP unreachable and none stored)')
             return None
         ev.emit('provisioned', offline=self.offline, trust=self.trust is not None,
                 security_mode=cfg.security_mode, cms=len(cfg.call_managers),
                 ms=time.ticks_diff(time.ticks_ms(), t0))
-        return self._result(agent, cfg, mac)
+        c = (cfg.security_mode, cfg.call_managers, cfg.srst, cfg.monitor_s)
+        cfg = None
+        _drop('config')
+        return self._result(agent, c, mac)
 
     def _network(self, agent):
         """Address and TFTP server list (150 > 66 > siaddr > profile's tftp_server)."""
@@ -138,159 +152,176 @@ class Provisioner:
         self.ip = lease.ip
         return lease.tftp_servers
 
-    def _tftp(self, agent, servers, names, dest):
-        """Download the first of `names` that a server has into a store Writer for `dest`.
-        Returns (writer, name) or (None, why); why 'unreachable' means no server answered."""
+    def _download(self, agent, servers, wanted):
+        """wanted: (kind, names, dest) items. For each, the first of `names` that a server has
+        goes into a store Writer for `dest` (closed, not committed yet), all with one TFTP
+        client; then tftp is dropped. Returns [(kind, writer, name)], with writer None and
+        the reason instead of the name for a file no server had; after an item whose reason
+        is 'unreachable' (no server answered at all: the WAN is down) nothing more is tried."""
         from phone import tftp
+        ev = agent.events
+        s = self.s
+        c = tftp.Client(port=self.tftp_port, timeout_ms=s.tftp_timeout_ms, retries=s.tftp_retries,
+                        blksize=s.tftp_blksize, windowsize=s.tftp_windowsize,
+                        max_bytes=s.max_file_bytes, events=ev)
+        out = []
+        try:
+            for kind, names, dest in wanted:
+                w, got = self._tftp(c, tftp, ev, servers, names, dest)
+                out.append((kind, w, got))
+                if w is None and got == 'unreachable':
+                    break
+        finally:
+            c = tftp = None
+            _drop('tftp')
+        return out
+
+    def _tftp(self, c, tftp, ev, servers, names, dest):
         why = 'unreachable'
         for name in names:
             w = self.store.begin(dest)
             try:
-                tftp.fetch(servers, name, w, agent.events, port=self.tftp_port,
-                                timeout_ms=self.s.tftp_timeout_ms, retries=self.s.tftp_retries,
-                                blksize=self.s.tftp_blksize, windowsize=self.s.tftp_windowsize,
-                                max_bytes=self.s.max_file_bytes)
+                c.fetch(servers, name, w)
+                w.close()
             except tftp.TftpError as e:
                 w.abort()
                 if e.code is None:            # no answer at all: the WAN is down
-                    agent.events.emit('tftp_failed', file=name, reason=str(e))
+                    ev.emit('tftp_failed', file=name, reason=str(e))
                     return None, 'unreachable'
                 why = str(e)
                 continue
             except Exception as e:            # a full flash, a bad sink: keep the old state
                 w.abort()
-                agent.events.emit('tftp_failed', file=name, reason=repr(e))
+                ev.emit('tftp_failed', file=name, reason=repr(e))
                 return None, repr(e)
             return w, name
         return None, why
 
     # -- trust list ----------------------------------------------------------------------
-    def _anchors(self):
-        if self.trust is not None:
-            return self.trust
-        pin = self.store.read_bytes(SAST_PIN)
-        return [pin] if pin else None
-
-    def _stored_trust(self, ev):
+    def _check_trust(self, ev, got):
+        """The stored trust list (when none is in force yet), then the downloaded CTL/ITL
+        (`got` from _download, or None): verified against the SASTs in force (or the one
+        pinned at flash time; none: first use), committed or dropped."""
         from phone import ctl
-        from phone import store as _store
-        if not self.store.exists(_store.CTL):
-            return None
-        pin = self.store.read_bytes(SAST_PIN)
-        try:
-            return ctl.load_trust(self.store.path(_store.CTL), [pin] if pin else None)
-        except ctl.CtlError as e:
-            ev.emit('ctl_rejected', source='store', reason=str(e))
-            return None
-
-    def _fetch_trust(self, agent, servers, dev):
-        """False when no TFTP server answered at all."""
-        from phone import ctl
-        from phone import store as _store
-        ev = agent.events
+        pin = None
         if self.trust is None:
-            self.trust = self._stored_trust(ev)
-        anchors = self._anchors()
-        for kind, names, dest in (('CTL', ('CTL' + dev + '.tlv', 'CTLFile.tlv'), _store.CTL),
-                                  ('ITL', ('ITL' + dev + '.tlv', 'ITLFile.tlv'), _store.ITL)):
-            w, got = self._tftp(agent, servers, names, dest)
+            pin = self.store.read_bytes(SAST_PIN)
+            if self.store.exists('ctl.tlv'):
+                try:
+                    self.trust = _trust(ctl, ctl.load_trust(self.store.path('ctl.tlv'),
+                                                            [pin] if pin else None))
+                except ctl.CtlError as e:
+                    ev.emit('ctl_rejected', source='store', reason=str(e))
+        if self.trust is not None:
+            anchors = self.trust.sast
+        else:
+            anchors = [pin] if pin else None
+        for kind, w, name in got or ():
             if w is None:
-                if got == 'unreachable':
-                    return False
-                ev.emit('trust_missing', kind=kind, reason=got)
+                if name != 'unreachable':
+                    ev.emit('trust_missing', kind=kind, reason=name)
                 continue
             try:
-                w.close()
                 tl = ctl.load_trust(w.tmp, anchors)
             except ctl.CtlError as e:
                 w.abort()
-                ev.emit('ctl_rejected', kind=kind, file=got, reason=str(e))
+                ev.emit('ctl_rejected', kind=kind, file=name, reason=str(e))
                 continue
             w.commit()
-            ev.emit('ctl_accepted', kind=kind, file=got, records=len(tl.records),
+            ev.emit('ctl_accepted', kind=kind, file=name, records=len(tl.records),
                     first_use=tl.tofu, hash=tl.hash_code)
             if kind == 'CTL':
-                # Certificates are read back from the file: point at the committed name (the
-                # verified bytes, renamed) rather than verifying it a second time.
-                tl.path = self.store.path(_store.CTL)
-                self.trust = tl
-            tl = w = None
-        return True
+                # Certificates are read back from the file: the committed name now holds the
+                # verified bytes.
+                tl.path = self.store.path('ctl.tlv')
+                self.trust = _trust(ctl, tl)
+            tl = None
+        got = ctl = None
+        for m in ('ctl', 'x509', 'der', 'pkcs1', 'sha512'):
+            _drop(m)
 
     # -- configuration -------------------------------------------------------------------
     def _fetch_config(self, agent, servers, dev):
+        ev = agent.events
+        signed = self.trust is not None and bool(self.trust.tftp)
+        if signed:
+            got = self._download(agent, servers, (('CFG', (dev + '.cnf.xml.sgn',), 'config.sgn'),))
+        else:
+            got = self._download(agent, servers, (('CFG', (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
+                                                   'config.xml'),))
+        _, w, name = got[0]
+        got = None
+        if w is None:
+            ev.emit('config_missing', signed=signed, reason=name)
+            return
         from phone import config as _config
         from phone import ctl
-        ev = agent.events
-        signed = self.trust is not None and bool(self.trust.certs(ctl.ROLE_TFTP, ctl.ROLE_CCM_TFTP))
-        if signed:
-            w, got = self._tftp(agent, servers, (dev + '.cnf.xml.sgn',), 'config.sgn')
-        else:
-            w, got = self._tftp(agent, servers, (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
-                                _config.RAW_NAME)
-        if w is None:
-            ev.emit('config_missing', signed=signed, reason=got)
-            return
-        w.close()
         raw = None
         try:
             if signed:
-                sg = ctl.verify_sgn(w.tmp, [self.trust])
+                sg = ctl.verify_sgn(w.tmp, self.trust.tftp)
                 cfg = _config.parse_file(w.tmp, offset=sg.payload_off)
                 raw = self.store.begin(_config.RAW_NAME)
                 raw.close()
                 ctl.copy_payload(sg, raw.tmp)
+                sg = None
             else:
                 cfg = _config.parse_file(w.tmp)
         except (ctl.CtlError, _config.ConfigError) as e:
             if raw is not None:
                 raw.abort()
             w.abort()
-            ev.emit('config_rejected', file=got, reason=str(e))
+            ev.emit('config_rejected', file=name, reason=str(e))
             return
+        finally:
+            ctl = None
+            for m in ('ctl', 'pkcs1', 'sha512'):
+                _drop(m)
         if signed:
             w.abort()                         # the .sgn wrapper is not kept
             raw.commit()
         else:
             w.commit()
         _config.save(self.store, cfg)
-        ev.emit('config_accepted', file=got, signed=signed, security_mode=cfg.security_mode,
+        ev.emit('config_accepted', file=name, signed=signed, security_mode=cfg.security_mode,
                 srst_cert=bool(cfg.srst and cfg.srst['cert']))
 
     # -- what the state machine needs ----------------------------------------------------
     def _cm_anchor(self, cm):
         """The CCM (or CCM+TFTP) certificate of the trust list for this call manager:
         matched by CN, DNS name or address; the only one when there is just one."""
-        from phone import ctl
-        from phone import x509
-        tl = self.trust
-        recs = [r for r in tl.records if r.role in (ctl.ROLE_CCM, ctl.ROLE_CCM_TFTP) and r.cert_len]
+        recs = self.trust.ccm
         pick = None
         for r in recs:
-            if cm['name'] in (r.cn, r.dns) or cm['host'] in (r.cn, r.dns, r.ip):
+            if cm['name'] in (r[0], r[1]) or cm['host'] in r[:3]:
                 pick = r
                 break
         if pick is None and len(recs) == 1:
             pick = recs[0]
         if pick is None:
             return None
-        der = tl.cert(pick)
-        return der, x509.load(der).cn
+        try:
+            with open(self.trust.path, 'rb') as f:
+                f.seek(pick[3])
+                der = f.read(pick[4])
+        except OSError:
+            return None
+        return (der, pick[0]) if len(der) == pick[4] else None
 
-    def _result(self, agent, cfg, mac):
-        from phone import store as _store
+    def _result(self, agent, c, mac):
         ev = agent.events
-        secure = cfg.security_mode in (2, 3)
+        mode, cms_cfg, srst_cfg, monitor_s = c
+        secure = mode in (2, 3)
         cms = []
-        for cm in cfg.call_managers:
+        for cm in cms_cfg:
             if secure:
                 anchor = self._cm_anchor(cm) if self.trust is not None else None
                 cms.append((cm['name'], cm['host'], cm['port'] + SECURE_OFFSET, anchor))
             else:
                 cms.append((cm['name'], cm['host'], cm['port'], None))
-        srst, why = self._srst(cfg, ev)
-        cert = self.store.read_bytes(_store.PHONE_CERT)
-        key = self.store.read_bytes(_store.PHONE_KEY)
+        srst, why = self._srst(mode, srst_cfg, ev)
+        cert = self.store.read_bytes('phone.der')
+        key = self.store.read_bytes('phone.key')
         if cert is None or key is None:
             ev.emit('no_identity', reason='phone certificate or key missing from the store')
         p = Provisioned()
@@ -300,32 +331,51 @@ class Provisioner:
         p.srst = srst
         p.srst_why = why
         p.identity = (cert, key) if cert is not None and key is not None else None
-        p.monitor_s = cfg.monitor_s
+        p.monitor_s = monitor_s
         p.secure = secure
         return p
 
-    def _srst(self, cfg, ev):
-        from phone import store as _store
-        from phone import x509
-        s = cfg.srst
+    def _srst(self, mode, s, ev):
         if s is None or not s['servers']:
             return None, 'no SRST reference in the configuration'
-        if cfg.security_mode not in (2, 3):
-            return None, 'security mode %d: Secure SRST needs 2 or 3' % cfg.security_mode
+        if mode not in (2, 3):
+            return None, 'security mode %d: Secure SRST needs 2 or 3' % mode
         if self.trust is None:
             return None, 'no trust list (CTL): the cluster is not in mixed mode'
         if not s['cert']:
             return None, 'the configuration carries no SRST certificate'
         der = s['cert']
+        from phone import x509
         try:
             cn = x509.load(der).cn
         except x509.X509Error as e:
             return None, 'SRST certificate unreadable: %s' % e
-        if self.store.read_bytes(_store.SRST_CERT) != der:
-            self.store.write_bytes(_store.SRST_CERT, der)
+        finally:
+            x509 = None
+            _drop('x509')
+            _drop('der')
+        if self.store.read_bytes('srst.der') != der:
+            self.store.write_bytes('srst.der', der)
             ev.emit('srst_pinned', cn=cn, sha256=s['cert_sha256'])
         host, port = s['servers'][0]
         return (host, port + SECURE_OFFSET, (der, cn)), None
+
+
+class _Trust:
+    """The trust list in force, as plain values: sast (DER certificates: the anchors for the
+    next one), tftp ((serial, n, e) of its TFTP and CCM+TFTP keys, which sign configs), ccm
+    ((cn, dns, ip, offset, length) of its CCM and CCM+TFTP certificates in the file at
+    `path`)."""
+
+
+def _trust(ctl, tl):
+    t = _Trust()
+    t.path = tl.path
+    t.sast = tl.sast_certs()
+    t.tftp = tl.keys(ctl.ROLE_TFTP, ctl.ROLE_CCM_TFTP)
+    t.ccm = [(r.cn, r.dns, r.ip, r.cert_off, r.cert_len) for r in tl.records
+             if r.role in (ctl.ROLE_CCM, ctl.ROLE_CCM_TFTP) and r.cert_len]
+    return t
 
 
 class _Ctx:
