@@ -15,7 +15,7 @@ from typing import Any
 
 import host_tools.fw  # noqa: F401
 from host_tools.lab.sccp_server import load_trust
-from phone import sccp  # type: ignore[import-not-found]
+from phone import sccp_lab as sccp  # type: ignore[import-not-found]
 
 
 def client_context(*, cert: str | Path | None = None, key: str | Path | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
-from phone import sccp  # type: ignore[import-not-found]
+from phone import sccp_lab as sccp  # type: ignore[import-not-found]
 
 EventHook = Callable[[dict], None]
 

@@ -19,7 +19,7 @@ import host_tools.fw  # noqa: F401
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
 from host_tools.lab.credentials import CredentialsService
 from host_tools.lab.sccp_server import EventHook, Listener, SccpServer, Session
-from phone import sccp  # type: ignore[import-not-found]
+from phone import sccp_lab as sccp  # type: ignore[import-not-found]
 
 SECURE_PORT = 2443
 

@@ -5,7 +5,7 @@ import io
 import struct
 
 from fwtest import eq, raises
-from phone import sccp
+from phone import sccp_lab as sccp
 
 NAME = 'SEP001122AABBCC'
 

@@ -15,7 +15,7 @@ from host_tools.lab import cnfxml
 from host_tools.lab.callmanager import CallManager
 from host_tools.lab.credentials import CredentialsError
 from host_tools.lab.srst import SrstRouter
-from phone import sccp  # type: ignore[import-not-found]
+from phone import sccp_lab as sccp  # type: ignore[import-not-found]
 from sccp_lab_support import MAC, OTHER, PHONE, STRANGER_MAC, make_lab_pki, phone, run, wait_for
 
 
@@ -237,7 +237,7 @@ def test_cnf_xml_without_credentials_service_fails_cleanly(lab, tmp_path):
 
 MPY_PHONE = r"""
 import socket, ssl, sys
-from phone import sccp
+from phone import sccp_lab as sccp
 ca, cert, key, cn, port = sys.argv[1:6]
 def rd(p):
     with open(p, 'rb') as f:

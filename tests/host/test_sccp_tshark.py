@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import host_tools.fw  # noqa: F401  (puts firmware/ on sys.path)
-from phone import sccp  # type: ignore[import-not-found]
+from phone import sccp_lab as sccp  # type: ignore[import-not-found]
 
 TSHARK = shutil.which("tshark")
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (apt-get install tshark)")

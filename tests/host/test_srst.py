@@ -11,7 +11,7 @@ import host_tools.fw  # noqa: F401
 from host_tools.lab import credentials
 from host_tools.lab.credentials import CredentialsError, CredentialsService, fetch_router_certificate
 from host_tools.lab.srst import SrstRouter
-from phone import sccp  # type: ignore[import-not-found]
+from phone import sccp_lab as sccp  # type: ignore[import-not-found]
 from sccp_lab_support import MAC, OTHER, OTHER_MAC, PHONE, make_lab_pki, phone, run, wait_for
 
 

@@ -1,0 +1,239 @@
+# SCCP, the lab's side: what call managers and SRST routers send and read (server-side
+# encoders and decoders), decode() of any message, message names, split(). Everything of
+# phone.sccp (the phone's side: what the agent loads) is re-exported, so the simulators and
+# the tests use this one module. Never imported by the agent: on a board it would only cost
+# RAM. Common subset of MicroPython and CPython.
+import struct
+
+from phone.sccp import *  # noqa: F401,F403 - the phone's side, re-exported
+from phone.sccp import _fixed, _need, _text, _u32
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# phone -> server (the agent does not send these)
+IP_PORT = const(0x0002)
+ALARM = const(0x0020)
+REGISTER_TOKEN_REQ = const(0x0029)
+
+# Reset types (Reset body), UnregisterAck status
+RESET_RESET = const(1)
+RESET_RESTART = const(2)
+RESET_APPLY_CONFIG = const(3)
+UNREG_OK = const(0)
+UNREG_ERROR = const(1)
+UNREG_NAK = const(2)
+
+DEVICE_7941 = const(115)
+DEVICE_7942 = const(434)
+DEVICE_7945 = const(435)
+DEVICE_7965 = const(436)
+
+NAMES = {
+    0x0000: 'KeepAlive', 0x0001: 'Register', 0x0002: 'IpPort', 0x000D: 'TimeDateReq',
+    0x000E: 'ButtonTemplateReq', 0x0010: 'CapabilitiesRes', 0x0020: 'Alarm',
+    0x0027: 'Unregister', 0x0029: 'RegisterTokenReq', 0x0081: 'RegisterAck',
+    0x0094: 'DefineTimeDate', 0x0097: 'ButtonTemplate', 0x0099: 'DisplayText',
+    0x009B: 'CapabilitiesReq', 0x009D: 'RegisterReject', 0x009F: 'Reset',
+    0x0100: 'KeepAliveAck', 0x0112: 'DisplayPromptStatus', 0x0114: 'DisplayNotify',
+    0x0115: 'ClearNotify', 0x0118: 'UnregisterAck', 0x011A: 'RegisterTokenAck',
+    0x011B: 'RegisterTokenReject', 0x0120: 'DisplayPriNotify',
+}
+
+# What the server reads.
+SERVER_RX = (KEEPALIVE, REGISTER, IP_PORT, TIME_DATE_REQ, BUTTON_TEMPLATE_REQ, CAPABILITIES_RES,
+             ALARM, UNREGISTER, REGISTER_TOKEN_REQ)
+
+FALLBACK_TEXT = 'CM Fallback Service Operating'
+
+_MAX_CAPS = const(18)      # as in phone.sccp (a private const is not importable)
+_MAX_BUTTONS = const(42)
+_REGISTER_LONG = const(124)   # body size of the long Register form
+
+
+def name(msg_id):
+    return NAMES.get(msg_id, '0x%04X' % msg_id)
+
+
+def parse_header(header):
+    """-> (body_length, header_version, msg_id)"""
+    return body_length(header), _u32(header, 4), _u32(header, 8)
+
+
+def split(data):
+    """Parse a buffer holding complete frames -> list of (msg_id, body bytes). For tests and
+    simulators; raises SccpError on a truncated or bad frame."""
+    out = []
+    i = 0
+    while i < len(data):
+        n = body_length(data[i:i + HEADER_SIZE])
+        if i + HEADER_SIZE + n > len(data):
+            raise SccpError('truncated frame')
+        out.append((_u32(data, i + 8), bytes(data[i + HEADER_SIZE:i + HEADER_SIZE + n])))
+        i += HEADER_SIZE + n
+    return out
+
+
+def ip_str(b):
+    return '%d.%d.%d.%d' % (b[0], b[1], b[2], b[3])
+
+
+def device_name(mac):
+    """'00:11:22:aa:bb:cc' -> 'SEP001122AABBCC'."""
+    return 'SEP' + ''.join(['%02X' % c for c in mac_bytes(mac)])
+
+
+def register_token_req(name, ip, device_type=DEVICE_7911, user_id=0, instance=1):
+    ipb = ip_bytes(ip)
+    return frame(REGISTER_TOKEN_REQ, _fixed(name, 16) + struct.pack('<II', user_id, instance)
+                 + ipb + struct.pack('<I', device_type) + ipb)
+
+
+# ---------------------------------------------------------------- server -> phone encoders
+
+def register_ack(keepalive=30, secondary_keepalive=60, date_template='M/D/YA',
+                 max_protocol=11, features=0):
+    return frame(REGISTER_ACK, struct.pack('<I', keepalive) + _fixed(date_template, 7)[:6]
+                 + bytes(2) + struct.pack('<IBBH', secondary_keepalive, max_protocol, 0, features))
+
+
+def register_reject(text):
+    return frame(REGISTER_REJECT, _fixed(text, 32))
+
+
+def capabilities_req():
+    return frame(CAPABILITIES_REQ)
+
+
+def keepalive_ack():
+    return frame(KEEPALIVE_ACK)
+
+
+def button_template(buttons=((1, 9),)):
+    """buttons: (instanceNumber, buttonDefinition) pairs (9 = line)."""
+    buttons = buttons[:_MAX_BUTTONS]
+    body = struct.pack('<III', 0, len(buttons), len(buttons))
+    for inst, definition in buttons:
+        body += bytes([inst & 0xFF, definition & 0xFF])
+    body += bytes(2 * (_MAX_BUTTONS - len(buttons)))
+    return frame(BUTTON_TEMPLATE, body)
+
+
+def define_time_date(year, month, day, hour, minute, second, millis=0, weekday=0,
+                     system_time=0):
+    """weekday: 0 = Sunday (SYSTEMTIME convention); system_time: Unix seconds."""
+    return frame(DEFINE_TIME_DATE, struct.pack('<9I', year, month, weekday, day, hour, minute,
+                                               second, millis, system_time))
+
+
+def reset(kind=RESET_RESET):
+    return frame(RESET, struct.pack('<I', kind))
+
+
+def unregister_ack(status=UNREG_OK):
+    return frame(UNREGISTER_ACK, struct.pack('<I', status))
+
+
+def register_token_ack():
+    return frame(REGISTER_TOKEN_ACK)
+
+
+def register_token_reject(wait_seconds=0):
+    return frame(REGISTER_TOKEN_REJECT, struct.pack('<I', wait_seconds))
+
+
+def display_notify(text, timeout=0):
+    return frame(DISPLAY_NOTIFY, struct.pack('<I', timeout) + _fixed(text, 32))
+
+
+def display_prompt_status(text, timeout=0, line=0, call_ref=0):
+    return frame(DISPLAY_PROMPT_STATUS,
+                 struct.pack('<I', timeout) + _fixed(text, 32) + struct.pack('<II', line, call_ref))
+
+
+def clear_notify():
+    return frame(CLEAR_NOTIFY)
+
+
+def parse_define_time_date(body):
+    """-> (year, month, day, hour, minute, second, millis, weekday, system_time)"""
+    _need(body, 36, 'DefineTimeDate')
+    y, mo, wd, d, h, mi, s, ms, st = struct.unpack_from('<9I', body, 0)
+    return y, mo, d, h, mi, s, ms, wd, st
+
+
+def parse_register(body):
+    """Server side: Register (short or long form) -> dict."""
+    _need(body, 36, 'Register')
+    uid, inst = struct.unpack_from('<II', body, 16)
+    dtype, streams = struct.unpack_from('<II', body, 28)
+    r = {'name': _text(body, 0, 16), 'user_id': uid, 'instance': inst,
+         'ip': ip_str(bytes(body[24:28])), 'device_type': dtype, 'max_streams': streams}
+    if len(body) >= 48:
+        act, proto, _, feat, conf = struct.unpack_from('<IBBHI', body, 36)
+        r.update(active_streams=act, protocol_version=proto, phone_features=feat,
+                 max_conferences=conf)
+    if len(body) >= _REGISTER_LONG:
+        r['active_conferences'] = _u32(body, 48)
+        r['mac'] = ':'.join(['%02x' % c for c in bytes(body[52:58])])
+        r['max_lines'] = _u32(body, 68)
+        r['load_name'] = _text(body, 92, 32)
+    return r
+
+
+def parse_capabilities_res(body):
+    """-> list of (payloadCapability, maxFramesPerPacket)"""
+    _need(body, 4, 'CapabilitiesRes')
+    n = min(_u32(body, 0), _MAX_CAPS)
+    _need(body, 4 + 16 * n, 'CapabilitiesRes')
+    return [struct.unpack_from('<II', body, 4 + 16 * i) for i in range(n)]
+
+
+def parse_button_template(body):
+    """-> list of (instanceNumber, buttonDefinition)"""
+    _need(body, 12, 'ButtonTemplate')
+    n = min(_u32(body, 8), _MAX_BUTTONS)
+    _need(body, 12 + 2 * n, 'ButtonTemplate')
+    return [(body[12 + 2 * i], body[13 + 2 * i]) for i in range(n)]
+
+
+def parse_register_token_req(body):
+    _need(body, 32, 'RegisterTokenReq')
+    return {'name': _text(body, 0, 16), 'ip': ip_str(bytes(body[24:28])),
+            'device_type': _u32(body, 28)}
+
+
+def decode(msg_id, body):
+    """Any message we know -> dict with 'id' and 'msg' (the name) plus its fields; unknown ids
+    -> dict with just those. For simulators, logs and tests (allocates; the firmware's loops
+    use the parse_* functions on the ids they care about)."""
+    d = {'id': msg_id, 'msg': name(msg_id)}
+    if msg_id == REGISTER:
+        d.update(parse_register(body))
+    elif msg_id == REGISTER_ACK:
+        ka, tpl, sec, proto, feat = parse_register_ack(body)
+        d.update(keepalive=ka, date_template=tpl, secondary_keepalive=sec, max_protocol=proto,
+                 features=feat)
+    elif msg_id == REGISTER_REJECT:
+        d['text'] = parse_register_reject(body)
+    elif msg_id in (RESET, UNREGISTER_ACK, REGISTER_TOKEN_REJECT, UNREGISTER):
+        key = {RESET: 'kind', UNREGISTER_ACK: 'status', REGISTER_TOKEN_REJECT: 'wait',
+               UNREGISTER: 'reason'}[msg_id]
+        d[key] = parse_u32(body, name(msg_id)) if (msg_id != UNREGISTER or len(body) >= 4) else 0
+    elif msg_id == DEFINE_TIME_DATE:
+        t = parse_define_time_date(body)
+        d.update(year=t[0], month=t[1], day=t[2], hour=t[3], minute=t[4], second=t[5],
+                 millis=t[6], weekday=t[7], system_time=t[8])
+    elif msg_id in (DISPLAY_TEXT, DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS,
+                    CLEAR_NOTIFY):
+        d['text'] = parse_display(msg_id, body)
+    elif msg_id == CAPABILITIES_RES:
+        d['caps'] = parse_capabilities_res(body)
+    elif msg_id == BUTTON_TEMPLATE:
+        d['buttons'] = parse_button_template(body)
+    elif msg_id == REGISTER_TOKEN_REQ:
+        d.update(parse_register_token_req(body))
+    return d
