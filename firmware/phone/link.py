@@ -37,6 +37,7 @@ REGISTERING = 'REGISTERING'
 REGISTERED = 'REGISTERED'
 
 _MIN_TICK_MS = const(20)
+_KEEP = const(512)           # body bytes buffered: what a phone reads is < 100 bytes
 _RX = (sccp.REGISTER_ACK, sccp.REGISTER_REJECT, sccp.CAPABILITIES_REQ, sccp.KEEPALIVE_ACK,
        sccp.DEFINE_TIME_DATE, sccp.RESET, sccp.UNREGISTER_ACK, sccp.REGISTER_TOKEN_ACK,
        sccp.REGISTER_TOKEN_REJECT, sccp.DISPLAY_TEXT, sccp.DISPLAY_NOTIFY,
@@ -102,7 +103,7 @@ class Link:
             self._r, self._w = await asyncio.wait_for_ms(
                 asyncio.open_connection(self.host, self.port, ssl=self._context() if a else None,
                                         server_hostname=a[1] if a else None), timeout_ms)
-            self._reader = sccp.FrameReader(self._r, accept=_RX)
+            self._reader = sccp.FrameReader(self._r, accept=_RX, keep=_KEEP)
             self._last_rx = time.ticks_ms()
             self._tasks = [asyncio.create_task(self._read_loop())]
             left = max(100, timeout_ms - time.ticks_diff(time.ticks_ms(), t0))
@@ -277,6 +278,7 @@ class Link:
                 t.cancel()
         self._tasks = []
         w, self._w, self._r = self._w, None, None
+        self._reader = None                   # its buffer: a dead link may stay referenced
         if w is not None:
             try:
                 w.close()

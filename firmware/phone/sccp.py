@@ -248,16 +248,19 @@ class FrameReader:
 
     Frames whose id is not in `accept` (None = accept all) are read and skipped (counted in
     `skipped`). A length below 4 or a body over `max_body` raises SccpError, as does a stream
-    that ends inside a frame. In steady state (frames of sizes already seen, full reads) a
+    that ends inside a frame. The buffer holds `keep` body bytes (default max_body): an
+    accepted frame must fit (else SccpError), a skipped one may be longer and is read through
+    in pieces, so a phone that reads only short messages needs only a short buffer. In steady state (frames of sizes already seen, full reads) a
     read allocates nothing. `aread()` is the same for asyncio streams (await readinto).
     Timeouts belong to the caller (socket timeout, asyncio.wait_for); a timeout or error
     inside a frame leaves the stream out of step, so the connection must then be dropped."""
 
-    def __init__(self, stream, accept=None, max_body=MAX_BODY):
+    def __init__(self, stream, accept=None, max_body=MAX_BODY, keep=None):
         self.stream = stream
         self.accept = accept
         self.max_body = max_body
-        self.buf = bytearray(HEADER_SIZE + max_body)
+        self.keep = keep = max_body if keep is None else min(keep, max_body)
+        self.buf = bytearray(HEADER_SIZE + keep)
         self.mv = memoryview(self.buf)
         self.hdr = self.mv[:HEADER_SIZE]
         self._views = {0: self.mv[HEADER_SIZE:HEADER_SIZE]}
@@ -282,7 +285,12 @@ class FrameReader:
         n = _u32(self.buf, 0)
         if n < 4 or n - 4 > self.max_body:
             raise SccpError('bad length %d' % n)
-        return n - 4
+        n -= 4
+        if n > self.keep:
+            mid = _u32(self.buf, 8)
+            if self.accept is None or mid in self.accept:
+                raise SccpError('message 0x%04X: body of %d bytes, %d kept' % (mid, n, self.keep))
+        return n
 
     def _accepted(self, n):
         mid = _u32(self.buf, 8)
@@ -316,8 +324,11 @@ class FrameReader:
                 self.msg_id = -1
                 return -1
             n = self._check()
-            if n and not self._fill(self._view(n)):
-                raise SccpError('truncated frame')
+            left = n
+            while left:             # a skipped frame longer than the buffer comes in pieces
+                k = left if left <= self.keep else self.keep
+                self._fill(self._view(k))
+                left -= k
             if self._accepted(n):
                 return self.msg_id
 
@@ -341,7 +352,10 @@ class FrameReader:
                 self.msg_id = -1
                 return -1
             n = self._check()
-            if n and not await self._afill(self._view(n)):
-                raise SccpError('truncated frame')
+            left = n
+            while left:
+                k = left if left <= self.keep else self.keep
+                await self._afill(self._view(k))
+                left -= k
             if self._accepted(n):
                 return self.msg_id

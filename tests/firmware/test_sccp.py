@@ -158,6 +158,22 @@ def test_reader_bad_and_oversized_lengths():
         sccp.body_length(struct.pack('<III', 5000, 0, 0))
 
 
+def test_reader_short_buffer_reads_long_skipped_frames_in_pieces():
+    data = (sccp.frame(0x0999, bytes(range(256)) * 5) + sccp.keepalive_ack()
+            + sccp.display_notify('hi') + sccp.frame(0x0998, bytes(100)))
+    r = sccp.FrameReader(Chunky(data, 7), accept=sccp.PHONE_RX, keep=64)
+    eq(len(r.buf), 12 + 64)
+    eq(r.read(), sccp.KEEPALIVE_ACK)
+    eq(r.read(), sccp.DISPLAY_NOTIFY)
+    eq(sccp.parse_display(r.msg_id, r.body()), 'hi')
+    eq(r.read(), -1)
+    eq((r.frames, r.skipped), (4, 2))
+    r = sccp.FrameReader(io.BytesIO(sccp.register_reject('x') + sccp.keepalive_ack()),
+                         accept=sccp.PHONE_RX, keep=16)
+    with raises(sccp.SccpError, match='16 kept'):
+        r.read()
+
+
 def test_reader_async():
     import asyncio
 
