@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from host_tools.scenario.runner import Result
+if TYPE_CHECKING:          # reading a saved report needs no runner (phonelab report)
+    from host_tools.scenario.runner import Result
 
 PINNED = ("boot_to_registered_ms", "standby_up_ms", "failover_ms", "rehome_ms", "peak_heap_bytes")
 
@@ -56,24 +57,27 @@ def _fmt(key: str, v: Any) -> str:
     return str(v)
 
 
-def summary(r: Result) -> str:
-    lines = [f"scenario {r.scenario.name} on {r.board} ({r.mode} lab): "
-             f"{'PASSED' if r.passed else 'FAILED'}"]
-    if r.scenario.description:
-        lines.append(f"  {r.scenario.description}")
-    if r.error:
-        lines.append(f"  error: {r.error}")
+def summary(r: Result | dict[str, Any]) -> str:
+    """The human summary of a run, or of a saved report (its JSON dict)."""
+    d = r if isinstance(r, dict) else to_dict(r)
+    metrics, files, exps = d.get("metrics") or {}, d.get("files") or {}, d.get("expectations")
+    lines = [f"scenario {d.get('scenario')} on {d.get('board')} ({d.get('mode')} lab): "
+             f"{'PASSED' if d.get('passed') else 'FAILED'}"]
+    if d.get("description"):
+        lines.append(f"  {d['description']}")
+    if d.get("error"):
+        lines.append(f"  error: {d['error']}")
     lines.append("  metrics:")
     for k in PINNED:
-        lines.append(f"    {k:24} {_fmt(k, r.metrics.get(k))}")
-    if r.metrics.get("register_over_standby_ms") is not None:
-        lines.append(f"    {'register over standby':24} {r.metrics['register_over_standby_ms']} ms")
-    lines.append(f"    {'final state':24} {r.metrics.get('final_state')}")
-    if r.expectations:
+        lines.append(f"    {k:24} {_fmt(k, metrics.get(k))}")
+    if metrics.get("register_over_standby_ms") is not None:
+        lines.append(f"    {'register over standby':24} {metrics['register_over_standby_ms']} ms")
+    lines.append(f"    {'final state':24} {metrics.get('final_state')}")
+    if exps:
         lines.append("  expectations:")
-        for e in r.expectations:
+        for e in exps:
             mark = "ok  " if e["passed"] else "FAIL"
             lines.append(f"    {mark} {e['name']}: {e['message']}")
-    for k, v in r.files.items():
+    for k, v in files.items():
         lines.append(f"  {k}: {v}")
     return "\n".join(lines)
