@@ -62,10 +62,15 @@ def compute(evs: list[Stamped], actions: list[Action]) -> dict[str, Any]:
                 failovers.append({"after": a.key, "ms": round((reg.host - a.host) * 1000),
                                   "over_standby": reg.event.get("over_standby"),
                                   "register_ms": reg.event.get("register_ms")})
+        restored = None
         if a.action in ("wan_restore", "restart") and a.key != "restart:srst":
-            rh = _first(evs, "rehomed", a.host)
+            restored = a.host
+        elif a.action == "flap":         # the WAN is back for good after the last period
+            restored = a.host + a.args.get("period", 2.0) * a.args.get("count", 3)
+        if restored is not None:
+            rh = _first(evs, "rehomed", restored)
             if rh is not None:
-                rehomes.append({"after": a.key, "ms": round((rh.host - a.host) * 1000)})
+                rehomes.append({"after": a.key, "ms": round((rh.host - restored) * 1000)})
     if failovers:
         m["failover_ms"] = failovers[0]["ms"]
         m["register_over_standby_ms"] = failovers[0]["register_ms"]

@@ -28,6 +28,7 @@ def to_dict(r: Result) -> dict[str, Any]:
         "mode": r.mode,
         "passed": r.passed,
         "error": r.error,
+        "ended_ms": round((r.ended - t0) * 1000) if r.ended else None,
         "expectations": r.expectations,
         "metrics": r.metrics,
         "events": [{"host_ms": round((s.host - t0) * 1000), "t": s.event.t, "ev": s.event.ev,

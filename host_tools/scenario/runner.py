@@ -115,6 +115,7 @@ class Result:
     lab_events: list[dict] = field(default_factory=list)
     error: str | None = None
     started: float = 0.0
+    ended: float = 0.0
     console: list[str] = field(default_factory=list)   # board output that is not an event
 
     @property
@@ -163,6 +164,7 @@ def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
     except RunError as e:
         res.error = str(e)
     finally:
+        res.ended = time.monotonic()
         if board is not None:
             board.stop()
         res.files.update(_collect(lab, opts, work))
