@@ -43,6 +43,8 @@ def main():
         return
     plat, cfg, prov = r
     r = None
+    from phone import link
+    link.contexts(prov)         # its ~3 KB blocks first, while the freed heap is in one piece
     import asyncio
     from phone.agent import Agent
     agent = Agent(plat, prov, settings=cfg)

@@ -50,6 +50,38 @@ class LinkError(Exception):
     pass
 
 
+# TLS contexts, one per slot ('cm', 'srst'), kept for the anchor they were made for: each is one
+# ~3 KB block of heap, which a fragmented heap may no longer have later, and reusing it spares
+# parsing the phone's key at every connect. Boot makes them up front (contexts()).
+_contexts = {}
+
+
+def context(slot, anchor, identity):
+    """The TLS context trusting exactly `anchor` (der, cn) for `slot`, made once."""
+    c = _contexts.get(slot)
+    if c is not None and c[0] is anchor[0]:
+        return c[1]
+    _contexts.pop(slot, None)
+    c = None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED       # the default would verify nothing
+    ctx.load_verify_locations(cadata=anchor[0])
+    if identity is not None:
+        ctx.load_cert_chain(identity[0], identity[1])
+    _contexts[slot] = (anchor[0], ctx)
+    return ctx
+
+
+def contexts(prov):
+    """Make the contexts a provision.Provisioned calls for (its first call manager's and the
+    SRST router's) now: boot calls this before loading the agent, on a heap still in one piece."""
+    for _, _, _, anchor in prov.call_managers[:1]:
+        if anchor is not None:
+            context('cm', anchor, prov.identity)
+    if prov.srst is not None:
+        context('srst', prov.srst[2], prov.identity)
+
+
 class Link:
     def __init__(self, role, host, port, anchor, identity, events, settings, on_down=None,
                  on_reset=None):
@@ -83,12 +115,7 @@ class Link:
 
     # -- connection --------------------------------------------------------------------
     def _context(self):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_REQUIRED       # the default would verify nothing
-        ctx.load_verify_locations(cadata=self.anchor[0])
-        if self.identity is not None:
-            ctx.load_cert_chain(self.identity[0], self.identity[1])
-        return ctx
+        return context('srst' if self.role == 'srst' else 'cm', self.anchor, self.identity)
 
     async def connect(self, timeout_ms=None):
         """Open TLS and prove the session with one KeepAlive exchange (the handshake is
