@@ -1,0 +1,136 @@
+"""`phonelab replay CAPTURE.pcap`: serve a capture's DHCP answers and TFTP files back to a
+fresh virtual board and report where its behaviour differs from the capture. Exit 0 when the
+board's provisioning matched the capture (same files, same hashes), 1 when it did not, 2
+when the replay could not run."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from host_tools.events import render
+from host_tools.replay import capture as caplib
+from host_tools.replay import compare, plan as planlib, session
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="serve a capture's DHCP answers and TFTP files back to a "
+                       "virtual board and compare (needs root: network namespaces)")
+    p.add_argument("capture", type=Path, help="pcap or pcapng of a phone's boot")
+    p.add_argument("--timing", choices=planlib.TIMINGS, default="captured",
+                   help="answer with the captured delays (default) or as fast as possible")
+    p.add_argument("--mac", help="the phone in the capture (default: the first DHCP client "
+                   "that got an ACK)")
+    p.add_argument("--report", type=Path, help="JSON report (default out/replay/NAME.json)")
+    p.add_argument("--record", type=Path, help="the replay's own capture (default: beside the "
+                   "report, NAME.replay.pcap)")
+    p.add_argument("--no-record", action="store_true", help="do not capture the replay (the "
+                   "board's files then come from the servers' logs)")
+    p.add_argument("--workdir", type=Path, help="keep the replay's files here (board folder, "
+                   "served files, logs, plan.json)")
+    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the board's "
+                   "first provisioning pass (default 90)")
+    p.add_argument("--until", default=",".join(session.END_EVENTS),
+                   help="board events that end the run (comma separated; default %(default)s)")
+    p.add_argument("--heap", help="MicroPython heap of the virtual board")
+    p.add_argument("--short-timers", action="store_true",
+                   help="the lab's short agent timers (TFTP timeout 1 s, ...) instead of the defaults")
+    p.add_argument("--identity", type=Path, help="folder with the phone's phone.der/phone.key "
+                   "(default: a new self-signed one; provisioning does not use it)")
+    p.add_argument("--show", action="store_true", help="only show what the capture holds and "
+                   "what a replay would serve (no root needed)")
+    p.add_argument("--extract", type=Path, metavar="DIR",
+                   help="write the capture's complete files into DIR (with --show: and stop)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live event stream")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cap = caplib.analyse(args.capture, mac=args.mac)
+        plan = planlib.build(cap, args.timing)
+    except (OSError, ValueError) as e:           # CaptureError, PcapError, PlanError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.extract:
+        for path in extract(cap, args.extract):
+            print(f"extracted {path}")
+    if args.show:
+        print(show(cap, plan))
+        return 0
+    report_path = args.report or Path("out/replay") / f"{args.capture.stem}.json"
+    record = None if args.no_record else (args.record or report_path.with_suffix(".replay.pcap"))
+    t0 = time.monotonic()
+
+    def on_event(s: session.Stamped) -> None:
+        if not args.quiet:
+            print(f"{s.host - t0:7.2f}s board {render(s.event)}", flush=True)
+
+    opts = session.ReplayOptions(workdir=args.workdir, heap=args.heap, timeout_s=args.timeout,
+                                 until=tuple(u.strip() for u in args.until.split(",") if u.strip()),
+                                 short_timers=args.short_timers, identity=args.identity,
+                                 record=record, on_event=on_event, keep=args.workdir is not None)
+    print(f"replaying {args.capture} to a fresh virtual board (phone {plan.mac}, "
+          f"timing {plan.timing})", flush=True)
+    for n in plan.notes:
+        print(f"note: {n}", flush=True)
+    try:
+        res = session.run(plan, opts)
+    except session.ReplayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rep = compare.report(cap, plan, res)
+    compare.write(rep, report_path)
+    print(compare.summary(rep))
+    return 0 if rep["matched"] else 1
+
+
+def extract(cap: caplib.Analysis, folder: Path) -> list[Path]:
+    """The capture's complete files, under their requested names (made safe)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in cap.files.values():
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f.name).lstrip(".") or "file"
+        p = folder / safe
+        p.write_bytes(f.content)
+        out.append(p)
+    return out
+
+
+def show(cap: caplib.Analysis, plan: planlib.Plan) -> str:
+    d = cap.to_dict()
+    lines = [f"{cap.path}: {d['frames']} frames, {d['udp']} UDP datagrams; phone {cap.mac} "
+             f"at {cap.phone_ip}"]
+    for w in d["warnings"]:
+        lines.append(f"  warning: {w}")
+    if d["other_clients"]:
+        lines.append(f"  other DHCP clients (use --mac): {', '.join(d['other_clients'])}")
+    for key in ("offer", "ack", "inform_ack"):
+        v = d["dhcp"].get(key)
+        if v:
+            lines.append(f"  DHCP {key}: " + ", ".join(f"{k}={v[k]}" for k in v if v[k] not in (None, [])))
+    t = d["timing"].get("dhcp")
+    if t:
+        lines.append(f"  DHCP timing: offer after {t['offer_delay_ms']} ms "
+                     f"({t['unanswered_discovers']} DISCOVER unanswered), ack after "
+                     f"{t['ack_delay_ms']} ms ({t['unanswered_requests']} REQUEST unanswered)")
+    lines.append("  TFTP read requests:")
+    for x in cap.transfers:
+        s = x.summary()
+        lines.append(f"    {s['file']:34} {s['status']:12} from {s['server']}  size {s['size']}  "
+                     f"blksize {s['blksize']}  first answer {s['first_answer_ms']} ms  "
+                     f"rrqs {s['rrqs']}  dups {s['duplicates']}")
+    lines.append("  complete files:")
+    for f in cap.files.values():
+        lines.append(f"    {f.name:34} {f.size:>8} B  sha256 {f.sha256}")
+    lines.append("  the replay would serve:")
+    pd = plan.to_dict()
+    lines.append(f"    DHCP from {pd['dhcp_server']} ({pd['dhcp_source']}), expected lease "
+                 f"{pd['expected_lease']}")
+    for tp in pd["tftp"]:
+        lines.append(f"    TFTP {tp['address']} (captured {tp['captured_address']}): "
+                     f"files {tp['files']}, errors {list(tp['errors'])}, silent {tp['silent']}")
+    for n in plan.notes:
+        lines.append(f"  note: {n}")
+    return "\n".join(lines)
