@@ -15,6 +15,7 @@ COMMANDS = [
     "host_tools.commands.ctl",
     "host_tools.commands.lab",
     "host_tools.commands.run",
+    "host_tools.commands.replay",
     "host_tools.commands.report",
 ]
 
