@@ -13,6 +13,8 @@ COMMANDS = [
     "host_tools.commands.certs",
     "host_tools.commands.config",
     "host_tools.commands.ctl",
+    "host_tools.vboard.cli",
+    "host_tools.deploy",
     "host_tools.commands.lab",
     "host_tools.commands.run",
     "host_tools.commands.replay",
