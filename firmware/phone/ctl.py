@@ -146,12 +146,14 @@ class TrustList:
         verify_sgn needs, as plain values (x509 need not be loaded to use them)."""
         from phone import x509
         out = []
-        for der in self.certs(*roles):
-            try:
-                c = x509.parse(der)
-            except x509.X509Error as ex:
-                raise CtlError('bad certificate in %s: %s' % (self.path, ex))
-            out.append((c.serial_bytes, c.n, c.e))
+        for r in self.records:
+            if r.role in roles and r.cert_len:
+                try:
+                    c = x509.parse(self.cert(r))
+                except x509.X509Error as ex:
+                    raise CtlError('bad certificate in %s: %s' % (self.path, ex))
+                out.append((c.serial_bytes, c.n, c.e))
+                c = None
         return out
 
 
@@ -413,6 +415,7 @@ def _load_trust(path, anchors, now, keep):
         for c in known:
             if c.serial_bytes == want:
                 match = c
+        known = None
         if match is None:
             raise CtlError('signed by an unknown SAST (serial %s)' % hexs(want))
         if match.der != rec.cert:

@@ -254,34 +254,36 @@ class Provisioner:
         if w is None:
             ev.emit('config_missing', signed=signed, reason=name)
             return
-        from phone import config as _config
-        from phone import ctl
-        raw = None
-        try:
-            if signed:
+        if signed:
+            # Signature first (ctl), payload copied out as the raw XML; then ctl is dropped
+            # before config is loaded to parse it.
+            from phone import ctl
+            raw = None
+            try:
                 sg = ctl.verify_sgn(w.tmp, self.trust.tftp)
-                cfg = _config.parse_file(w.tmp, offset=sg.payload_off)
-                raw = self.store.begin(_config.RAW_NAME)
+                raw = self.store.begin('config.xml')
                 raw.close()
                 ctl.copy_payload(sg, raw.tmp)
-                sg = None
-            else:
-                cfg = _config.parse_file(w.tmp)
-        except (ctl.CtlError, _config.ConfigError) as e:
-            if raw is not None:
-                raw.abort()
+            except ctl.CtlError as e:
+                if raw is not None:
+                    raw.abort()
+                w.abort()
+                ev.emit('config_rejected', file=name, reason=str(e))
+                return
+            finally:
+                sg = ctl = None
+                for m in ('ctl', 'pkcs1', 'sha512'):
+                    _drop(m)
+            w.abort()                         # the .sgn wrapper is not kept
+            w = raw
+        from phone import config as _config
+        try:
+            cfg = _config.parse_file(w.tmp)
+        except _config.ConfigError as e:
             w.abort()
             ev.emit('config_rejected', file=name, reason=str(e))
             return
-        finally:
-            ctl = None
-            for m in ('ctl', 'pkcs1', 'sha512'):
-                _drop(m)
-        if signed:
-            w.abort()                         # the .sgn wrapper is not kept
-            raw.commit()
-        else:
-            w.commit()
+        w.commit()
         _config.save(self.store, cfg)
         ev.emit('config_accepted', file=name, signed=signed, security_mode=cfg.security_mode,
                 srst_cert=bool(cfg.srst and cfg.srst['cert']))
