@@ -1,23 +1,29 @@
 """`phonelab replay CAPTURE.pcap`: serve a capture's DHCP answers and TFTP files back to a
 fresh virtual board and report where its behaviour differs from the capture. Exit 0 when the
 board's provisioning matched the capture (same files, same hashes), 1 when it did not, 2
-when the replay could not run."""
+when the replay could not run.
+
+`phonelab replay REPORT.json`: run a recorded `phonelab run` again with its faults at the
+recorded times; exit 0 when the recorded outcome was reproduced."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from host_tools.events import render
+from host_tools.scenario import report as reportlib, runner, spec
 from host_tools.replay import capture as caplib
-from host_tools.replay import compare, plan as planlib, session
+from host_tools.replay import compare, plan as planlib, recording, session
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="serve a capture's DHCP answers and TFTP files back to a "
                        "virtual board and compare (needs root: network namespaces)")
-    p.add_argument("capture", type=Path, help="pcap or pcapng of a phone's boot")
+    p.add_argument("capture", type=Path, help="pcap or pcapng of a phone's boot, or the JSON "
+                   "report of a `phonelab run` (a lab recording) to run again")
     p.add_argument("--timing", choices=planlib.TIMINGS, default="captured",
                    help="answer with the captured delays (default) or as fast as possible")
     p.add_argument("--mac", help="the phone in the capture (default: the first DHCP client "
@@ -42,11 +48,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "what a replay would serve (no root needed)")
     p.add_argument("--extract", type=Path, metavar="DIR",
                    help="write the capture's complete files into DIR (with --show: and stop)")
+    p.add_argument("--scenario", type=Path, help="recording replay: the scenario file "
+                   "(default scenarios/NAME.toml)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live event stream")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.capture.suffix.lower() == ".json":
+        return run_recording(args)
     try:
         cap = caplib.analyse(args.capture, mac=args.mac)
         plan = planlib.build(cap, args.timing)
@@ -84,6 +94,36 @@ def run(args: argparse.Namespace) -> int:
     compare.write(rep, report_path)
     print(compare.summary(rep))
     return 0 if rep["matched"] else 1
+
+
+def run_recording(args: argparse.Namespace) -> int:
+    try:
+        rep = recording.load_report(args.capture)
+        t0 = time.monotonic()
+
+        def on_event(s: session.Stamped) -> None:
+            if not args.quiet:
+                print(f"{s.host - t0:7.2f}s board {render(s.event)}", flush=True)
+
+        def on_action(a: runner.Action) -> None:
+            print(f"{a.host - t0:7.2f}s LAB   >>> {a.action} "
+                  + " ".join(f"{k}={v}" for k, v in a.args.items()), flush=True)
+
+        opts = runner.RunOptions(workdir=args.workdir, heap=args.heap, on_event=on_event,
+                                 on_action=on_action, keep=args.workdir is not None)
+        print(f"running the recording of {rep['scenario']} again ({len(rep['actions'])} "
+              f"actions at their recorded times)", flush=True)
+        res, cmp = recording.replay_recording(rep, opts, args.scenario)
+    except (recording.RecordingError, spec.ScenarioError, runner.RunError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.report or Path("out/replay") / f"{args.capture.stem}.recording.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"recording": str(args.capture), **cmp,
+                               "replay": reportlib.to_dict(res)}, indent=2, default=str) + "\n")
+    print(recording.summary(cmp, rep))
+    print(f"  report: {out}")
+    return 0 if cmp["reproduced"] else 1
 
 
 def extract(cap: caplib.Analysis, folder: Path) -> list[Path]:

@@ -330,3 +330,58 @@ def test_field_capture_with_a_cut_config_download_reproduces_the_failing_boot(
     assert cnf and cnf[0].get("cut_off") is True
     dl = rep["replay"]["dhcp_log"]
     assert [d["reply"] for d in dl[:2]] == ["none (unanswered in the capture)", "OFFER"]
+
+
+# -- replay of a lab recording -------------------------------------------------------------------
+def test_recording_comparison_names_what_was_not_reproduced() -> None:
+    from host_tools.replay.recording import compare
+    ev = [{"host_ms": 10, "ev": "state", "state": "PRIMARY"}, {"host_ms": 20, "ev": "registered"}]
+    rec = {"scenario": "x", "passed": False, "actions": [{"host_ms": 100, "action": "kill"}],
+           "events": ev, "expectations": [{"name": "final_state", "passed": False}]}
+    same = compare(rec, {**rec, "actions": [{"host_ms": 130, "action": "kill"}]})
+    assert same["reproduced"] and same["max_action_skew_ms"] == 30 and same["differences"] == []
+    other = {**rec, "passed": True, "expectations": [{"name": "final_state", "passed": True}],
+             "events": [{"host_ms": 10, "ev": "state", "state": "FALLBACK"}]}
+    c = compare(rec, other)
+    assert not c["reproduced"]
+    assert [d["kind"] for d in c["differences"]] == ["expectation", "states", "events"]
+
+
+SCENARIO = '''name = "replay-srst-killed"
+description = "The SRST router is killed after the standby link is up (a recording to replay)."
+duration = "4s"
+timeout = "40s"
+
+[lab]
+short_timers = true
+
+[[timeline]]
+after = "standby_up"
+delay = "500ms"
+action = "kill"
+server = "srst"
+
+[expect]
+final_state = "PRIMARY"
+no_events = ["standby_failed"]
+'''
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_a_failed_lab_run_replayed_from_its_report_fails_the_same_way(tmp_path: Path) -> None:
+    _need_netns()
+    from host_tools.scenario import report, runner, spec
+    path = tmp_path / "replay-srst-killed.toml"
+    path.write_text(SCENARIO)
+    res = runner.run(spec.load(path), runner.RunOptions(workdir=tmp_path / "rec"))
+    report.write(res, tmp_path / "rec.json")
+    assert not res.passed, report.summary(res)      # standby_failed happens: a failed run
+    out = tmp_path / "again.json"
+    rc = phonelab(["replay", str(tmp_path / "rec.json"), "--scenario", str(path),
+                   "--report", str(out), "-q"])
+    cmp = json.loads(out.read_text())
+    assert rc == 0, cmp["differences"]
+    assert cmp["reproduced"] and cmp["recorded_passed"] is False and cmp["replay_passed"] is False
+    assert cmp["max_action_skew_ms"] < 500
+    assert [a["action"] for a in cmp["replay"]["actions"]] == ["kill"]
