@@ -1,18 +1,174 @@
 """pytest plugin (registered through the `pytest11` entry point): choose the board(s) a test
-run drives. `--board virtual` (default) or `--board /dev/ttyUSB0`, repeatable."""
+run drives. `--board virtual` (default) or `--board /dev/ttyUSB0`, repeatable.
+
+    pytest --board virtual                          a fresh virtual board, firmware deployed
+    pytest --board /dev/ttyUSB0                     a real board (profile from its board.json)
+    pytest --board wt32-eth01@/dev/ttyUSB0          ... naming the profile (a fresh board)
+    pytest --board labgrid:bench-3                  a labgrid place (LG_COORDINATOR)
+    pytest -n 2 --board /dev/ttyUSB0 --board /dev/ttyUSB1     two boards, one xdist worker each
+    pytest -n 2 --dist each --board A --board B     every test on every board
+    pytest ... --junitxml=out/hil.xml               JUnit XML for CI (pytest's own report)
+
+Fixtures: `board` (a handle, see host_tools.hil.handles; one per worker for the session),
+`event_stream` (that board's events from the start of the test), `lab` (host_tools.lab.Lab
+around this worker's board, which it provisions and puts on the lab's network: a provisioned
+board in its own lab; real boards need --lab-interface), `board_spec`, `board_specs`.
+Plugins built on this one get `pytest_phonelab_board_ready(board, config)` (firmware deployed)
+and `pytest_phonelab_lab_ready(board, lab, config)` (board in the lab, agent restarted).
+"""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Iterator
+
 import pytest
+
+from host_tools import FIRMWARE
+from host_tools.hil import specs as _specs
+
+VBOARD_HEAP = "192K"  # = host_tools.scenario.runner.DEFAULT_HEAP (docs/decisions.md)
+
+
+class HilHooks:
+    """Hook specifications for plugins built on this one (the scenario runner)."""
+
+    @pytest.hookspec
+    def pytest_phonelab_board_ready(self, board: object, config: pytest.Config) -> None:
+        """The worker's board is up with the firmware deployed, before any test uses it
+        (e.g. provision an identity from the lab's PKI)."""
+
+    @pytest.hookspec
+    def pytest_phonelab_lab_ready(self, board: object, lab: object, config: pytest.Config) -> None:
+        """The worker's lab runs and the board is provisioned for it and restarted."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(HilHooks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("phonelab", "Secure SRST phone lab")
-    group.addoption("--board", action="append", default=None, metavar="virtual|PORT",
-                    help="board to test: 'virtual' (default) or a serial port; repeatable")
-    group.addoption("--vboard-heap", default="96K", metavar="SIZE",
-                    help="MicroPython heap of virtual boards (default 96K)")
+    group.addoption("--board", action="append", default=None, metavar="virtual|PORT|labgrid:PLACE",
+                    help="board to test: 'virtual' (default), a serial port or URL "
+                         "([PROFILE@]PORT), or a labgrid place ([PROFILE@]labgrid:PLACE); "
+                         "repeatable, one pytest-xdist worker per board")
+    group.addoption("--vboard-heap", default=VBOARD_HEAP, metavar="SIZE",
+                    help="MicroPython heap of virtual boards (default %(default)s, the scenario "
+                         "runner's: the whole agent on the 64-bit unix port)")
+    group.addoption("--hil-firmware", default=str(FIRMWARE), metavar="DIR",
+                    help="firmware tree deployed to the boards (default: the repository's)")
+    group.addoption("--hil-source", action="store_true",
+                    help="deploy .py sources instead of .mpy")
+    group.addoption("--hil-no-deploy", action="store_true",
+                    help="use the boards as they are (no deploy at session start)")
+    group.addoption("--lab-mode", default="auto", choices=("auto", "netns", "loopback"),
+                    help="topology of the `lab` fixture for virtual boards (default auto: "
+                         "namespaces when root)")
+    group.addoption("--lab-interface", action="append", default=None, metavar="IF",
+                    help="bench interface of a real board's lab (the board's Ethernet is "
+                         "plugged into it); repeatable, in --board order")
+
+
+def _workers(config: pytest.Config) -> int:
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
+        n = config.getoption("numprocesses", 0)
+        return int(n) if isinstance(n, int) else 0
+    return 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hil: drives a board (virtual or real) through the "
+                                       "phonelab HIL fixtures")
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller checked already
+        return
+    try:
+        parsed = _specs.parse_all(config.getoption("--board"))
+        _specs.check_workers(parsed, _workers(config))
+    except _specs.SpecError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    given = config.getoption("--board")
+    return f"phonelab boards: {', '.join(given)}" if given else None
 
 
 @pytest.fixture(scope="session")
-def board_specs(request: pytest.FixtureRequest) -> list[str]:
-    return request.config.getoption("--board") or ["virtual"]
+def board_specs(request: pytest.FixtureRequest) -> list[_specs.BoardSpec]:
+    return _specs.parse_all(request.config.getoption("--board"))
+
+
+@pytest.fixture(scope="session")
+def board_spec(board_specs: list[_specs.BoardSpec]) -> _specs.BoardSpec:
+    """The board of this worker (gwN takes board N)."""
+    return _specs.for_worker(board_specs)
+
+
+@pytest.fixture(scope="session")
+def board(board_spec: _specs.BoardSpec, request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from host_tools.deploy import DeployError
+    from host_tools.hil import handles
+    config = request.config
+    worker = f"gw{_specs.worker_index()}"
+    if board_spec.kind == "virtual":
+        folder = tmp_path_factory.mktemp(f"vboard-{worker}")
+        handle: handles.BoardHandle = handles.VirtualHandle(
+            board_spec, f"virtual:{worker}", folder, config.getoption("--vboard-heap"))
+    elif board_spec.kind == "serial":
+        handle = handles.SerialHandle(board_spec, board_spec.text, str(board_spec.target))
+    else:
+        from host_tools.hil import lgplace
+        try:
+            place = lgplace.Place.acquire(str(board_spec.target))
+        except lgplace.PlaceError as e:
+            pytest.fail(f"--board {board_spec.text}: {e}", pytrace=False)
+        handle = handles.LabgridHandle(board_spec, board_spec.text, place)
+    try:
+        handle.start()  # type: ignore[attr-defined]
+        if not config.getoption("--hil-no-deploy"):
+            handle.deploy(Path(config.getoption("--hil-firmware")),
+                          source=config.getoption("--hil-source"))
+        config.hook.pytest_phonelab_board_ready(board=handle, config=config)
+    except BaseException as e:
+        handle.close()
+        if isinstance(e, (handles.BoardError, DeployError)):
+            pytest.fail(f"--board {board_spec.text}: {e}", pytrace=False)
+        raise
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def event_stream(board: object) -> Iterator[object]:
+    """The board's events from the start of this test; .wait(name, timeout, **fields)."""
+    stream = board.events()  # type: ignore[attr-defined]
+    yield stream
+    board.close_events(stream)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def lab(board: object, board_specs: list[_specs.BoardSpec], board_spec: _specs.BoardSpec,
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """This worker's lab (host_tools.lab.Lab) with the board provisioned for it and restarted
+    on its network. One per worker, so parallel boards never share a lab."""
+    from host_tools.hil import labboard
+    config = request.config
+    index = _specs.worker_index()
+    interfaces = config.getoption("--lab-interface") or []
+    interface = None
+    if board_spec.kind != "virtual":
+        pos = board_specs.index(board_spec)
+        if pos >= len(interfaces):
+            pytest.skip(f"{board_spec.text} is a real board: its lab needs --lab-interface IF "
+                        f"(the bench interface its Ethernet is plugged into; root)")
+        interface = interfaces[pos]
+    try:
+        the_lab = labboard.start_lab(board, tmp_path_factory.mktemp(f"lab-gw{index}"),  # type: ignore[arg-type]
+                                     labboard.worker_mac(index), config.getoption("--lab-mode"),
+                                     interface)
+    except labboard.LabSetupError as e:
+        pytest.skip(str(e))
+    config.hook.pytest_phonelab_lab_ready(board=board, lab=the_lab, config=config)
+    yield the_lab
+    the_lab.stop()  # type: ignore[attr-defined]

@@ -1,0 +1,227 @@
+"""`phonelab status`: what the agent on a board is doing, from its own event stream.
+
+The agent has no request channel (its console input is the REPL's), so status is read, not
+asked for (docs/decisions.md, "phonelab status reads the event stream"):
+
+1. listen to the console for --listen seconds without resetting anything, and fold the events
+   seen into AgentStatus (state, and per link: registered / standby / down, peer, reason);
+2. nothing heard: send one CR. A REPL prompt answering means the agent is not running; the
+   board is then asked over the raw REPL what is on it (profile, MAC, identity files, deploy);
+   no prompt means the agent runs but was quiet (a stable agent emits nothing);
+3. --reset restarts the agent (Ctrl-C, soft reset) and follows its boot for --listen seconds
+   (default 20 then): the full picture, at the price of a re-registration.
+AgentStatus is also what the HIL fixtures use to follow a board.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from host_tools.events import Event, EventReader, render
+
+PROBLEMS = {"halted", "provision_failed", "no_identity", "profile_error", "stopped",
+            "no_fallback", "ctl_rejected", "config_rejected", "cm_untrusted", "dhcp_failed"}
+
+
+@dataclass
+class Link:
+    mode: str                      # "registered", "standby", "down"
+    host: str | None = None
+    port: int | None = None
+    cm: str | None = None
+    reason: str | None = None
+    t: int = 0
+
+
+@dataclass
+class AgentStatus:
+    state: str | None = None
+    device: str | None = None
+    board: str | None = None
+    links: dict[str, Link] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    last_t: int | None = None
+    events: int = 0
+
+    def update(self, e: Event) -> None:
+        self.events += 1
+        self.last_t = e.t
+        name, f = e.ev, e.fields
+        if name == "boot":
+            self.links.clear()
+            self.problems.clear()
+            self.device = f.get("device", self.device)
+            self.board = f.get("board", self.board)
+        elif name == "state":
+            self.state = f.get("state")
+        elif name == "registered":
+            self.links[f.get("link", "primary")] = Link("registered", f.get("host"), f.get("port"),
+                                                        f.get("cm"), t=e.t)
+        elif name == "standby_up":
+            self.links["srst"] = Link("standby", f.get("host"), f.get("port"), t=e.t)
+        elif name in ("link_down", "standby_failed", "register_failed"):
+            role = f.get("link", "srst")
+            self.links[role] = Link("down", f.get("host"), f.get("port"), f.get("cm"),
+                                    str(f.get("reason")), t=e.t)
+        elif name == "primary_lost":
+            old = self.links.get("primary", Link("down"))
+            self.links["primary"] = Link("down", old.host, old.port, old.cm, str(f.get("reason")), e.t)
+        elif name == "rehomed":
+            if "srst" in self.links and self.links["srst"].mode == "registered":
+                self.links["srst"].mode = "standby"
+        if name in PROBLEMS:
+            self.problems.append(f"{name}: {f.get('reason', f.get('error', ''))}".rstrip(": "))
+
+    def lines(self) -> list[str]:
+        out = [f"state: {self.state or 'unknown'}"
+               + (f"   ({self.device} on {self.board})" if self.device else "")]
+        for role in sorted(self.links):
+            ln = self.links[role]
+            peer = f" {ln.host}:{ln.port}" if ln.host else ""
+            extra = f" cm={ln.cm}" if ln.cm else ""
+            why = f" ({ln.reason})" if ln.reason else ""
+            out.append(f"  {role:<8} {ln.mode:<10}{peer}{extra}{why}   at {ln.t / 1000:.3f}s")
+        out += [f"  problem: {p}" for p in self.problems[-5:]]
+        return out
+
+
+@dataclass
+class StatusReport:
+    port: str
+    running: bool | None          # None: could not tell
+    status: AgentStatus
+    board: dict | None = None     # what the raw REPL said when the agent was not running
+    note: str = ""
+
+
+# -- reading the board ----------------------------------------------------------------------------
+_BOARD_FACTS = """\
+import os, json
+def _st(p):
+    try:
+        return os.stat(p)[6]
+    except OSError:
+        return None
+try:
+    _b = json.load(open('/board.json'))
+except Exception:
+    _b = {}
+_s = _b.get('store', '/state')
+print(json.dumps({'board': _b.get('name'), 'mac': _b.get('mac'), 'store': _s,
+    'files': dict((n, _st(_s + '/' + n)) for n in ('phone.der', 'phone.key', 'sast.der',
+        'ctl.tlv', 'config.json', 'srst.der')),
+    'deployed': _st('/.deploy.json') is not None, 'main': _st('/main.py') is not None}))
+del _st, _b, _s
+"""
+
+
+def _open(port: str) -> object:
+    import serial
+    s = serial.serial_for_url(port, do_not_open=True, baudrate=115200, timeout=0.1,
+                              exclusive=True)
+    s.dtr = False   # both lines released: no reset through an auto-reset circuit
+    s.rts = False
+    s.open()
+    return s
+
+
+def _listen(ser: object, reader: EventReader, status: AgentStatus, seconds: float,
+            echo: bool) -> bytes:
+    raw = bytearray()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        data = ser.read(4096)  # type: ignore[attr-defined]
+        if not data:
+            continue
+        raw += data
+        for item in reader.feed(data):
+            if isinstance(item, Event):
+                status.update(item)
+                if echo:
+                    print(render(item))
+    return bytes(raw)
+
+
+def board_facts(port: str) -> dict:
+    from host_tools.deploy import Board
+    with Board(port) as b:
+        out = b.exec(_BOARD_FACTS).decode().strip().splitlines()[-1]
+    return json.loads(out)
+
+
+def status(port: str, listen: float = 3.0, reset: bool = False, echo: bool = False,
+           facts: bool = True) -> StatusReport:
+    reader, st = EventReader(), AgentStatus()
+    ser = _open(port)
+    try:
+        if reset:
+            ser.write(b"\x03\x03\x02")  # type: ignore[attr-defined]  # stop, friendly REPL
+            time.sleep(0.3)
+            ser.write(b"\x04")          # type: ignore[attr-defined]  # soft reset: boot, main
+        _listen(ser, reader, st, listen, echo)
+        if st.events:
+            return StatusReport(port, True, st)
+        ser.reset_input_buffer()        # type: ignore[attr-defined]
+        ser.write(b"\r")                # type: ignore[attr-defined]
+        answer = _listen(ser, reader, st, 0.7, echo)
+    finally:
+        ser.close()                     # type: ignore[attr-defined]
+    if b">>>" in answer or answer.rstrip().endswith(b">"):
+        report = StatusReport(port, False, st, note="the REPL answered: the agent is not running")
+        if facts:
+            report.board = board_facts(port)
+        return report
+    if st.events:
+        return StatusReport(port, True, st)
+    return StatusReport(port, None, st, note=f"no events and no REPL prompt within {listen:.0f} s: "
+                        f"the agent is probably running and quiet (stable); --reset follows a "
+                        f"fresh boot")
+
+
+def print_report(r: StatusReport) -> None:
+    running = {True: "running", False: "not running", None: "unknown"}[r.running]
+    print(f"agent on {r.port}: {running}")
+    if r.status.events:
+        print("\n".join(r.status.lines()))
+    if r.note:
+        print(f"  ({r.note})")
+    if r.board is not None:
+        b = r.board
+        print(f"  board profile: {b.get('board')}   MAC: {b.get('mac') or 'from the NIC'}   "
+              f"store: {b.get('store')}")
+        have = [n for n, size in b.get("files", {}).items() if size is not None]
+        print(f"  stored: {', '.join(have) or 'nothing'}   deployed: {b.get('deployed')}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="the agent's state and links, from its event stream",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", required=True, help="serial device, vboard pty, or URL")
+    p.add_argument("--listen", type=float, default=None, metavar="S",
+                   help="seconds to listen (default 3, or 20 with --reset)")
+    p.add_argument("--reset", action="store_true", help="restart the agent and follow its boot")
+    p.add_argument("--events", action="store_true", help="print the events as they come")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import serial
+    from host_tools.deploy import DeployError
+    listen = args.listen if args.listen is not None else (20.0 if args.reset else 3.0)
+    try:
+        r = status(args.port, listen, reset=args.reset, echo=args.events and not args.json)
+    except (serial.SerialException, OSError) as e:
+        print(f"error: cannot open {args.port}: {e}", file=sys.stderr)
+        return 1
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(asdict(r), indent=1))
+    else:
+        print_report(r)
+    return 0 if r.running is not False else 3
