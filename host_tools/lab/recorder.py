@@ -29,6 +29,8 @@ def capture_tool() -> str | None:
 
 
 class Recorder:
+    drain_s = 0.5          # wait before stopping, so the capture holds the last packets
+
     def __init__(self, capture: Capture, pcap: str | Path, keylog: str | Path | None = None,
                  emit: Callable[..., Any] | None = None) -> None:
         self.capture = capture
@@ -91,6 +93,9 @@ class Recorder:
         """Stop cleanly (SIGINT lets dumpcap finish the file); returns the file names."""
         proc, self.proc = self.proc, None
         if proc is not None:
+            # dumpcap writes in batches: packets of the last few hundred ms are still in its
+            # buffer, and SIGINT right away would lose them.
+            time.sleep(self.drain_s)
             code = stop_process(proc, signal.SIGINT, timeout)
             if self._reader is not None:
                 self._reader.join(2)
