@@ -50,25 +50,28 @@ class LinkError(Exception):
     pass
 
 
-# TLS contexts, one per slot ('cm', 'srst'), kept for the anchor they were made for: each is one
-# ~3 KB block of heap, which a fragmented heap may no longer have later, and reusing it spares
-# parsing the phone's key at every connect. Boot makes them up front (contexts()).
+# TLS contexts, one per slot ('cm', 'srst') and phone identity, kept for the anchor they were
+# made for: each is one ~3 KB block of heap, which a fragmented heap may no longer have later,
+# and reusing it spares parsing the phone's key at every connect. Boot makes them up front
+# (contexts()). Keyed by identity too: agents sharing an interpreter (a fleet) must each present
+# their own certificate; the entry holds the identity, so its id() stays unique.
 _contexts = {}
 
 
 def context(slot, anchor, identity):
     """The TLS context trusting exactly `anchor` (der, cn) for `slot`, made once."""
-    c = _contexts.get(slot)
-    if c is not None and c[0] is anchor[0]:
-        return c[1]
-    _contexts.pop(slot, None)
+    key = (slot, id(identity))
+    c = _contexts.get(key)
+    if c is not None and c[0] is anchor[0] and c[1] is identity:
+        return c[2]
+    _contexts.pop(key, None)
     c = None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED       # the default would verify nothing
     ctx.load_verify_locations(cadata=anchor[0])
     if identity is not None:
         ctx.load_cert_chain(identity[0], identity[1])
-    _contexts[slot] = (anchor[0], ctx)
+    _contexts[key] = (anchor[0], identity, ctx)
     return ctx
 
 
