@@ -35,42 +35,29 @@ try:
     ticks_diff = time.ticks_diff
     ticks_add = time.ticks_add
 except AttributeError:  # CPython
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
+    from phone.compat import ticks_add, ticks_diff, ticks_ms
 
-    def ticks_diff(a, b):
-        return a - b
+# Opcodes and error codes (RFC 1350, 2347). Private: a public name would cost the board a
+# qstr and a module dict slot each, and nothing outside uses them.
+_RRQ = const(1)
+_DATA = const(3)
+_ACK = const(4)
+_ERROR = const(5)
+_OACK = const(6)
+_E_UNDEF = const(0)
+_E_ILLEGAL = const(4)
+_E_DISK_FULL = const(3)
+_E_OPTION = const(8)
+_NAMES = ('not defined', 'file not found', 'access violation', 'disk full or allocation exceeded',
+          'illegal operation', 'unknown transfer ID', 'file already exists', 'no such user',
+          'option negotiation refused')
 
-    def ticks_add(a, b):
-        return a + b
-
-RRQ = const(1)
-WRQ = const(2)
-DATA = const(3)
-ACK = const(4)
-ERROR = const(5)
-OACK = const(6)
-
-# Error codes (RFC 1350, 2347).
-E_UNDEF = const(0)
-E_NOT_FOUND = const(1)
-E_ACCESS = const(2)
-E_DISK_FULL = const(3)
-E_ILLEGAL = const(4)
-E_TID = const(5)
-E_EXISTS = const(6)
-E_USER = const(7)
-E_OPTION = const(8)
-ERROR_NAMES = ('not defined', 'file not found', 'access violation', 'disk full or allocation exceeded',
-               'illegal operation', 'unknown transfer ID', 'file already exists', 'no such user',
-               'option negotiation refused')
-
-PORT = const(69)
-BLKSIZE = const(1428)       # fits a 1500-byte MTU with room for a tunnel header
-WINDOWSIZE = const(4)
-TIMEOUT_MS = const(1000)
-RETRIES = const(5)          # consecutive timeouts before the transfer is given up
-MAX_BYTES = const(524288)   # transfer size limit (tsize or running total)
+_PORT = const(69)
+_BLKSIZE = const(1428)      # fits a 1500-byte MTU with room for a tunnel header
+_WINDOWSIZE = const(4)
+_TIMEOUT_MS = const(1000)
+_RETRIES = const(5)         # consecutive timeouts before the transfer is given up
+_MAX_BYTES = const(524288)  # transfer size limit (tsize or running total)
 _PLAIN_BLKSIZE = const(512)
 _TX_SIZE = const(512)       # RRQ (file name + options) and ERROR packets
 _EAGAIN = (11, 110)         # EAGAIN, ETIMEDOUT: nothing to read after all
@@ -93,7 +80,7 @@ class TftpError(Exception):
         where = ' from %s' % self.server if self.server else ''
         if self.code is None:
             return 'TFTP failed%s: %s' % (where, self.msg)
-        name = ERROR_NAMES[self.code] if 0 <= self.code < len(ERROR_NAMES) else '?'
+        name = _NAMES[self.code] if 0 <= self.code < len(_NAMES) else '?'
         who = 'we aborted' if self.local else 'server says'
         return 'TFTP error %d (%s)%s, %s: %s' % (self.code, name, where, who, self.msg)
 
@@ -131,14 +118,6 @@ class Stats:
         self.negotiated = False
         self.attempt = 1
 
-    def as_dict(self):
-        return {'server': self.server, 'file': self.file, 'bytes': self.bytes,
-                'blocks': self.blocks, 'retransmits': self.retransmits,
-                'timeouts': self.timeouts, 'reacks': self.reacks, 'dups': self.dups,
-                'ooo': self.ooo, 'ms': self.ms, 'blksize': self.blksize,
-                'windowsize': self.windowsize, 'tsize': self.tsize,
-                'negotiated': self.negotiated, 'attempt': self.attempt}
-
 
 # ---------------------------------------------------------------------------------------
 # Packets
@@ -152,7 +131,7 @@ def build_rrq(buf, filename, options=None, mode='octet'):
             parts.append(str(value))
     i = 2
     buf[0] = 0
-    buf[1] = RRQ
+    buf[1] = _RRQ
     for p in parts:
         b = p.encode()
         if 0 in b:
@@ -169,7 +148,7 @@ def build_rrq(buf, filename, options=None, mode='octet'):
 def build_error(buf, code, msg):
     b = msg.encode()[:len(buf) - 5]
     buf[0] = 0
-    buf[1] = ERROR
+    buf[1] = _ERROR
     buf[2] = code >> 8
     buf[3] = code & 0xFF
     buf[4:4 + len(b)] = b
@@ -184,7 +163,7 @@ def opcode(b, n):
 def parse_error(b, n):
     """(code, message) of an ERROR packet; tolerates a missing NUL or a short packet."""
     if n < 4:
-        return E_UNDEF, 'truncated ERROR packet'
+        return _E_UNDEF, 'truncated ERROR packet'
     code = (b[2] << 8) | b[3]
     end = 4
     while end < n and b[end] != 0:
@@ -198,8 +177,8 @@ def parse_error(b, n):
 
 def parse_oack(b, n):
     """{name (lower case): value string} of an OACK; raises TftpError(8) when malformed."""
-    if n < 2 or opcode(b, n) != OACK:
-        raise TftpError(E_OPTION, 'not an OACK', local=True)
+    if n < 2 or opcode(b, n) != _OACK:
+        raise TftpError(_E_OPTION, 'not an OACK', local=True)
     fields = []
     i = 2
     while i < n:
@@ -207,14 +186,14 @@ def parse_oack(b, n):
         while j < n and b[j] != 0:
             j += 1
         if j >= n:
-            raise TftpError(E_OPTION, 'OACK field not NUL-terminated', local=True)
+            raise TftpError(_E_OPTION, 'OACK field not NUL-terminated', local=True)
         try:
             fields.append(bytes(b[i:j]).decode())
         except UnicodeError:
-            raise TftpError(E_OPTION, 'OACK field is not text', local=True)
+            raise TftpError(_E_OPTION, 'OACK field is not text', local=True)
         i = j + 1
     if len(fields) % 2:
-        raise TftpError(E_OPTION, 'OACK has an option without a value', local=True)
+        raise TftpError(_E_OPTION, 'OACK has an option without a value', local=True)
     out = {}
     for k in range(0, len(fields), 2):
         out[fields[k].lower()] = fields[k + 1]
@@ -239,8 +218,8 @@ class Client:
     """Fetches files into writable objects. One Client holds one receive buffer sized for
     its blksize; reuse it for every file of a boot."""
 
-    def __init__(self, blksize=BLKSIZE, windowsize=WINDOWSIZE, timeout_ms=TIMEOUT_MS,
-                 retries=RETRIES, max_bytes=MAX_BYTES, options=True, port=PORT, events=None):
+    def __init__(self, blksize=_BLKSIZE, windowsize=_WINDOWSIZE, timeout_ms=_TIMEOUT_MS,
+                 retries=_RETRIES, max_bytes=_MAX_BYTES, options=True, port=_PORT, events=None):
         if not 8 <= blksize <= 65464:
             raise ValueError('blksize must be 8..65464')
         if not 1 <= windowsize <= 65535:
@@ -259,14 +238,12 @@ class Client:
         self.buf = bytearray(max(blksize, _PLAIN_BLKSIZE) + 4)
         self.mv = memoryview(self.buf)
         self.tx = bytearray(_TX_SIZE)
-        self.txv = memoryview(self.tx)
         self.ackb = bytearray(4)
-        self.ackb[1] = ACK
+        self.ackb[1] = _ACK
         self.last_stats = None
         self._sock = None
         self._poller = None
         self._ipoll = None
-        self._recv_into = None
 
     # -- plumbing -------------------------------------------------------------------
     def _open(self, server):
@@ -276,7 +253,7 @@ class Client:
     def _wait(self, ms):
         if ms < 0:
             ms = 0
-        if self._ipoll is not None:
+        if self._ipoll is not None:     # bound once per transfer: no allocation per wait
             for _ in self._ipoll(ms):
                 return True
             return False
@@ -299,25 +276,10 @@ class Client:
         """Tell the server we give up (best effort), and return the error to raise."""
         try:
             n = build_error(self.tx, code, msg)
-            self._sock.send(self.txv[:n])
+            self._sock.send(memoryview(self.tx)[:n])
         except (OSError, TftpError):
             pass
         return TftpError(code, msg, local=True)
-
-    def _rx(self, want, exact):
-        try:
-            if self._recv_into is not None:
-                return self._recv_into(self.mv, want)
-            if exact:
-                return self._sock.readinto(self.mv, want)
-            d = self._sock.recv(len(self.buf))
-            n = len(d)
-            self.mv[:n] = d
-            return n
-        except OSError as e:
-            if e.args and e.args[0] in _EAGAIN:
-                return 0
-            raise TftpError(None, 'receive failed: %r' % (e,))
 
     # -- one server ---------------------------------------------------------------------
     def get(self, server, filename, sink):
@@ -326,17 +288,17 @@ class Client:
         st = Stats(server, filename)
         self.last_stats = st
         t0 = ticks_ms()
-        use_opts = self.options
+        opts = self.options
         self.events.emit('tftp_start', server=server, file=filename,
-                         blksize=self.blksize if use_opts else None,
-                         windowsize=self.windowsize if use_opts else None)
+                         blksize=self.blksize if opts else None,
+                         windowsize=self.windowsize if opts else None)
         try:
             while True:
                 try:
-                    self._transfer(server, filename, sink, st, use_opts)
+                    self._transfer(server, filename, sink, st, opts)
                     break
                 except _Refused:
-                    use_opts = False
+                    opts = False
                     self.events.emit('tftp_options_refused', server=server, file=filename)
         except TftpError as e:
             e.server = server
@@ -353,7 +315,9 @@ class Client:
                          timeouts=st.timeouts, dups=st.dups, ooo=st.ooo)
         return st
 
-    def _transfer(self, server, filename, sink, st, use_opts):
+    def _transfer(self, server, filename, sink, st, opts):
+        """One attempt: the read request, the first answer (OACK, DATA 1 or ERROR) from the
+        server's new port (its TID), then the blocks."""
         st.reset()
         try:
             dest = sockaddr(server, self.port)
@@ -366,30 +330,93 @@ class Client:
         self._sock = s
         self._poller = p
         self._ipoll = getattr(p, 'ipoll', None)
-        self._recv_into = getattr(s, 'recv_into', None)
         try:
-            self._run(s, dest, addr_ip(dest), filename, sink, st, use_opts)
+            sip = addr_ip(dest)
+            timeout = self.timeout_ms
+            if opts:
+                secs = (timeout + 500) // 1000
+                secs = 1 if secs < 1 else (255 if secs > 255 else secs)
+                opts = [('blksize', self.blksize), ('timeout', secs), ('tsize', 0)]
+                if self.windowsize > 1:
+                    opts.append(('windowsize', self.windowsize))
+            n = build_rrq(self.tx, filename, opts or None)
+            rrq = bytes(memoryview(self.tx)[:n])
+            pre = 0         # bytes of a DATA 1 already in self.buf (server ignored options)
+            tries = 0
+            deadline = ticks_add(ticks_ms(), timeout)
+            try:
+                s.sendto(rrq, dest)
+            except OSError as e:
+                raise TftpError(None, 'cannot send to %s: %r' % (sip, e))
+            while True:
+                left = ticks_diff(deadline, ticks_ms())
+                if left <= 0 or not self._wait(left):
+                    tries += 1
+                    st.timeouts += 1
+                    if tries > self.retries:
+                        raise TftpTimeout('no answer to the read request after %d tries' % tries)
+                    try:
+                        s.sendto(rrq, dest)
+                    except OSError:
+                        pass
+                    st.retransmits += 1
+                    deadline = ticks_add(ticks_ms(), timeout)
+                    continue
+                try:
+                    data, peer = s.recvfrom(len(self.buf))
+                except OSError as e:
+                    if e.args and e.args[0] in _EAGAIN:
+                        continue
+                    raise TftpError(None, 'receive failed: %r' % (e,))
+                ln = len(data)
+                if ln < 4 or addr_ip(peer) != sip:
+                    continue
+                op = opcode(data, ln)
+                if op == _ERROR:
+                    code, msg = parse_error(data, ln)
+                    if code == _E_OPTION and opts:
+                        raise _Refused()
+                    raise TftpError(code, msg)
+                if op == _OACK and opts:
+                    s.connect(peer)
+                    try:
+                        self._accept_oack(parse_oack(data, ln), st)
+                    except TftpError as e:
+                        raise self._abort(_E_OPTION, e.msg)
+                    st.negotiated = True
+                    if st.tsize is not None and st.tsize > self.max_bytes:
+                        raise self._abort(_E_DISK_FULL, 'file is %d bytes, limit %d'
+                                          % (st.tsize, self.max_bytes))
+                    self.events.emit('tftp_oack', server=sip, blksize=st.blksize,
+                                     windowsize=st.windowsize, tsize=st.tsize)
+                    self._ack(0)
+                    break
+                if op == _DATA and data[2] == 0 and data[3] == 1:
+                    s.connect(peer)
+                    if ln - 4 > _PLAIN_BLKSIZE:
+                        raise self._abort(_E_ILLEGAL, 'block 1 has %d bytes without an OACK'
+                                          % (ln - 4))
+                    if opts:
+                        self.events.emit('tftp_options_ignored', server=sip)
+                    self.mv[:ln] = data
+                    pre = ln
+                    break
+                # Anything else before the transfer starts is ignored.
+            data = peer = None
+            self._receive(sink, st, pre, timeout)
         finally:
             try:
                 p.unregister(s)
             except (OSError, KeyError, ValueError):
                 pass
             s.close()
-            self._sock = None
-
-    def _rrq_options(self):
-        secs = (self.timeout_ms + 500) // 1000
-        secs = 1 if secs < 1 else (255 if secs > 255 else secs)
-        opts = [('blksize', self.blksize), ('timeout', secs), ('tsize', 0)]
-        if self.windowsize > 1:
-            opts.append(('windowsize', self.windowsize))
-        return opts
+            self._sock = self._poller = self._ipoll = None
 
     def _accept_oack(self, got, st):
-        asked = ('blksize', 'timeout', 'tsize', 'windowsize')
         for name in got:
-            if name not in asked or (name == 'windowsize' and self.windowsize <= 1):
-                raise TftpError(E_OPTION, 'server acknowledged option %r we did not ask for'
+            if name not in ('blksize', 'timeout', 'tsize', 'windowsize') or (
+                    name == 'windowsize' and self.windowsize <= 1):
+                raise TftpError(_E_OPTION, 'server acknowledged option %r we did not ask for'
                                 % name, local=True)
         try:
             if 'blksize' in got:
@@ -412,76 +439,7 @@ class Client:
                     raise ValueError
                 st.tsize = t
         except ValueError:
-            raise TftpError(E_OPTION, 'bad value in OACK %r' % (got,), local=True)
-
-    def _run(self, s, dest, sip, filename, sink, st, use_opts):
-        timeout = self.timeout_ms
-        n = build_rrq(self.tx, filename, self._rrq_options() if use_opts else None)
-        rrq = bytes(self.txv[:n])
-        pre = 0             # bytes of a DATA 1 already in self.buf (server ignored options)
-        tries = 0
-        deadline = ticks_add(ticks_ms(), timeout)
-        try:
-            s.sendto(rrq, dest)
-        except OSError as e:
-            raise TftpError(None, 'cannot send to %s: %r' % (sip, e))
-        # Phase 1: the first answer comes from the server's new port (its TID).
-        while True:
-            left = ticks_diff(deadline, ticks_ms())
-            if left <= 0 or not self._wait(left):
-                tries += 1
-                st.timeouts += 1
-                if tries > self.retries:
-                    raise TftpTimeout('no answer to the read request after %d tries' % tries)
-                try:
-                    s.sendto(rrq, dest)
-                except OSError:
-                    pass
-                st.retransmits += 1
-                deadline = ticks_add(ticks_ms(), timeout)
-                continue
-            try:
-                data, peer = s.recvfrom(len(self.buf))
-            except OSError as e:
-                if e.args and e.args[0] in _EAGAIN:
-                    continue
-                raise TftpError(None, 'receive failed: %r' % (e,))
-            ln = len(data)
-            if ln < 4 or addr_ip(peer) != sip:
-                continue
-            op = opcode(data, ln)
-            if op == ERROR:
-                code, msg = parse_error(data, ln)
-                if code == E_OPTION and use_opts:
-                    raise _Refused()
-                raise TftpError(code, msg)
-            if op == OACK and use_opts:
-                s.connect(peer)
-                try:
-                    self._accept_oack(parse_oack(data, ln), st)
-                except TftpError as e:
-                    raise self._abort(E_OPTION, e.msg)
-                st.negotiated = True
-                if st.tsize is not None and st.tsize > self.max_bytes:
-                    raise self._abort(E_DISK_FULL, 'file is %d bytes, limit %d'
-                                      % (st.tsize, self.max_bytes))
-                self.events.emit('tftp_oack', server=sip, blksize=st.blksize,
-                                 windowsize=st.windowsize, tsize=st.tsize)
-                self._ack(0)
-                break
-            if op == DATA and data[2] == 0 and data[3] == 1:
-                s.connect(peer)
-                if ln - 4 > _PLAIN_BLKSIZE:
-                    raise self._abort(E_ILLEGAL, 'block 1 has %d bytes without an OACK'
-                                      % (ln - 4))
-                if use_opts:
-                    self.events.emit('tftp_options_ignored', server=sip)
-                self.mv[:ln] = data
-                pre = ln
-                break
-            # Anything else before the transfer starts is ignored.
-        data = None
-        self._receive(sink, st, pre, timeout)
+            raise TftpError(_E_OPTION, 'bad value in OACK %r' % (got,), local=True)
 
     def _receive(self, sink, st, pre, timeout):
         blksize = st.blksize
@@ -489,9 +447,12 @@ class Client:
         tsize = st.tsize
         cap = blksize + 4
         buf = self.buf
-        full = self.mv[4:cap]
+        mv = self.mv
+        full = mv[4:cap]
         exact = tsize is not None
         limit = self.max_bytes
+        sock = self._sock
+        into = getattr(sock, 'recv_into', None)
         expected = 1
         since_ack = 0
         reacked_at = -1
@@ -508,7 +469,7 @@ class Client:
                     st.timeouts += 1
                     if tries > self.retries:
                         msg = 'timed out waiting for block %d' % expected
-                        self._abort(E_UNDEF, msg)
+                        self._abort(_E_UNDEF, msg)
                         raise TftpTimeout(msg)
                     self._ack((expected - 1) & 0xFFFF)
                     st.retransmits += 1
@@ -520,26 +481,39 @@ class Client:
                     rem = tsize - st.bytes
                     if 0 <= rem and rem + 4 < cap:
                         want = rem + 4
-                n = self._rx(want, exact)
+                try:
+                    if into is not None:
+                        n = into(mv, want)
+                    elif exact:
+                        n = sock.readinto(mv, want)
+                    else:
+                        d = sock.recv(len(buf))
+                        n = len(d)
+                        mv[:n] = d
+                        d = None
+                except OSError as e:
+                    if not (e.args and e.args[0] in _EAGAIN):
+                        raise TftpError(None, 'receive failed: %r' % (e,))
+                    n = 0
                 if not n or n < 4:
                     continue
             op = (buf[0] << 8) | buf[1]
-            if op == DATA:
+            if op == _DATA:
                 blk = (buf[2] << 8) | buf[3]
                 if blk == expected & 0xFFFF:
                     dlen = n - 4
                     total = st.bytes + dlen
                     if total > limit:
-                        raise self._abort(E_DISK_FULL, 'transfer exceeds the %d byte limit'
+                        raise self._abort(_E_DISK_FULL, 'transfer exceeds the %d byte limit'
                                           % limit)
                     last = dlen < blksize
                     if exact and (total > tsize or (last and total != tsize)):
-                        raise self._abort(E_UNDEF, 'size mismatch: tsize %d, received %d'
+                        raise self._abort(_E_UNDEF, 'size mismatch: tsize %d, received %d'
                                           % (tsize, total))
                     try:
-                        sink.write(full if dlen == blksize else self.mv[4:n])
+                        sink.write(full if dlen == blksize else mv[4:n])
                     except OSError as e:
-                        raise self._abort(E_DISK_FULL, 'cannot store the file: %r' % (e,))
+                        raise self._abort(_E_DISK_FULL, 'cannot store the file: %r' % (e,))
                     st.bytes = total
                     st.blocks += 1
                     expected += 1
@@ -564,10 +538,10 @@ class Client:
                         st.reacks += 1
                         since_ack = 0
                         deadline = ticks_add(ticks_ms(), timeout)
-            elif op == ERROR:
+            elif op == _ERROR:
                 code, msg = parse_error(buf, n)
                 raise TftpError(code, msg)
-            elif op == OACK and expected == 1 and st.negotiated:
+            elif op == _OACK and expected == 1 and st.negotiated:
                 self._ack(0)    # our ACK of the OACK was lost: the server repeats its OACK
             # Anything else from the server's port is ignored.
 
