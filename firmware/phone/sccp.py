@@ -20,49 +20,28 @@ class SccpError(Exception):
     pass
 
 
-HEADER_SIZE = const(12)
-MAX_BODY = const(2048)       # a sane limit: the largest message we handle is ~300 bytes
-
-# phone -> server
-KEEPALIVE = const(0x0000)
-REGISTER = const(0x0001)
-TIME_DATE_REQ = const(0x000D)
-BUTTON_TEMPLATE_REQ = const(0x000E)
-CAPABILITIES_RES = const(0x0010)
-UNREGISTER = const(0x0027)
-# server -> phone
-REGISTER_ACK = const(0x0081)
-DEFINE_TIME_DATE = const(0x0094)
-BUTTON_TEMPLATE = const(0x0097)
-DISPLAY_TEXT = const(0x0099)
-CAPABILITIES_REQ = const(0x009B)
-REGISTER_REJECT = const(0x009D)
-RESET = const(0x009F)
-KEEPALIVE_ACK = const(0x0100)
-DISPLAY_PROMPT_STATUS = const(0x0112)
-DISPLAY_NOTIFY = const(0x0114)
-CLEAR_NOTIFY = const(0x0115)
-UNREGISTER_ACK = const(0x0118)
-REGISTER_TOKEN_ACK = const(0x011A)
-REGISTER_TOKEN_REJECT = const(0x011B)
-DISPLAY_PRI_NOTIFY = const(0x0120)
+# Private constants: a public name costs the board a qstr and a dict slot; phone.sccp_lab
+# has them all under their public names.
+_HEADER_SIZE = const(12)
+_MAX_BODY = const(2048)      # a sane limit: the largest message we handle is ~300 bytes
+_REGISTER = const(0x0001)
+_TIME_DATE_REQ = const(0x000D)
+_BUTTON_TEMPLATE_REQ = const(0x000E)
+_CAPABILITIES_RES = const(0x0010)
+_UNREGISTER = const(0x0027)
+_DISPLAY_TEXT = const(0x0099)
+_DISPLAY_PROMPT_STATUS = const(0x0112)
+_DISPLAY_NOTIFY = const(0x0114)
+_DISPLAY_PRI_NOTIFY = const(0x0120)
 
 DEVICE_7911 = const(307)
 
-# What the phone reads; anything else is skipped by FrameReader.
-PHONE_RX = (REGISTER_ACK, REGISTER_REJECT, CAPABILITIES_REQ, KEEPALIVE_ACK, DEFINE_TIME_DATE,
-            BUTTON_TEMPLATE, RESET, UNREGISTER_ACK, REGISTER_TOKEN_ACK, REGISTER_TOKEN_REJECT,
-            DISPLAY_TEXT, DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS, CLEAR_NOTIFY)
-
 # Display labels a server may send as "\x1e" + code instead of text (Wireshark: DisplayLabels_36).
-LABELS_36 = {0o012: 'CM Fallback Service Operating', 0o014: 'Waiting To Rehome'}
-
-# Media payload capabilities (CapabilitiesRes)
-G711_ALAW = const(2)
-G711_ULAW = const(4)
-G729 = const(11)
+_LABELS_36 = {0o012: 'CM Fallback Service Operating', 0o014: 'Waiting To Rehome'}
 
 _MAX_CAPS = const(18)
+# CapabilitiesRes: (payloadCapability, maxFramesPerPacket): G.711 u-law, A-law, G.729
+_CAPS = ((4, 40), (2, 40), (11, 60))
 
 
 # ---------------------------------------------------------------- helpers
@@ -79,10 +58,10 @@ def _u32(b, off):
 
 def body_length(header):
     """Validate a 12-byte header; return the body length. Raises SccpError."""
-    if len(header) < HEADER_SIZE:
+    if len(header) < _HEADER_SIZE:
         raise SccpError('truncated header')
     n = _u32(header, 0)
-    if n < 4 or n - 4 > MAX_BODY:
+    if n < 4 or n - 4 > _MAX_BODY:
         raise SccpError('bad length %d' % n)
     return n - 4
 
@@ -142,43 +121,35 @@ def keepalive():
     return _KEEPALIVE_FRAME    # preallocated: the keepalive loop allocates nothing
 
 
-def register(name, ip, device_type=DEVICE_7911, user_id=0, instance=1, max_streams=5,
-             active_streams=0, protocol_version=11, phone_features=0, max_conferences=0,
-             active_conferences=0, mac=None, max_lines=1, load_name='', long=True):
-    """Register. The long form (124-byte body) carries MAC and firmware load name; the short
-    form (36 bytes) stops after maxStreams."""
-    body = _fixed(name, 16) + struct.pack('<II', user_id, instance) + ip_bytes(ip) \
-        + struct.pack('<II', device_type, max_streams)
-    if long:
-        body += struct.pack('<IBBHII', active_streams, protocol_version, 0, phone_features,
-                            max_conferences, active_conferences)
-        body += mac_bytes(mac if mac is not None else name) + bytes(6)
-        body += struct.pack('<II', 0, max_lines)          # ipV4AddressScope, maxNumberOfLines
-        body += bytes(16) + bytes(4)                      # stationIpV6Addr, ipV6AddressScope
-        body += _fixed(load_name, 32)
-    return frame(REGISTER, body)
+def register(name, ip, device_type=DEVICE_7911, mac=None, load_name=''):
+    """Register, the long form (124-byte body: MAC and firmware load name), as a phone sends
+    it (phone.sccp_lab.register has every field and the short form)."""
+    return frame(_REGISTER, _fixed(name, 16) + struct.pack('<II', 0, 1) + ip_bytes(ip)
+                 + struct.pack('<IIIBBHII', device_type, 5, 0, 11, 0, 0, 0, 0)
+                 + mac_bytes(mac if mac is not None else name) + bytes(6)
+                 + struct.pack('<II', 0, 1) + bytes(20) + _fixed(load_name, 32))
 
 
-def capabilities_res(caps=((G711_ULAW, 40), (G711_ALAW, 40), (G729, 60))):
+def capabilities_res(caps=_CAPS):
     """caps: (payloadCapability, maxFramesPerPacket) pairs; the array is fixed at 18 slots."""
     caps = caps[:_MAX_CAPS]
     body = struct.pack('<I', len(caps))
     for payload, frames in caps:
         body += struct.pack('<II', payload, frames) + bytes(8)
     body += bytes(16 * (_MAX_CAPS - len(caps)))
-    return frame(CAPABILITIES_RES, body)
+    return frame(_CAPABILITIES_RES, body)
 
 
 def button_template_req():
-    return frame(BUTTON_TEMPLATE_REQ)
+    return frame(_BUTTON_TEMPLATE_REQ)
 
 
 def time_date_req():
-    return frame(TIME_DATE_REQ)
+    return frame(_TIME_DATE_REQ)
 
 
 def unregister(reason=0):
-    return frame(UNREGISTER, struct.pack('<I', reason))
+    return frame(_UNREGISTER, struct.pack('<I', reason))
 
 
 # ---------------------------------------------------------------- decoders
@@ -210,11 +181,11 @@ def parse_u32(body, what='message'):
 def parse_display(msg_id, body):
     """Text of DisplayText / DisplayNotify / DisplayPriNotify / DisplayPromptStatus, with
     "\\x1e"+code labels expanded. ClearNotify -> ''."""
-    if msg_id == DISPLAY_TEXT:
+    if msg_id == _DISPLAY_TEXT:
         off = 0
-    elif msg_id == DISPLAY_NOTIFY or msg_id == DISPLAY_PROMPT_STATUS:
+    elif msg_id == _DISPLAY_NOTIFY or msg_id == _DISPLAY_PROMPT_STATUS:
         off = 4
-    elif msg_id == DISPLAY_PRI_NOTIFY:
+    elif msg_id == _DISPLAY_PRI_NOTIFY:
         off = 8
     else:
         return ''
@@ -228,7 +199,7 @@ def parse_display(msg_id, body):
         c = raw[i]
         if c in '\x1e\x80' and i + 1 < len(raw):
             code = ord(raw[i + 1])
-            out.append(LABELS_36.get(code, '[label %d]' % code) if c == '\x1e'
+            out.append(_LABELS_36.get(code, '[label %d]' % code) if c == '\x1e'
                        else '[label %d]' % code)
             i += 2
         else:
@@ -242,8 +213,8 @@ def parse_display(msg_id, body):
 class FrameReader:
     """Reads frames from any stream with readinto() into one preallocated buffer.
 
-        r = FrameReader(sock, accept=PHONE_RX)
-        mid = r.read()          # -1 at a clean end of stream
+        r = FrameReader(stream, accept=(...))
+        mid = await r.aread()   # -1 at a clean end of stream
         body = r.body()         # memoryview into the buffer, valid until the next read
 
     Frames whose id is not in `accept` (None = accept all) are read and skipped (counted in
@@ -251,19 +222,20 @@ class FrameReader:
     that ends inside a frame. The buffer holds `keep` body bytes (default max_body): an
     accepted frame must fit (else SccpError), a skipped one may be longer and is read through
     in pieces, so a phone that reads only short messages needs only a short buffer. In steady state (frames of sizes already seen, full reads) a
-    read allocates nothing. `aread()` is the same for asyncio streams (await readinto).
+    read allocates nothing. For asyncio streams (await readinto); phone.sccp_lab.FrameReader
+    adds read() for blocking ones.
     Timeouts belong to the caller (socket timeout, asyncio.wait_for); a timeout or error
     inside a frame leaves the stream out of step, so the connection must then be dropped."""
 
-    def __init__(self, stream, accept=None, max_body=MAX_BODY, keep=None):
+    def __init__(self, stream, accept=None, max_body=_MAX_BODY, keep=None):
         self.stream = stream
         self.accept = accept
         self.max_body = max_body
         self.keep = keep = max_body if keep is None else min(keep, max_body)
-        self.buf = bytearray(HEADER_SIZE + keep)
+        self.buf = bytearray(_HEADER_SIZE + keep)
         self.mv = memoryview(self.buf)
-        self.hdr = self.mv[:HEADER_SIZE]
-        self._views = {0: self.mv[HEADER_SIZE:HEADER_SIZE]}
+        self.hdr = self.mv[:_HEADER_SIZE]
+        self._views = {0: self.mv[_HEADER_SIZE:_HEADER_SIZE]}
         self.msg_id = -1
         self.size = 0
         self.version = 0
@@ -273,7 +245,7 @@ class FrameReader:
     def _view(self, n):
         v = self._views.get(n)
         if v is None:
-            v = self.mv[HEADER_SIZE:HEADER_SIZE + n]
+            v = self.mv[_HEADER_SIZE:_HEADER_SIZE + n]
             if len(self._views) < 24:
                 self._views[n] = v
         return v
@@ -302,35 +274,6 @@ class FrameReader:
             return True
         self.skipped += 1
         return False
-
-    def _fill(self, view):
-        n = len(view)
-        got = 0
-        while got < n:
-            r = self.stream.readinto(view if got == 0 else view[got:])
-            if r is None:          # non-blocking stream with nothing yet
-                raise OSError(11)  # EAGAIN: use aread() for asyncio streams
-            if r == 0:
-                if got == 0 and view is self.hdr:
-                    return False
-                raise SccpError('truncated frame')
-            got += r
-        return True
-
-    def read(self):
-        """Next accepted frame's id, or -1 at a clean end of stream."""
-        while True:
-            if not self._fill(self.hdr):
-                self.msg_id = -1
-                return -1
-            n = self._check()
-            left = n
-            while left:             # a skipped frame longer than the buffer comes in pieces
-                k = left if left <= self.keep else self.keep
-                self._fill(self._view(k))
-                left -= k
-            if self._accepted(n):
-                return self.msg_id
 
     async def _afill(self, view):
         n = len(view)

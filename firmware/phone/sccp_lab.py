@@ -1,10 +1,12 @@
 # SCCP, the lab's side: what call managers and SRST routers send and read (server-side
-# encoders and decoders), decode() of any message, message names, split(). Everything of
-# phone.sccp (the phone's side: what the agent loads) is re-exported, so the simulators and
-# the tests use this one module. Never imported by the agent: on a board it would only cost
-# RAM. Common subset of MicroPython and CPython.
+# encoders and decoders), decode() of any message, message names, split(), the constants under
+# their public names, the full Register (every field, short form) and FrameReader.read() for
+# blocking streams. Everything of phone.sccp (the phone's side: what the agent loads) is
+# re-exported, so the simulators and the tests use this one module. Never imported by the
+# agent: on a board it would only cost RAM. Common subset of MicroPython and CPython.
 import struct
 
+from phone import sccp as _phone
 from phone.sccp import *  # noqa: F401,F403 - the phone's side, re-exported
 from phone.sccp import _fixed, _need, _text, _u32
 
@@ -14,10 +16,35 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-# phone -> server (the agent does not send these)
+HEADER_SIZE = const(12)
+MAX_BODY = const(2048)       # a sane limit: the largest message we handle is ~300 bytes
+
+# phone -> server
+KEEPALIVE = const(0x0000)
+REGISTER = const(0x0001)
 IP_PORT = const(0x0002)
+TIME_DATE_REQ = const(0x000D)
+BUTTON_TEMPLATE_REQ = const(0x000E)
+CAPABILITIES_RES = const(0x0010)
 ALARM = const(0x0020)
+UNREGISTER = const(0x0027)
 REGISTER_TOKEN_REQ = const(0x0029)
+# server -> phone
+REGISTER_ACK = const(0x0081)
+DEFINE_TIME_DATE = const(0x0094)
+BUTTON_TEMPLATE = const(0x0097)
+DISPLAY_TEXT = const(0x0099)
+CAPABILITIES_REQ = const(0x009B)
+REGISTER_REJECT = const(0x009D)
+RESET = const(0x009F)
+KEEPALIVE_ACK = const(0x0100)
+DISPLAY_PROMPT_STATUS = const(0x0112)
+DISPLAY_NOTIFY = const(0x0114)
+CLEAR_NOTIFY = const(0x0115)
+UNREGISTER_ACK = const(0x0118)
+REGISTER_TOKEN_ACK = const(0x011A)
+REGISTER_TOKEN_REJECT = const(0x011B)
+DISPLAY_PRI_NOTIFY = const(0x0120)
 
 # Reset types (Reset body), UnregisterAck status
 RESET_RESET = const(1)
@@ -32,6 +59,17 @@ DEVICE_7942 = const(434)
 DEVICE_7945 = const(435)
 DEVICE_7965 = const(436)
 
+# Media payload capabilities (CapabilitiesRes)
+G711_ALAW = const(2)
+G711_ULAW = const(4)
+G729 = const(11)
+
+# What each side reads; anything else is skipped by FrameReader.
+PHONE_RX = (REGISTER_ACK, REGISTER_REJECT, CAPABILITIES_REQ, KEEPALIVE_ACK, DEFINE_TIME_DATE,
+            BUTTON_TEMPLATE, RESET, UNREGISTER_ACK, REGISTER_TOKEN_ACK, REGISTER_TOKEN_REJECT,
+            DISPLAY_TEXT, DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS, CLEAR_NOTIFY)
+LABELS_36 = _phone._LABELS_36
+
 NAMES = {
     0x0000: 'KeepAlive', 0x0001: 'Register', 0x0002: 'IpPort', 0x000D: 'TimeDateReq',
     0x000E: 'ButtonTemplateReq', 0x0010: 'CapabilitiesRes', 0x0020: 'Alarm',
@@ -43,7 +81,6 @@ NAMES = {
     0x011B: 'RegisterTokenReject', 0x0120: 'DisplayPriNotify',
 }
 
-# What the server reads.
 SERVER_RX = (KEEPALIVE, REGISTER, IP_PORT, TIME_DATE_REQ, BUTTON_TEMPLATE_REQ, CAPABILITIES_RES,
              ALARM, UNREGISTER, REGISTER_TOKEN_REQ)
 
@@ -56,6 +93,61 @@ _REGISTER_LONG = const(124)   # body size of the long Register form
 
 def name(msg_id):
     return NAMES.get(msg_id, '0x%04X' % msg_id)
+
+
+def register(name, ip, device_type=DEVICE_7911, user_id=0, instance=1, max_streams=5,
+             active_streams=0, protocol_version=11, phone_features=0, max_conferences=0,
+             active_conferences=0, mac=None, max_lines=1, load_name='', long=True):
+    """Register. The long form (124-byte body) carries MAC and firmware load name; the short
+    form (36 bytes) stops after maxStreams."""
+    body = _fixed(name, 16) + struct.pack('<II', user_id, instance) + ip_bytes(ip) \
+        + struct.pack('<II', device_type, max_streams)
+    if long:
+        body += struct.pack('<IBBHII', active_streams, protocol_version, 0, phone_features,
+                            max_conferences, active_conferences)
+        body += mac_bytes(mac if mac is not None else name) + bytes(6)
+        body += struct.pack('<II', 0, max_lines)          # ipV4AddressScope, maxNumberOfLines
+        body += bytes(16) + bytes(4)                      # stationIpV6Addr, ipV6AddressScope
+        body += _fixed(load_name, 32)
+    return frame(REGISTER, body)
+
+
+class FrameReader(_phone.FrameReader):
+    """phone.sccp.FrameReader plus read() for blocking streams (sockets, files):
+
+        r = FrameReader(sock, accept=PHONE_RX)
+        mid = r.read()          # -1 at a clean end of stream
+        body = r.body()         # memoryview into the buffer, valid until the next read
+    """
+
+    def _fill(self, view):
+        n = len(view)
+        got = 0
+        while got < n:
+            r = self.stream.readinto(view if got == 0 else view[got:])
+            if r is None:          # non-blocking stream with nothing yet
+                raise OSError(11)  # EAGAIN: use aread() for asyncio streams
+            if r == 0:
+                if got == 0 and view is self.hdr:
+                    return False
+                raise SccpError('truncated frame')
+            got += r
+        return True
+
+    def read(self):
+        """Next accepted frame's id, or -1 at a clean end of stream."""
+        while True:
+            if not self._fill(self.hdr):
+                self.msg_id = -1
+                return -1
+            n = self._check()
+            left = n
+            while left:             # a skipped frame longer than the buffer comes in pieces
+                k = left if left <= self.keep else self.keep
+                self._fill(self._view(k))
+                left -= k
+            if self._accepted(n):
+                return self.msg_id
 
 
 def parse_header(header):
