@@ -1,7 +1,8 @@
-# The only module that knows the board: profile, network bring-up, MAC, LED, reset.
-# On the unix port (virtual board) the network is whatever namespace the process runs in.
+# The only module that knows the board: profile, network bring-up, MAC, LED, reset. The
+# hardware side (LAN/WLAN, LED driver, the unix port's interface address) is phone.hw, loaded
+# only when a board needs it. On the unix port (virtual board) the network is whatever
+# namespace the process runs in.
 import sys
-import time
 
 try:
     import json
@@ -83,61 +84,26 @@ class Platform:
     def network_up(self, timeout_ms=20000):
         """Bring the interface up. Returns the IPv4 address the platform's own DHCP got,
         or None when the agent must run the whole DHCP exchange itself (unix port)."""
-        net = self.profile['network']
-        kind = net['kind']
-        if kind == 'HOST':
+        if self.profile['network']['kind'] == 'HOST':
             return None
-        import network
-        from machine import Pin
-        if kind == 'LAN':
-            phy = getattr(network, 'PHY_' + net.get('phy', 'LAN8720'))
-            kw = {'mdc': Pin(net['mdc']), 'mdio': Pin(net['mdio']), 'phy_type': phy,
-                  'phy_addr': net.get('phy_addr', 0)}
-            if net.get('power') is not None:
-                kw['power'] = Pin(net['power'])
-            if net.get('ref_clk') is not None:
-                kw['ref_clk'] = Pin(net['ref_clk'])
-                kw['ref_clk_mode'] = Pin.OUT if net.get('ref_clk_mode') == 'out' else Pin.IN
-            nic = network.LAN(**kw)
-            nic.active(True)
-        else:
-            nic = network.WLAN(network.STA_IF)
-            nic.active(True)
-            ssid, key = _wlan_credentials()
-            nic.connect(ssid, key)
-        self.nic = nic
-        t0 = time.ticks_ms()
-        while not nic.isconnected():
-            if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-                raise OSError('network did not come up within %d ms' % timeout_ms)
-            time.sleep_ms(100)
-        return nic.ifconfig()[0]
+        from phone import hw        # LAN/WLAN bring-up: loaded on boards only, at boot only
+        return hw.network_up(self, timeout_ms)
 
     def apply_lease(self, lease):
         """Put a DHCP lease on the interface. Boards get theirs from the built-in client
         (the agent then only sends DHCPINFORM); on the unix port the agent runs the whole
         exchange and sets the namespace interface named by PHONE_IF itself."""
         dev = _env('PHONE_IF') if IS_UNIX else None
-        if not dev or not lease.ip:
-            return
-        import os
-        bits = sum(bin(int(x)).count('1') for x in (lease.mask or '255.255.255.0').split('.'))
-        os.system('ip addr flush dev %s scope global' % dev)
-        os.system('ip addr add %s/%d dev %s' % (lease.ip, bits, dev))
-        if lease.router:
-            os.system('ip route replace default via %s dev %s' % (lease.router, dev))
+        if dev and lease.ip:
+            from phone import hw
+            hw.apply_lease(dev, lease)
 
     # -- LED: off / on / blink pattern by state ---------------------------
     def _setup_led(self):
         led = self.profile.get('led')
-        if not led or IS_UNIX:
-            return
-        from machine import Pin
-        if led.get('kind') == 'neopixel':
-            import neopixel
-            self._led = neopixel.NeoPixel(Pin(led['pin']), 1)
-        else:
-            self._led = Pin(led['pin'], Pin.OUT)
+        if led and not IS_UNIX:
+            from phone import hw
+            self._led = hw.led(led)
 
     def led(self, colour):
         """colour: (r, g, b); a plain LED is on for any non-black colour."""
@@ -156,12 +122,3 @@ class Platform:
             sys.exit(3)
         import machine
         machine.reset()
-
-
-def _wlan_credentials(path='wlan.json'):
-    try:
-        with open(path) as f:
-            c = json.load(f)
-        return c['ssid'], c.get('key', '')
-    except (OSError, ValueError, KeyError):
-        raise OSError('WLAN board needs wlan.json with {"ssid": ..., "key": ...}')

@@ -14,7 +14,7 @@ import time
 
 SAST_PIN = 'sast.der'       # SAST certificate provisioned at flash time (optional)
 SECURE_OFFSET = 443
-_MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'config', 'store',
+_MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'config', 'store', 'hw',
             'provision')
 
 
