@@ -46,9 +46,15 @@ def parse_size(text: str | int) -> int:
     return n
 
 
-def module_path(*extra: str | Path) -> str:
-    """MICROPYPATH for firmware code. '.frozen' must stay first: the port's asyncio is frozen."""
-    return ":".join([".frozen", str(FIRMWARE), *map(str, extra)])
+def module_path(*extra: str | Path, source: bool = False) -> str:
+    """MICROPYPATH for firmware code: the .mpy build (host_tools.fwbuild) unless `source` or
+    PHONELAB_FW_SOURCE=1. '.frozen' stays first: the port's asyncio is frozen."""
+    if source or os.environ.get("PHONELAB_FW_SOURCE"):
+        fw: Path = FIRMWARE
+    else:
+        from host_tools import fwbuild
+        fw = fwbuild.compiled()
+    return ":".join([".frozen", str(fw), *map(str, extra)])
 
 
 def command(script_args: list[str], heap: str | int | None = DEFAULT_HEAP) -> list[str]:
@@ -58,8 +64,8 @@ def command(script_args: list[str], heap: str | int | None = DEFAULT_HEAP) -> li
     return cmd + script_args
 
 
-def environ(*extra_path: str | Path, **more: str) -> dict[str, str]:
+def environ(*extra_path: str | Path, source: bool = False, **more: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["MICROPYPATH"] = module_path(*extra_path)
+    env["MICROPYPATH"] = module_path(*extra_path, source=source)
     env.update(more)
     return env

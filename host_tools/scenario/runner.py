@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from host_tools import deploy, micropython
+from host_tools import deploy
 from host_tools import boards as boardlib
 from host_tools.events import Event, EventReader
 from host_tools.scenario import faults
@@ -65,26 +65,14 @@ class Tap:
 def install_firmware(folder: Path, workdir: Path) -> None:
     """The firmware as `phonelab deploy` puts it on a board (.mpy for the unix port's format,
     main.py/boot.py as source), written straight into a virtual board's folder."""
-    fmt = deploy.MpyFormat.from_sys(_unix_mpy())
-    for item in deploy.build_items(deploy.FIRMWARE, boardlib.load("virtual"), fmt, workdir):
+    from host_tools import fwbuild
+    for item in deploy.build_items(deploy.FIRMWARE, boardlib.load("virtual"), fwbuild.unix_format(),
+                                   workdir):
         if item.target == "/board.json":
             continue                      # the lab writes the profile with its overrides
         dest = folder / item.target.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(item.data)
-
-
-_MPY: list[int] = []
-
-
-def _unix_mpy() -> int:
-    if not _MPY:
-        import subprocess
-        out = subprocess.run(micropython.command(["-c", "import sys;print(sys.implementation._mpy)"],
-                                                 heap=None), capture_output=True, text=True,
-                             timeout=30, env=micropython.environ())
-        _MPY.append(int(out.stdout.strip()))
-    return _MPY[0]
 
 
 @dataclass

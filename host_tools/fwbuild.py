@@ -1,0 +1,63 @@
+"""The firmware as a board runs it: firmware/phone/*.py compiled with mpy-cross for the unix
+port's .mpy format, cached under out/fwcache/<hash of the sources>/phone/*.mpy.
+
+Every host path that runs firmware code on the MicroPython unix port (firmware tests, the
+`phonelab ctl/config` tools, scenario boards, benchmarks) loads this build: compiling the
+sources inside a capped heap would measure the compiler, not the agent. The cache key covers
+the sources and the compiler, so it is never stale; builds go to a temporary folder and are
+renamed into place, so parallel test workers cannot see half a build."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from host_tools import FIRMWARE, ROOT, micropython
+
+CACHE = ROOT / "out" / "fwcache"
+_format: list[object] = []
+
+
+def unix_format():
+    """The .mpy format of the unix port we run (asked once per process)."""
+    from host_tools import deploy
+    if not _format:
+        out = subprocess.run(micropython.command(["-c", "import sys;print(sys.implementation._mpy)"],
+                                                 heap=None), capture_output=True, text=True,
+                             timeout=30, env=micropython.environ(source=True))
+        if out.returncode != 0 or not out.stdout.strip().isdigit():
+            raise RuntimeError(f"cannot ask {micropython.interpreter()} for its .mpy format: "
+                               f"{(out.stderr or out.stdout).strip()}")
+        _format.append(deploy.MpyFormat.from_sys(int(out.stdout)))
+    return _format[0]
+
+
+def _sources(firmware: Path) -> list[Path]:
+    return sorted((firmware / "phone").glob("*.py"))
+
+
+def compiled(firmware: Path = FIRMWARE) -> Path:
+    """A folder holding phone/*.mpy for `firmware` (built on first use)."""
+    from host_tools import deploy
+    cmd = deploy.mpy_cross_command(unix_format())
+    h = hashlib.sha256(" ".join(cmd).encode())
+    for src in _sources(firmware):
+        h.update(src.name.encode() + b"\0" + src.read_bytes())
+    out = CACHE / h.hexdigest()[:16]
+    if (out / "phone").is_dir():
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=CACHE))
+    try:
+        for src in _sources(firmware):
+            deploy.compile_file(cmd, src, f"phone/{src.name}", tmp / "phone" / f"{src.stem}.mpy")
+        try:
+            os.rename(tmp, out)
+        except OSError:          # another process finished the same build first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
