@@ -144,7 +144,10 @@ def pem_to_der(text, label='CERTIFICATE'):
     """The DER bytes of the first `-----BEGIN <label>-----` block (str or bytes input)."""
     import binascii
     if not isinstance(text, str):
-        text = bytes(text).decode()
+        try:
+            text = bytes(text).decode()
+        except UnicodeError:
+            raise X509Error('PEM block is not text')
     begin = '-----BEGIN %s-----' % label
     i = text.find(begin)
     j = text.find('-----END %s-----' % label, i + 1)

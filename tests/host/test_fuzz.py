@@ -1,0 +1,55 @@
+"""Fuzzing the firmware's parsers under MicroPython (docs/fuzzing.md).
+
+- a short hypothesis run per parser (derandomized, so every run tries the same inputs):
+  no crash, no hang, every rejection a documented error class with a message;
+- every input that once broke a parser (tests/host/fuzz_cases/), run again: it must now be
+  rejected with the documented error.
+
+The parsers run as .mpy in long-lived MicroPython processes (host_tools.fuzz.runner), one per
+parser, heap capped at 128K (the regression cases also at 96K, a board's heap)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from host_tools.fuzz import gen, runner
+
+CASES = Path(__file__).parent / "fuzz_cases"
+
+# file in fuzz_cases/ -> (target, documented class, words the message must hold)
+REGRESSIONS: dict[str, tuple[str, str, str]] = {
+    # x509.load of bytes starting "-----BEGIN " that are not UTF-8: UnicodeError (empty
+    # message) instead of X509Error
+    "x509-pem-not-utf8.bin": ("x509", "X509Error", "not text"),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus() -> gen.Corpus:
+    return gen.corpus()
+
+
+@pytest.fixture(scope="module")
+def session(corpus):
+    s = runner.Session(corpus)
+    s.cache = {}
+    yield s
+    s.close()
+
+
+def harness(session, target: str, heap: str = runner.DEFAULT_HEAP) -> runner.Harness:
+    h = session.cache.get((target, heap))
+    if h is None:
+        h = session.cache[(target, heap)] = session.harness(target, heap=heap)
+    return h
+
+
+@pytest.mark.parametrize("heap", ["128K", "96K"])
+@pytest.mark.parametrize("case", sorted(REGRESSIONS))
+def test_regression(case, heap, session):
+    target, cls, words = REGRESSIONS[case]
+    data = (CASES / case).read_bytes()
+    o = harness(session, target, heap).run(data)
+    assert (o.kind, o.cls) == ("rejected", cls), f"{case} at {heap}: {o}"
+    assert words in o.detail, f"{case}: {o.detail!r} should say {words!r}"
