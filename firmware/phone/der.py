@@ -27,6 +27,7 @@ CTX0 = const(0xA0)   # [0] EXPLICIT (certificate version)
 CTX3 = const(0xA3)   # [3] EXPLICIT (extensions)
 
 _MAX_LEN_BYTES = const(4)
+_MAX_OID = const(64)       # content bytes; real ones are < 30 (thousands of arcs ran out of RAM)
 
 
 class DerError(ValueError):
@@ -95,6 +96,8 @@ def oid(buf, start, end):
     """OBJECT IDENTIFIER content -> dotted string, e.g. '1.2.840.113549.1.1.11'."""
     if start >= end:
         raise DerError('empty OID')
+    if end - start > _MAX_OID:
+        raise DerError('OID of %d bytes' % (end - start))
     parts = []
     v = 0
     first = True
