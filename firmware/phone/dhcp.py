@@ -388,7 +388,10 @@ def lease_from(reply, configured=None, resolve=None, events=None, fallback=None,
     if 6 in o:
         L.dns = _ip_list(o[6])
     if 15 in o:
-        L.domain = o[15].decode().rstrip('\x00')
+        try:
+            L.domain = o[15].decode().rstrip('\x00')
+        except UnicodeError:    # not text: no domain
+            pass
     if 51 in o:
         L.lease_s = _u32(o[51])
     if 58 in o:
@@ -659,8 +662,11 @@ class Client:
                 continue
             if r.mtype == NAK:
                 msg = r.opts.get(56)
-                self.events.emit('dhcp_nak', server=sid,
-                                 message=msg.decode() if msg else None)
+                try:
+                    msg = msg.decode() if msg else None
+                except UnicodeError:
+                    pass        # not text: the event shows the bytes (hex)
+                self.events.emit('dhcp_nak', server=sid, message=msg)
                 return None
             return r
         self.events.emit('dhcp_timeout', stage='requesting', tries=self.tries)

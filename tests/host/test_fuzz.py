@@ -17,7 +17,8 @@ from host_tools.fuzz import gen, runner
 
 CASES = Path(__file__).parent / "fuzz_cases"
 
-# file in fuzz_cases/ -> (target, documented class, words the message must hold)
+# file in fuzz_cases/ -> (target, documented class, words the message must hold); class ""
+# when the input must now be accepted (answer "ok")
 REGRESSIONS: dict[str, tuple[str, str, str]] = {
     # x509.load of bytes starting "-----BEGIN " that are not UTF-8: UnicodeError (empty
     # message) instead of X509Error
@@ -25,6 +26,11 @@ REGRESSIONS: dict[str, tuple[str, str, str]] = {
     # a certificate whose name holds an OID of thousands of one-byte arcs: der.oid() made a
     # string per arc and ran out of memory (MemoryError, at any heap size)
     "x509-oid-thousands-of-arcs.bin": ("x509", "X509Error", "OID of"),
+    # an ACK whose domain name (option 15) is not UTF-8: UnicodeError out of lease_from, so out
+    # of acquire()/inform() (the fuzzer's input); a NAK whose message (option 56) is not
+    # UTF-8: the same out of acquire() (made by hand after reading the code it pointed to)
+    "dhcp-domain-not-utf8.bin": ("dhcp", "", ""),
+    "dhcp-nak-message-not-utf8.bin": ("dhcp", "", ""),
 }
 
 
@@ -54,5 +60,5 @@ def test_regression(case, heap, session):
     target, cls, words = REGRESSIONS[case]
     data = (CASES / case).read_bytes()
     o = harness(session, target, heap).run(data)
-    assert (o.kind, o.cls) == ("rejected", cls), f"{case} at {heap}: {o}"
+    assert (o.kind, o.cls) == ("rejected" if cls else "ok", cls), f"{case} at {heap}: {o}"
     assert words in o.detail, f"{case}: {o.detail!r} should say {words!r}"
