@@ -177,6 +177,13 @@ def parse(stream, bufsize=BUF_SIZE):
     """Read a cnf.xml from `stream` (anything with readinto) in chunks of `bufsize` bytes;
     return a Config. ConfigError for truncated, unbalanced or malformed XML, a tag longer than
     `bufsize`, a bad SRST certificate, or one that does not match <certHash>."""
+    try:
+        return _parse(stream, bufsize)
+    except UnicodeError:    # a name or kept text that is not UTF-8 (the error has no message)
+        raise ConfigError('text that is not UTF-8 in the config')
+
+
+def _parse(stream, bufsize):
     # One function with closures over locals, not a class: the unix port builds the parse
     # tree of a whole module at import, under the heap cap, and `self.x` costs nodes.
     buf = bytearray(bufsize)

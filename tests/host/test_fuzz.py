@@ -31,6 +31,10 @@ REGRESSIONS: dict[str, tuple[str, str, str]] = {
     # UTF-8: the same out of acquire() (made by hand after reading the code it pointed to)
     "dhcp-domain-not-utf8.bin": ("dhcp", "", ""),
     "dhcp-nak-message-not-utf8.bin": ("dhcp", "", ""),
+    # cnf.xml with a close tag, or the text of a kept element, that is not UTF-8: a bare
+    # UnicodeError (no message) out of config.parse_file instead of ConfigError
+    "config-close-tag-not-utf8.bin": ("config", "ConfigError", "not UTF-8"),
+    "config-text-not-utf8.bin": ("config", "ConfigError", "not UTF-8"),
 }
 
 
