@@ -34,6 +34,7 @@ BUF_SIZE = const(1024)      # read chunk; also the longest tag (name + attribute
 _TEXT_MAX = const(256)      # longest text of an ordinary field
 _CERT_MAX = const(8192)     # longest <certificate> text
 _DEPTH_MAX = const(64)
+_NAME_MAX = const(64)       # longest element name: the open ones are kept (64 x 64 bytes)
 DEFAULT_MONITOR_S = const(120)
 DEFAULT_PORT = const(2000)  # plain SCCP; the TLS port is this + SECURE_OFFSET
 SECURE_OFFSET = const(443)
@@ -344,6 +345,8 @@ def _parse(stream, bufsize):
         name = bytes(mv[s + 1:a])
         if not name or name.find(b'<') >= 0:
             raise err('bad tag', s)
+        if len(name) > _NAME_MAX:
+            raise err('element name longer than %d bytes' % _NAME_MAX, s)
         # a start tag: is it a field we keep?
         d = len(stack)
         if d >= _DEPTH_MAX:
