@@ -362,6 +362,8 @@ def _guard(fn, *args):
         raise CtlError('cannot read %s: %s' % (args[0], ex))
     except (IndexError, ValueError, TypeError, KeyError, AttributeError) as ex:
         raise CtlError('malformed file (%s: %s)' % (type(ex).__name__, ex))
+    except MemoryError:         # records, certificates or text the heap cannot hold
+        raise CtlError('%s needs more memory than is left' % args[0])
 
 
 def parse(path, keep_certs=False):

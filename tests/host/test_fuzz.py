@@ -38,6 +38,13 @@ REGRESSIONS: dict[str, tuple[str, str, str]] = {
     "config-text-not-utf8.bin": ("config", "ConfigError", "not UTF-8"),
     # 64 nested elements with 1000-byte names (the open names are kept): MemoryError
     "config-long-names-nested.bin.gz": ("config", "ConfigError", "element name longer"),
+    # CTLs that exhaust the heap (MemoryError out of load_trust, past provision's `except
+    # CtlError`): 67 records, most of them SAST (their certificates are kept until the count is
+    # checked at the end); an 11 KB record whose buffer no longer fits the heap left by the
+    # first pass. The reason depends on the heap left: "more than 64 records" / "two
+    # certificates" when it suffices, "memory" when not; always a CtlError
+    "ctl-64-sast-records.bin": ("ctl", "CtlError", ""),
+    "ctl-11k-record.bin": ("ctl", "CtlError", ""),
 }
 
 
