@@ -6,16 +6,29 @@
 # reached the agent continues from the stored state: that is how a phone boots during a WAN
 # outage.
 #
-# Memory: this runs before the agent's TLS links exist, and its modules (dhcp, tftp, ctl,
-# x509, config, store) are imported inside the functions and dropped by unload() afterwards,
-# so provisioning and the links never need the heap at the same time.
+# Memory: this runs before the agent's TLS links exist, and unload() drops its modules
+# afterwards, so provisioning and the links never need the heap at the same time. Within a
+# pass, every step imports what it needs and drops it before the next one, so only one step's
+# modules are loaded at a time: dhcp (alone); tftp (the trust lists, downloaded into temporary
+# store files); ctl + x509 + der + pkcs1 (their verification); tftp again (the config); ctl +
+# pkcs1 (its signature); config (parsing); x509 (the SRST certificate's name). The trust list
+# in force is kept as plain values (_Trust), never as ctl objects: their classes' methods would
+# keep ctl loaded. Nothing here keeps an object whose class lives in a dropped module.
 import sys
 import time
 
-SAST_PIN = 'sast.der'       # SAST certificate provisioned at flash time (optional)
-SECURE_OFFSET = 443
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443
+_PIN = 'sast.der'            # SAST certificate provisioned at flash time (optional)
+_CTL = 'ctl.tlv'             # store names (phone.store)
 _MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'config', 'store', 'hw',
             'provision')
+_VERIFY = ('ctl', 'x509', 'der', 'pkcs1', 'sha512')
 
 
 class Provisioned:
@@ -25,6 +38,13 @@ class Provisioned:
     None, with srst_why saying why not; identity: (cert_der, key_der) or None; monitor_s;
     secure. No methods on purpose: a function defined here would keep this whole module (its
     globals) alive for as long as the agent holds the result, after unload()."""
+
+
+class _Trust:
+    """The trust list in force, as plain values: sast (DER certificates: the anchors for the
+    next one), tftp ((serial, n, e) of its TFTP and CCM+TFTP keys, which sign configs), ccm
+    ((cn, dns, ip, offset, length) of its CCM and CCM+TFTP certificates in the file at
+    `path`)."""
 
 
 def run(platform, store, settings, events, tftp_port=69):
@@ -39,12 +59,13 @@ def unload():
         _drop(m)
 
 
-def _drop(name):
+def _drop(*names):
     import gc
-    sys.modules.pop('phone.' + name, None)
     pkg = sys.modules.get('phone')
-    if pkg is not None and hasattr(pkg, name):
-        delattr(pkg, name)
+    for name in names:
+        sys.modules.pop('phone.' + name, None)
+        if pkg is not None and hasattr(pkg, name):
+            delattr(pkg, name)
     gc.collect()
 
 
@@ -53,19 +74,22 @@ class Provisioner:
         self.store = store
         self.s = settings
         self.tftp_port = tftp_port
-        self.trust = None            # TrustList in force (CTL)
+        self.trust = None            # _Trust in force (from the CTL)
         self.offline = False
         self.ip = None
 
-    def run(self, platform, events):
-        # Modules are imported by the step that needs them: dhcp first, alone, and dropped
-        # once the lease is in; then the trust list's and the config's.
-        ev = events
+    def run(self, plat, ev):
         for name in self.store.recovered:
             ev.emit('store_recovered', action=name[0], file=name[1])
         delay = self.s.retry_min_ms
         while True:
-            prov = self._once(platform, events)
+            try:
+                prov = self._once(plat, ev)
+            except MemoryError as e:
+                # Keep the board alive: drop what the pass loaded and try again later.
+                _drop('dhcp', 'tftp', 'config', 'hw', *_VERIFY)
+                ev.emit('provision_failed', reason='out of memory: %s' % e)
+                prov = None
             if prov is not None:
                 return prov
             ev.emit('provision_retry', retry_ms=delay)
@@ -73,28 +97,22 @@ class Provisioner:
             delay = min(delay * 2, self.s.retry_max_ms)
 
     # -- one pass ------------------------------------------------------------------------
-    # Heap: every step imports what it needs and drops it before the next one, so only one
-    # step's modules are loaded at a time: dhcp (alone); tftp (downloads into temporary store
-    # files); ctl + x509 + der + pkcs1 (verification); tftp again (the config); ctl + config
-    # (its signature, parsing). The trust list is kept as plain values (_Trust), never as
-    # ctl objects: their classes' methods would keep ctl loaded.
     def _once(self, plat, ev):
-        agent = _Ctx(plat, ev)
         t0 = time.ticks_ms()
-        servers = self._network(agent)
+        servers = self._network(plat, ev)
         mac = plat.mac()
         dev = plat.device_name()
         self.offline = True
         got = None
         if servers:
-            got = self._download(agent, servers, (
-                ('CTL', ('CTL' + dev + '.tlv', 'CTLFile.tlv'), 'ctl.tlv'),
+            got = self._download(ev, servers, (
+                ('CTL', ('CTL' + dev + '.tlv', 'CTLFile.tlv'), _CTL),
                 ('ITL', ('ITL' + dev + '.tlv', 'ITLFile.tlv'), 'itl.tlv')))
         self._check_trust(ev, got)
         if got and not (got[-1][1] is None and got[-1][2] == 'unreachable'):
             self.offline = False
             got = None
-            self._fetch_config(agent, servers, dev)
+            self._fetch_config(ev, servers, dev)
         got = None
         from phone import config as _config
         try:
@@ -110,30 +128,23 @@ class Provisioner:
                 security_mode=cfg.security_mode, cms=len(cfg.call_managers),
                 ms=time.ticks_diff(time.ticks_ms(), t0))
         c = (cfg.security_mode, cfg.call_managers, cfg.srst, cfg.monitor_s)
-        cfg = None
+        cfg = _config = None
         _drop('config')
-        return self._result(agent, c, mac)
+        return self._result(ev, c, mac)
 
-    def _network(self, agent):
+    def _network(self, plat, ev):
         """Address and TFTP server list (150 > 66 > siaddr > profile's tftp_server)."""
-        ev = agent.events
-        plat = agent.platform
         configured = plat.profile.get('tftp_server')
+        fallback = [configured] if configured else []
         try:
             ip = plat.network_up()
         except OSError as e:
             ev.emit('network_failed', reason=str(e))
-            return [configured] if configured else []
+            return fallback
+        self.ip = ip or plat.profile.get('ip')
         if not plat.profile.get('dhcp', True):
-            self.ip = ip or plat.profile.get('ip')
-            return [configured] if configured else []
+            return fallback
         from phone import dhcp
-        try:
-            return self._dhcp(dhcp, plat, ev, ip, configured)
-        finally:
-            _drop('dhcp')           # not needed again until the next boot
-
-    def _dhcp(self, dhcp, plat, ev, ip, configured):
         try:
             if ip is None:
                 lease = dhcp.acquire(plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
@@ -143,23 +154,24 @@ class Provisioner:
                 lease = dhcp.inform(ip, plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
                                     tftp_server=configured)
                 lease.ip = ip
+            # Only plain values are kept: a Lease (its class's methods) would keep the
+            # whole dhcp module alive after it is dropped.
+            self.ip = lease.ip
+            return lease.tftp_servers
         except (dhcp.DhcpError, OSError) as e:
             ev.emit('dhcp_unavailable', reason=str(e))
-            self.ip = ip or plat.profile.get('ip')
-            return [configured] if configured else []
-        # Only plain values are kept: a Lease (its class's methods) would keep the whole
-        # dhcp module alive after _drop('dhcp').
-        self.ip = lease.ip
-        return lease.tftp_servers
+            return fallback
+        finally:
+            lease = dhcp = None
+            _drop('dhcp', 'hw')     # not needed again until the next boot
 
-    def _download(self, agent, servers, wanted):
+    def _download(self, ev, servers, wanted):
         """wanted: (kind, names, dest) items. For each, the first of `names` that a server has
         goes into a store Writer for `dest` (closed, not committed yet), all with one TFTP
         client; then tftp is dropped. Returns [(kind, writer, name)], with writer None and
         the reason instead of the name for a file no server had; after an item whose reason
         is 'unreachable' (no server answered at all: the WAN is down) nothing more is tried."""
         from phone import tftp
-        ev = agent.events
         s = self.s
         c = tftp.Client(port=self.tftp_port, timeout_ms=s.tftp_timeout_ms, retries=s.tftp_retries,
                         blksize=s.tftp_blksize, windowsize=s.tftp_windowsize,
@@ -167,35 +179,36 @@ class Provisioner:
         out = []
         try:
             for kind, names, dest in wanted:
-                w, got = self._tftp(c, tftp, ev, servers, names, dest)
-                out.append((kind, w, got))
-                if w is None and got == 'unreachable':
+                w = None
+                why = 'unreachable'
+                for name in names:
+                    w = self.store.begin(dest)
+                    try:
+                        c.fetch(servers, name, w)
+                        w.close()
+                        why = name
+                        break
+                    except tftp.TftpError as e:
+                        w.abort()
+                        w = None
+                        if e.code is None:        # no answer at all: the WAN is down
+                            ev.emit('tftp_failed', file=name, reason=str(e))
+                            why = 'unreachable'
+                            break
+                        why = str(e)
+                    except Exception as e:        # a full flash, a bad sink: keep the old state
+                        w.abort()
+                        w = None
+                        ev.emit('tftp_failed', file=name, reason=repr(e))
+                        why = repr(e)
+                        break
+                out.append((kind, w, why))
+                if w is None and why == 'unreachable':
                     break
         finally:
             c = tftp = None
             _drop('tftp')
         return out
-
-    def _tftp(self, c, tftp, ev, servers, names, dest):
-        why = 'unreachable'
-        for name in names:
-            w = self.store.begin(dest)
-            try:
-                c.fetch(servers, name, w)
-                w.close()
-            except tftp.TftpError as e:
-                w.abort()
-                if e.code is None:            # no answer at all: the WAN is down
-                    ev.emit('tftp_failed', file=name, reason=str(e))
-                    return None, 'unreachable'
-                why = str(e)
-                continue
-            except Exception as e:            # a full flash, a bad sink: keep the old state
-                w.abort()
-                ev.emit('tftp_failed', file=name, reason=repr(e))
-                return None, repr(e)
-            return w, name
-        return None, why
 
     # -- trust list ----------------------------------------------------------------------
     def _check_trust(self, ev, got):
@@ -205,11 +218,11 @@ class Provisioner:
         from phone import ctl
         pin = None
         if self.trust is None:
-            pin = self.store.read_bytes(SAST_PIN)
-            if self.store.exists('ctl.tlv'):
+            pin = self.store.read_bytes(_PIN)
+            if self.store.exists(_CTL):
                 try:
-                    self.trust = _trust(ctl, ctl.load_trust(self.store.path('ctl.tlv'),
-                                                            [pin] if pin else None))
+                    self.trust = self._compact(ctl, ctl.load_trust(self.store.path(_CTL),
+                                                                   [pin] if pin else None))
                 except ctl.CtlError as e:
                     ev.emit('ctl_rejected', source='store', reason=str(e))
         if self.trust is not None:
@@ -233,22 +246,29 @@ class Provisioner:
             if kind == 'CTL':
                 # Certificates are read back from the file: the committed name now holds the
                 # verified bytes.
-                tl.path = self.store.path('ctl.tlv')
-                self.trust = _trust(ctl, tl)
+                tl.path = self.store.path(_CTL)
+                self.trust = self._compact(ctl, tl)
             tl = None
         got = ctl = None
-        for m in ('ctl', 'x509', 'der', 'pkcs1', 'sha512'):
-            _drop(m)
+        _drop(*_VERIFY)
+
+    def _compact(self, ctl, tl):
+        t = _Trust()
+        t.path = tl.path
+        t.sast = tl.sast_certs()
+        t.tftp = tl.keys(ctl.ROLE_TFTP, ctl.ROLE_CCM_TFTP)
+        t.ccm = [(r.cn, r.dns, r.ip, r.cert_off, r.cert_len) for r in tl.records
+                 if r.role in (ctl.ROLE_CCM, ctl.ROLE_CCM_TFTP) and r.cert_len]
+        return t
 
     # -- configuration -------------------------------------------------------------------
-    def _fetch_config(self, agent, servers, dev):
-        ev = agent.events
+    def _fetch_config(self, ev, servers, dev):
         signed = self.trust is not None and bool(self.trust.tftp)
         if signed:
-            got = self._download(agent, servers, (('CFG', (dev + '.cnf.xml.sgn',), 'config.sgn'),))
+            got = self._download(ev, servers, (('CFG', (dev + '.cnf.xml.sgn',), 'config.sgn'),))
         else:
-            got = self._download(agent, servers, (('CFG', (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
-                                                   'config.xml'),))
+            got = self._download(ev, servers, (('CFG', (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
+                                                'config.xml'),))
         _, w, name = got[0]
         got = None
         if w is None:
@@ -272,8 +292,7 @@ class Provisioner:
                 return
             finally:
                 sg = ctl = None
-                for m in ('ctl', 'pkcs1', 'sha512'):
-                    _drop(m)
+                _drop(*_VERIFY)
             w.abort()                         # the .sgn wrapper is not kept
             w = raw
         from phone import config as _config
@@ -310,15 +329,14 @@ class Provisioner:
             return None
         return (der, pick[0]) if len(der) == pick[4] else None
 
-    def _result(self, agent, c, mac):
-        ev = agent.events
+    def _result(self, ev, c, mac):
         mode, cms_cfg, srst_cfg, monitor_s = c
         secure = mode in (2, 3)
         cms = []
         for cm in cms_cfg:
             if secure:
                 anchor = self._cm_anchor(cm) if self.trust is not None else None
-                cms.append((cm['name'], cm['host'], cm['port'] + SECURE_OFFSET, anchor))
+                cms.append((cm['name'], cm['host'], cm['port'] + _SECURE_OFFSET, anchor))
             else:
                 cms.append((cm['name'], cm['host'], cm['port'], None))
         srst, why = self._srst(mode, srst_cfg, ev)
@@ -354,33 +372,9 @@ class Provisioner:
             return None, 'SRST certificate unreadable: %s' % e
         finally:
             x509 = None
-            _drop('x509')
-            _drop('der')
+            _drop('x509', 'der')
         if self.store.read_bytes('srst.der') != der:
             self.store.write_bytes('srst.der', der)
             ev.emit('srst_pinned', cn=cn, sha256=s['cert_sha256'])
         host, port = s['servers'][0]
-        return (host, port + SECURE_OFFSET, (der, cn)), None
-
-
-class _Trust:
-    """The trust list in force, as plain values: sast (DER certificates: the anchors for the
-    next one), tftp ((serial, n, e) of its TFTP and CCM+TFTP keys, which sign configs), ccm
-    ((cn, dns, ip, offset, length) of its CCM and CCM+TFTP certificates in the file at
-    `path`)."""
-
-
-def _trust(ctl, tl):
-    t = _Trust()
-    t.path = tl.path
-    t.sast = tl.sast_certs()
-    t.tftp = tl.keys(ctl.ROLE_TFTP, ctl.ROLE_CCM_TFTP)
-    t.ccm = [(r.cn, r.dns, r.ip, r.cert_off, r.cert_len) for r in tl.records
-             if r.role in (ctl.ROLE_CCM, ctl.ROLE_CCM_TFTP) and r.cert_len]
-    return t
-
-
-class _Ctx:
-    def __init__(self, platform, events):
-        self.platform = platform
-        self.events = events
+        return (host, port + _SECURE_OFFSET, (der, cn)), None
