@@ -36,6 +36,7 @@ MAX_RECORD = const(12288)    # one record: names, key, signature, certificate
 MAX_RECORDS = const(64)
 MAX_SAST = const(2)
 _CHUNK = const(512)
+_SPARE = const(12)            # heap kept for the signature check: this many times its length
 
 
 class CtlError(Exception):
@@ -105,6 +106,7 @@ class TrustList:
     signature = filename = timestamp = digest = signer_cert = None
     sig_off = -1
     sig_len = size = payload_off = payload_len = 0
+    spare = None
     tofu = False             # accepted on first use: there was no anchor yet
 
     def __init__(self, path, kind):
@@ -295,13 +297,16 @@ def _record(b, n, rec, keep):
         if rec.cert_len:
             s = rec.cert_off
             rec.cert_off += rec.offset + 5
-            c = x509.parse(b, s, s + rec.cert_len)
+            keep = keep or rec.role == ROLE_SAST
+            c = x509.parse(b, s, s + rec.cert_len, keep)   # in place unless kept
             if rec.serial and _minimal(rec.serial) != c.serial_bytes:
                 raise CtlError('serial does not match its certificate')
             rec.serial = c.serial_bytes
             rec.cn = c.cn
-            if keep or rec.role == ROLE_SAST:
+            if keep:
                 rec.cert = c.der
+        if rec.issuer is not None and rec.issuer == rec.subject:
+            rec.issuer = rec.subject    # one string for both (self-signed): lists run to 50+ records
     except (CtlError, x509.X509Error) as ex:
         raise CtlError('record %d (%s): %s' % (rec.index, ROLE_NAMES.get(rec.role, rec.role), ex))
 
@@ -310,6 +315,10 @@ def _read_trust(path, digest, keep):
     tl = TrustList(path, 'CTL')
     with open(path, 'rb') as f:
         h = _start(f, tl, digest)
+        # Room for the RSA arithmetic of the signature check, taken now while the heap is in
+        # one piece and given back just before it (_check): the records' many small objects
+        # would otherwise leave no ~1 KB hole for pow() with a 4096-bit key.
+        tl.spare = bytearray(min(_SPARE * tl.sig_len, 6144)) if digest else None
         pos = tl.header_len
         small = bytearray(5)
         buf = None
@@ -392,6 +401,10 @@ def _certs(items):
 
 def _check(tl, cert, now, what):
     # cert: an x509.Certificate, or a key as (serial, n, e) (no validity to check then)
+    if tl.spare is not None:
+        tl.spare = None
+        import gc
+        gc.collect()
     key = isinstance(cert, tuple)
     n, e = cert[1:] if key else (cert.n, cert.e)
     if n is None:
@@ -410,7 +423,10 @@ def _load_trust(path, anchors, now, keep):
     rec = tl.signer()
     if rec is None or not rec.cert:
         raise CtlError('signer (serial %s) is not a SAST record of the file' % hexs(tl.serial))
-    known = _certs(anchors)
+    # A list of DER anchors holding the very certificate of the signer record (the usual
+    # case on a board): that certificate is the only one to parse (~2.5 KB of heap each).
+    fast = isinstance(anchors, list) and rec.cert in anchors
+    known = None if fast else _certs(anchors)
     if known:
         want = _minimal(tl.serial)
         match = None
@@ -425,7 +441,7 @@ def _load_trust(path, anchors, now, keep):
         _check(tl, match, now, 'SAST')
     else:
         _check(tl, x509.parse(rec.cert), now, 'SAST')
-        tl.tofu = True
+        tl.tofu = not fast
     return tl
 
 

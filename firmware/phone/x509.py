@@ -75,14 +75,20 @@ def _name(b, s, e):
     return ';'.join(parts), cn
 
 
-def parse(buf, start=0, end=None):
-    """Parse the certificate occupying exactly buf[start:end] (default: all of buf)."""
+def parse(buf, start=0, end=None, copy=True):
+    """Parse the certificate occupying exactly buf[start:end] (default: all of buf).
+    copy=False: read it in place and keep no copy (c.der is None): for a caller that only
+    wants the facts of a certificate in a buffer it is about to reuse."""
     if end is None:
         end = len(buf)
     if end - start > MAX_CERT:
         raise X509Error('certificate too big (%d bytes)' % (end - start))
     c = Certificate()
-    c.der = b = bytes(buf[start:end])
+    if copy:
+        c.der = b = bytes(buf[start:end])
+    else:
+        c.der = None
+        b = memoryview(buf)[start:end]
     try:
         _parse(c, b, len(b))
     except der.DerError as ex:
@@ -137,7 +143,7 @@ def _parse(c, b, end):
     ss, se = ex(b, ae, e, der.BIT_STRING)
     if se != e or se - ss < 1 or b[ss] != 0:
         raise X509Error('bad signature value')
-    c.signature = b[ss + 1:se]
+    c.signature = bytes(b[ss + 1:se])
 
 
 def pem_to_der(text, label='CERTIFICATE'):
