@@ -126,7 +126,18 @@ def text(buf, start, end, tag=UTF8_STRING):
     raw = bytes(buf[start:end])
     try:
         if tag == BMP_STRING:
-            return ''.join([chr((raw[i] << 8) | raw[i + 1]) for i in range(0, len(raw) - 1, 2)])
+            # UCS-2 -> UTF-8 bytes, then decode: MicroPython's chr() interns every distinct
+            # character as a qstr, for good (a BMPString of 3000 characters kept 35 KB)
+            out = bytearray()
+            for i in range(0, len(raw) - 1, 2):
+                c = (raw[i] << 8) | raw[i + 1]
+                if c < 0x80:
+                    out.append(c)
+                elif c < 0x800:
+                    out += bytes((0xC0 | c >> 6, 0x80 | c & 0x3F))
+                else:
+                    out += bytes((0xE0 | c >> 12, 0x80 | c >> 6 & 0x3F, 0x80 | c & 0x3F))
+            raw = out
         return raw.decode('utf-8')
     except Exception:  # UnicodeError on both interpreters
         return raw.hex() if hasattr(raw, 'hex') else ''.join(['%02x' % b for b in raw])
