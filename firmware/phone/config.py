@@ -111,23 +111,39 @@ def _unescape(b):
     i = b.find(b'&')
     if i < 0:
         return b
-    out = [b[:i]]
+    out = bytearray(b[:i])
     while i >= 0:
         k = b.find(b';', i)
         ent = b[i + 1:k] if 0 < k - i < 12 else b''
         rep = _ENT.get(ent)
         if rep is None and ent[:1] == b'#':
             try:
-                rep = chr(int(ent[2:], 16) if ent[1:2] in (b'x', b'X') else int(ent[1:])).encode()
-            except (ValueError, OverflowError):
+                rep = _utf8(int(ent[2:], 16) if ent[1:2] in (b'x', b'X') else int(ent[1:]))
+            except ValueError:
                 pass
         if rep is None:
             rep = b'&'
             k = i
-        out.append(rep)
+        out += rep
         i = b.find(b'&', k + 1)
-        out.append(b[k + 1:] if i < 0 else b[k + 1:i])
-    return b''.join(out)
+        out += b[k + 1:] if i < 0 else b[k + 1:i]
+    return bytes(out)
+
+
+def _utf8(c):
+    # UTF-8 of a code point, without chr(): MicroPython interns every distinct character chr()
+    # returns, for good (a certificate of 900 numeric references kept 16 KB and ran out of heap)
+    if c < 0x80:
+        if c < 0:
+            raise ValueError
+        return bytes((c,))
+    if c < 0x800:
+        return bytes((0xC0 | c >> 6, 0x80 | c & 0x3F))
+    if c < 0x10000:
+        return bytes((0xE0 | c >> 12, 0x80 | c >> 6 & 0x3F, 0x80 | c & 0x3F))
+    if c > 0x10FFFF:
+        raise ValueError
+    return bytes((0xF0 | c >> 18, 0x80 | c >> 12 & 0x3F, 0x80 | c >> 6 & 0x3F, 0x80 | c & 0x3F))
 
 
 def _num(v, what):
