@@ -41,6 +41,8 @@ def check(n, e, sig, code, digest):
     # the signature must be exactly as long as the modulus (ints have no bit_length here)
     if not k or n >> (8 * k) or not n >> (8 * k - 8):
         return 'signature length %d does not match the key' % k
+    if e >> 32:     # real ones are 3..65537; 56000 bits made pow() run for seconds (minutes on a board)
+        return 'RSA exponent longer than 32 bits'
     prefix = _PREFIX.get(code)
     if prefix is None:
         return 'unsupported hash algorithm %r' % (code,)
