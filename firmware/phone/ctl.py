@@ -47,6 +47,11 @@ class CtlError(Exception):
         return self.args[0] if self.args else ''
 
 
+class CtlMemoryError(CtlError):
+    """The file could not be checked because the heap ran out: neither accepted nor refused
+    (a caller should try again later rather than treat the file as bad)."""
+
+
 def _u16(b, i):
     return (b[i] << 8) | b[i + 1]
 
@@ -372,7 +377,7 @@ def _guard(fn, *args):
     except (IndexError, ValueError, TypeError, KeyError, AttributeError) as ex:
         raise CtlError('malformed file (%s: %s)' % (type(ex).__name__, ex))
     except MemoryError:         # records, certificates or text the heap cannot hold
-        raise CtlError('%s needs more memory than is left' % args[0])
+        raise CtlMemoryError('%s needs more memory than is left' % args[0])
 
 
 def parse(path, keep_certs=False):

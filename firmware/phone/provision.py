@@ -59,6 +59,13 @@ def unload():
         _drop(m)
 
 
+def _unless_memory(ctl, e):
+    # A file the heap could not check is neither good nor bad: fail the pass (run() retries)
+    # rather than reject it, which would fall back to an unsigned config.
+    if isinstance(e, ctl.CtlMemoryError):
+        raise MemoryError(str(e))
+
+
 def _drop(*names):
     import gc
     pkg = sys.modules.get('phone')
@@ -224,6 +231,7 @@ class Provisioner:
                     self.trust = self._compact(ctl, ctl.load_trust(self.store.path(_CTL),
                                                                    [pin] if pin else None))
                 except ctl.CtlError as e:
+                    _unless_memory(ctl, e)
                     ev.emit('ctl_rejected', source='store', reason=str(e))
         if self.trust is not None:
             anchors = self.trust.sast
@@ -238,6 +246,7 @@ class Provisioner:
                 tl = ctl.load_trust(w.tmp, anchors)
             except ctl.CtlError as e:
                 w.abort()
+                _unless_memory(ctl, e)
                 ev.emit('ctl_rejected', kind=kind, file=name, reason=str(e))
                 continue
             w.commit()
@@ -288,6 +297,7 @@ class Provisioner:
                 if raw is not None:
                     raw.abort()
                 w.abort()
+                _unless_memory(ctl, e)
                 ev.emit('config_rejected', file=name, reason=str(e))
                 return
             finally:
