@@ -40,16 +40,14 @@ _SPARE = const(12)            # heap kept for the signature check: this many tim
 
 
 class CtlError(Exception):
-    """Malformed, tampered or untrusted trust list / signed file; str() is the reason."""
+    """Malformed, tampered or untrusted trust list / signed file; str() is the reason.
+    `memory` is True when the file could not be checked because the heap ran out: it is then
+    neither accepted nor refused, and a caller should try again rather than treat it as bad."""
+    memory = False
 
     @property
     def reason(self):
         return self.args[0] if self.args else ''
-
-
-class CtlMemoryError(CtlError):
-    """The file could not be checked because the heap ran out: neither accepted nor refused
-    (a caller should try again later rather than treat the file as bad)."""
 
 
 def _u16(b, i):
@@ -377,7 +375,9 @@ def _guard(fn, *args):
     except (IndexError, ValueError, TypeError, KeyError, AttributeError) as ex:
         raise CtlError('malformed file (%s: %s)' % (type(ex).__name__, ex))
     except MemoryError:         # records, certificates or text the heap cannot hold
-        raise CtlMemoryError('%s needs more memory than is left' % args[0])
+        ex = CtlError('%s needs more memory than is left' % args[0])
+        ex.memory = True
+        raise ex
 
 
 def parse(path, keep_certs=False):

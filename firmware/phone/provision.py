@@ -59,10 +59,10 @@ def unload():
         _drop(m)
 
 
-def _unless_memory(ctl, e):
+def _unless_memory(e):
     # A file the heap could not check is neither good nor bad: fail the pass (run() retries)
     # rather than reject it, which would fall back to an unsigned config.
-    if isinstance(e, ctl.CtlMemoryError):
+    if e.memory:
         raise MemoryError(str(e))
 
 
@@ -231,7 +231,7 @@ class Provisioner:
                     self.trust = self._compact(ctl, ctl.load_trust(self.store.path(_CTL),
                                                                    [pin] if pin else None))
                 except ctl.CtlError as e:
-                    _unless_memory(ctl, e)
+                    _unless_memory(e)
                     ev.emit('ctl_rejected', source='store', reason=str(e))
         if self.trust is not None:
             anchors = self.trust.sast
@@ -246,7 +246,7 @@ class Provisioner:
                 tl = ctl.load_trust(w.tmp, anchors)
             except ctl.CtlError as e:
                 w.abort()
-                _unless_memory(ctl, e)
+                _unless_memory(e)
                 ev.emit('ctl_rejected', kind=kind, file=name, reason=str(e))
                 continue
             w.commit()
@@ -297,7 +297,7 @@ class Provisioner:
                 if raw is not None:
                     raw.abort()
                 w.abort()
-                _unless_memory(ctl, e)
+                _unless_memory(e)
                 ev.emit('config_rejected', file=name, reason=str(e))
                 return
             finally:
