@@ -37,6 +37,7 @@ REGISTERING = 'REGISTERING'
 REGISTERED = 'REGISTERED'
 
 _MIN_TICK_MS = const(20)
+_KA = sccp.keepalive()
 _KEEP = const(512)           # body bytes buffered: what a phone reads is < 100 bytes
 # SCCP message ids the phone reads (phone.sccp keeps its constants private: each public
 # name would cost the board a qstr)
@@ -209,17 +210,24 @@ class Link:
         await self._teardown()
 
     # -- internals ---------------------------------------------------------------------
-    async def _send(self, frame):
+    async def _send(self, frame, timeout_ms=0):
+        """Write and drain, bounded: the first write also runs the deferred TLS handshake,
+        which a peer that accepts TCP and then says nothing would hold forever."""
         self._w.write(frame)
-        await self._w.drain()
+        try:
+            await asyncio.wait_for_ms(self._w.drain(), timeout_ms or self.s.register_timeout_ms)
+        except asyncio.TimeoutError:
+            raise LinkError('write not taken within %d ms' % (timeout_ms or self.s.register_timeout_ms))
 
     async def _request(self, frame, want, timeout_ms, what):
         self._want = want
         self._got_id = -1
         self._got.clear()
-        await self._send(frame)
+        t0 = time.ticks_ms()
         try:
-            await asyncio.wait_for_ms(self._got.wait(), timeout_ms)
+            await self._send(frame, timeout_ms)
+            left = timeout_ms - time.ticks_diff(time.ticks_ms(), t0)
+            await asyncio.wait_for_ms(self._got.wait(), left if left > 0 else 1)
         except asyncio.TimeoutError:
             raise LinkError('no %s within %d ms' % (what, timeout_ms))
         finally:
@@ -298,7 +306,14 @@ class Link:
             self.stats_probes += 1
         else:
             self.stats_keepalives += 1
-        await self._send(sccp.keepalive())
+        # Straight to the socket, non-blocking and without allocating: the frame is prebuilt
+        # and a TLS record is written whole or not at all. A socket that cannot take 12 bytes
+        # means a peer that stopped reading: the missing ack will declare it dead.
+        if self._w.out_buf:
+            await self._send(b'', self.s.ack_timeout_ms)
+        n = self._w.s.write(_KA)
+        if n is not None and n != len(_KA):
+            raise OSError('partial KeepAlive write')
 
     def _fail(self, reason):
         """Peer is gone: tear down (in the background) and tell the owner once."""
