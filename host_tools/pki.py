@@ -320,3 +320,24 @@ def load_identity(cert_path: str | Path, key_path: str | Path | None = None,
         cert=cert, key=key,  # type: ignore[arg-type]
         cert_path=cert_path, key_path=Path(key_path) if key_path else None,
     )
+
+
+def load_pki(out_dir: str | Path) -> Pki:
+    """Read back a PKI that make_pki() wrote (its pki.json index), e.g. a bench's lasting one."""
+    out = Path(out_dir)
+    try:
+        index = json.loads((out / "pki.json").read_text())
+    except (OSError, ValueError) as e:
+        raise PkiError(f"{out}: no readable pki.json ({e})") from e
+    made: dict[str, Identity] = {}
+    phones: dict[str, Identity] = {}
+    for entry in index:
+        ident = load_identity(entry["cert"], entry["key"], name=entry["name"], role=entry["role"])
+        if entry["role"] == "PHONE":
+            phones[normalize_mac(entry["name"])] = ident
+        else:
+            made[entry["name"]] = ident
+    missing = set(STANDARD) - set(made)
+    if missing:
+        raise PkiError(f"{out}: pki.json lacks {', '.join(sorted(missing))}")
+    return Pki(out_dir=out, phones=phones, **{k: made[k] for k in STANDARD})

@@ -55,6 +55,12 @@ class BoardHandle:
         for s in list(self._streams):
             s.skip()
 
+    def attach(self, sink: object) -> None:
+        """Any object with feed(bytes), skip() (called at each reset) and a `closed` flag gets
+        the console from now on (the scenario runner's timestamping tap); close_events(sink)
+        detaches it."""
+        self._streams.append(sink)  # type: ignore[arg-type]
+
     def close_events(self, stream: EventStream) -> None:
         stream.closed = True
         if stream in self._streams:

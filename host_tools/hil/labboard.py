@@ -28,13 +28,17 @@ class LabSetupError(RuntimeError):
 
 
 def start_lab(board: BoardHandle, workdir: Path, mac: str, mode: str = "auto",
-              interface: str | None = None, key_size: int = 2048) -> object:
+              interface: str | None = None, key_size: int = 2048, **lab_kw: object) -> object:
+    """lab_kw: further host_tools.lab.Lab options (a scenario's [lab] table); short timers
+    unless it says otherwise. A serial board without a bench interface works only with a
+    loopback lab, i.e. when it runs on this host (a virtual board behind a pty)."""
     from host_tools.lab.lab import Lab
-    if board.kind != "virtual" and not interface:
+    if board.kind != "virtual" and not interface and mode != "loopback":
         raise LabSetupError(f"{board.name} is a real board: its lab needs the bench interface "
                             f"the board's Ethernet is plugged into (--lab-interface IF, as root)")
+    lab_kw.setdefault("short_timers", True)
     lab = Lab(workdir, mode="netns" if interface else mode, macs=[mac], interface=interface,
-              short_timers=True, key_size=key_size)
+              key_size=key_size, **lab_kw)  # type: ignore[arg-type]
     lab.start()
     try:
         if isinstance(board, VirtualHandle):

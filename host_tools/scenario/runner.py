@@ -28,6 +28,8 @@ class RunError(RuntimeError):
 class Tap:
     """Board console -> events stamped with host time; waiters wake on each event."""
 
+    closed = False                        # board handles drop closed sinks
+
     def __init__(self, on_event: Callable[[Stamped], None] | None = None) -> None:
         self.reader = EventReader()
         self.events: list[Stamped] = []
@@ -48,6 +50,9 @@ class Tap:
                 else:
                     self.text.append(it.line)
             self.cv.notify_all()
+
+    def skip(self) -> None:
+        """A board handle's reset: the tap keeps every boot (the report spans them)."""
 
     def wait(self, spec: str, since: float, timeout: float) -> Stamped | None:
         end = time.monotonic() + timeout
@@ -88,6 +93,8 @@ class RunOptions:
     on_action: Callable[[Action], None] | None = None
     on_lab: Callable[[Any], None] | None = None   # called with the started Lab
     keep: bool = False                    # keep the workdir
+    handle: Any = None                    # a host_tools.hil board handle (HIL runs)
+    interface: str | None = None          # bench interface of a real board's lab
 
 
 @dataclass
@@ -113,9 +120,18 @@ class Result:
 
 def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
     opts = opts or RunOptions()
-    if opts.board != "virtual":
-        raise RunError("scenario runs on a real board need the bench lab (phonelab lab up "
-                       "--interface IF) and the HIL plugin: pytest --board PORT (see README)")
+    if opts.board != "virtual" and opts.handle is None:
+        from host_tools.hil import handles, specs
+        spec_ = specs.parse_all([opts.board])[0]
+        h = handles.SerialHandle(spec_, spec_.text, str(spec_.target))
+        h.start()
+        try:
+            h.deploy()
+            return run(sc, RunOptions(**{**opts.__dict__, "handle": h}))
+        finally:
+            h.close()
+    if opts.handle is not None:
+        return _run_handle(sc, opts)
     from host_tools.lab.lab import Lab
     from host_tools.vboard import VirtualBoard
 
@@ -165,6 +181,73 @@ def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
     if sc.until and not any(matches(sc.until, s.event) for s in tap.events) and res.error is None:
         res.error = f"the run ended ({sc.timeout:.0f} s timeout) before {sc.until!r}"
     return res
+
+
+def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
+    """The same run on a board handle (real board, labgrid place, or a virtual board the HIL
+    plugin made): the lab is built for it and the board provisioned into it."""
+    from host_tools.hil import labboard
+    h = opts.handle
+    own_tmp = opts.workdir is None
+    work = Path(opts.workdir or tempfile.mkdtemp(prefix=f"phonelab-{sc.name}-"))
+    lab_kw = dict(sc.lab)
+    mode = opts.mode or lab_kw.pop("mode", "auto")
+    lab_kw.pop("mode", None)
+    if opts.pcap is not None:
+        lab_kw["record"] = True
+    mac = labboard.worker_mac(0)
+    # One PKI for every scenario on this board: its trust list pins the first SAST it saw, so
+    # a new PKI per lab would (rightly) be refused from the second scenario on.
+    lab_kw.setdefault("pki", _board_pki(mac))
+    tap = Tap(opts.on_event)
+    actions: list[Action] = []
+    res = Result(sc, h.name, "?", tap.events, actions, {}, [])
+    res.console = tap.text
+    h.attach(tap)
+    lab = None
+    try:
+        res.started = t0 = time.monotonic()
+        try:
+            lab = labboard.start_lab(h, work / "lab", mac, mode,
+                                     opts.interface, **lab_kw)
+        except labboard.LabSetupError as e:
+            raise RunError(str(e)) from e
+        res.mode = lab.mode
+        if opts.on_lab:
+            opts.on_lab(lab)
+        _timeline(sc, lab, h, tap, actions, t0, opts.on_action)
+        _finish(sc, tap, t0)
+    except RunError as e:
+        res.error = str(e)
+    finally:
+        res.ended = time.monotonic()
+        h.close_events(tap)
+        if lab is not None:
+            res.files.update(_collect(lab, opts, work))
+            res.lab_events = _lab_events(lab)
+            lab.stop()
+        if own_tmp and not opts.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    res.metrics = compute(tap.events, actions)
+    res.expectations = verdicts(sc.expect, tap.events, res.metrics)
+    return res
+
+
+_PKIS: dict[str, Any] = {}
+
+
+def _board_pki(mac: str) -> Any:
+    """The bench's lasting PKI for this phone (out/hil/pki-MAC): a real board keeps its trust
+    list across runs, as a phone keeps its cluster's."""
+    from host_tools import ROOT
+    from host_tools import pki as labpki
+    if mac not in _PKIS:
+        d = ROOT / "out" / "hil" / f"pki-{mac}"
+        try:
+            _PKIS[mac] = labpki.load_pki(d)
+        except labpki.PkiError:
+            _PKIS[mac] = labpki.make_pki(d, phone_macs=[mac])
+    return _PKIS[mac]
 
 
 def _merge_settings(folder: Path, extra: dict[str, Any]) -> None:

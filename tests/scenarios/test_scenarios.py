@@ -1,6 +1,9 @@
 """Every scenario in scenarios/ runs end to end: the lab (namespaces when root, loopback
-otherwise), a virtual board running the agent, the scenario's faults and expectations.
-The same files run against a real board with `phonelab run --board PORT` (see README)."""
+otherwise), a board running the agent, the scenario's faults and expectations.
+
+Default: a fresh virtual board per scenario. With the HIL plugin's `--board PORT` (or
+`labgrid:PLACE`) the same scenarios run on that board through its `board` fixture, in a lab
+on `--lab-interface IF` (the bench NIC its Ethernet is plugged into)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,9 +18,9 @@ SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario(path: Path, tmp_path: Path) -> None:
+def test_scenario(path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     sc = spec.load(path)
-    res = runner.run(sc, runner.RunOptions(workdir=tmp_path))
+    res = runner.run(sc, _options(request, tmp_path))
     report.write(res, tmp_path / "report.json")
     text = report.summary(res)
     if not res.passed:
@@ -25,11 +28,21 @@ def test_scenario(path: Path, tmp_path: Path) -> None:
     assert res.passed, text
 
 
-def test_wrong_expectation_fails_and_names_it(tmp_path: Path) -> None:
+def test_wrong_expectation_fails_and_names_it(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     sc = spec.load(ROOT / "scenarios" / "registered-standby.toml")
     sc.expect = {"final_state": "FALLBACK", "events": ["registered:primary"]}
-    res = runner.run(sc, runner.RunOptions(workdir=tmp_path))
+    res = runner.run(sc, _options(request, tmp_path))
     assert not res.passed
     failed = [e for e in res.expectations if not e["passed"]]
     assert [e["name"] for e in failed] == ["final_state"]
     assert "expected 'FALLBACK', got 'PRIMARY'" in report.summary(res)
+
+
+def _options(request: pytest.FixtureRequest, tmp_path: Path) -> runner.RunOptions:
+    """A fresh virtual board, or the HIL plugin's board when --board names a real one."""
+    boards = request.config.getoption("--board") or ["virtual"]
+    if boards == ["virtual"]:
+        return runner.RunOptions(workdir=tmp_path)
+    interfaces = request.config.getoption("--lab-interface") or [None]
+    return runner.RunOptions(workdir=tmp_path, handle=request.getfixturevalue("board"),
+                             interface=interfaces[0], mode=request.config.getoption("--lab-mode"))
