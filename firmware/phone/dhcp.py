@@ -10,12 +10,8 @@
 # Written in the common MicroPython/CPython subset so the lab and host tests can import it.
 import time
 
-try:
-    import socket
-    import select
-except ImportError:  # pragma: no cover - every supported port has them
-    import usocket as socket
-    import uselect as select
+import select
+import socket
 
 try:
     from micropython import const
@@ -28,28 +24,20 @@ try:
     ticks_diff = time.ticks_diff
     ticks_add = time.ticks_add
 except AttributeError:  # CPython
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
+    from phone.compat import ticks_add, ticks_diff, ticks_ms
 
-    def ticks_diff(a, b):
-        return a - b
-
-    def ticks_add(a, b):
-        return a + b
-
-# Message types (option 53).
+# Message types (option 53). Names that nothing outside uses are private: a public name
+# costs the board a qstr and a module dict slot.
 DISCOVER = const(1)
 OFFER = const(2)
 REQUEST = const(3)
-DECLINE = const(4)
 ACK = const(5)
 NAK = const(6)
-RELEASE = const(7)
+_RELEASE = const(7)
 INFORM = const(8)
-TYPE_NAMES = ('?', 'DISCOVER', 'OFFER', 'REQUEST', 'DECLINE', 'ACK', 'NAK', 'RELEASE', 'INFORM')
 
-CLIENT_PORT = const(68)
-SERVER_PORT = const(67)
+_CLIENT_PORT = const(68)
+_SERVER_PORT = const(67)
 BUF_SIZE = const(1024)      # receive buffer; announced as option 57 (max message size)
 TX_SIZE = const(548)        # 576 - IP - UDP: the size every DHCP server must accept
 _MIN_LEN = const(300)       # BOOTP minimum, some relays drop shorter packets
@@ -59,19 +47,16 @@ _FLAG_BROADCAST = const(0x80)
 
 # Defaults for retransmission (RFC 2131 suggests 4 s doubling to 64 s with +-1 s jitter;
 # a phone on a LAN wants to boot faster, so start at 2 s and cap at 16 s).
-FIRST_MS = const(2000)
-MAX_MS = const(16000)
-TRIES = const(4)            # transmissions per stage (DISCOVER, REQUEST, INFORM)
-ROUNDS = const(3)           # DISCOVER rounds after a NAK or an unanswered REQUEST
+_FIRST_MS = const(2000)
+_MAX_MS = const(16000)
+_TRIES = const(4)           # transmissions per stage (DISCOVER, REQUEST, INFORM)
+_ROUNDS = const(3)          # DISCOVER rounds after a NAK or an unanswered REQUEST
 TOTAL_MS = const(60000)     # hard bound on one acquire()/inform() call
 
 _COOKIE = b'\x63\x82\x53\x63'
-# What we ask for (option 55): mask, router, DNS, domain, lease, server id, T1, T2, 66, 150.
-PARAMS = b'\x01\x03\x06\x0f\x33\x36\x3a\x3b\x42\x96'
 
-# Options whose length is fixed, and options that are lists of IPv4 addresses.
+# Options whose length is fixed (lists of IPv4 addresses, and the known codes: in parse()).
 _EXACT = {1: 4, 51: 4, 54: 4, 53: 1, 52: 1, 58: 4, 59: 4, 57: 2}
-_IPLISTS = (3, 6, 150)
 
 
 class DhcpError(Exception):
@@ -171,9 +156,10 @@ def build(tx, mtype, xid, mac, ciaddr=None, requested=None, server_id=None, secs
         i = _opt(tx, i, 50, ip_bytes(requested))
     if server_id:
         i = _opt(tx, i, 54, ip_bytes(server_id))
-    if mtype != RELEASE:
+    if mtype != _RELEASE:
         i = _opt(tx, i, 57, bytes((max_size >> 8, max_size & 0xFF)))
-        i = _opt(tx, i, 55, PARAMS)
+        # what we ask for: mask, router, DNS, domain, lease, server id, T1, T2, 66, 150
+        i = _opt(tx, i, 55, b'\x01\x03\x06\x0f\x33\x36\x3a\x3b\x42\x96')
         if hostname:
             i = _opt(tx, i, 12, hostname.encode())
         if vendor_class:
@@ -209,7 +195,8 @@ class Reply:
         self.unknown = []
 
     def type_name(self):
-        return TYPE_NAMES[self.mtype] if 0 < self.mtype < len(TYPE_NAMES) else str(self.mtype)
+        names = ('?', 'DISCOVER', 'OFFER', 'REQUEST', 'DECLINE', 'ACK', 'NAK', 'RELEASE', 'INFORM')
+        return names[self.mtype] if 0 < self.mtype < len(names) else str(self.mtype)
 
     def server_id(self):
         v = self.opts.get(54)
@@ -238,8 +225,6 @@ def _walk(b, i, end, opts, where):
     return False
 
 
-# Known option codes; anything else is kept in Reply.unknown and otherwise skipped.
-_KNOWN = (1, 3, 6, 12, 15, 51, 52, 53, 54, 56, 57, 58, 59, 61, 66, 150)
 
 
 def parse(b, n, xid=None, mac=None):
@@ -278,9 +263,10 @@ def parse(b, n, xid=None, mac=None):
         want = _EXACT.get(c)
         if want is not None and len(v) != want:
             raise Ignored('option %d has length %d, expected %d' % (c, len(v), want))
-        if c in _IPLISTS and (not v or len(v) % 4):
+        if c in (3, 6, 150) and (not v or len(v) % 4):
             raise Ignored('option %d has length %d, not a list of IPv4 addresses' % (c, len(v)))
-        if c not in _KNOWN:
+        # options we know; any other is kept in Reply.unknown and otherwise skipped
+        if c not in (1, 3, 6, 12, 15, 51, 52, 53, 54, 56, 57, 58, 59, 61, 66, 150):
             r.unknown.append(c)
     mt = opts.get(53)
     if mt is None:
@@ -443,8 +429,8 @@ class Client:
     SO_BROADCAST. Applying the leased address to the interface is the platform's job."""
 
     def __init__(self, mac, events=None, tftp_server=None, hostname=None, vendor_class=None,
-                 first_ms=FIRST_MS, max_ms=MAX_MS, tries=TRIES, rounds=ROUNDS,
-                 server='255.255.255.255', server_port=SERVER_PORT, port=CLIENT_PORT,
+                 first_ms=_FIRST_MS, max_ms=_MAX_MS, tries=_TRIES, rounds=_ROUNDS,
+                 server='255.255.255.255', server_port=_SERVER_PORT, port=_CLIENT_PORT,
                  bind_ip='0.0.0.0', resolve=None):
         if len(mac) != 6:
             raise ValueError('MAC must be 6 bytes')
