@@ -321,7 +321,10 @@ def _read_trust(path, digest, keep):
         # Room for the RSA arithmetic of the signature check, taken now while the heap is in
         # one piece and given back just before it (_check): the records' many small objects
         # would otherwise leave no ~1 KB hole for pow() with a 4096-bit key.
-        tl.spare = bytearray(min(_SPARE * tl.sig_len, 6144)) if digest else None
+        # (Only for keys above 2048 bits: with those, measured, a reserve costs more than it
+        # saves, their pow() temporaries fit the holes there are.)
+        tl.spare = bytearray(min(_SPARE * tl.sig_len, 6144)) if digest and tl.sig_len > 256 \
+            else None
         pos = tl.header_len
         small = bytearray(5)
         buf = None
