@@ -38,10 +38,16 @@ def new_hash(code):
 def check(n, e, sig, code, digest):
     """Verify an RSA PKCS#1 v1.5 signature. Returns None if it holds, else the reason."""
     k = len(sig)
+    # Real keys are 1024..4096 bits, real exponents 3..65537: a 30000-bit key ran pow() out of
+    # memory at 96K, a 56000-bit exponent made it run for seconds (minutes on a board). Sizes
+    # are compared, never shifted: a shift copies the number (MemoryError with a huge one).
+    if k > 1024:
+        return 'RSA key longer than 8192 bits'
     # the signature must be exactly as long as the modulus (ints have no bit_length here)
-    if not k or n >> (8 * k) or not n >> (8 * k - 8):
+    top = 1 << (8 * k)
+    if not k or n >= top or n < top >> 8:
         return 'signature length %d does not match the key' % k
-    if e >> 32:     # real ones are 3..65537; 56000 bits made pow() run for seconds (minutes on a board)
+    if e > 0xFFFFFFFF:
         return 'RSA exponent longer than 32 bits'
     prefix = _PREFIX.get(code)
     if prefix is None:
