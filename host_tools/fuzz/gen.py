@@ -239,6 +239,7 @@ def _string_content(src: Src) -> bytes:
     return pick(src, (
         b"", b"\xff\xfe\xfd", b"caf\xc3\xa9", b"\xc3", b"\xed\xa0\x80", b"A" * src.int(100, 5000),
         b"\x00" * 3, b"\x00A\x00", src.bytes(src.int(1, 40)), "名前".encode(),
+        b"".join((0x4E00 + i).to_bytes(2, "big") for i in range(src.int(1, 3500))),  # many characters
     ))
 
 
@@ -1086,7 +1087,8 @@ def _weird_text(src: Src, corpus: Corpus) -> bytes:
         b"abc", b"&#x110000;", b"&#xD800;", b"&#-5;", b"&#;", b"&amp;&lt;&gt;&quot;&apos;", b"&#0;",
         b"&#65;&#x42;", b"&unknown;", b"&", b"&amp", b"\xff\xfe", b"caf\xc3\xa9", b"A" * 300,
         b"B" * 9000, b"2", b"3", b"true", b"TRUE", b"192.0.2.1", b"  7  ", b"<![CDATA[5]]>",
-        b"<![CDATA[&amp;]]>", b"&#1114111;", b"&#x7f;", b"&#55296;"))
+        b"<![CDATA[&amp;]]>", b"&#1114111;", b"&#x7f;", b"&#55296;",
+        b"".join(b"&#%d;" % (0x4E00 + i) for i in range(src.int(1, 1000)))))  # many characters
 
 
 def _mutate_xml(src: Src, x: bytes, corpus: Corpus) -> bytes:

@@ -86,12 +86,10 @@ def classify(line: str, target: Target) -> Outcome:
     return Outcome("crash", cls or "?", detail or line)
 
 
-def build_firmware(out: Path) -> Path:
-    """phone/*.mpy as deployed (mpy-cross of the current sources), and the harness as
-    fuzz_harness.mpy beside it (compiled, its code costs the capped heap less)."""
-    from host_tools import deploy, memcheck
-    memcheck.build_mpy(out)
-    cmd = deploy.mpy_cross_command(memcheck.mpy_format())  # type: ignore[arg-type]
+def build_harness(out: Path) -> Path:
+    """fuzz_harness.mpy in `out` (compiled, its code costs the capped heap less)."""
+    from host_tools import deploy, fwbuild
+    cmd = deploy.mpy_cross_command(fwbuild.unix_format())
     deploy.compile_file(cmd, HARNESS, "fuzz_harness.py", out / "fuzz_harness.mpy")
     return out
 
@@ -101,6 +99,8 @@ class Harness:
 
     def __init__(self, target: Target, fw: Path, workdir: Path, trust: list[Path] = (),
                  heap: str = DEFAULT_HEAP, timeout_s: float | None = None):
+        """fw: a folder holding phone/*.mpy (host_tools.fwbuild), workdir: one for the
+        harness's files (and fuzz_harness.mpy, when built there)."""
         self.target = target
         self.fw = fw
         self.workdir = workdir
@@ -117,8 +117,8 @@ class Harness:
     # -- process ---------------------------------------------------------------------
     def start(self) -> None:
         env = micropython.environ()
-        env["MICROPYPATH"] = ":".join([".frozen", str(self.fw)])
-        script = ["-m", "fuzz_harness"] if (self.fw / "fuzz_harness.mpy").exists() else [str(HARNESS)]
+        env["MICROPYPATH"] = ":".join([".frozen", str(self.fw), str(self.workdir)])
+        script = ["-m", "fuzz_harness"] if (self.workdir / "fuzz_harness.mpy").exists() else [str(HARNESS)]
         args = [*script, self.target.name, ",".join(self.target.errors), *map(str, self.trust)]
         self._err = open(self.workdir / f"{self.target.name}.stderr", "wb")
         self.proc = subprocess.Popen(micropython.command(args, heap=self.heap), env=env,
@@ -178,6 +178,15 @@ class Harness:
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode(errors="replace")
+
+    def mem_free(self) -> int:
+        """Free heap bytes in the harness now (after a collection)."""
+        if self.proc is None:
+            self.start()
+        assert self.proc and self.proc.stdin
+        self.proc.stdin.write(struct.pack(">I", 0))
+        line = self._readline(time.monotonic() + self.timeout_s) or ""
+        return int(line.split()[1]) if line.startswith("mem ") else -1
 
     # -- one input ---------------------------------------------------------------------
     def run(self, data: bytes) -> Outcome:
@@ -242,6 +251,8 @@ class Tally:
     slow: int = 0
     max_ms: float = 0.0
     slowest: Finding | None = None
+    heap_free: int | None = None    # free heap at the end of a campaign()
+    heap_kept: int | None = None    # free heap lost over its second half
 
     def add(self, data: bytes, o: Outcome) -> None:
         self.tried += 1
@@ -287,14 +298,17 @@ class Tally:
 
 
 class Session:
-    """What every harness needs: the firmware as .mpy, a temp folder, the trust lists the
+    """What every harness needs: the firmware as .mpy (host_tools.fwbuild's cached build of
+    the current sources), a temp folder, the trust lists the
     ctl/sgn harnesses trust (the fixture CTL, plus `corpus.trust` when the corpus has fresh
     signers), started on demand."""
 
     def __init__(self, corpus=None, fw: Path | None = None, heap: str = DEFAULT_HEAP):
+        from host_tools import fwbuild
         from host_tools.fuzz import gen
         self.tmp = Path(tempfile.mkdtemp(prefix="fuzz-"))
-        self.fw = fw or build_firmware(self.tmp / "fw")
+        self.fw = fw or fwbuild.compiled()
+        build_harness(self.tmp)
         self.heap = heap
         self.trust = [gen.FIXTURE_DATA / "ctl_sha1.tlv"]
         if corpus is not None and getattr(corpus, "trust", None):
@@ -332,4 +346,23 @@ def fuzz(h: Harness, inputs, tally: Tally | None = None, seconds: float | None =
             break
     t.seconds += time.monotonic() - t0
     t.restarts += h.starts - starts
+    return t
+
+
+def campaign(session: Session, name: str, count: int, seed: str, corpus) -> Tally:
+    """`count` inputs from the target's generator driven by a seeded PRNG. The free heap is
+    taken halfway (every module the parser imports is loaded by then) and at the end:
+    `heap_kept` is what the second half left behind for good (None when the process was
+    restarted in between), a leak grows it with the number of inputs."""
+    from host_tools.fuzz import gen
+    h = session.harness(name)
+    make = gen.GENERATORS[name]
+    src = gen.RandomSrc(f"{seed}-{name}")
+    half = count // 2
+    t = fuzz(h, (make(src, corpus) for _ in range(half)))
+    mid, starts = h.mem_free(), h.starts
+    fuzz(h, (make(src, corpus) for _ in range(count - half)), t)
+    t.heap_free = h.mem_free()
+    t.heap_kept = mid - t.heap_free if h.starts == starts else None
+    h.stop()
     return t
