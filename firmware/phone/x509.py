@@ -95,6 +95,8 @@ def parse(buf, start=0, end=None, copy=True):
         raise X509Error('bad certificate: %s' % ex)
     except (IndexError, TypeError):
         raise X509Error('bad certificate')
+    except MemoryError:         # e.g. names of thousands of characters
+        raise X509Error('certificate needs more memory than is left')
     return c
 
 

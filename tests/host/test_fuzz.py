@@ -19,8 +19,8 @@ from host_tools.fuzz import gen, runner
 CASES = Path(__file__).parent / "fuzz_cases"
 
 # file in fuzz_cases/ -> (target, documented class, words the message must hold[, heap]);
-# class "" when the input must now be accepted (answer "ok"); the words are checked at
-# `heap` only when one is given
+# class "" when the input must now be accepted (answer "ok"), "Class?" when either is right
+# (it depends on the heap); the words are checked at `heap` only when one is given
 REGRESSIONS: dict[str, tuple] = {
     # x509.load of bytes starting "-----BEGIN " that are not UTF-8: UnicodeError (empty
     # message) instead of X509Error
@@ -57,6 +57,10 @@ REGRESSIONS: dict[str, tuple] = {
     # 30400-bit key with a signature to match: pow() ran out of memory at 96K (made by hand)
     "x509-exponent-7000-bytes.bin": ("x509", "", ""),
     "x509-key-30400-bits.bin": ("x509", "", ""),
+    # a certificate whose names are BMPStrings of 3500 characters: a 13 KB string for the
+    # subject, MemoryError out of x509.load at 96K and 128K; x509.parse now turns a
+    # MemoryError into X509Error (at 128K it fits since the der.text fix)
+    "x509-bmp-names-3500-chars.bin": ("x509", "X509Error?", "memory", "96K"),
 }
 
 # file in fuzz_cases/ -> (target, most heap bytes the input may keep for good). MicroPython
@@ -124,6 +128,9 @@ def test_regression(case, heap, fresh):
     if case.endswith(".gz"):        # big inputs (nesting bombs) are kept compressed
         data = gzip.decompress(data)
     o = fresh(target, heap).run(data)
+    if cls.endswith("?") and o.kind == "ok":
+        return
+    cls = cls.rstrip("?")
     assert (o.kind, o.cls) == ("rejected" if cls else "ok", cls), f"{case} at {heap}: {o}"
     assert words in o.detail, f"{case}: {o.detail!r} should say {words!r}"
 
