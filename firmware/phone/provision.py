@@ -66,6 +66,21 @@ def _unless_memory(e):
         raise MemoryError(str(e))
 
 
+def _same(a, b):
+    """True when the files hold the same bytes."""
+    try:
+        with open(a, 'rb') as fa:
+            with open(b, 'rb') as fb:
+                while True:
+                    x = fa.read(512)
+                    if x != fb.read(512):
+                        return False
+                    if not x:
+                        return True
+    except OSError:
+        return False
+
+
 def _drop(*names):
     import gc
     pkg = sys.modules.get('phone')
@@ -237,10 +252,20 @@ class Provisioner:
             anchors = self.trust.sast
         else:
             anchors = [pin] if pin else None
+        same = False                # the CTL downloaded is the one in force
         for kind, w, name in got or ():
             if w is None:
                 if name != 'unreachable':
                     ev.emit('trust_missing', kind=kind, reason=name)
+                continue
+            # A file identical to the stored one needs no second check (the usual boot: saves
+            # an RSA verification and its heap): the CTL when it is the trust list in force
+            # (verified this boot), the ITL when, besides, the CTL (its anchors) is unchanged.
+            if (self.trust is not None and (kind == 'CTL' or same)
+                    and _same(w.tmp, self.store.path(_CTL if kind == 'CTL' else 'itl.tlv'))):
+                w.abort()
+                same = kind == 'CTL'
+                ev.emit('ctl_accepted', kind=kind, file=name, unchanged=True)
                 continue
             try:
                 tl = ctl.load_trust(w.tmp, anchors)
