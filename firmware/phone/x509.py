@@ -170,6 +170,8 @@ def pem_to_der(text, label='CERTIFICATE'):
 def load(data):
     """A Certificate from DER or PEM (bytes or str)."""
     if isinstance(data, str) or bytes(data[:11]) == b'-----BEGIN ':
+        if len(data) > MAX_CERT * 3 // 2:   # base64 of MAX_CERT bytes, line breaks, labels
+            raise X509Error('PEM certificate too big (%d bytes)' % len(data))
         data = pem_to_der(data)
     return parse(data)
 
