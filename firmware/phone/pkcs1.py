@@ -43,9 +43,9 @@ def check(n, e, sig, code, digest):
     # are compared, never shifted: a shift copies the number (MemoryError with a huge one).
     if k > 1024:
         return 'RSA key longer than 8192 bits'
-    # the signature must be exactly as long as the modulus (ints have no bit_length here)
-    top = 1 << (8 * k)
-    if not k or n >= top or n < top >> 8:
+    # the signature must be exactly as long as the modulus (ints have no bit_length here);
+    # nothing kept: the caller may have freed room for pow() just before
+    if not k or n >= 1 << (8 * k) or n < 1 << (8 * k - 8):
         return 'signature length %d does not match the key' % k
     if e > 0xFFFFFFFF:
         return 'RSA exponent longer than 32 bits'
