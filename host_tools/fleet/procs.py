@@ -1,0 +1,132 @@
+"""The fleet's MicroPython processes: start (in the phone's namespace when there is one), read
+their consoles into a Tracker, measure CPU and memory from /proc, stop."""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+from host_tools import ROOT, micropython
+from host_tools.events import Event, EventReader
+from host_tools.fleet.spec import ProcSpec
+from host_tools.fleet.track import Tracker
+from host_tools.lab import nsloop
+
+RUNNER = ROOT / "host_tools" / "mpscripts" / "fleet_run.py"
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+class FleetProc:
+    def __init__(self, spec: ProcSpec, *, firmware: Path, heap: int, prefix: list[str],
+                 tracker: Tracker) -> None:
+        self.spec = spec
+        self.firmware = firmware
+        self.heap = heap
+        self.prefix = prefix
+        self.tracker = tracker
+        self.proc: subprocess.Popen | None = None
+        self.text: collections.deque[str] = collections.deque(maxlen=40)
+        self._reader: threading.Thread | None = None
+        self._cpu = 0.0
+
+    @property
+    def index(self) -> int:
+        return self.spec.index
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> "FleetProc":
+        cmd = self.prefix + micropython.command([str(RUNNER), str(self.spec.folder)], heap=self.heap)
+        env = micropython.environ()
+        env["MICROPYPATH"] = f".frozen:{self.firmware}"
+        # spawn: the process gets SIGTERM if this one dies (ip netns exec execs, same pid)
+        self.proc = nsloop.spawn(cmd, cwd=str(self.firmware), env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._reader = threading.Thread(target=self._read, name=f"fleet:p{self.index}", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        reader = EventReader()
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            self._feed(reader.feed(data))
+        self._feed(reader.flush())
+
+    def _feed(self, items: list) -> None:
+        for it in items:
+            if isinstance(it, Event):
+                self.tracker.add(self.index, it)
+            else:
+                self.text.append(it.line)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def request_stop(self) -> None:
+        """The runner polls for this file: it reports every phone's state and exits."""
+        (self.spec.folder / "stop").touch()
+
+    def wait(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 10) -> int | None:
+        rc = nsloop.stop_process(self.proc, signal.SIGINT, timeout)
+        if self._reader is not None:
+            self._reader.join(5)
+        return rc
+
+    # -- /proc ---------------------------------------------------------------------------
+    def cpu_seconds(self) -> float | None:
+        """0 before the start, the last figure read once it has ended."""
+        if self.proc is None:
+            return 0.0
+        if self.alive:
+            self._cpu = cpu_seconds(self.pid) or self._cpu
+        return self._cpu
+
+    def rss_kb(self) -> dict[str, int]:
+        return status_kb(self.pid) if self.alive and self.pid else {}
+
+
+def cpu_seconds(pid: int | None, tid: int | None = None) -> float | None:
+    """utime + stime of a process (or one of its threads), in seconds."""
+    if pid is None:
+        return None
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def status_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in KB."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out

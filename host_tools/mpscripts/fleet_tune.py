@@ -1,0 +1,144 @@
+# What hundreds of phone agents in one MicroPython unix-port process need, measured with
+# host_tools/mpscripts/fleet_run.py (docs/fleet.md): asyncio's I/O wait without the 1 ms sleep
+# per poll, a gc for the agent module that does not scan a fleet-sized heap per phone, and a
+# queue in front of Link.connect. None of it changes the agent's code or protocol.
+import time
+
+STATS = []          # fast_poll: calls, sweeps, sweep us, sleeps, sleep us
+
+
+def fast_poll(gap_ms=4):
+    """asyncio's I/O wait for a process holding hundreds of TLS links (unix port only).
+
+    The unix port's select.poll treats TLS sockets as objects without a file descriptor: every
+    poll then sleeps in poll(2) for 1 ms (MICROPY_PY_SELECT_IOCTL_CALL_PERIOD_MS) before asking
+    each of them, whatever the timeout, and asyncio polls before every task step and timer.
+    With 100 TLS links a KeepAlive round trip took 0.7 s, with 200 1.6 s (docs/fleet.md).
+    Here a poll is one sweep without that sleep (an always-writable UDP socket is registered,
+    so poll(2) returns at once), at most every `gap_ms` (a sweep asks every link: 0.4 ms for
+    1000 of them); in between, ready tasks run and an idle loop sleeps until the next timer or
+    sweep. I/O is seen within `gap_ms`. Boards (ESP32) poll without that sleep: nothing the
+    agent relies on changes. STATS counts calls, sweeps, sweep time, sleeps, sleep time."""
+    import select
+    import socket
+    from asyncio import core
+    q = core._io_queue
+    stock = q.wait_io_event
+    ready = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    last = [time.ticks_ms()]
+    STATS[:] = [0, 0, 0, 0, 0]
+
+    def sweep():
+        a = time.ticks_us()
+        q.map[id(ready)] = [None, None, ready]      # no waiters: asyncio drops it after the poll
+        q.poller.register(ready, select.POLLOUT)
+        stock(0)
+        if id(ready) in q.map:
+            q._dequeue(ready)
+        STATS[1] += 1
+        STATS[2] += time.ticks_diff(time.ticks_us(), a)
+
+    def wait_io_event(dt):
+        STATS[0] += 1
+        since = time.ticks_diff(time.ticks_ms(), last[0])
+        if since >= gap_ms:
+            sweep()
+            last[0] = time.ticks_ms()
+            since = 0
+            t = core._task_queue.peek()
+            if t is not None and time.ticks_diff(t.ph_key, time.ticks_ms()) <= 0:
+                return
+        if dt == 0:
+            return
+        ms = gap_ms - since
+        if 0 < dt < ms:
+            ms = dt
+        a = time.ticks_us()
+        time.sleep_ms(ms)
+        STATS[3] += 1
+        STATS[4] += time.ticks_diff(time.ticks_us(), a)
+
+    q.wait_io_event = wait_io_event
+
+
+class ThrottledGc:
+    """The `gc` the agent module sees in a fleet. The agent collects at its start and after
+    each registration, and reports gc.mem_free()/mem_alloc(): right for one phone on a small
+    board, but each costs a pass over the whole heap, and a fleet's heap holds hundreds of
+    phones: at 500 agents in one 20 MB heap these calls took most of the boot (perf: 44% of
+    the CPU in gc_mark_subtree, gc_collect_end, gc_info). Here a collection runs at most once
+    per `every_ms` and the figures are refreshed as often; gc's other functions pass through."""
+
+    def __init__(self, every_ms=1000):
+        import gc as real
+        self.real = real
+        self.every_ms = every_ms
+        self.at = time.ticks_add(time.ticks_ms(), -every_ms)
+        self.free = self.alloc = 0
+        self.skipped = 0
+
+    def _due(self):
+        if time.ticks_diff(time.ticks_ms(), self.at) < self.every_ms:
+            return False
+        self.at = time.ticks_ms()
+        return True
+
+    def collect(self):
+        if self._due():
+            self.real.collect()
+            self.free, self.alloc = self.real.mem_free(), self.real.mem_alloc()
+        else:
+            self.skipped += 1
+
+    def mem_free(self):
+        if self._due():
+            self.free, self.alloc = self.real.mem_free(), self.real.mem_alloc()
+        return self.free
+
+    def mem_alloc(self):
+        return self.alloc
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def limit_connects(asyncio, link, k, max_wait_ms):
+    """At most `k` links of this process in connect() (TCP + TLS handshake + first KeepAlive)
+    at a time, the others queue (first come, first served; a wait longer than `max_wait_ms`
+    fails the connect, which the agent retries). One process does the TLS client work of all
+    its phones on one core (mbedtls RSA-2048 + ECDHE, ~10 ms each); hundreds started at once
+    all finish their handshakes together, late, past the servers' 10 s handshake timeout, and
+    retry (measured: 437 retries, 52 s to register 1000 phones). A real phone has its own CPU
+    for its one handshake; the queue keeps each handshake short without changing the work."""
+    stock = link.Link.connect
+    busy = [0]
+    queue = []
+
+    def release():
+        if queue:
+            queue.pop(0).set()            # the slot passes to the next in line
+        else:
+            busy[0] -= 1
+
+    async def connect(self, timeout_ms=None):
+        if busy[0] < k:
+            busy[0] += 1
+        else:
+            ev = asyncio.Event()
+            queue.append(ev)
+            try:
+                await asyncio.wait_for_ms(ev.wait(), max_wait_ms)
+            except BaseException as e:
+                if ev in queue:
+                    queue.remove(ev)
+                elif ev.is_set():
+                    release()
+                if isinstance(e, asyncio.TimeoutError):
+                    raise link.LinkError('no connect slot within %d ms' % max_wait_ms)
+                raise
+        try:
+            return await stock(self, timeout_ms)
+        finally:
+            release()
+
+    link.Link.connect = connect
