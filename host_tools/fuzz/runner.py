@@ -30,6 +30,7 @@ SLOW_MS = 1000          # an answer slower than this is recorded (a board is ~50
 @dataclass(frozen=True)
 class Target:
     name: str
+    short: str
     label: str
     errors: tuple[str, ...]     # the exception classes the parser documents
     file: bool = False          # the parser reads a file: the input is written to one
@@ -37,13 +38,13 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("dhcp", "DHCP replies (dhcp.parse, the client)", ("Ignored",)),
-    Target("tftp", "TFTP (OACK/ERROR parsers, receive path)", ("TftpError", "TftpTimeout")),
-    Target("sccp", "SCCP (FrameReader, parse_*)", ("SccpError",)),
-    Target("x509", "DER / X.509 (der, x509.load)", ("X509Error",)),
-    Target("ctl", "CTL / ITL (ctl.parse, load_trust)", ("CtlError",), file=True),
-    Target("sgn", ".sgn (verify_sgn, payload config)", ("CtlError",), file=True),
-    Target("config", "cnf.xml (config.parse_file)", ("ConfigError",), file=True),
+    Target("dhcp", "DHCP", "DHCP replies (dhcp.parse, the client)", ("Ignored",)),
+    Target("tftp", "TFTP", "TFTP (OACK/ERROR parsers, receive path)", ("TftpError", "TftpTimeout")),
+    Target("sccp", "SCCP", "SCCP (FrameReader.aread, parse_*)", ("SccpError",)),
+    Target("x509", "DER/X.509", "DER / X.509 (der, x509.load)", ("X509Error",)),
+    Target("ctl", "CTL/ITL", "CTL / ITL (ctl.parse, load_trust)", ("CtlError",), file=True),
+    Target("sgn", ".sgn", ".sgn (verify_sgn, payload config)", ("CtlError",), file=True),
+    Target("config", "cnf.xml", "cnf.xml (config.parse_file)", ("ConfigError",), file=True),
 )}
 
 

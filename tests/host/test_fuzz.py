@@ -13,10 +13,12 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
 
-from host_tools.fuzz import gen, runner
+from host_tools.fuzz import gen, runner, strategies
 
 CASES = Path(__file__).parent / "fuzz_cases"
+EXAMPLES = 200      # per parser; `python -m bench --only fuzz` runs 20,000 each
 
 # file in fuzz_cases/ -> (target, documented class, words the message must hold[, heap]);
 # class "" when the input must now be accepted (answer "ok"), "Class?" when either is right
@@ -120,6 +122,27 @@ def fresh(session):
     yield start
     for h in made:
         h.stop()
+
+
+@pytest.mark.parametrize("target", list(runner.TARGETS))
+def test_fuzz(target, session, corpus):
+    """A short hypothesis run: no crash, no hang, every rejection a documented error with a
+    message. Derandomized: every run tries the same inputs (the corpus is reproducible too);
+    a failure is shrunk and printed as the input's hex."""
+    h = harness(session, target)
+    tally = runner.Tally(target)
+
+    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
+              phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
+    @given(strategies.inputs(target, corpus))
+    def run(data: bytes):
+        o = h.run(data)
+        tally.add(data, o)
+        assert not o.bad, f"{target}: {o}\ninput ({len(data)} bytes): {data[:4000].hex()}"
+
+    run()
+    assert tally.tried >= EXAMPLES
+    assert tally.ok and tally.rejected, f"{target}: the generator should make both ({tally})"
 
 
 @pytest.mark.parametrize("heap", ["128K", "96K"])
