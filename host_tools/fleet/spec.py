@@ -52,7 +52,7 @@ def split(phones: list[PhoneId], procs: int) -> list[list[PhoneId]]:
 def write(folder: Path, index: int, phones: list[PhoneId], *, ip: str, cm: Server,
           srst: Server | None, settings: dict[str, Any], monitor_s: int,
           ramp_ms: int = 0, max_s: float = 600, device_type: int = 307,
-          fast_poll: bool = True, max_connecting: int = 0) -> ProcSpec:
+          fast_poll: bool = True, max_connecting: int = 0, gc_every_ms: int = 1000) -> ProcSpec:
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
@@ -62,7 +62,7 @@ def write(folder: Path, index: int, phones: list[PhoneId], *, ip: str, cm: Serve
         "ip": ip, "cm": [cm.name or cm.cn, cm.host, cm.port, cm.cn], "srst": None,
         "monitor_s": monitor_s, "settings": settings, "phones": [p.mac for p in phones],
         "device_type": device_type, "ramp_ms": ramp_ms, "max_s": max_s, "fast_poll": fast_poll,
-        "max_connecting": max_connecting,
+        "max_connecting": max_connecting, "gc_every_ms": gc_every_ms,
     }
     if srst is not None:
         (folder / "srst.der").write_bytes(srst.cert_der)

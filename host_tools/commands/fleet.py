@@ -1,0 +1,134 @@
+"""`phonelab fleet --phones N [--procs P] [--target lab|HOST:PORT] [--fail-over]`: a fleet of
+virtual phones booting (and failing over) at once, as a load test of an SRST router: the lab's
+simulator, or a real router at HOST:PORT. Prints the figures, writes them as JSON; exit 0 only
+when every phone got where the run asked (registered + standby, and on the SRST router after
+the WAN cut with --fail-over). See docs/fleet.md."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from host_tools import ROOT
+
+DEFAULT_JSON = ROOT / "out" / "fleet"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fleet", help="N virtual phones booting and failing over at once "
+                                     "(load test of an SRST router)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--phones", "-n", type=int, required=True, help="how many phones")
+    p.add_argument("--procs", "-p", type=int, default=0,
+                   help="MicroPython processes (default: one per core)")
+    p.add_argument("--target", default="lab", metavar="lab|HOST:PORT",
+                   help="the SRST router: the lab's simulator (default) or a real one's TLS port")
+    p.add_argument("--srst-cert", type=Path, metavar="FILE",
+                   help="with --target HOST:PORT: the router certificate to pin (PEM or DER; "
+                        "default: the one it presents)")
+    p.add_argument("--fail-over", action="store_true",
+                   help="after boot, cut the WAN and measure until every phone is on the SRST router")
+    p.add_argument("--cut", default="blackhole",
+                   choices=["blackhole", "unreachable", "link_down", "cm_reset"], help="WAN fault")
+    p.add_argument("--mode", default="auto", choices=["auto", "netns", "loopback"],
+                   help="lab topology (namespaces when root)")
+    p.add_argument("--timers", default="short", choices=["short", "long"],
+                   help="lab timers: short (keepalive 5 s, as the demo) or long (30 s, real defaults)")
+    p.add_argument("--ramp", type=float, default=0.0, metavar="PHONES_PER_S",
+                   help="start phones at this rate (default: all at once)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="agent setting (phone/settings.py), e.g. --set connect_timeout_ms=10000")
+    p.add_argument("--boot-timeout", type=float, help="seconds (default 30 + 0.1 per phone)")
+    p.add_argument("--failover-timeout", type=float, help="seconds (default 30 + 0.05 per phone)")
+    p.add_argument("--heap-per-phone", type=int, default=40, metavar="KB",
+                   help="MicroPython heap per phone (+256 KB per process; measured use ~21 KB)")
+    p.add_argument("--max-connecting", type=int, default=16, metavar="K",
+                   help="links in TCP/TLS connect at once per process (0: no limit)")
+    p.add_argument("--stock-poll", action="store_true",
+                   help="asyncio's own I/O wait (1 ms sleep per poll on the unix port) instead "
+                        "of the fleet's (measures the difference)")
+    p.add_argument("--agent-gc", action="store_true",
+                   help="let every agent run its own gc.collect() (slow with big fleets)")
+    p.add_argument("--backlog", type=int, default=4096,
+                   help="listen backlog of the simulators (0: asyncio's 100)")
+    p.add_argument("--json", type=Path, metavar="FILE",
+                   help=f"write the figures here (default {DEFAULT_JSON.relative_to(ROOT)}/fleet-N.json)")
+    p.add_argument("--keep", type=Path, metavar="DIR", help="keep the lab and process folders here")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run)
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
+    from phone.settings import DEFAULTS  # type: ignore[import-not-found]
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown agent setting(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(DEFAULTS))}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from host_tools.fleet import report
+    from host_tools.fleet.run import FleetError, FleetOptions
+    from host_tools.fleet.run import run as run_fleet
+    try:
+        settings = _settings(args.set)
+        _check_settings(settings)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"{time.monotonic() - t0:7.1f}s {msg}", flush=True)
+
+    opts = FleetOptions(phones=args.phones, procs=args.procs, target=args.target,
+                        fail_over=args.fail_over, cut=args.cut, mode=args.mode,
+                        timers=args.timers, ramp=args.ramp, settings=settings,
+                        boot_timeout=args.boot_timeout, failover_timeout=args.failover_timeout,
+                        heap_per_phone_kb=args.heap_per_phone, max_connecting=args.max_connecting,
+                        fast_poll=not args.stock_poll, gc_every_ms=0 if args.agent_gc else 1000,
+                        backlog=args.backlog, srst_cert=args.srst_cert, workdir=args.keep,
+                        keep=args.keep is not None, progress=progress)
+    try:
+        res = run_fleet(opts)
+    except FleetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.json or DEFAULT_JSON / f"fleet-{args.phones}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    _show(res, report)
+    print(f"figures: {out}")
+    return 0 if res.get("ok") else 1
+
+
+def _show(res: dict[str, Any], report: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title="phonelab fleet", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    for label, value in report.lines(res):
+        t.add_row(label, value)
+    console = Console()
+    console.print(t)
+    for line in report.notes(res):
+        console.print(f"  {line}", highlight=False)

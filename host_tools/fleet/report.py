@@ -1,0 +1,94 @@
+"""A fleet run's figures as text: one summary table row per run (bench), and the lines
+`phonelab fleet` prints under it (bottleneck, failures)."""
+from __future__ import annotations
+
+from typing import Any
+
+COLUMNS = ["phones", "procs", "registered", "reg/s (avg)", "reg/s (peak 1 s)",
+           "all registered s", "all standby s", "on SRST", "all on SRST s", "median on SRST s",
+           "heap/phone KB", "RSS/phone KB", "simulators RSS/phone KB", "failures"]
+
+
+def _kb(b: float | None) -> str:
+    return "-" if b is None else f"{b / 1024:.1f}"
+
+
+def _v(x: Any) -> str:
+    return "-" if x is None else str(x)
+
+
+def row(res: dict[str, Any]) -> list[Any]:
+    b, f, m = res.get("boot", {}), res.get("failover", {}), res.get("memory", {})
+    return [res["phones"], res["procs"], b.get("registered", 0), _v(b.get("registrations_per_s")),
+            _v(b.get("peak_registrations_per_s")), _v(b.get("all_registered_s")),
+            _v(b.get("all_standby_s")),
+            f.get("on_srst", "-") if res.get("fail_over") else "-",
+            _v(f.get("all_on_srst_s")), _v(f.get("median_on_srst_s")),
+            _kb(m.get("heap_per_phone_bytes")), _v(m.get("rss_per_phone_kb")),
+            _v(res.get("host_rss_kb", {}).get("per_phone")), res.get("failure_count", "-")]
+
+
+def cpu_line(phase: str, c: dict[str, Any] | None) -> str | None:
+    if not c:
+        return None
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(c["cores_used"].items(), key=lambda kv: -kv[1]))
+    other = c.get("other_programs_cores")
+    tail = f"; other programs on this machine {other:.2f}" if other is not None else ""
+    return (f"CPU during {phase} ({c['seconds']} s, cores of {c['machine_cores']}): {parts}{tail}; "
+            f"busiest: {c.get('busiest')}")
+
+
+def notes(res: dict[str, Any]) -> list[str]:
+    """What limited the run, measured: CPU per process and simulator thread, TCP counters,
+    failures with reasons."""
+    out = []
+    for phase in ("boot", "failover"):
+        line = cpu_line(phase, res.get(f"cpu_{phase}"))
+        if line:
+            out.append(line)
+        tcp = res.get(f"tcp_{phase}")
+        if tcp:
+            out.append(f"TCP counters during {phase}: " + "; ".join(
+                f"{host}: " + ", ".join(f"{k} {v}" for k, v in d.items()) for host, d in tcp.items()))
+    b = res.get("boot", {})
+    if b.get("retries"):
+        out.append(f"boot retries {b['retries']}: " + ", ".join(f"{w} x{n}" for w, n in b.get("retry_reasons", [])))
+    m = res.get("memory", {})
+    if m.get("heap_per_phone_bytes") is not None:
+        out.append(f"MicroPython heap per phone {_kb(m.get('heap_per_phone_bytes'))} KB with both "
+                   f"links up (identity {_kb(m.get('identity_bytes'))} KB, agent objects "
+                   f"{_kb(m.get('agent_bytes'))} KB, links {_kb((m.get('links_up_bytes') or 0) - (m.get('agent_bytes') or 0))} KB); "
+                   f"process RSS per phone {m.get('rss_per_phone_kb')} KB (mbedTLS buffers are outside the heap)")
+    for proc, lp in sorted(res.get("loop", {}).items()):
+        out.append(f"process {proc} asyncio waits: {lp['sweeps_per_s']} I/O sweeps/s, "
+                   f"{lp['sweep_share'] * 100:.0f}% of the time sweeping, {lp['idle_share'] * 100:.0f}% idle")
+    if res.get("failure_count"):
+        out.append(f"{res['failure_count']} phones failed: " + ", ".join(
+            f"{w} x{n}" for w, n in res.get("failure_reasons", [])))
+    for proc, tail in (res.get("console_tail") or {}).items():
+        out.append(f"process {proc} console: " + " | ".join(tail[-3:]))
+    return out
+
+
+def lines(res: dict[str, Any]) -> list[tuple[str, str]]:
+    """Label/value pairs for one run (phonelab fleet's summary)."""
+    b, f, m = res.get("boot", {}), res.get("failover", {}), res.get("memory", {})
+    out = [("phones / processes / mode", f"{res['phones']} / {res['procs']} / {res.get('mode')} "
+                                          f"(timers {res.get('timers')}, target {res.get('target')})"),
+           ("registered with the call manager", f"{b.get('registered', 0)}/{res['phones']}"),
+           ("registrations/s at boot (avg, peak 1 s)",
+            f"{_v(b.get('registrations_per_s'))}, {_v(b.get('peak_registrations_per_s'))}"),
+           ("all registered / all standby after", f"{_v(b.get('all_registered_s'))} s / "
+                                                  f"{_v(b.get('all_standby_s'))} s")]
+    if res.get("fail_over"):
+        out += [("on the SRST router after the WAN cut", f"{f.get('on_srst', 0)}/{res['phones']}"),
+                ("all / median on the SRST router after",
+                 f"{_v(f.get('all_on_srst_s'))} s / {_v(f.get('median_on_srst_s'))} s"),
+                ("failover_ms (agent: lost -> registered) p50 / max",
+                 f"{_v(f.get('failover_ms_p50'))} / {_v(f.get('failover_ms_max'))} ms, "
+                 f"{f.get('over_standby', 0)} over standby")]
+    out += [("heap per phone", f"{_kb(m.get('heap_per_phone_bytes'))} KB"),
+            ("RSS per phone (fleet / simulators)",
+             f"{_v(m.get('rss_per_phone_kb'))} KB / {_v(res.get('host_rss_kb', {}).get('per_phone'))} KB"),
+            ("failures", str(res.get("failure_count", "-")))]
+    return out
