@@ -23,6 +23,7 @@ COMMANDS = [
     "host_tools.commands.run",
     "host_tools.commands.replay",
     "host_tools.commands.report",
+    "host_tools.commands.fleet",
 ]
 
 
