@@ -1,17 +1,24 @@
-"""Heap figures of the firmware on the MicroPython unix port, loaded as .mpy as on a board:
-RAM each module costs once imported, and provisioning (phone.boot.provision) run against a
-real TFTP server on loopback, at a given heap cap or bisected down to the smallest that works.
-Used by bench/memory.py and tests/host/test_provision_heap.py.
+"""Heap figures of the firmware on the MicroPython unix port, loaded as .mpy as on a board
+(host_tools.fwbuild): RAM and qstrs each module costs once imported; provisioning
+(phone.boot.provision) run against a real TFTP server on loopback, at a given heap cap or
+bisected down to the smallest that works; the whole story (provision, register, standby TLS,
+failover, re-home) against the lab. Used by bench/memory.py and tests/host/test_provision_heap.py.
 
-    fw = build_mpy(tmp / "fw")                       # folder holding phone/*.mpy
+    fw = fwbuild.compiled()                          # folder holding phone/*.mpy
     with ProvisionLab(tmp / "lab") as lab:           # PKI, CTL/ITL, signed cnf.xml, TFTP server
         run = lab.provision(fw, heap="96K")           # a fresh board folder each time
         run.ok, run.ms, run.live_peak, run.events
         smallest = lab.min_heap(fw)                   # bytes, by bisection
+    story(fw, "96K", tmp / "story")                   # StoryRun: ok, step, peak_live
+
+Heap figures are those of the 64-bit unix port: objects are about twice the size they are on
+a 32-bit ESP32, so a figure here is an upper bound for a board.
 """
 from __future__ import annotations
 
 import json
+import queue
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,16 +27,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host_tools import BOARDS, FIRMWARE, ROOT, micropython
+from host_tools import BOARDS, ROOT, micropython
 from host_tools.events import Event, EventReader
 
 PROVISION_RUN = ROOT / "host_tools" / "mpscripts" / "provision_run.py"
 MAC = "001122AABBCC"
-# Import order of a boot: what stays loaded while provisioning, then the agent's side.
-PROVISION_MODULES = ("events", "platform", "settings", "boot", "store", "provision", "der",
-                     "x509", "pkcs1", "ctl", "config", "tftp", "dhcp", "sha512")
+# Import order of a boot: what provisioning loads, then the agent's side.
+PROVISION_MODULES = ("events", "platform", "settings", "boot", "store", "provision", "dhcp",
+                     "tftp", "der", "x509", "pkcs1", "ctl", "config")
 AGENT_MODULES = ("sccp", "link", "agent")
-# SHORT settings: a TFTP server on loopback answers at once.
+# A TFTP server on loopback answers at once; retry quickly.
 SETTINGS = {"tftp_timeout_ms": 1000, "tftp_retries": 3, "retry_min_ms": 200}
 
 
@@ -37,23 +44,10 @@ class MemcheckError(RuntimeError):
     pass
 
 
-def mpy_format() -> "object":
-    from host_tools import deploy
-    out = subprocess.run(micropython.command(["-c", "import sys; print(sys.implementation._mpy)"],
-                                             heap=None), capture_output=True, text=True,
-                         timeout=30, env=micropython.environ()).stdout.strip()
-    return deploy.MpyFormat.from_sys(int(out))
-
-
-def build_mpy(out: Path) -> Path:
-    """Compile firmware/phone/*.py with mpy-cross into out/phone/*.mpy (as deployed)."""
-    from host_tools import deploy
-    cmd = deploy.mpy_cross_command(mpy_format())  # type: ignore[arg-type]
-    if out.exists():
-        shutil.rmtree(out)
-    for src in sorted((FIRMWARE / "phone").glob("*.py")):
-        deploy.compile_file(cmd, src, f"phone/{src.name}", out / "phone" / f"{src.stem}.mpy")
-    return out
+def firmware() -> Path:
+    """The firmware as a board runs it: the cached .mpy build."""
+    from host_tools import fwbuild
+    return fwbuild.compiled()
 
 
 def _env(fw: Path) -> dict[str, str]:
@@ -62,37 +56,81 @@ def _env(fw: Path) -> dict[str, str]:
     return env
 
 
+# Per module: heap and qstrs it adds. The qstr pool grows in doubling chunks (at ~140, 300,
+# 620 and 1260 qstrs on this port; the one at 620 is ~7 KB), which would land on whichever
+# module crosses the line: the pool is grown first with throw-away names so each figure is the
+# module's own.
 _MODULE_RAM = """
-import gc, sys
+import gc, sys, micropython
+class O: pass
+o = O()
+for i in range(int(sys.argv[2])):
+    setattr(o, 'zz%04d' % i, 1)
+o = None
 gc.collect()
 import phone
-out = []
+def nq():
+    sys.stdout.write('@q ')
+    micropython.qstr_info()
 for m in sys.argv[1].split(','):
+    nq()
     gc.collect()
     a = gc.mem_alloc()
     __import__('phone.' + m)
     gc.collect()
-    out.append('%s=%d' % (m, gc.mem_alloc() - a))
+    sys.stdout.write('@m %s %d\\n' % (m, gc.mem_alloc() - a))
+nq()
+"""
+
+_TOTAL = """
+import gc, sys, micropython
 gc.collect()
-print('@@' + ' '.join(out) + ' total=%d' % gc.mem_alloc())
+a = gc.mem_alloc()
+import phone
+for m in sys.argv[1].split(','):
+    __import__('phone.' + m)
+gc.collect()
+sys.stdout.write('@t %d\\n' % (gc.mem_alloc() - a))
+sys.stdout.write('@q ')
+micropython.qstr_info()
 """
 
 
-def module_ram(fw: Path, modules: tuple[str, ...] = PROVISION_MODULES + AGENT_MODULES,
-               heap: str = "512K") -> dict[str, int]:
-    """Heap bytes each module adds when imported in this order (a module's own imports of
-    modules not yet loaded count towards it), plus 'total' (all of them and the runtime)."""
+def _run_script(fw: Path, text: str, args: list[str], heap: str = "1M") -> str:
     with tempfile.TemporaryDirectory() as d:
-        script = Path(d) / "modram.py"
-        script.write_text(_MODULE_RAM)
-        p = subprocess.run(micropython.command([str(script), ",".join(modules)], heap=heap),
+        script = Path(d) / "memscript.py"
+        script.write_text(text)
+        p = subprocess.run(micropython.command([str(script), *args], heap=heap),
                            env=_env(fw), capture_output=True, text=True, timeout=60, cwd=d)
-    line = next((x for x in p.stdout.splitlines() if x.startswith("@@")), None)
-    if line is None:
+    if p.returncode != 0:
         raise MemcheckError(f"module RAM run failed:\n{p.stdout}{p.stderr}")
-    return {k: int(v) for k, v in (kv.split("=") for kv in line[2:].split())}
+    return p.stdout
 
 
+def _qstrs(line: str) -> int:
+    m = re.search(r"n_qstr=(\d+)", line)
+    return int(m.group(1)) if m else 0
+
+
+def module_ram(fw: Path, modules: tuple[str, ...] = PROVISION_MODULES + AGENT_MODULES
+               ) -> dict[str, dict[str, int]]:
+    """{module: {"ram": bytes, "qstrs": new qstrs}} when imported in this order (a module's
+    own imports of modules not yet loaded count towards it), plus "total": all of them in a
+    fresh interpreter (with the qstr pool growing as it does on a board) and "qstrs": the
+    dynamic qstrs then."""
+    # past the ~1260-qstr growth step, so the modules (~800 qstrs) cause none of their own
+    out = _run_script(fw, _MODULE_RAM, [",".join(modules), "1270"])
+    qs = [_qstrs(x) for x in out.splitlines() if x.startswith("@q")]
+    rows = [x.split() for x in out.splitlines() if x.startswith("@m")]
+    res = {r[1]: {"ram": int(r[2]), "qstrs": qs[i + 1] - qs[i]} for i, r in enumerate(rows)}
+    out = _run_script(fw, _TOTAL, [",".join(modules)])
+    total = next(int(x.split()[1]) for x in out.splitlines() if x.startswith("@t"))
+    res["total"] = {"ram": total, "qstrs": _qstrs(next(x for x in out.splitlines()
+                                                       if x.startswith("@q")))}
+    return res
+
+
+# -- provisioning -------------------------------------------------------------------------------
 @dataclass
 class ProvisionRun:
     heap: int
@@ -122,7 +160,7 @@ class ProvisionLab:
     folders provisioned from it: CTLFile.tlv (SAST x2, CCM, TFTP, CAPF) and ITLFile.tlv signed
     by the SAST, SEP<MAC>.cnf.xml with the SRST certificate and its .sgn signed by the TFTP
     certificate (as host_tools.lab.Lab writes them); DHCP off (`"dhcp": false` in the profile,
-    TFTP server and port given)."""
+    TFTP server and port given). 2048-bit keys, as the lab's."""
 
     def __init__(self, workdir: Path, key_size: int = 2048, hash_name: str = "sha1",
                  mac: str = MAC) -> None:
@@ -188,7 +226,8 @@ class ProvisionLab:
 
     def provision(self, fw: Path, heap: str | int = "96K", sample: bool = False,
                   folder: Path | None = None, timeout: float = 60) -> ProvisionRun:
-        """Provision a board folder (fresh unless given) under `heap`."""
+        """Provision a board folder (fresh unless given) under `heap`. sample=True: the live
+        heap after a gc.collect() at every event (slower); its maximum is run.live_peak."""
         folder = folder or self.board_folder()
         args = [str(PROVISION_RUN)] + (["sample"] if sample else [])
         heap_b = micropython.parse_size(heap)
@@ -204,8 +243,8 @@ class ProvisionLab:
             for line in p.stdout:
                 out.append(line)
                 reader.feed(line)
-                # The server always answers here: a retry means this pass failed (a
-                # MemoryError caught as a failed download, say), and it would retry forever.
+                # The server always answers here: a retry means this pass failed (out of
+                # memory, say), and it would retry for ever.
                 if line.startswith('{"t":') and '"ev":"provision_retry"' in line:
                     p.kill()
             p.wait()
@@ -218,30 +257,151 @@ class ProvisionLab:
         reader.flush()
         events = list(reader.events)
         res = next((e for e in reversed(events) if e.ev == "result"), None)
+        # Passing means the secure outcome: both trust lists and the signed config accepted,
+        # the trust list in force; a file the heap could not check must not look like a pass.
+        prov = next((e for e in events if e.ev == "provisioned"), None)
+        names = [e.ev for e in events]
         ok = (p.returncode == 0 and res is not None and bool(res.get("ok"))
-              and any(e.ev == "provisioned" for e in events))
+              and prov is not None and prov.get("trust") is True and not prov.get("offline")
+              and names.count("ctl_accepted") == 2 and "ctl_rejected" not in names
+              and "config_rejected" not in names)
         return ProvisionRun(heap_b, ok, events, "".join(out), wall,
                             dict(res.fields) if res is not None else {})
 
-    def min_heap(self, fw: Path, lo: str | int = "32K", hi: str | int = "256K",
-                 step: int = 1024, again: bool = False) -> int:
-        """The smallest heap (bytes, to `step`) at which provisioning passes, by bisection.
-        again=True provisions a folder that already holds the stored state (a second boot)."""
-        lo_b, hi_b = micropython.parse_size(lo) // step, micropython.parse_size(hi) // step
+    def second_boot(self, fw: Path, heap: str | int = "96K", sample: bool = False) -> ProvisionRun:
+        """Provision a folder that already holds the stored state of a first boot (stored
+        trust list verified first, new downloads checked against its SASTs)."""
+        folder = self.board_folder()
+        if not self.provision(fw, "1M", folder=folder).ok:
+            raise MemcheckError("the first boot fails even with a 1M heap")
+        return self.provision(fw, heap, sample=sample, folder=folder)
 
-        def passes(units: int) -> bool:
-            folder = self.board_folder()
-            if again:
-                if not self.provision(fw, "512K", folder=folder).ok:
-                    raise MemcheckError("provisioning fails even at 512K")
-            return self.provision(fw, units * step, folder=folder).ok
+    def passes(self, fw: Path, heap: str | int, again: bool = False) -> bool:
+        return (self.second_boot(fw, heap) if again else self.provision(fw, heap)).ok
 
-        if not passes(hi_b):
-            raise MemcheckError(f"provisioning fails even at {hi_b * step} bytes")
-        while hi_b - lo_b > 1:
-            mid = (lo_b + hi_b) // 2
-            if passes(mid):
-                hi_b = mid
+    def min_heap(self, fw: Path, lo: str | int = "48K", hi: str | int = "160K",
+                 step: int = 1024, again: bool = False, confirm: int = 2) -> int:
+        """The smallest heap (bytes, to `step`) at which provisioning passes, by bisection,
+        then raised until the `confirm` heaps above it pass too (a fragmented heap is not
+        monotonic: one size may fail where a smaller one passed). again=True: a second boot."""
+        lo_u, hi_u = micropython.parse_size(lo) // step, micropython.parse_size(hi) // step
+        if not self.passes(fw, hi_u * step, again):
+            raise MemcheckError(f"provisioning fails even at {hi_u * step} bytes")
+        while hi_u - lo_u > 1:
+            mid = (lo_u + hi_u) // 2
+            if self.passes(fw, mid * step, again):
+                hi_u = mid
             else:
-                lo_b = mid
-        return hi_b * step
+                lo_u = mid
+        best = hi_u
+        k = 1
+        while k <= confirm and best + k < micropython.parse_size(hi) // step:
+            if self.passes(fw, (best + k) * step, again):
+                k += 1
+            else:
+                best += k
+                k = 1
+        return best * step
+
+
+# -- the whole story ----------------------------------------------------------------------------
+_STORY_MAIN = """
+import gc, sys
+from phone import events
+peak = [0]
+def _l(ev, t, fields):
+    gc.collect()
+    a = gc.mem_alloc()
+    if a > peak[0]:
+        peak[0] = a
+        sys.stdout.write('@peak %d %s\\n' % (a, ev))
+events.default.listeners.append(_l)
+from phone import boot
+boot.main()
+"""
+
+_STEPS = (("registered", "primary"), ("standby_up", None), ("cut", None),
+          ("registered", "srst"), ("restore", None), ("rehomed", None), ("standby_up", None))
+
+
+@dataclass
+class StoryRun:
+    heap: int
+    ok: bool
+    step: str                 # the step it got to ("done" when it all happened)
+    peak_live: int | None     # largest live heap seen at an event (sampled, gc first)
+    peak_at: str | None
+    seconds: float
+    output: str
+
+
+def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
+          timeout: float = 45, sample: bool = True) -> StoryRun:
+    """Boot a virtual board on the lab (short timers): provision, register with the call
+    manager, standby TLS to the SRST router, WAN cut -> registered with the SRST router,
+    WAN restored -> re-homed, standby again. mode: "loopback" (TFTP server given by the
+    profile) or "netns" (DHCP from dnsmasq; needs root)."""
+    from host_tools.lab.lab import Lab
+    heap_b = micropython.parse_size(heap)
+    t0 = time.monotonic()
+    with Lab(Path(workdir) / "lab", mode=mode, short_timers=True) as lab:
+        folder = lab.prepare_board_folder(Path(workdir) / "board")
+        if sample:
+            (folder / "main.py").write_text(_STORY_MAIN)
+        else:
+            (folder / "main.py").write_text("from phone import boot\nboot.main()\n")
+        env = _env(fw)
+        env.update(lab.phone_env())
+        p = subprocess.Popen(lab.phone_prefix() + micropython.command(["main.py"], heap=heap_b),
+                             env=env, cwd=folder, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        q: queue.Queue = queue.Queue()
+        out: list[str] = []
+        peak: list = [None, None]
+
+        def pump() -> None:
+            r = EventReader()
+            assert p.stdout is not None
+            for line in p.stdout:
+                out.append(line)
+                if line.startswith("@peak "):
+                    _, n, ev = line.split()
+                    peak[:] = [int(n), ev]
+                    continue
+                r.feed(line)
+                for e in r.events:
+                    q.put(e)
+                r.events.clear()
+            q.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+        def wait(ev: str, link: str | None) -> bool:
+            end = time.monotonic() + timeout
+            while True:
+                try:
+                    e = q.get(timeout=max(0.01, end - time.monotonic()))
+                except queue.Empty:
+                    return False
+                if e is None:
+                    return False
+                if e.ev == ev and (link is None or e.get("link") == link):
+                    return True
+
+        step = "boot"
+        try:
+            for ev, link in _STEPS:
+                step = ev if link is None else f"{ev}:{link}"
+                if ev == "cut":
+                    lab.wan_cut("blackhole")
+                elif ev == "restore":
+                    lab.wan_restore()
+                elif not wait(ev, link):
+                    break
+            else:
+                step = "done"
+        finally:
+            p.kill()
+            p.wait()
+    return StoryRun(heap_b, step == "done", step, peak[0], peak[1],
+                    round(time.monotonic() - t0, 1), "".join(out))
