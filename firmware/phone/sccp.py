@@ -80,7 +80,14 @@ def _text(b, off, size):
     stop = min(off + size, len(b))
     while end < stop and b[end]:
         end += 1
-    return ''.join([chr(c) for c in bytes(b[off:end])])
+    out = bytearray()
+    for c in bytes(b[off:end]):
+        if c < 0x80:
+            out.append(c)
+        else:           # as UTF-8: chr() would intern each character for good (MicroPython)
+            out.append(0xC0 | c >> 6)
+            out.append(0x80 | c & 0x3F)
+    return out.decode()
 
 
 def ip_bytes(ip):

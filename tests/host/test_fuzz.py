@@ -81,11 +81,18 @@ LEAKS: dict[str, tuple[str, int]] = {
     # _unescape used chr() too, kept 16 KB and ran out of memory at 96K and 128K (made by
     # hand, after the der finding)
     "config-800-numeric-references.bin": ("config", 2048),
+    # DisplayText frames holding the 128 latin-1 characters over 0x7F: sccp._text built text
+    # with chr() too, 4 KB kept for good in the agent's heap (bounded by 128 characters; made
+    # by hand)
+    "sccp-display-latin1-128-chars.bin": ("sccp", 1024),
 }
 
 
 def warm_input(target: str, corpus: gen.Corpus) -> bytes:
     """A valid input: run first, so the modules a parser imports are loaded."""
+    if target == "sccp":
+        from phone import sccp_lab
+        return bytes([0]) + sccp_lab.display_notify("hello") + sccp_lab.register_ack()
     return bytes([3]) + {"x509": corpus.certs[0], "config": corpus.configs[-1]}[target]
 
 
