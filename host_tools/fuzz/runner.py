@@ -174,7 +174,11 @@ class Harness:
             if not r:
                 return None
             chunk = os.read(fd, 65536)
-            if not chunk:
+            if not chunk:               # end of output: the interpreter is gone
+                try:
+                    self.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
                 return None
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")

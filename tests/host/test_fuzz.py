@@ -179,3 +179,42 @@ def test_no_heap_kept(case, fresh, corpus):
     assert not o.bad, f"{case}: {o}"
     kept = before - h.mem_free()
     assert kept <= most, f"{case}: {kept} bytes of heap kept after the input"
+
+
+FAKE = """
+import sys, time
+sys.stdout.write('ready 1\\n')
+while True:
+    h = sys.stdin.buffer.read(4)
+    if len(h) < 4:
+        break
+    n = int.from_bytes(h, 'big')
+    data = sys.stdin.buffer.read(n)
+    if data[:1] == b'\\xff':
+        time.sleep(3600)                  # a hang
+    elif data[:1] == b'\\xfe':
+        sys.exit(3)                       # the interpreter dies
+    elif data[:1] == b'\\xfd':
+        sys.stdout.write('rejected:SccpError:\\n')
+    else:
+        sys.stdout.write('crash:IndexError:Traceback\\\\n  line 1\\n' if data[:1] == b'\\xfc' else 'ok\\n')
+"""
+
+
+def test_runner_tells_crashes_hangs_and_unclear_rejections(tmp_path, monkeypatch):
+    """The host side: a hang is cut at the timeout and the process restarted, a dead
+    interpreter is a crash, an undocumented exception a crash, a message-less rejection
+    unclear; inputs after each of them are answered again."""
+    script = tmp_path / "fake_harness.py"
+    script.write_text(FAKE)
+    monkeypatch.setattr(runner, "HARNESS", script)
+    h = runner.Harness(runner.TARGETS["sccp"], tmp_path, tmp_path, timeout_s=1.0)
+    t = runner.Tally("sccp")
+    with h:
+        for data in (b"\x00", b"\xff", b"\x00", b"\xfe", b"\x00", b"\xfc", b"\xfd", b"\x00"):
+            t.add(data, h.run(data))
+        assert h.starts == 3
+    assert (t.tried, t.ok, t.hangs, t.crashes, t.unclear) == (8, 4, 1, 2, 1)
+    kinds = sorted(f.outcome.kind + ":" + f.outcome.cls for f in t.findings.values())
+    assert kinds == ["crash:IndexError", "crash:InterpreterDied", "hang:", "unclear:SccpError"]
+    assert t.findings[next(k for k in t.findings if "IndexError" in k)].outcome.detail == "Traceback\n  line 1"
