@@ -194,7 +194,9 @@ class Harness:
         return int(line.split()[1]) if line.startswith("mem ") else -1
 
     # -- one input ---------------------------------------------------------------------
-    def run(self, data: bytes) -> Outcome:
+    def run(self, data: bytes, retry: bool = True) -> Outcome:
+        """One input's outcome. No answer within timeout_s: the process is restarted and the
+        input tried once more with ten times the time; a hang is what fails both."""
         if self.proc is None:
             self.start()
         assert self.proc and self.proc.stdin
@@ -219,7 +221,19 @@ class Harness:
         self.start()
         if died:
             return Outcome("crash", "InterpreterDied", err or "the MicroPython process exited")
-        return Outcome("hang", "", f"no answer within {self.timeout_s:g} s")
+        if not retry:
+            return Outcome("hang", "", f"no answer within {self.timeout_s:g} s")
+        # slow (a machine busy with something else, a heap that makes the GC run often) or
+        # stuck? Once more, in the fresh process, with ten times the time
+        keep = self.timeout_s
+        self.timeout_s = keep * 10
+        try:
+            o = self.run(data, retry=False)
+        finally:
+            self.timeout_s = keep
+        if o.kind == "hang":
+            o.detail = f"no answer within {keep:g} s, nor within {keep * 10:g} s in a fresh process"
+        return o
 
 
 # -- tallies ----------------------------------------------------------------------------

@@ -196,25 +196,30 @@ while True:
         sys.exit(3)                       # the interpreter dies
     elif data[:1] == b'\\xfd':
         sys.stdout.write('rejected:SccpError:\\n')
+    elif data[:1] == b'\\xfb':
+        time.sleep(0.6)                   # slow, not stuck
+        sys.stdout.write('ok\\n')
     else:
         sys.stdout.write('crash:IndexError:Traceback\\\\n  line 1\\n' if data[:1] == b'\\xfc' else 'ok\\n')
 """
 
 
 def test_runner_tells_crashes_hangs_and_unclear_rejections(tmp_path, monkeypatch):
-    """The host side: a hang is cut at the timeout and the process restarted, a dead
-    interpreter is a crash, an undocumented exception a crash, a message-less rejection
-    unclear; inputs after each of them are answered again."""
+    """The host side: a hang is cut at the timeout, the process restarted and the input tried
+    once more with ten times the time (slow is not stuck), a dead interpreter is a crash, an
+    undocumented exception a crash, a message-less rejection unclear; inputs after each of
+    them are answered again."""
     script = tmp_path / "fake_harness.py"
     script.write_text(FAKE)
     monkeypatch.setattr(runner, "HARNESS", script)
-    h = runner.Harness(runner.TARGETS["sccp"], tmp_path, tmp_path, timeout_s=1.0)
+    h = runner.Harness(runner.TARGETS["sccp"], tmp_path, tmp_path, timeout_s=0.3)
     t = runner.Tally("sccp")
     with h:
-        for data in (b"\x00", b"\xff", b"\x00", b"\xfe", b"\x00", b"\xfc", b"\xfd", b"\x00"):
+        for data in (b"\x00", b"\xff", b"\x00", b"\xfe", b"\x00", b"\xfc", b"\xfd", b"\xfb", b"\x00"):
             t.add(data, h.run(data))
-        assert h.starts == 3
-    assert (t.tried, t.ok, t.hangs, t.crashes, t.unclear) == (8, 4, 1, 2, 1)
+        assert h.starts == 5
+    assert (t.tried, t.ok, t.hangs, t.crashes, t.unclear) == (9, 5, 1, 2, 1)
+    assert t.max_ms >= 600
     kinds = sorted(f.outcome.kind + ":" + f.outcome.cls for f in t.findings.values())
     assert kinds == ["crash:IndexError", "crash:InterpreterDied", "hang:", "unclear:SccpError"]
     assert t.findings[next(k for k in t.findings if "IndexError" in k)].outcome.detail == "Traceback\n  line 1"
