@@ -101,26 +101,35 @@ class Agent:
     async def _serve(self):
         delay = self.s.retry_min_ms
         while self.running and not self._reset_kind:
-            if self.primary is not None and self.primary.mode == _link.REGISTERED:
-                await self._sleep_or_wake(60000)
-                if self.primary.mode != _link.REGISTERED and not self._reset_kind:
-                    await self._failover(self.primary.reason)
-                continue
-            if self.srst is not None and self.srst.mode == _link.REGISTERED:
-                if await self._monitor_primary():
-                    await self._rehome()
-                continue
-            # Neither registered: try the call managers, then the SRST router.
-            if await self._register_primary():
-                delay = self.s.retry_min_ms
+            try:
+                delay = await self._serve_step(delay)
+            except MemoryError as e:
+                # A link that could not even be made: report it, keep serving, try again.
                 gc.collect()
-                continue
-            if self.prov.srst is not None and await self._register_srst('no call manager reachable'):
-                delay = self.s.retry_min_ms
-                continue
-            self.set_state(TRYING)
-            await self._sleep_or_wake(delay)
-            delay = min(delay * 2, self.s.retry_max_ms)
+                self.events.emit('out_of_memory', where='serve', reason=str(e),
+                                 heap_free=gc.mem_free())
+                await self._sleep_or_wake(delay)
+                delay = min(delay * 2, self.s.retry_max_ms)
+
+    async def _serve_step(self, delay):
+        if self.primary is not None and self.primary.mode == _link.REGISTERED:
+            await self._sleep_or_wake(60000)
+            if self.primary.mode != _link.REGISTERED and not self._reset_kind:
+                await self._failover(self.primary.reason)
+            return delay
+        if self.srst is not None and self.srst.mode == _link.REGISTERED:
+            if await self._monitor_primary():
+                await self._rehome()
+            return delay
+        # Neither registered: try the call managers, then the SRST router.
+        if await self._register_primary():
+            gc.collect()
+            return self.s.retry_min_ms
+        if self.prov.srst is not None and await self._register_srst('no call manager reachable'):
+            return self.s.retry_min_ms
+        self.set_state(TRYING)
+        await self._sleep_or_wake(delay)
+        return min(delay * 2, self.s.retry_max_ms)
 
     # -- primary -------------------------------------------------------------------------
     def _new_link(self, role, host, port, anchor):
@@ -271,11 +280,11 @@ class Agent:
                 await self._sleep_or_wake(1000, self._kick)
                 continue
             host, port, anchor = self.prov.srst
-            self.srst = self._new_link('srst', host, port, anchor)
             t0 = time.ticks_ms()
             try:
+                self.srst = self._new_link('srst', host, port, anchor)
                 await self.srst.connect()
-            except _link.LinkError as e:
+            except (_link.LinkError, MemoryError) as e:
                 self.events.emit('standby_failed', host=host, port=port, reason=str(e), retry_ms=delay)
                 await self._sleep_or_wake(delay, self._kick)
                 delay = min(delay * 2, self.s.retry_max_ms)
