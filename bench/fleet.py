@@ -27,7 +27,8 @@ def run(quick: bool) -> dict[str, Any]:
         notes.append(f"{phones} phones:")
         notes += [f"  {line}" for line in report.notes(res) if "console" not in line]
     biggest = max((r for r in results if r.get("ok")), key=lambda r: r["phones"], default=None)
-    notes.insert(0, f"highest N with every phone registered, standing by and then on the SRST "
+    notes.insert(0, report.LEGEND)
+    notes.insert(1, f"highest N with every phone registered, standing by and then on the SRST "
                     f"router: {biggest['phones'] if biggest else 'none'} "
                     f"(machine: {os.cpu_count()} cores; 'other programs' below is load from "
                     f"other processes during the phase)")

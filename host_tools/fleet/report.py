@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-COLUMNS = ["phones", "procs", "registered", "reg/s (avg)", "reg/s (peak 1 s)",
-           "all registered s", "all standby s", "on SRST", "all on SRST s", "median on SRST s",
-           "heap/phone KB", "RSS/phone KB", "simulators RSS/phone KB", "failures"]
+COLUMNS = ["N", "P", "reg", "reg/s", "peak/s", "all reg s", "all sby s", "SRST", "all SRST s",
+           "heap KB/ph", "RSS KB/ph", "fail"]
+LEGEND = ("N phones in P MicroPython processes; reg: registered with the call manager; reg/s: "
+          "average over the boot, peak/s: most in any 1 s; all reg s / all sby s: from the start "
+          "until every phone is registered / has its standby session to the SRST router; SRST: "
+          "phones on the SRST router after the WAN cut, all SRST s: cut -> the last one; heap "
+          "KB/ph: MicroPython heap per phone with both links up; RSS KB/ph: process RSS per "
+          "phone; fail: phones that missed a step")
 
 
 def _kb(b: float | None) -> str:
@@ -23,9 +28,8 @@ def row(res: dict[str, Any]) -> list[Any]:
             _v(b.get("peak_registrations_per_s")), _v(b.get("all_registered_s")),
             _v(b.get("all_standby_s")),
             f.get("on_srst", "-") if res.get("fail_over") else "-",
-            _v(f.get("all_on_srst_s")), _v(f.get("median_on_srst_s")),
-            _kb(m.get("heap_per_phone_bytes")), _v(m.get("rss_per_phone_kb")),
-            _v(res.get("host_rss_kb", {}).get("per_phone")), res.get("failure_count", "-")]
+            _v(f.get("all_on_srst_s")), _kb(m.get("heap_per_phone_bytes")),
+            _v(m.get("rss_per_phone_kb")), res.get("failure_count", "-")]
 
 
 def cpu_line(phase: str, c: dict[str, Any] | None) -> str | None:
@@ -50,7 +54,14 @@ def notes(res: dict[str, Any]) -> list[str]:
         if tcp:
             out.append(f"TCP counters during {phase}: " + "; ".join(
                 f"{host}: " + ", ".join(f"{k} {v}" for k, v in d.items()) for host, d in tcp.items()))
-    b = res.get("boot", {})
+    b, f = res.get("boot", {}), res.get("failover", {})
+    if f.get("median_on_srst_s") is not None:
+        out.append(f"after the cut: first on the SRST router {f.get('first_on_srst_s')} s, median "
+                   f"{f.get('median_on_srst_s')} s, last {f.get('last_on_srst_s')} s; the agents' "
+                   f"failover_ms (lost -> registered) p50 {f.get('failover_ms_p50')} ms, max "
+                   f"{f.get('failover_ms_max')} ms; {f.get('over_standby')} over standby")
+    if res.get("host_rss_kb"):
+        out.append(f"simulators (lab process) RSS per phone {res['host_rss_kb']['per_phone']} KB")
     if b.get("retries"):
         out.append(f"boot retries {b['retries']}: " + ", ".join(f"{w} x{n}" for w, n in b.get("retry_reasons", [])))
     m = res.get("memory", {})
