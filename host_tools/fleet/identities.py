@@ -14,11 +14,13 @@ with more phones adds to the cache. MACs are locally administered and numbered:
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from host_tools import ROOT
 from host_tools import pki as labpki
@@ -56,8 +58,23 @@ def fleet_macs(n: int, first: int = 1) -> list[str]:
 def ensure(n: int, cache: Path = DEFAULT_CACHE, key_size: int = KEY_SIZE,
            progress: Callable[[str], None] | None = None) -> FleetPki:
     """The lab PKI and `n` phone identities, made where missing."""
-    say = progress or (lambda msg: None)
     cache = Path(cache) / f"rsa{key_size}"
+    cache.mkdir(parents=True, exist_ok=True)
+    with _locked(cache / ".lock"):      # two runs must not make two CAs
+        return _ensure(n, cache, key_size, progress or (lambda msg: None))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _ensure(n: int, cache: Path, key_size: int, say: Callable[[str], None]) -> FleetPki:
     servers = cache / "pki"
     phones_dir = cache / "phones"
     if not (servers / "capf.key.pem").exists():

@@ -50,7 +50,7 @@ def boot(tr: Tracker, start: float | None, with_standby: bool) -> dict[str, Any]
         all_standby_s=_r(max(sby) - start) if with_standby and len(sby) == len(phones) else None,
         register_ms_p50=_pct(lat, 0.5), register_ms_max=max(lat) if lat else None,
         retries=sum(p.failures for p in phones),
-        retry_reasons=retry_reasons(phones, None, start + (last - start) + 1e-3),
+        retry_reasons=retry_reasons(phones, None, last + 1e-3),
     )
     return out
 
