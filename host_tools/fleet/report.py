@@ -63,16 +63,19 @@ def notes(res: dict[str, Any]) -> list[str]:
     if res.get("host_rss_kb"):
         out.append(f"simulators (lab process) RSS per phone {res['host_rss_kb']['per_phone']} KB")
     if b.get("retries"):
-        out.append(f"boot retries {b['retries']}: " + ", ".join(f"{w} x{n}" for w, n in b.get("retry_reasons", [])))
+        why = ", ".join(f"{w} x{n}" for w, n in b.get("retry_reasons", []))
+        out.append(f"boot retries {b['retries']}: {why}")
     m = res.get("memory", {})
     if m.get("heap_per_phone_bytes") is not None:
+        links = (m.get("links_up_bytes") or 0) - (m.get("agent_bytes") or 0)
         out.append(f"MicroPython heap per phone {_kb(m.get('heap_per_phone_bytes'))} KB with both "
                    f"links up (identity {_kb(m.get('identity_bytes'))} KB, agent objects "
-                   f"{_kb(m.get('agent_bytes'))} KB, links {_kb((m.get('links_up_bytes') or 0) - (m.get('agent_bytes') or 0))} KB); "
-                   f"process RSS per phone {m.get('rss_per_phone_kb')} KB (mbedTLS buffers are outside the heap)")
+                   f"{_kb(m.get('agent_bytes'))} KB, links {_kb(links)} KB); process RSS per "
+                   f"phone {m.get('rss_per_phone_kb')} KB (mbedTLS buffers are outside the heap)")
     for proc, lp in sorted(res.get("loop", {}).items()):
         out.append(f"process {proc} asyncio waits: {lp['sweeps_per_s']} I/O sweeps/s, "
-                   f"{lp['sweep_share'] * 100:.0f}% of the time sweeping, {lp['idle_share'] * 100:.0f}% idle")
+                   f"{lp['sweep_share'] * 100:.0f}% of the time sweeping, "
+                   f"{lp['idle_share'] * 100:.0f}% idle")
     if res.get("failure_count"):
         out.append(f"{res['failure_count']} phones failed: " + ", ".join(
             f"{w} x{n}" for w, n in res.get("failure_reasons", [])))
