@@ -135,17 +135,11 @@ def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
     from host_tools.lab.lab import Lab
     from host_tools.vboard import VirtualBoard
 
-    own_tmp = opts.workdir is None
-    work = Path(opts.workdir or tempfile.mkdtemp(prefix=f"phonelab-{sc.name}-"))
-    work.mkdir(parents=True, exist_ok=True)
-    lab_kw = dict(sc.lab)
-    mode = opts.mode or lab_kw.pop("mode", "auto")
-    lab_kw.pop("mode", None)
-    lab = Lab(work / "lab", mode=mode, record=opts.pcap is not None, **lab_kw)
+    work, own_tmp, mode, lab_kw = _prologue(sc, opts)
+    lab = Lab(work / "lab", mode=mode, **lab_kw)
     tap = Tap(opts.on_event)
-    actions: list[Action] = []
-    res = Result(sc, opts.board, "?", tap.events, actions, {}, [])
-    res.console = tap.text
+    res = Result(sc, opts.board, "?", tap.events, [], {}, [], console=tap.text)
+    actions = res.actions
     board = None
     try:
         lab.start()
@@ -171,16 +165,8 @@ def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
         res.ended = time.monotonic()
         if board is not None:
             board.stop()
-        res.files.update(_collect(lab, opts, work))
-        res.lab_events = _lab_events(lab)
-        lab.stop()
-        if own_tmp and not opts.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    res.metrics = compute(tap.events, actions)
-    res.expectations = verdicts(sc.expect, tap.events, res.metrics)
-    if sc.until and not any(matches(sc.until, s.event) for s in tap.events) and res.error is None:
-        res.error = f"the run ended ({sc.timeout:.0f} s timeout) before {sc.until!r}"
-    return res
+        _epilogue(res, lab, opts, work, own_tmp)
+    return _conclude(res)
 
 
 def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
@@ -188,21 +174,14 @@ def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
     plugin made): the lab is built for it and the board provisioned into it."""
     from host_tools.hil import labboard
     h = opts.handle
-    own_tmp = opts.workdir is None
-    work = Path(opts.workdir or tempfile.mkdtemp(prefix=f"phonelab-{sc.name}-"))
-    lab_kw = dict(sc.lab)
-    mode = opts.mode or lab_kw.pop("mode", "auto")
-    lab_kw.pop("mode", None)
-    if opts.pcap is not None:
-        lab_kw["record"] = True
+    work, own_tmp, mode, lab_kw = _prologue(sc, opts)
     mac = labboard.worker_mac(0)
     # One PKI for every scenario on this board: its trust list pins the first SAST it saw, so
     # a new PKI per lab would (rightly) be refused from the second scenario on.
     lab_kw.setdefault("pki", _board_pki(mac))
     tap = Tap(opts.on_event)
-    actions: list[Action] = []
-    res = Result(sc, h.name, "?", tap.events, actions, {}, [])
-    res.console = tap.text
+    res = Result(sc, h.name, "?", tap.events, [], {}, [], console=tap.text)
+    actions = res.actions
     h.attach(tap)
     lab = None
     try:
@@ -222,14 +201,38 @@ def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
     finally:
         res.ended = time.monotonic()
         h.close_events(tap)
-        if lab is not None:
-            res.files.update(_collect(lab, opts, work))
-            res.lab_events = _lab_events(lab)
-            lab.stop()
-        if own_tmp and not opts.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    res.metrics = compute(tap.events, actions)
-    res.expectations = verdicts(sc.expect, tap.events, res.metrics)
+        _epilogue(res, lab, opts, work, own_tmp)
+    return _conclude(res)
+
+
+def _prologue(sc: Scenario, opts: RunOptions) -> tuple[Path, bool, str, dict[str, Any]]:
+    """Work folder (a temporary one unless given), lab mode and the Lab options."""
+    own_tmp = opts.workdir is None
+    work = Path(opts.workdir or tempfile.mkdtemp(prefix=f"phonelab-{sc.name}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    lab_kw = dict(sc.lab)
+    mode = opts.mode or lab_kw.pop("mode", "auto")
+    lab_kw.pop("mode", None)
+    if opts.pcap is not None:
+        lab_kw["record"] = True
+    return work, own_tmp, mode, lab_kw
+
+
+def _epilogue(res: Result, lab: Any, opts: RunOptions, work: Path, own_tmp: bool) -> None:
+    if lab is not None:
+        res.files.update(_collect(lab, opts, work))
+        res.lab_events = _lab_events(lab)
+        lab.stop()
+    if own_tmp and not opts.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _conclude(res: Result) -> Result:
+    sc = res.scenario
+    res.metrics = compute(res.events, res.actions)
+    res.expectations = verdicts(sc.expect, res.events, res.metrics)
+    if sc.until and res.error is None and not any(matches(sc.until, s.event) for s in res.events):
+        res.error = f"the run ended ({sc.timeout:.0f} s timeout) before {sc.until!r}"
     return res
 
 
