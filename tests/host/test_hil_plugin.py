@@ -261,7 +261,7 @@ def labgrid_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             return subprocess.run([str(BIN / "labgrid-client"), "-x", addr, *args],
                                   capture_output=True, text=True, timeout=30, env=env)
 
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90     # labgrid's exporter starts slowly on a busy host
         while "phonelab-exp/bench/NetworkSerialPort" not in client("resources").stdout:
             assert time.monotonic() < deadline, (tmp_path / "exporter.log").read_text()[-2000:]
             time.sleep(0.2)
