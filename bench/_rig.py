@@ -1,0 +1,277 @@
+"""One lab and one virtual board running the agent, driven step by step by the benchmarks
+(failover, rehome, fault_matrix, soak), plus the few helpers they share: running workers in
+parallel processes, statistics, and the stamps of events.
+
+    with Rig(workdir, RigSpec(keepalive=30, settings={"monitor_s": 1})) as rig:
+        rig.wait("standby_up", rig.booted, 60)
+        t_cut = rig.cut("blackhole")
+        reg = rig.wait("registered:srst", t_cut, 40)      # runner.Stamped: .host, .event
+        rig.restore()
+
+Times are host `time.monotonic()` stamps taken when a board line arrived (runner.Tap), so a
+figure "from the WAN cut" is measured from the moment the fault was in force (the lab call
+returned) to the moment the board said so on its console.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from host_tools.scenario import runner
+from host_tools.scenario.metrics import Stamped, matches
+
+BENCH_TMP = Path(os.environ.get("BENCH_TMP", tempfile.gettempdir()))   # BENCH_KEEP=1 keeps them
+
+
+class RigError(RuntimeError):
+    """A wait that timed out, or a board that stopped answering: the run is not counted."""
+
+
+@dataclass
+class RigSpec:
+    keepalive: int | None = None            # call manager keepalive (RegisterAck), seconds
+    secondary_keepalive: int | None = None  # the standby link's, seconds
+    connection_monitor: int | None = None   # connectionMonitorDuration in the config, seconds
+    short_timers: bool = False              # the lab's demo timers (and their agent settings)
+    settings: dict[str, Any] = field(default_factory=dict)   # settings.json overrides
+    heap: str = runner.DEFAULT_HEAP
+    tftp: str = "auto"
+    mode: str = "auto"
+    main_py: str | None = None              # replace the board's main.py (bench harness)
+
+
+class Rig:
+    def __init__(self, workdir: Path, spec: RigSpec, cleanup: bool = True) -> None:
+        self.workdir = Path(workdir)
+        self.spec = spec
+        self.cleanup = cleanup and not os.environ.get("BENCH_KEEP")
+        self.tap = runner.Tap()
+        self.lab: Any = None
+        self.board: Any = None
+        self.folder = self.workdir / "board"
+        self.booted = 0.0                   # host time the board was started
+
+    # -- life cycle ------------------------------------------------------------------------
+    def __enter__(self) -> "Rig":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, boot: bool = True) -> "Rig":
+        from host_tools.lab.lab import Lab
+        s = self.spec
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        kw: dict[str, Any] = {"short_timers": s.short_timers, "tftp": s.tftp}
+        for k in ("keepalive", "secondary_keepalive", "connection_monitor"):
+            if getattr(s, k) is not None:
+                kw[k] = getattr(s, k)
+        self.lab = Lab(self.workdir / "lab", mode=s.mode, **kw)
+        try:
+            self.lab.start()
+            self.lab.prepare_board_folder(self.folder)
+            path = self.folder / "settings.json"
+            cur = json.loads(path.read_text()) if path.exists() else {}
+            cur.update(s.settings)
+            path.write_text(json.dumps(cur, indent=2) + "\n")
+            runner.install_firmware(self.folder, self.workdir / "build")
+            if s.main_py is not None:
+                (self.folder / "main.py").write_text(s.main_py)
+            if boot:
+                self.boot()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def boot(self) -> float:
+        from host_tools.vboard import VirtualBoard
+        self.board = VirtualBoard(self.folder, heap=self.spec.heap, pty=True,
+                                  prefix=self.lab.phone_prefix(), env=self.lab.phone_env(),
+                                  on_output=self.tap.feed)
+        self.booted = time.monotonic()
+        self.board.start()
+        return self.booted
+
+    def stop(self) -> None:
+        if self.board is not None:
+            try:
+                self.board.stop()
+            finally:
+                self.board = None
+        if self.lab is not None:
+            try:
+                self.lab.stop()
+            finally:
+                self.lab = None
+                if self.cleanup:
+                    shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- events ----------------------------------------------------------------------------
+    def wait(self, spec: str, since: float, timeout: float) -> Stamped:
+        return self.wait_for(lambda e: matches(spec, e), since, timeout, repr(spec))
+
+    def wait_any(self, specs: Sequence[str], since: float, timeout: float) -> Stamped:
+        return self.wait_for(lambda e: any(matches(x, e) for x in specs), since, timeout,
+                             f"any of {list(specs)}")
+
+    def wait_state(self, state: str, since: float, timeout: float) -> Stamped:
+        return self.wait_for(lambda e: e.ev == "state" and e.get("state") == state, since,
+                             timeout, f"state {state}")
+
+    def wait_for(self, pred: Callable[[Any], bool], since: float, timeout: float,
+                 what: str = "event") -> Stamped:
+        end = time.monotonic() + timeout
+        with self.tap.cv:
+            while True:
+                evs = self.tap.events      # in arrival order: start at the first >= since
+                for s in evs[bisect.bisect_left(evs, since, key=lambda x: x.host):]:
+                    if pred(s.event):
+                        return s
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise RigError(f"no {what} within {timeout:.0f} s (last events: {self.tail()})")
+                self.tap.cv.wait(min(left, 0.5))
+
+    def since(self, t: float, spec: str | None = None) -> list[Stamped]:
+        with self.tap.cv:
+            evs = self.tap.events
+            return [s for s in evs[bisect.bisect_left(evs, t, key=lambda x: x.host):]
+                    if spec is None or matches(spec, s.event)]
+
+    def state(self) -> str | None:
+        with self.tap.cv:
+            for s in reversed(self.tap.events):
+                if s.event.ev == "state":
+                    return s.event.get("state")
+        return None
+
+    def tail(self, n: int = 6) -> str:
+        with self.tap.cv:
+            evs = self.tap.events[-n:]
+        return ", ".join(f"{s.event.ev}{_brief(s.event.fields)}" for s in evs) or "none"
+
+    # -- faults ----------------------------------------------------------------------------
+    def cut(self, kind: str) -> float:
+        """Cut the WAN; returns the host time the fault was in force."""
+        self.lab.wan_cut(kind)
+        return time.monotonic()
+
+    def restore(self) -> float:
+        self.lab.wan_restore()
+        return time.monotonic()
+
+    def reboot(self) -> float:
+        t = time.monotonic()
+        self.board.reset()
+        return t
+
+    def store_hashes(self) -> dict[str, str]:
+        """SHA-256 of every file in the board's store folder (state/)."""
+        root = self.folder / "state"
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _brief(fields: dict) -> str:
+    keys = ("state", "link", "reason")
+    got = [f"{k}={fields[k]}" for k in keys if k in fields]
+    return f"({', '.join(got)})" if got else ""
+
+
+def sleep_until(t: float) -> None:
+    while (left := t - time.monotonic()) > 0:
+        time.sleep(min(left, 0.2))
+
+
+def sleep_until_wall(t: float) -> None:
+    """Until time.time() reaches t: workers in other processes agree on it."""
+    while (left := t - time.time()) > 0:
+        time.sleep(min(left, 0.2))
+
+
+def workdir(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=BENCH_TMP))
+
+
+# -- parallel workers ------------------------------------------------------------------------
+
+def jobs_default(n: int) -> int:
+    """How many labs run at once: BENCH_JOBS, else all of them (they mostly wait on timers)."""
+    env = os.environ.get("BENCH_JOBS")
+    return max(1, int(env)) if env else max(1, n)
+
+
+def parallel(fn: Callable[[Any], dict], tasks: Iterable[Any],
+             jobs: int | None = None) -> list[dict]:
+    """fn(task) for every task, each in its own process (its own namespaces, its own GIL),
+    results in task order. A worker that raises gives {"error": ...} instead of a result."""
+    tasks = list(tasks)
+    if not tasks:
+        return []
+    n = jobs or jobs_default(len(tasks))
+    if n == 1:
+        return [_guard(fn, t) for t in tasks]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(n, len(tasks)), mp_context=ctx) as pool:
+        futs = [pool.submit(_guard, fn, t) for t in tasks]
+        out = []
+        for t, f in zip(tasks, futs):
+            try:
+                out.append(f.result())
+            except Exception as e:  # the worker process died (BrokenProcessPool)
+                out.append({"error": f"worker died: {type(e).__name__}: {e}", "task": repr(t)})
+        return out
+
+
+def _guard(fn: Callable[[Any], dict], task: Any) -> dict:
+    try:
+        return fn(task)
+    except Exception as e:  # a broken worker must not lose the others' figures
+        return {"error": f"{type(e).__name__}: {e}", "task": repr(task)}
+
+
+def revision() -> str:
+    """The commit the figures were measured at, '+dirty' when firmware/ had local changes."""
+    import subprocess
+    from host_tools import ROOT
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                             capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "firmware"], cwd=ROOT,
+                               text=True, capture_output=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + ("+dirty" if dirty else "")
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+def stats(values: Sequence[float]) -> dict[str, Any]:
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return {"n": 0, "median": None, "worst": None, "best": None, "p90": None}
+    p90 = v[min(len(v) - 1, int(round(0.9 * (len(v) - 1))))]
+    return {"n": len(v), "median": round(statistics.median(v)), "worst": round(v[-1]),
+            "best": round(v[0]), "p90": round(p90)}
+
+
+def sec(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.2f} s"
+
+
+def ratio(ours_ms: float | None, theirs_ms: float) -> str:
+    if not ours_ms:
+        return "-"
+    return f"{theirs_ms / ours_ms:.1f}x faster"
