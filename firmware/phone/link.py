@@ -346,8 +346,17 @@ class Link:
                 pass
 
 
+# Mbed TLS codes that reach us as OSError(-N) from the handshake, in words.
+_TLS_ERRORS = {-9984: 'TLS: server certificate verify failed (not the pinned certificate, '
+                      'wrong CN, or expired)',
+               -30592: 'TLS: the server sent a fatal alert (did it refuse our certificate?)',
+               -29312: 'TLS: the server closed the connection during the handshake'}
+
+
 def _why(e):
     if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
+        if e.args[0] in _TLS_ERRORS:
+            return '%s (%d)' % (_TLS_ERRORS[e.args[0]], e.args[0])
         try:
             import errno
             return 'OSError ' + errno.errorcode.get(e.args[0], str(e.args[0]))

@@ -140,3 +140,17 @@ def test_server_refusing_tls_is_refused(lab_pki, tmp_path, behaviour):
     finally:
         srv.close()
         t.join(5)
+
+
+def test_reasons_name_the_certificate(loop, lab_pki, tmp_path):
+    """The refusal says it is about the certificate, in words, whatever form Mbed TLS used."""
+    impostor = labpki.make_identity("srst", "SRST", cn=lab_pki.srst.cn).write(tmp_path / "imp2")
+    cm = start_cm(loop, lab_pki, impostor)
+    try:
+        out = run_link(tmp_path, cm.ports["tls"], lab_pki.srst.cert_der, lab_pki.srst.cn, lab_pki,
+                       "connect")
+        line = [ln for ln in out.splitlines() if ln.startswith("RESULT")][0]
+        assert "certificate" in line.lower() or "signed" in line.lower(), line
+        assert "OSError -" not in line, line
+    finally:
+        loop.run(cm.stop())
