@@ -246,6 +246,17 @@ def labgrid_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     try:
         procs.append(subprocess.Popen([str(BIN / "labgrid-coordinator"), "-l", addr],
                                       cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+        # The exporter gives up on a coordinator that is not listening yet: wait for it.
+        host, port = addr.split(":")
+        up_by = time.monotonic() + 60
+        while True:
+            assert procs[0].poll() is None, "labgrid-coordinator exited at start"
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < up_by, f"labgrid-coordinator not listening on {addr}"
+                time.sleep(0.2)
         (tmp_path / "exporter.yaml").write_text(
             f"bench:\n  RawSerialPort:\n    port: {vb.pty_path}\n    speed: 115200\n"
             f"  NetworkPowerPort:\n    model: simplerest\n"
