@@ -12,6 +12,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools.pki import normalize_mac  # noqa: F401  (one MAC parser; PkiError is a ValueError)
+
 SECURE_OFFSET = 443          # secure SCCP port = plain port + 443
 
 
@@ -29,16 +31,6 @@ class SrstRef:
     port: int = 2000
     certificate: bytes | None = None   # DER
     secure: bool = True
-
-
-def normalize_mac(mac: str) -> str:
-    m = mac.upper()
-    if m.startswith("SEP"):
-        m = m[3:]
-    m = m.replace(":", "").replace("-", "").replace(".", "")
-    if len(m) != 12 or any(c not in "0123456789ABCDEF" for c in m):
-        raise ValueError(f"bad MAC address {mac!r}")
-    return m
 
 
 def _sub(parent: ET.Element, tag: str, text: object | None = None, **attrs: str) -> ET.Element:
