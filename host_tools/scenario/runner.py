@@ -324,11 +324,11 @@ def _perform(step: Step, lab: Any, board: Any) -> None:
 
 
 def _finish(sc: Scenario, tap: Tap, t0: float) -> None:
-    last = max([a for a in [t0]] + [s.host for s in tap.events[-1:]])
+    """The run ends at the `until` event (or the timeout); without one, after `duration`."""
     if sc.until:
         tap.wait(sc.until, t0, max(1.0, sc.timeout - (time.monotonic() - t0)))
-    if sc.duration:
-        _sleep_until(min(t0 + sc.timeout, max(last, time.monotonic()) + 0.0 if sc.until else t0 + sc.duration))
+    elif sc.duration:
+        _sleep_until(t0 + min(sc.timeout, sc.duration))
 
 
 def _collect(lab: Any, opts: RunOptions, work: Path) -> dict[str, str]:
