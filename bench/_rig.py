@@ -258,6 +258,11 @@ def revision() -> str:
 
 # -- statistics ------------------------------------------------------------------------------
 
+def split(n: int, parts: int) -> list[int]:
+    """n runs over `parts` labs, as evenly as can be (no empty lab)."""
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts) if n // parts or i < n]
+
+
 def stats(values: Sequence[float]) -> dict[str, Any]:
     v = sorted(x for x in values if x is not None)
     if not v:

@@ -41,28 +41,25 @@ class Series:
 
 
 def plan(quick: bool) -> list[Series]:
-    runs, shards = (3, 1) if quick else (20, 2)
+    # Full: 4 labs per series (5 runs each), so the 20 runs take about 1.5 min.
+    runs, shards = (3, 1) if quick else (20, 4)
     out: list[Series] = []
     seed = 1
     for ka in (30, 5):
         for kind in KINDS:
-            for part in _split(runs, shards):
+            for part in _rig.split(runs, shards):
                 out.append(Series(kind, kind, ka, part, seed, dict(BASE_SETTINGS)))
                 seed += 1
     if not quick:
-        for part in _split(6, 2):
+        for part in _rig.split(6, 6):           # each waits up to 30 s: one run per lab
             out.append(Series("blackhole, probe off", "blackhole", 30, part, seed,
                               {**BASE_SETTINGS, "probe_after_ms": 0}, spacing=(0.2, 30.2)))
             seed += 1
-        for part in _split(20, 2):
+        for part in _rig.split(20, 4):
             out.append(Series("blackhole, demo timers", "blackhole", 5, part, seed,
                               {"monitor_s": 1}, short_timers=True))
             seed += 1
     return out
-
-
-def _split(n: int, parts: int) -> list[int]:
-    return [n // parts + (1 if i < n % parts else 0) for i in range(parts) if n // parts or i < n]
 
 
 def series(s: Series) -> dict:
@@ -217,4 +214,39 @@ def _notes(table: list[dict], reg: dict, step: dict) -> list[str]:
     out.append("Host CPU, not an ESP32: the step is one SCCP round trip on an open TLS "
                "session (no handshake), so a board adds milliseconds, not seconds; detection "
                "is timer-bound and the same on a board.")
+    return out
+
+
+PLACE = "together"
+
+
+def headline(res: dict) -> list[tuple[str, str, str]]:
+    by = {(t["label"], t["keepalive_s"]): t for t in res.get("series", [])}
+    out = []
+
+    def fig(t: dict) -> str:
+        return f"median {_rig.sec(t['failover']['median'])}, worst {_rig.sec(t['failover']['worst'])}"
+
+    def vs(t: dict, lo: int, hi: int) -> str:
+        m = t["failover"]["median"]
+        return f"{lo // 1000}-{hi // 1000} s ({_x(lo / m)}-{_x(hi / m)}x faster)" if m else "-"
+
+    for kind, what in (("blackhole", "silent WAN cut (blackhole)"), ("unreachable", "ICMP unreachable"),
+                       ("link_down", "link down")):
+        t = by.get((kind, 30))
+        if t:
+            out.append((f"{what} -> registered with SRST, 30 s keepalive, {t['failover']['n']} runs",
+                        fig(t), "real phones " + vs(t, *REAL_CUT_MS)))
+    t = by.get(("cm_reset", 30))
+    if t:
+        out.append(("call manager resets its connections -> registered with SRST", fig(t),
+                    "real phones with standby " + vs(t, *REAL_STANDBY_MS)))
+    reg = res.get("register_over_standby") or {}
+    if reg.get("median") is not None:
+        out.append((f"register over the open standby session (Register -> Ack), {reg['n']} failovers",
+                    f"median {reg['median']} ms, worst {reg['worst']} ms", "no TLS handshake"))
+    t = by.get(("blackhole, probe off", 30))
+    if t:
+        out.append(("silent cut with the probe rule off (keepalive only)", fig(t),
+                    "real phones " + vs(t, *REAL_CUT_MS)))
     return out

@@ -3,7 +3,7 @@ fallback, re-home), SRST router down, TFTP down or lossy, DHCP slow, certificate
 one fresh lab and virtual board per case (lab demo timers: keepalive 5 s, the agent's short
 settings), cases in parallel processes. Each row: the expected outcome, what the board did
 (from its events), its final state, pass/fail. The table is also written as markdown to
-out/bench/fault_matrix.md (BENCH_OUT overrides the folder) for the README.
+fault_matrix.md beside the JSON (python -m bench --out) for the README.
 
 Procedures: bench/_cases.py. Quick mode runs a representative subset (one case per phase,
 each WAN kind at least once, and one of each other kind of fault)."""
@@ -173,3 +173,13 @@ def markdown(res: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *[f"- {n}" for n in res["notes"]], ""]
     return "\n".join(lines)
+
+
+PLACE = "together"      # pass/fail outcomes on demo timers
+
+
+def headline(res: dict) -> list[tuple[str, str, str]]:
+    failed = [f"{c['fault']} / {c['phase']}" for c in res.get("cases", []) if not c.get("passed")]
+    return [("fault matrix: WAN kinds x phases, SRST/TFTP/DHCP faults, certificate changes",
+             f"{res.get('passed')}/{res.get('total')} cases as expected",
+             "failed: " + "; ".join(failed) if failed else "table below")]

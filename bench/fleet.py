@@ -35,3 +35,18 @@ def run(quick: bool) -> dict[str, Any]:
     mode = results[0].get("mode", "?") if results else "?"
     return {"title": f"Fleet: N phones boot and fail over at once (lab simulators, {mode} mode)",
             "columns": report.COLUMNS, "rows": rows, "notes": notes, "results": results}
+
+
+PLACE = "alone"         # registrations per second: it needs the CPU to itself
+
+
+def headline(res: dict) -> list[tuple[str, str, str]]:
+    ok = [r for r in res.get("results", []) if r.get("ok")]
+    if not ok:
+        return [("fleet", "no run with every phone registered and failed over", "-")]
+    big = max(ok, key=lambda r: r["phones"])
+    row = dict(zip(res["columns"], next(r for r in res["rows"] if r[0] == big["phones"])))
+    return [(f"{big['phones']} phones in {big['procs']} MicroPython processes: all registered / "
+             f"all on SRST after the WAN cut",
+             f"{row['all reg s']} s ({row['reg/s']} registrations/s) / {row['all SRST s']} s",
+             f"{row['heap KB/ph']} KB heap per phone, {row['fail']} failures")]

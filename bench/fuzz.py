@@ -9,7 +9,7 @@ message), the slowest answer, and the heap the second half of the run kept for g
 shows there). Inputs come from the structure-aware generators of host_tools/fuzz/gen.py
 driven by a seeded PRNG (the tests drive the same generators through hypothesis); the corpus
 is built with seeded keys, so a run is reproducible: same seed, same inputs. Quick: 1,000
-inputs per parser; full: 20,000. Two parsers run at a time (one MicroPython process each).
+inputs per parser; full: 5,000; --long (or BENCH_FUZZ_INPUTS): 20,000. Two parsers run at a time (one MicroPython process each).
 Inputs that crash or hang a parser, and each parser's slowest, go to out/bench/fuzz/."""
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ ORDER = ("ctl", "sgn", "config", "dhcp", "tftp", "x509", "sccp")
 
 
 def run(quick: bool) -> dict:
-    count = 1000 if quick else 20000
+    count = int(os.environ.get("BENCH_FUZZ_INPUTS") or (1000 if quick else 5000))
     t0 = time.monotonic()
     shutil.rmtree(OUT, ignore_errors=True)
     corpus = gen.corpus()
@@ -74,3 +74,16 @@ def run(quick: bool) -> dict:
                                "findings": [str(f.outcome)[:500] for f in t.findings.values()]}
                     for t in tallies},
     }
+
+
+PLACE = "alone"         # two MicroPython processes flat out: the whole machine
+
+
+def headline(res: dict) -> list[tuple[str, str, str]]:
+    t = res.get("targets", {})
+    tried = sum(x["tried"] for x in t.values())
+    bad = {k: sum(x[k] for x in t.values()) for k in ("crashes", "hangs", "unclear")}
+    each = min((x["tried"] for x in t.values()), default=0)
+    return [(f"generated inputs to {len(t)} firmware parsers under MicroPython ({each:,} each)",
+             f"{tried:,} inputs: {bad['crashes']} crashes, {bad['hangs']} hangs, "
+             f"{bad['unclear']} unclear rejections", "every rejection a named error class")]

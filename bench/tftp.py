@@ -249,3 +249,19 @@ def summarize(cells: dict[tuple[str, str, str], dict], sizes: list[str]) -> dict
             "rows": rows, "notes": notes, "cells": table, "latency_s": LATENCY_S,
             "firmware": _rig.revision()}
 
+
+
+PLACE = "alone"
+
+
+def headline(res: dict) -> list[tuple[str, str, str]]:
+    med = {(c["server"], c["size"], c["client"]): c.get("median_ms") for c in res.get("cells", [])}
+    out = []
+    for srv, size in (("lab +20 ms RTT", "1 MB"), ("lab +20 ms RTT", "64 KB"), ("dnsmasq", "1 MB")):
+        agent_client = "1428 + window 4 (agent)" if srv != "dnsmasq" else "blksize 1428"
+        ours, plain, other = (med.get((srv, size, c)) for c in (agent_client, "plain 512", "tftpy 1428"))
+        if ours and plain:
+            out.append((f"fetch {size} from {srv}, {agent_client}", _fmt(ours),
+                        f"plain 512-byte blocks {_fmt(plain)} ({plain / ours:.1f}x)"
+                        + (f", tftpy {_fmt(other)} ({other / ours:.1f}x)" if other else "")))
+    return out

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 from host_tools import BOARDS, ROOT, micropython
@@ -281,40 +282,44 @@ class ProvisionLab:
 
     def min_heap(self, fw: Path, lo: str | int = "48K", hi: str | int = "160K",
                  step: int = 1024, again: bool = False, confirm: int = 2) -> int:
-        """The smallest heap (bytes, to `step`) at which provisioning passes, by bisection,
-        then raised until the `confirm` heaps above it pass too (a fragmented heap is not
-        monotonic: one size may fail where a smaller one passed). again=True: a second boot."""
-        lo_u, hi_u = micropython.parse_size(lo) // step, micropython.parse_size(hi) // step
-        if not self.passes(fw, hi_u * step, again):
-            raise MemcheckError(f"provisioning fails even at {hi_u * step} bytes")
-        while hi_u - lo_u > 1:
-            mid = (lo_u + hi_u) // 2
-            if self.passes(fw, mid * step, again):
-                hi_u = mid
-            else:
-                lo_u = mid
-        best = hi_u
-        k = 1
-        while k <= confirm and best + k < micropython.parse_size(hi) // step:
-            if self.passes(fw, (best + k) * step, again):
-                k += 1
-            else:
-                best += k
-                k = 1
-        return best * step
+        """The smallest heap at which provisioning passes (again=True: a second boot)."""
+        return smallest(lambda heap: self.passes(fw, heap, again), lo, hi, step, confirm,
+                        "provisioning")
+
+
+def smallest(passes: Callable[[int], bool], lo: str | int, hi: str | int, step: int = 1024,
+             confirm: int = 2, what: str = "the run") -> int:
+    """The smallest heap (bytes, to `step`) at which passes(heap) holds, by bisection, then
+    raised until the `confirm` heaps above it pass too (a fragmented heap is not monotonic:
+    one size may fail where a smaller one passed)."""
+    lo_u, hi_u = micropython.parse_size(lo) // step, micropython.parse_size(hi) // step
+    top = hi_u
+    if not passes(hi_u * step):
+        raise MemcheckError(f"{what} fails even at {hi_u * step} bytes")
+    while hi_u - lo_u > 1:
+        mid = (lo_u + hi_u) // 2
+        if passes(mid * step):
+            hi_u = mid
+        else:
+            lo_u = mid
+    best = hi_u
+    k = 1
+    while k <= confirm and best + k < top:
+        if passes((best + k) * step):
+            k += 1
+        else:
+            best += k
+            k = 1
+    return best * step
 
 
 # -- the whole story ----------------------------------------------------------------------------
 _STORY_MAIN = """
 import gc, sys
 from phone import events
-peak = [0]
 def _l(ev, t, fields):
     gc.collect()
-    a = gc.mem_alloc()
-    if a > peak[0]:
-        peak[0] = a
-        sys.stdout.write('@peak %d %s\\n' % (a, ev))
+    sys.stdout.write('@heap %d %s\\n' % (gc.mem_alloc(), ev))
 events.default.listeners.append(_l)
 from phone import boot
 boot.main()
@@ -322,6 +327,9 @@ boot.main()
 
 _STEPS = (("registered", "primary"), ("standby_up", None), ("cut", None),
           ("registered", "srst"), ("restore", None), ("rehomed", None), ("standby_up", None))
+# The phase the board is in while the host waits for each step (heap peaks are kept per phase).
+_PHASES = ("provisioning + registration", "standby link", "failover", "failover", "re-home",
+           "re-home", "standby again")
 
 
 @dataclass
@@ -331,6 +339,7 @@ class StoryRun:
     step: str                 # the step it got to ("done" when it all happened)
     peak_live: int | None     # largest live heap seen at an event (sampled, gc first)
     peak_at: str | None
+    phases: dict[str, tuple[int, str]]   # phase -> (largest live heap, at which event)
     seconds: float
     output: str
 
@@ -358,15 +367,20 @@ def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
         q: queue.Queue = queue.Queue()
         out: list[str] = []
         peak: list = [None, None]
+        phase = [_PHASES[0]]
+        phases: dict[str, tuple[int, str]] = {}
 
         def pump() -> None:
             r = EventReader()
             assert p.stdout is not None
             for line in p.stdout:
                 out.append(line)
-                if line.startswith("@peak "):
+                if line.startswith("@heap "):
                     _, n, ev = line.split()
-                    peak[:] = [int(n), ev]
+                    if peak[0] is None or int(n) > peak[0]:
+                        peak[:] = [int(n), ev]
+                    if int(n) > phases.get(phase[0], (0, ""))[0]:
+                        phases[phase[0]] = (int(n), ev)
                     continue
                 r.feed(line)
                 for e in r.events:
@@ -390,8 +404,9 @@ def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
 
         step = "boot"
         try:
-            for ev, link in _STEPS:
+            for (ev, link), ph in zip(_STEPS, _PHASES):
                 step = ev if link is None else f"{ev}:{link}"
+                phase[0] = ph
                 if ev == "cut":
                     lab.wan_cut("blackhole")
                 elif ev == "restore":
@@ -403,5 +418,5 @@ def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
         finally:
             p.kill()
             p.wait()
-    return StoryRun(heap_b, step == "done", step, peak[0], peak[1],
+    return StoryRun(heap_b, step == "done", step, peak[0], peak[1], phases,
                     round(time.monotonic() - t0, 1), "".join(out))

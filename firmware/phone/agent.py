@@ -268,7 +268,10 @@ class Agent:
             self.set_state(FALLBACK, reason='re-home failed')
             return
         await self.srst.unregister()        # SRST back to standby: the keeper reopens it
-        self.events.emit('rehomed', ms=time.ticks_diff(time.ticks_ms(), t0))
+        ms = time.ticks_diff(time.ticks_ms(), t0)
+        # Heap after a collection at every re-home: a leak per outage shows in the field too.
+        gc.collect()
+        self.events.emit('rehomed', ms=ms, heap_used=gc.mem_alloc(), heap_free=gc.mem_free())
 
     # -- standby connection to the SRST router -------------------------------------------
     async def _standby_keeper(self):

@@ -1,9 +1,9 @@
-"""The benchmarks still run: `python -m bench --quick --only NAME` as a subprocess for the two
-quickest of bench/ (tftp about 10 s, rehome about 45 s), checking the JSON they write. The
-others (failover, fault_matrix, soak: about 1 min each in quick form) are run by
-`make bench-quick`; see docs/benchmarks.md. Plus the benchmarks' pure parts (statistics,
-plans, the matrix's markdown), without a lab. No figure is asserted here: figures come from
-bench/, never from timed assertions."""
+"""The benchmarks still run: `python -m bench --quick` (every benchmark, CI-sized, on the
+PLACE schedule of bench/__main__.py) as one subprocess, checking the JSON each writes, the
+behaviour the figures stand on (no stuck soak cycle, the store unchanged, TFTP files
+identical, every fault-matrix case as expected) and the headline summary. No figure is
+asserted here: figures come from bench/, never from timed assertions. Plus the benchmarks'
+pure parts (statistics, plans, the matrix's markdown, the README section), without a lab."""
 from __future__ import annotations
 
 import json
@@ -17,28 +17,38 @@ import pytest
 from host_tools import ROOT
 from host_tools.lab import netns
 
-QUICKEST = ("tftp", "rehome")
-
 
 @pytest.mark.slow
 @pytest.mark.netns
-@pytest.mark.parametrize("name", QUICKEST)
-def test_bench_quick_runs(name: str, tmp_path: Path) -> None:
+def test_every_benchmark_runs_quick(tmp_path: Path) -> None:
     why = netns.unusable_reason()
     if why:
         pytest.skip(why)
-    env = {**os.environ, "BENCH_OUT": str(tmp_path), "BENCH_TMP": str(tmp_path)}
-    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", name,
-                        "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    res = json.loads((tmp_path / f"{name}.json").read_text())
-    assert res["quick"] is True and res["title"] and res["columns"]
-    assert res["rows"] and all(len(r) == len(res["columns"]) for r in res["rows"])
-    assert not res.get("errors"), res.get("errors")
-    if name == "tftp":
-        fails = [c for c in res["cells"] if "error" in c or not c.get("identical")]
-        assert not fails, fails
+    from bench.__main__ import modules
+    env = {**os.environ, "BENCH_TMP": str(tmp_path)}
+    env.pop("BENCH_SOAK_CYCLES", None)
+    env.pop("BENCH_FUZZ_INPUTS", None)
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-3000:]
+    for name in modules():
+        res = json.loads((tmp_path / f"{name}.json").read_text())
+        assert res["quick"] is True and res["title"] and res["columns"], name
+        assert res["rows"] and all(len(r) == len(res["columns"]) for r in res["rows"]), name
+        assert not res.get("errors"), (name, res.get("errors"))
+    tftp = json.loads((tmp_path / "tftp.json").read_text())
+    assert not [c for c in tftp["cells"] if "error" in c or not c.get("identical")]
+    soak = json.loads((tmp_path / "soak.json").read_text())
+    assert soak["stuck"] == 0 and not soak["store_changed"] and soak["boot_from_store"]["ok"]
+    assert all(isinstance(c.get("heap_used"), int) for c in soak["cycles"])  # from `rehomed`
+    fm = json.loads((tmp_path / "fault_matrix.json").read_text())
+    assert fm["passed"] == fm["total"], [c for c in fm["cases"] if not c["passed"]]
+    fuzz = json.loads((tmp_path / "fuzz.json").read_text())
+    assert all(t["crashes"] == t["hangs"] == t["unclear"] == 0 for t in fuzz["targets"].values())
+    summary = (tmp_path / "SUMMARY.md").read_text()
+    for name in modules():
+        assert f"| {name} |" in summary, name
+    assert "Not run yet" not in summary
 
 
 # -- the pure parts, no lab ------------------------------------------------------------------
@@ -48,8 +58,8 @@ def test_stats_and_series_split() -> None:
     assert _rig.stats([]) == {"n": 0, "median": None, "worst": None, "best": None, "p90": None}
     s = _rig.stats([5, 1, None, 3, 9])
     assert (s["n"], s["median"], s["worst"], s["best"]) == (4, 4, 9, 1)
-    assert failover._split(20, 2) == [10, 10] and failover._split(3, 1) == [3]
-    assert sum(failover._split(7, 2)) == 7
+    assert _rig.split(20, 2) == [10, 10] and _rig.split(3, 1) == [3]
+    assert sum(_rig.split(7, 2)) == 7 and _rig.split(2, 5) == [1, 1]
     full, quick = failover.plan(False), failover.plan(True)
     assert sum(t.runs for t in quick if t.label == "blackhole") == 6        # 3 per keepalive
     for kind in failover.KINDS:
@@ -71,3 +81,21 @@ def test_fault_matrix_covers_every_kind_and_phase_and_writes_markdown() -> None:
                          "observed": "o", "final_state": "FALLBACK", "passed": False}], True)
     md = fm.markdown(res)
     assert "a\\|b" in md and "**FAIL**" in md and "FALLBACK (want PRIMARY)" in md
+
+
+def test_readme_section_is_rewritten_between_its_markers(tmp_path: Path) -> None:
+    from bench import _readme, soak
+    res = soak.summarize([{"kind": "blackhole", "failover_ms": 900, "rehome_ms": 300,
+                           "heap_used": 80000}], 10, {"a": 1}, {"a": 1}, {"ok": True}, {}, 2, 0,
+                         70000, 5.0, 4.0, True)
+    (tmp_path / "soak.json").write_text(json.dumps({**res, "quick": True}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{_readme.START}\nold figures\n{_readme.END}\noutro\n")
+    _readme.update(tmp_path, readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old figures" not in text
+    assert "| soak | 1 failover/re-home cycles" in text and "0 stuck; store unchanged" in text
+    assert "`python -m bench --quick --only soak`" in text and "Not run yet: failover" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="no <!-- bench:start -->"):
+        _readme.update(tmp_path, readme)
