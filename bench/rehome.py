@@ -23,11 +23,13 @@ from bench import _rig
 from bench._rig import Rig, RigError, RigSpec
 
 KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
+KEEP_ON_COLD = ("phone.key", "phone.der")     # phone.store.PHONE_KEY, PHONE_CERT
+COLD_AFTER_S = 20.0     # after the common start: the other labs have booted by then
 
 
 @dataclass
 class Task:
-    what: str                       # "rehome" | "boot_outage"
+    what: str                       # "rehome" | "boot_outage" | "cold"
     label: str
     runs: int
     monitor: int = 120
@@ -42,16 +44,17 @@ def plan(quick: bool) -> list[Task]:
     """The measures, each split over labs so that no lab runs more than about a minute."""
     if quick:
         return [Task("rehome", "connectionMonitorDuration 5 s", 2, monitor=5),
-                Task("boot_outage", "blackhole", 1, monitor=5)]
+                Task("boot_outage", "blackhole", 1, monitor=5), Task("cold", "cold", 2, monitor=5)]
     whole = [Task("rehome", f"connectionMonitorDuration {m} s", 5, monitor=m) for m in (5, 10, 20)]
     whole.append(Task("rehome", "connectionMonitorDuration 10 s, 30 s outage", 3, monitor=10,
                       outage_s=30.0))
     whole += [Task("boot_outage", k, 3, kind=k, monitor=5) for k in KINDS]
+    whole.append(Task("cold", "cold", 9, monitor=5))
     whole.append(Task("boot_outage", "blackhole, demo timers", 3, short_timers=True, monitor=5))
     out = []
     for t in whole:
         # seconds one run takes, roughly: detection, the outage, the monitor, a boot's TFTP retries
-        est = 10 + t.monitor + t.outage_s if t.what == "rehome" else \
+        est = 60 if t.what == "cold" else 10 + t.monitor + t.outage_s if t.what == "rehome" else \
             35 if t.kind != "cm_reset" and not t.short_timers else 15
         per_lab = max(1, int(60 // est))
         out += [replace(t, runs=n) for n in _rig.split(t.runs, -(-t.runs // per_lab))]
@@ -66,12 +69,13 @@ def worker(t: Task) -> dict:
     runs: list[dict] = []
     errors: list[str] = []
     with Rig(_rig.workdir(f"rehome-{t.what}"), spec) as rig:
-        sb = rig.wait("standby_up", rig.booted, 60)
-        cold = _boot_figures(rig, rig.booted, sb.host)
-        _rig.sleep_until_wall(t.start_at)
+        rig.wait("standby_up", rig.booted, 60)
+        # Cold boots wait for the other labs' boot storm to pass: the figure is CPU-bound.
+        _rig.sleep_until_wall(t.start_at + (COLD_AFTER_S if t.what == "cold" else 0))
+        step = {"rehome": _rehome, "boot_outage": _boot_outage, "cold": _cold}[t.what]
         for _ in range(t.runs):
             try:
-                runs.append(_rehome(rig, t) if t.what == "rehome" else _boot_outage(rig, t))
+                runs.append(step(rig, t))
             except RigError as e:
                 errors.append(str(e))
                 try:
@@ -79,7 +83,20 @@ def worker(t: Task) -> dict:
                 except RigError:
                     break
     return {"what": t.what, "label": t.label, "monitor": t.monitor, "outage_s": t.outage_s,
-            "kind": t.kind, "runs": runs, "cold": cold, "errors": errors}
+            "kind": t.kind, "runs": runs, "errors": errors}
+
+
+def _cold(rig: Rig, t: Task) -> dict:
+    """A first boot: the store emptied but for the phone's own key and certificate (what a
+    provisioned board leaves the bench with), then a reset with the WAN up."""
+    time.sleep(1.0)
+    for f in (rig.folder / "state").iterdir():
+        if f.name not in KEEP_ON_COLD:
+            f.unlink()
+    t0 = rig.reboot()
+    boot = rig.wait("boot", t0, 30)
+    sb = rig.wait("standby_up", boot.host, 60)
+    return _boot_figures(rig, boot.host, sb.host)
 
 
 def _boot_figures(rig: Rig, since: float, until: float) -> dict:
@@ -137,7 +154,6 @@ def run(quick: bool) -> dict:
 def summarize(results: list[dict]) -> dict:
     rows: list[list] = []
     errors = [r["error"] for r in results if "error" in r and "runs" not in r]
-    colds = [r["cold"] for r in results if r.get("cold")]
     ok: list[dict] = []                 # one entry per measure: its labs' runs together
     for r in results:
         if "runs" not in r:
@@ -159,6 +175,7 @@ def summarize(results: list[dict]) -> dict:
                      "after 120 s default"])
         detail["rehome"].append({**{k: r[k] for k in ("label", "monitor", "outage_s")},
                                  "rehome": st, "overhead": over, "runs": r["runs"]})
+    colds = [x for r in ok if r["what"] == "cold" for x in r["runs"] if x]
     st = _rig.stats([c["registered_ms"] for c in colds if c.get("link") == "primary"])
     sb = _rig.stats([c["standby_ms"] for c in colds if c.get("standby_ms") is not None])
     rows.append(["boot -> registered (cold)", st["n"], f"{st['median']} ms", f"{st['worst']} ms",
