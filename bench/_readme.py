@@ -14,7 +14,7 @@ from host_tools import ROOT
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
-ORDER = ("failover", "rehome", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak")
+ORDER = ("failover", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak")
 
 
 def _load(out: Path) -> dict[str, dict]:

@@ -48,7 +48,6 @@ class RigSpec:
     heap: str = runner.DEFAULT_HEAP
     tftp: str = "auto"
     mode: str = "auto"
-    main_py: str | None = None              # replace the board's main.py (bench harness)
 
 
 class Rig:
@@ -86,8 +85,6 @@ class Rig:
             cur.update(s.settings)
             path.write_text(json.dumps(cur, indent=2) + "\n")
             runner.install_firmware(self.folder, self.workdir / "build")
-            if s.main_py is not None:
-                (self.folder / "main.py").write_text(s.main_py)
             if boot:
                 self.boot()
         except BaseException:
@@ -165,12 +162,11 @@ class Rig:
     # -- faults ----------------------------------------------------------------------------
     def cut(self, kind: str) -> float:
         """Cut the WAN; returns the host time the fault was in force."""
-        self.lab.wan_cut(kind)
-        return time.monotonic()
+        return self.lab.wan_cut(kind)
 
     def restore(self) -> float:
-        self.lab.wan_restore()
-        return time.monotonic()
+        """Restore the WAN; returns the host time it was back."""
+        return self.lab.wan_restore()
 
     def reboot(self) -> float:
         t = time.monotonic()

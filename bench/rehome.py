@@ -1,5 +1,5 @@
-"""Re-home time vs connectionMonitorDuration, and boot-to-registered: cold, and during a WAN
-outage (the boot-during-outage scenario: the phone restarts while the WAN is cut, provisions
+"""Re-home time vs connectionMonitorDuration, and boot-to-registered during a WAN outage
+(cold boots: bench/boot.py, which needs the CPU to itself) (the boot-during-outage scenario: the phone restarts while the WAN is cut, provisions
 from its store and registers with the SRST router directly).
 
 Re-home: the config's connectionMonitorDuration is set by the lab (no monitor_s override),
@@ -9,8 +9,7 @@ then the time from the restore to the board's `rehomed` line. It is connectionMo
 plus the wait for the next probe of the call manager (backoff 1 s doubling to 30 s while the
 WAN is down) plus the Register over the probe session.
 
-Boot: `boot` -> `registered` on the board's own clock. Cold: every lab's first boot (DHCP,
-TFTP of CTL/ITL and the signed config, trust checks, TLS registration). During an outage:
+Boot: `boot` -> `registered` on the board's own clock. During an outage:
 each WAN kind, default agent settings, and the lab's demo timers (scenarios/
 boot-during-outage.toml); connectionMonitorDuration 5 s there, so the series moves on."""
 from __future__ import annotations
@@ -23,13 +22,11 @@ from bench import _rig
 from bench._rig import Rig, RigError, RigSpec
 
 KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
-KEEP_ON_COLD = ("phone.key", "phone.der")     # phone.store.PHONE_KEY, PHONE_CERT
-COLD_AFTER_S = 20.0     # after the common start: the other labs have booted by then
 
 
 @dataclass
 class Task:
-    what: str                       # "rehome" | "boot_outage" | "cold"
+    what: str                       # "rehome" | "boot_outage"
     label: str
     runs: int
     monitor: int = 120
@@ -44,17 +41,16 @@ def plan(quick: bool) -> list[Task]:
     """The measures, each split over labs so that no lab runs more than about a minute."""
     if quick:
         return [Task("rehome", "connectionMonitorDuration 5 s", 2, monitor=5),
-                Task("boot_outage", "blackhole", 1, monitor=5), Task("cold", "cold", 2, monitor=5)]
+                Task("boot_outage", "blackhole", 1, monitor=5)]
     whole = [Task("rehome", f"connectionMonitorDuration {m} s", 5, monitor=m) for m in (5, 10, 20)]
     whole.append(Task("rehome", "connectionMonitorDuration 10 s, 30 s outage", 3, monitor=10,
                       outage_s=30.0))
     whole += [Task("boot_outage", k, 3, kind=k, monitor=5) for k in KINDS]
-    whole.append(Task("cold", "cold", 9, monitor=5))
     whole.append(Task("boot_outage", "blackhole, demo timers", 3, short_timers=True, monitor=5))
     out = []
     for t in whole:
         # seconds one run takes, roughly: detection, the outage, the monitor, a boot's TFTP retries
-        est = 60 if t.what == "cold" else 10 + t.monitor + t.outage_s if t.what == "rehome" else \
+        est = 10 + t.monitor + t.outage_s if t.what == "rehome" else \
             35 if t.kind != "cm_reset" and not t.short_timers else 15
         per_lab = max(1, int(60 // est))
         out += [replace(t, runs=n) for n in _rig.split(t.runs, -(-t.runs // per_lab))]
@@ -70,9 +66,8 @@ def worker(t: Task) -> dict:
     errors: list[str] = []
     with Rig(_rig.workdir(f"rehome-{t.what}"), spec) as rig:
         rig.wait("standby_up", rig.booted, 60)
-        # Cold boots wait for the other labs' boot storm to pass: the figure is CPU-bound.
-        _rig.sleep_until_wall(t.start_at + (COLD_AFTER_S if t.what == "cold" else 0))
-        step = {"rehome": _rehome, "boot_outage": _boot_outage, "cold": _cold}[t.what]
+        _rig.sleep_until_wall(t.start_at)
+        step = {"rehome": _rehome, "boot_outage": _boot_outage}[t.what]
         for _ in range(t.runs):
             try:
                 runs.append(step(rig, t))
@@ -84,30 +79,6 @@ def worker(t: Task) -> dict:
                     break
     return {"what": t.what, "label": t.label, "monitor": t.monitor, "outage_s": t.outage_s,
             "kind": t.kind, "runs": runs, "errors": errors}
-
-
-def _cold(rig: Rig, t: Task) -> dict:
-    """A first boot: the store emptied but for the phone's own key and certificate (what a
-    provisioned board leaves the bench with), then a reset with the WAN up."""
-    time.sleep(1.0)
-    for f in (rig.folder / "state").iterdir():
-        if f.name not in KEEP_ON_COLD:
-            f.unlink()
-    t0 = rig.reboot()
-    boot = rig.wait("boot", t0, 30)
-    sb = rig.wait("standby_up", boot.host, 60)
-    return _boot_figures(rig, boot.host, sb.host)
-
-
-def _boot_figures(rig: Rig, since: float, until: float) -> dict:
-    evs = [s for s in rig.since(since) if s.host <= until + 1]
-    boot = next((s for s in evs if s.event.ev == "boot"), None)
-    reg = next((s for s in evs if s.event.ev == "registered"), None)
-    sb = next((s for s in evs if s.event.ev == "standby_up"), None)
-    if boot is None or reg is None:
-        return {}
-    return {"registered_ms": reg.event.t - boot.event.t, "link": reg.event.get("link"),
-            "standby_ms": (sb.event.t - boot.event.t) if sb else None}
 
 
 def _rehome(rig: Rig, t: Task) -> dict:
@@ -164,7 +135,7 @@ def summarize(results: list[dict]) -> dict:
             ok.append({**r, "runs": list(r["runs"])})
         else:
             same["runs"] += r["runs"]
-    detail: dict[str, Any] = {"rehome": [], "boot_outage": [], "cold": []}
+    detail: dict[str, Any] = {"rehome": [], "boot_outage": []}
     for r in ok:
         if r["what"] != "rehome":
             continue
@@ -175,12 +146,6 @@ def summarize(results: list[dict]) -> dict:
                      "after 120 s default"])
         detail["rehome"].append({**{k: r[k] for k in ("label", "monitor", "outage_s")},
                                  "rehome": st, "overhead": over, "runs": r["runs"]})
-    colds = [x for r in ok if r["what"] == "cold" for x in r["runs"] if x]
-    st = _rig.stats([c["registered_ms"] for c in colds if c.get("link") == "primary"])
-    sb = _rig.stats([c["standby_ms"] for c in colds if c.get("standby_ms") is not None])
-    rows.append(["boot -> registered (cold)", st["n"], f"{st['median']} ms", f"{st['worst']} ms",
-                 f"standby up after {sb['median']} ms", "-"])
-    detail["cold"] = {"registered": st, "standby": sb, "samples": colds}
     for r in ok:
         if r["what"] != "boot_outage":
             continue
@@ -199,9 +164,7 @@ def summarize(results: list[dict]) -> dict:
         "connectionMonitorDuration (120 s by default), so the column to read is the overhead: "
         "the wait for the next probe (backoff 1 s doubling to 30 s while the WAN is down) "
         "plus the Register over the already open probe session.",
-        "Boot: the board's own clock from its boot event; cold = DHCP + TFTP (CTL, ITL, signed "
-        "config) + trust checks + TLS registration on a host CPU (a board is slower: RSA and "
-        "TLS dominate there).",
+        "Boot: the board's own clock from its boot event (cold boots: bench/boot.py).",
         "Boot during an outage, default settings: TFTP gives up on the first file after the "
         "request and tftp_retries 5 resends, tftp_timeout_ms 3000 each (18 s, ICMP errors or "
         "not), then the call manager's connect (connect_timeout_ms 5000 when silent, about "
@@ -209,7 +172,7 @@ def summarize(results: list[dict]) -> dict:
     ]
     if errors:
         notes.append(f"{len(errors)} run(s) not counted: " + "; ".join(errors[:3]))
-    return {"title": "Re-home vs connectionMonitorDuration; boot to registered (virtual board)",
+    return {"title": "Re-home vs connectionMonitorDuration; boot during an outage (virtual board)",
             "columns": ["measure", "runs", "median", "worst", "detail", "real phones"],
             "rows": rows, "notes": notes, "detail": detail, "errors": errors,
             "firmware": _rig.revision()}
@@ -226,10 +189,6 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
             out.append((f"re-home after the WAN is back, connectionMonitorDuration {r['monitor']} s",
                         f"duration + {_rig.sec(r['overhead']['median'])} (worst +"
                         f"{_rig.sec(r['overhead']['worst'])})", "real phones: after 120 s by default"))
-    cold = d.get("cold", {}).get("registered", {})
-    if cold.get("median") is not None:
-        out.append(("boot -> registered, cold (DHCP, TFTP, CTL/ITL, signed config, TLS)",
-                    f"median {cold['median']} ms, worst {cold['worst']} ms", "host CPU, not an ESP32"))
     for b in d.get("boot_outage", []):
         if b["label"] == "blackhole":
             out.append(("boot during a silent outage -> registered with SRST",

@@ -19,6 +19,7 @@ What `start()` builds, in order (Cisco's Secure SRST design, docs/lab.md):
 from __future__ import annotations
 
 import atexit
+import time
 import contextlib
 import json
 import socket
@@ -429,17 +430,19 @@ class Lab:
         return root
 
     # ------------------------------------------------------------------ faults
-    def wan_cut(self, kind: str = "blackhole") -> None:
-        """blackhole (silent), unreachable (ICMP / RST in loopback), link_down, cm_reset."""
-        self._topo().wan_cut(kind)
+    def wan_cut(self, kind: str = "blackhole") -> float:
+        """blackhole (silent), unreachable (ICMP / RST in loopback), link_down, cm_reset.
+        Returns the time.monotonic() the fault was in force."""
+        return self._topo().wan_cut(kind)
 
-    def wan_restore(self) -> None:
-        self._topo().wan_restore()
+    def wan_restore(self) -> float:
+        """Returns the time.monotonic() the WAN was back."""
+        return self._topo().wan_restore()
 
     def flap(self, period_s: float, count: int, kind: str = "blackhole", wait: bool = False) -> Any:
         return self._topo().flap(period_s, count, kind, wait)
 
-    def _cm_reset(self, on: bool) -> None:
+    def _cm_reset(self, on: bool) -> float:
         topo, cm = self._topo(), self.callmanager
         assert cm is not None
 
@@ -450,14 +453,19 @@ class Lab:
                 with contextlib.suppress(OSError, AttributeError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             n = await cm.drop_connections(abort=True, reason="cm_reset")
+            at = time.monotonic()       # in force: a phone may be on SRST before stop() ends
             await cm.stop()                                                # then refuse
-            return n
+            return n, at
+
+        async def start() -> float:
+            await cm.start()
+            return time.monotonic()
 
         if on:
-            n = topo.hq.run(reset(), 10)
+            n, at = topo.hq.run(reset(), 10)
             self.log("cm_reset", connections=n)
-        else:
-            topo.hq.run(cm.start(), 10)
+            return at
+        return topo.hq.run(start(), 10)
 
     def kill(self, name: str) -> None:
         """Stop one server as if its process died: callmanager, srst, tftp, dhcp."""

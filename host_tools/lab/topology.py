@@ -109,7 +109,8 @@ class Topology:
         self.branch = NsLoop("branch")
         self.hq = NsLoop("hq")
         self.wan = "up"                          # "up" or the kind of the cut in force
-        self.on_cm_reset: Callable[[bool], None] | None = None
+        # cm_reset is done by the Lab (its call manager); returns when it was in force
+        self.on_cm_reset: Callable[[bool], float] | None = None
         self._flap: threading.Thread | None = None
         self._flap_stop = threading.Event()
         self._lock = threading.RLock()
@@ -149,7 +150,9 @@ class Topology:
         return self.addr.hq_front, port
 
     # -- WAN faults ---------------------------------------------------------------------
-    def wan_cut(self, kind: str = "blackhole") -> None:
+    def wan_cut(self, kind: str = "blackhole") -> float:
+        """Cut the WAN; returns the time.monotonic() the fault was in force (a cm_reset is in
+        force once the connections are reset, before the server stops listening)."""
         if kind not in WAN_KINDS:
             raise TopologyError(f"WAN fault {kind!r}: one of {', '.join(WAN_KINDS)}")
         with self._lock:
@@ -158,27 +161,32 @@ class Topology:
             if kind == "cm_reset":
                 if self.on_cm_reset is None:
                     raise TopologyError("cm_reset needs the call manager (use Lab.wan_cut)")
-                self.on_cm_reset(True)
+                at = self.on_cm_reset(True)
             else:
                 self._cut(kind)
+                at = time.monotonic()
             self.wan = kind
         self.emit("wan_cut", kind=kind)
+        return at
 
-    def wan_restore(self) -> None:
+    def wan_restore(self) -> float:
+        """Restore the WAN; returns the time.monotonic() it was back."""
         with self._lock:
             if self.wan == "up":
-                return
+                return time.monotonic()
             kind = self.wan
-            self._restore()
+            at = self._restore()
             self.wan = "up"
         self.emit("wan_restored", kind=kind)
+        return at
 
-    def _restore(self) -> None:
+    def _restore(self) -> float:
         if self.wan == "cm_reset":
             if self.on_cm_reset is not None:
-                self.on_cm_reset(False)
+                return self.on_cm_reset(False)
         else:
             self._uncut(self.wan)
+        return time.monotonic()
 
     def _cut(self, kind: str) -> None:
         raise NotImplementedError
