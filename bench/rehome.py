@@ -162,8 +162,11 @@ def summarize(results: list[dict]) -> dict:
     notes = [
         "Re-home: from the WAN restore to the board's rehomed line. Real phones re-home after "
         "connectionMonitorDuration (120 s by default), so the column to read is the overhead: "
-        "the wait for the next probe (backoff 1 s doubling to 30 s while the WAN is down) "
-        "plus the Register over the already open probe session.",
+        "the wait for the next probe to get through (a probe's TCP connect still pending "
+        "gets through at its next SYN retransmission, 1 s then 2 s apart; otherwise the "
+        "retry backoff, 1 s doubling to 30 s while the WAN is down) plus the Register over "
+        "the already open probe session. So the overhead is 0.1-1.2 s, by where the restore "
+        "falls in that rhythm.",
         "Boot: the board's own clock from its boot event (cold boots: bench/boot.py).",
         "Boot during an outage, default settings: TFTP gives up on the first file after the "
         "request and tftp_retries 5 resends, tftp_timeout_ms 3000 each (18 s, ICMP errors or "
