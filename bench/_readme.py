@@ -1,8 +1,10 @@
-"""The headline figures of every benchmark, from the JSON in out/bench/: SUMMARY.md after each
-`python -m bench`, and README.md's figures section (`python -m bench --readme`).
+"""The figures of every benchmark, from the JSON in out/bench/: SUMMARY.md after each
+`python -m bench`; `python -m bench --readme` rewrites README.md's figures section (the
+headlines) and, in docs/benchmarks.md, each benchmark's whole table between its
+`<!-- bench:NAME -->` and `<!-- bench:end -->` markers.
 
 Each benchmark module may have `headline(res) -> list of (measure, figure, compared with)`;
-the fault matrix adds its whole table."""
+the fault matrix adds its whole table to the summary."""
 from __future__ import annotations
 
 import importlib
@@ -14,6 +16,7 @@ from host_tools import ROOT
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
+DOCS = ROOT / "docs" / "benchmarks.md"
 ORDER = ("failover", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak")
 
 
@@ -42,6 +45,17 @@ def _cell(s: object) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
+def table_md(res: dict) -> str:
+    """A result's table and notes as markdown ("FAIL" cells in bold)."""
+    cols = res.get("columns", [])
+    lines = ["| " + " | ".join(_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for row in res.get("rows", []):
+        cells = [f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else _cell(v)
+                 for v in row]
+        lines.append("| " + " | ".join("**FAIL**" if c == "FAIL" else c for c in cells) + " |")
+    return "\n".join(lines + [""] + [f"- {_cell(n)}" for n in res.get("notes", [])]) + "\n"
+
+
 def summary(out: Path) -> str:
     found = _load(out)
     where = out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out
@@ -59,20 +73,32 @@ def summary(out: Path) -> str:
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}."]
     if "fault_matrix" in found:
-        from bench import fault_matrix
         fm = found["fault_matrix"]
         lines += ["", f"Fault matrix ({fm.get('passed')}/{fm.get('total')} cases passed, "
-                      f"`{_command('fault_matrix', fm)}`):", "",
-                  *fault_matrix.markdown(fm).splitlines()[2:]]
+                      f"`{_command('fault_matrix', fm)}`):", "", *table_md(fm).splitlines()]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def update(out: Path, readme: Path = ROOT / "README.md") -> str:
-    """Rewrite the part of README.md between the bench markers; say what was done."""
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme}: no {START} ... {END} section to rewrite")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(head + START + "\n" + summary(out) + END + tail)
-    return f"{readme}: figures rewritten from {out}/ ({', '.join(_load(out)) or 'no JSON'})"
+def _between(text: str, start: str, body: str, where: Path) -> str:
+    if start not in text or END not in text.split(start, 1)[1]:
+        raise SystemExit(f"{where}: no {start} ... {END} section to rewrite")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + body + END + rest.split(END, 1)[1]
+
+
+def update(out: Path, readme: Path = ROOT / "README.md", docs: Path | None = DOCS) -> str:
+    """Rewrite README.md's figures and docs/benchmarks.md's tables; say what was done."""
+    found = _load(out)
+    readme.write_text(_between(readme.read_text(), START, summary(out), readme))
+    done = [str(readme)]
+    if docs is not None and docs.exists():
+        text = docs.read_text()
+        for name, res in found.items():
+            mark = f"<!-- bench:{name} -->"
+            if mark in text:
+                body = (f"`{_command(name, res)}` (firmware {res.get('firmware', '?')}, "
+                        f"{res['_when']}, {res.get('seconds', '?')} s):\n\n" + table_md(res))
+                text = _between(text, mark, body, docs)
+        docs.write_text(text)
+        done.append(str(docs))
+    return f"{' and '.join(done)}: figures rewritten from {out}/ ({', '.join(found) or 'no JSON'})"

@@ -91,11 +91,17 @@ def test_readme_section_is_rewritten_between_its_markers(tmp_path: Path) -> None
     (tmp_path / "soak.json").write_text(json.dumps({**res, "quick": True}))
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{_readme.START}\nold figures\n{_readme.END}\noutro\n")
-    _readme.update(tmp_path, readme)
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(f"## Soak\n<!-- bench:soak -->\nold table\n{_readme.END}\nprose\n"
+                    f"<!-- bench:tftp -->\nnot run, kept\n{_readme.END}\n")
+    _readme.update(tmp_path, readme, docs)
+    text = docs.read_text()
+    assert "old table" not in text and "| cycles | heap min |" in text and "prose" in text
+    assert "not run, kept" in text
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old figures" not in text
     assert "| soak | 1 failover/re-home cycles" in text and "0 stuck; store unchanged" in text
     assert "`python -m bench --quick --only soak`" in text and "Not run yet: failover" in text
     readme.write_text("no markers\n")
     with pytest.raises(SystemExit, match="no <!-- bench:start -->"):
-        _readme.update(tmp_path, readme)
+        _readme.update(tmp_path, readme, None)
