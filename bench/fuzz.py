@@ -9,7 +9,8 @@ message), the slowest answer, and the heap the second half of the run kept for g
 shows there). Inputs come from the structure-aware generators of host_tools/fuzz/gen.py
 driven by a seeded PRNG (the tests drive the same generators through hypothesis); the corpus
 is built with seeded keys, so a run is reproducible: same seed, same inputs. Quick: 1,000
-inputs per parser; full: 5,000; --long (or BENCH_FUZZ_INPUTS): 20,000. Two parsers run at a time (one MicroPython process each).
+inputs per parser; full: 5,000; --long (or BENCH_FUZZ_INPUTS): 20,000. Two parsers run at a
+time (one MicroPython process each).
 Inputs that crash or hang a parser, and each parser's slowest, go to out/bench/fuzz/."""
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Re-home time vs connectionMonitorDuration, and boot-to-registered during a WAN outage
-(cold boots: bench/boot.py, which needs the CPU to itself) (the boot-during-outage scenario: the phone restarts while the WAN is cut, provisions
-from its store and registers with the SRST router directly).
+"""Re-home time vs connectionMonitorDuration, and boot-to-registered during a WAN outage (the
+boot-during-outage scenario: the phone restarts while the WAN is cut, provisions from its
+store and registers with the SRST router directly). Cold boots: bench/boot.py, which needs
+the CPU to itself.
 
 Re-home: the config's connectionMonitorDuration is set by the lab (no monitor_s override),
 the agent runs its default settings, keepalive 30 s. Each run: silent cut (blackhole),

@@ -49,6 +49,13 @@ def run(quick: bool) -> dict:
         for i in range(n):
             time.sleep(rng.uniform(0.0, 0.2))
             cycles.append(_cycle(rig, KINDS[i % len(KINDS)]))
+            if (i + 1) % block == 0 or i + 1 == n:      # progress: a long run is 45 min
+                part = cycles[-block:]
+                heaps = [c["heap_used"] for c in part if c.get("heap_used") is not None]
+                med = round(statistics.median(heaps)) if heaps else None
+                print(f"soak: {i + 1}/{n} cycles, {(time.monotonic() - t_loop) / 60:.1f} min; "
+                      f"last {len(part)}: heap median {_kb(med)}, "
+                      f"{sum(1 for c in part if 'stuck' in c)} stuck", flush=True)
         loop_s = time.monotonic() - t_loop
         after = rig.store_hashes()
         servers = rig.lab.status()["phones"]
