@@ -179,6 +179,7 @@ def _vw(d, out):
         else:
             out.append(p)
 _vf = %r
+_vd = None
 for _vd in %r:
     _vw(_vd, _vf)
 print(repr(dict((p, _vh(p)) for p in _vf)))

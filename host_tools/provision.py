@@ -220,8 +220,7 @@ def provision(port: str, ident: Identity, reset: bool = True, show: bool = True)
                 _put(b, path, data, secret)
                 result.written.append(path)
                 console.print(f"  wrote {path} ({what}, {len(data)} B)")
-            # (a non-empty folder list: deploy.Board.hashes needs one, see the report)
-            on_board = b.hashes([f[0] for f in files], [store])
+            on_board = b.hashes([f[0] for f in files], [])
             bad = [p for p, data, _s, _w in files if on_board.get(p) != hashlib.sha256(data).hexdigest()]
             if bad:
                 raise ProvisionError(f"read-back check failed for {', '.join(bad)}: the board's "

@@ -103,6 +103,14 @@ def test_stale_and_shadowing_files_are_removed(board, folder, firmware):
     board.wait_event("boot", timeout=20, since=seen)
 
 
+def test_hashes_of_named_files_only(board, folder):
+    (folder / "a.txt").write_bytes(b"abc")
+    with deploy.Board(board.port_for_mpremote) as b:
+        got = b.hashes(["/a.txt", "/missing"], [])       # no folder to walk: files only
+    assert got == {"/a.txt": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                   "/missing": None}
+
+
 def test_mpy_format_and_compiler_choice():
     fmt = deploy.MpyFormat.from_sys(2822)  # what the unix port here reports
     assert (fmt.version, fmt.sub, fmt.arch, fmt.label) == (6, 3, "x64", "6.3")
