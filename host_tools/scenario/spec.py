@@ -2,6 +2,8 @@
 
     name = "wan-blackhole"
     description = "Silent WAN cut: the phone fails over to SRST over its standby link."
+    until = "rehomed"          # end at this event, after the timeline; or duration = "20s"
+    timeout = "60s"            # (not both); timeout: the most the run may take
 
     [lab]                      # host_tools.lab.Lab options
     mode = "auto"              # auto | netns | loopback
@@ -205,6 +207,10 @@ def loads(text: str, path: Path | None = None) -> Scenario:
     until = data.get("until")
     if until is not None and not isinstance(until, str):
         fail("until must be an event name", lines.of_key("until"))
+    if until is not None and duration is not None:
+        # one end only: the run stops at the `until` event, so a duration would be ignored
+        fail("give duration or until, not both (the run ends at the until event)",
+             lines.of_key("duration"))
     timeout = dur("timeout", 120.0)
     if duration is None and until is None:
         duration = 5.0

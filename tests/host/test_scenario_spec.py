@@ -54,6 +54,7 @@ def test_good_scenario_parses():
     (GOOD.replace('final_state = "PRIMARY"', 'final_state = "HAPPY"'), 19, "final_state must be"),
     (GOOD.replace('short_timers = true', 'shrt_timers = true'), 6, "unknown key 'shrt_timers'"),
     (GOOD.replace('delay = "1s"\n', 'delay = "1s"\nat = "3s"\n'), 8, "exactly one of"),
+    (GOOD.replace('until = "rehomed"', 'until = "rehomed"\nduration = "3s"'), 4, "not both"),
 ])
 def test_bad_scenarios_name_the_line(bad, line, msg):
     with pytest.raises(spec.ScenarioError) as ei:
