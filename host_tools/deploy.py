@@ -304,6 +304,21 @@ def plan(items: list[Item], on_board: dict[str, str | None], old_files: set[str]
     return copy, same, sorted(stale)
 
 
+def keep_mac(items: list[Item], on_board: str | None) -> str | None:
+    """The board's /board.json may hold the MAC `phonelab provision` wrote (the phone's
+    identity); a new profile without one keeps it. Returns the MAC kept, if any."""
+    try:
+        mac = json.loads(on_board or "{}").get("mac")
+    except (ValueError, AttributeError):
+        return None
+    at = next(n for n, i in enumerate(items) if i.target == "/board.json")
+    new = json.loads(items[at].data)
+    if not isinstance(mac, str) or new.get("mac"):
+        return None
+    items[at] = Item("/board.json", json.dumps({**new, "mac": mac}, indent=1).encode())
+    return mac
+
+
 def deploy(port: str, board: str = "virtual", source: bool = False, force: bool = False,
            reset: bool = True, firmware: Path = FIRMWARE, show: bool = True) -> DeployResult:
     from rich.console import Console
@@ -324,6 +339,9 @@ def deploy(port: str, board: str = "virtual", source: bool = False, force: bool 
         console.print(f"board on {port}: {info['name']} {info['version']} ({info['platform']}), "
                       f"deploying {result.mpy}, profile {profile.name}")
         items = build_items(firmware, profile, fmt, Path(tmp))
+        mac = keep_mac(items, b.read_text("/board.json"))
+        if mac:
+            console.print(f"keeping the MAC {mac} that phonelab provision put in /board.json")
         try:
             old = json.loads(b.read_text(MANIFEST) or "{}")
         except ValueError:

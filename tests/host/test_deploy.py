@@ -103,6 +103,19 @@ def test_stale_and_shadowing_files_are_removed(board, folder, firmware):
     board.wait_event("boot", timeout=20, since=seen)
 
 
+def test_deploy_keeps_the_mac_provision_wrote(board, folder, firmware):
+    assert deploy.deploy(board.port_for_mpremote, firmware=firmware, show=False).copied
+    profile = json.loads((folder / "board.json").read_text())
+    (folder / "board.json").write_text(json.dumps({**profile, "mac": "00:11:22:AA:BB:CD"}))
+    with (firmware / "phone" / "events.py").open("a") as f:
+        f.write("\nDEPLOY_TEST = 1\n")
+    result = deploy.deploy(board.port_for_mpremote, firmware=firmware, show=False)
+    assert json.loads((folder / "board.json").read_text()) == {**profile, "mac": "00:11:22:AA:BB:CD"}
+    assert "/board.json" in result.copied                 # rewritten once, in the new form
+    result = deploy.deploy(board.port_for_mpremote, firmware=firmware, show=False)
+    assert result.copied == []                            # then left alone
+
+
 def test_hashes_of_named_files_only(board, folder):
     (folder / "a.txt").write_bytes(b"abc")
     with deploy.Board(board.port_for_mpremote) as b:
