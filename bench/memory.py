@@ -65,11 +65,12 @@ def _run(fw: Path, work: Path, quick: bool) -> dict:
                          f" live peak {_k(res['live_peak'])} at {res['live_peak_at']};"
                          f" {_k(res['after_unload'])} used after unload()"])
         smallest = {}
-        for label, again in (("first boot", False), ("second boot", True)):
+        for label, again, new in (("first boot", False, False), ("second boot", True, False),
+                                  ("second boot, trust lists signed again", True, True)):
             if quick and again:
                 continue
             smallest[label] = lab.min_heap(fw, step=2048 if quick else 1024, again=again,
-                                           confirm=1 if quick else 3)
+                                           confirm=1 if quick else 3, new_lists=new)
             rows.append([f"smallest heap, {label}", _k(smallest[label]),
                          f"provisioning passes there and at the {1 if quick else 3} sizes above"])
 

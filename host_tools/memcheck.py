@@ -183,14 +183,8 @@ class ProvisionLab:
         self.pki = p
         root = self.workdir / "tftp"
         root.mkdir(exist_ok=True)
-        R = ctlbuild.Record
-        ccm = R("CCM", p.ccm.cert, dns=p.ccm.cn, ip="127.0.0.1")
-        tftp = R("TFTP", p.tftp.cert, dns=p.tftp.cn, ip="127.0.0.1")
-        capf = R("CAPF", p.capf.cert)
-        ctlbuild.write(root / "CTLFile.tlv", ctlbuild.build_trust_list(
-            p.sast, [R("SAST", p.sast2.cert), ccm, tftp, capf], hash_name=self.hash_name))
-        ctlbuild.write(root / "ITLFile.tlv", ctlbuild.build_trust_list(
-            p.sast, [tftp, ccm, capf], hash_name=self.hash_name, itl=True))
+        for name, data in self.trust_lists().items():
+            ctlbuild.write(root / name, data)
         cfg = cnfxml.write_cnf_xml(
             root, self.mac, [cnfxml.CallManagerRef("cucm1", "127.0.0.1", 2000)],
             cnfxml.SrstRef("srst-branch-7", "127.0.0.1", 2000, certificate=p.srst.cert_der))
@@ -269,22 +263,53 @@ class ProvisionLab:
         return ProvisionRun(heap_b, ok, events, "".join(out), wall,
                             dict(res.fields) if res is not None else {})
 
-    def second_boot(self, fw: Path, heap: str | int = "96K", sample: bool = False) -> ProvisionRun:
+    def trust_lists(self, timestamp: int | None = None) -> dict[str, bytes]:
+        """CTLFile.tlv and ITLFile.tlv as served (timestamp: the same lists signed again)."""
+        from host_tools import ctlbuild
+        p, R = self.pki, ctlbuild.Record
+        ccm = R("CCM", p.ccm.cert, dns=p.ccm.cn, ip="127.0.0.1")
+        tftp = R("TFTP", p.tftp.cert, dns=p.tftp.cn, ip="127.0.0.1")
+        capf = R("CAPF", p.capf.cert)
+        return {"CTLFile.tlv": ctlbuild.build_trust_list(
+                    p.sast, [R("SAST", p.sast2.cert), ccm, tftp, capf],
+                    hash_name=self.hash_name, timestamp=timestamp),
+                "ITLFile.tlv": ctlbuild.build_trust_list(
+                    p.sast, [tftp, ccm, capf], hash_name=self.hash_name, itl=True,
+                    timestamp=timestamp)}
+
+    def second_boot(self, fw: Path, heap: str | int = "96K", sample: bool = False,
+                    new_lists: bool = False) -> ProvisionRun:
         """Provision a folder that already holds the stored state of a first boot (stored
-        trust list verified first, new downloads checked against its SASTs)."""
+        trust list verified first, new downloads checked against its SASTs). new_lists: the
+        server's CTL and ITL are signed again in between (other bytes, same SASTs), so both
+        are verified again: the heaviest boot."""
         folder = self.board_folder()
         if not self.provision(fw, "1M", folder=folder).ok:
             raise MemcheckError("the first boot fails even with a 1M heap")
-        return self.provision(fw, heap, sample=sample, folder=folder)
+        if not new_lists:
+            return self.provision(fw, heap, sample=sample, folder=folder)
+        served = {n: (self.tftp_root / n).read_bytes() for n in ("CTLFile.tlv", "ITLFile.tlv")}
+        try:
+            for name, data in self.trust_lists(timestamp=1).items():
+                (self.tftp_root / name).write_bytes(data)
+            return self.provision(fw, heap, sample=sample, folder=folder)
+        finally:
+            for name, data in served.items():
+                (self.tftp_root / name).write_bytes(data)
 
-    def passes(self, fw: Path, heap: str | int, again: bool = False) -> bool:
-        return (self.second_boot(fw, heap) if again else self.provision(fw, heap)).ok
+    def passes(self, fw: Path, heap: str | int, again: bool = False,
+               new_lists: bool = False) -> bool:
+        if again or new_lists:
+            return self.second_boot(fw, heap, new_lists=new_lists).ok
+        return self.provision(fw, heap).ok
 
     def min_heap(self, fw: Path, lo: str | int = "48K", hi: str | int = "160K",
-                 step: int = 1024, again: bool = False, confirm: int = 2) -> int:
-        """The smallest heap at which provisioning passes (again=True: a second boot)."""
-        return smallest(lambda heap: self.passes(fw, heap, again), lo, hi, step, confirm,
-                        "provisioning")
+                 step: int = 1024, again: bool = False, confirm: int = 2,
+                 new_lists: bool = False) -> int:
+        """The smallest heap at which provisioning passes (again=True: a second boot;
+        new_lists=True: a second boot with both trust lists signed again)."""
+        return smallest(lambda heap: self.passes(fw, heap, again, new_lists), lo, hi, step,
+                        confirm, "provisioning")
 
 
 def smallest(passes: Callable[[int], bool], lo: str | int, hi: str | int, step: int = 1024,

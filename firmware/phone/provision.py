@@ -193,10 +193,13 @@ class Provisioner:
             for kind, names, dest in wanted:
                 w = None
                 why = 'unreachable'
+                last = names[-1]
                 for name in names:
                     w = self.store.begin(dest)
                     try:
-                        c.fetch(servers, name, w)
+                        # "not found" for a per-device name: ask the same server for the
+                        # next name before trying the next server
+                        c.fetch(servers, name, w, name is last)
                         w.close()
                         why = name
                         break

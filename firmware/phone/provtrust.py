@@ -3,6 +3,8 @@
 # against the SASTs in force (or the one pinned at flash time; none: first use), committed or
 # dropped. The trust list in force is kept as plain values (provision._Trust), never as ctl
 # objects: their classes' methods would keep ctl loaded.
+import gc
+
 from phone.provision import _CTL, _PIN, _VERIFY, _Trust, _drop
 
 
@@ -40,6 +42,7 @@ def check(p, ev, got):
             same = kind == 'CTL'
             ev.emit('ctl_accepted', kind=kind, file=name, unchanged=True)
             continue
+        gc.collect()            # an RSA check next: give it the heap in one piece
         try:
             tl = ctl.load_trust(w.tmp, anchors)
         except ctl.CtlError as e:
@@ -55,6 +58,9 @@ def check(p, ev, got):
             # verified bytes.
             tl.path = p.store.path(_CTL)
             p.trust = _compact(p, ctl, tl)
+            # The ITL next is checked against the SASTs now in force (one copy of them,
+            # not the old list beside the new one).
+            anchors = p.trust.sast
         tl = None
     got = ctl = None
     _drop(*_VERIFY)

@@ -45,6 +45,7 @@ _ACK = const(4)
 _ERROR = const(5)
 _OACK = const(6)
 _E_UNDEF = const(0)
+_E_NOT_FOUND = const(1)
 _E_ILLEGAL = const(4)
 _E_DISK_FULL = const(3)
 _E_OPTION = const(8)
@@ -546,10 +547,12 @@ class Client:
             # Anything else from the server's port is ignored.
 
     # -- a list of servers ------------------------------------------------------------
-    def fetch(self, servers, filename, sink):
+    def fetch(self, servers, filename, sink, next_on_not_found=True):
         """Try the servers in order (the DHCP preference list); return the Stats of the
         first success. When all fail, raise the first error a server answered with (e.g.
         file not found), else the last one; `.tried` lists the servers tried.
+        next_on_not_found=False: a server that answers "file not found" ends the walk (the
+        caller has another name to ask that server for before going to the next server).
         A server that failed after writing data is only followed by the next one when the
         sink can seek (it is rewound; and truncated if it can be and the new file is shorter)."""
         if isinstance(servers, str):
@@ -571,6 +574,8 @@ class Client:
                 b = self.last_stats.bytes if self.last_stats else 0
                 if b > dirty:
                     dirty = b
+                if e.code == _E_NOT_FOUND and not e.local and not next_on_not_found:
+                    break
                 if i + 1 < len(servers):
                     self.events.emit('tftp_next_server', file=filename, failed=server,
                                      next=servers[i + 1], reason=str(e))

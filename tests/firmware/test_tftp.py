@@ -1,4 +1,4 @@
-# heap: 128K
+# heap: 144K  (the test module itself takes heap; the client alone runs at 96K: bench/tftp.py)
 # TFTP client: packet building and parsing, and transfers over loopback sockets whose server
 # packets are queued before the client runs (one MicroPython thread, no real server).
 import gc
@@ -387,6 +387,18 @@ def test_fetch_reports_the_server_error_first():
         c.fetch(['127.0.0.1', '127.0.0.3'], 'f', BufSink(10))
     eq(r.value.code, 1)
     eq(r.value.tried, ['127.0.0.1', '127.0.0.3'])
+
+
+def test_fetch_can_stop_at_file_not_found():
+    f = Fake()
+    s1, to1 = f.client()
+    s2, to2 = f.client()
+    f.sock.sendto(error(1, 'File not found'), to1)
+    c = QClient([s1, s2], port=f.port, timeout_ms=60, retries=1)
+    with raises(tftp.TftpError, match='File not found') as r:
+        c.fetch(['127.0.0.1', '127.0.0.3'], 'f', BufSink(10), False)
+    eq(r.value.tried, ['127.0.0.1'])        # the second server was not asked
+    assert 'tftp_next_server' not in c.evnames()
 
 
 def test_fetch_rewinds_a_sink_after_a_partial_transfer():

@@ -48,23 +48,10 @@ def test_second_boot_provisions_at_96k(fw, lab):
     assert run.first("ctl_accepted")["unchanged"] is True   # same CTL: no second RSA check
 
 
-def test_second_boot_checks_a_new_ctl_at_96k(fw, lab, tmp_path):
-    """A CTL that changed since the last boot is verified against the stored SASTs, at 96K."""
-    from host_tools import ctlbuild
-    folder = lab.board_folder()
-    assert lab.provision(fw, "1M", folder=folder).ok
-    p = lab.pki
-    R = ctlbuild.Record
-    path = lab.tftp_root / "CTLFile.tlv"
-    old = path.read_bytes()
-    try:      # the same trust list signed again later: other bytes, same SASTs
-        path.write_bytes(ctlbuild.build_trust_list(
-            p.sast, [R("SAST", p.sast2.cert), R("CCM", p.ccm.cert, dns=p.ccm.cn, ip="127.0.0.1"),
-                     R("TFTP", p.tftp.cert, dns=p.tftp.cn, ip="127.0.0.1"), R("CAPF", p.capf.cert)],
-            timestamp=1))
-        run = lab.provision(fw, CAP, folder=folder)
-    finally:
-        path.write_bytes(old)
+def test_second_boot_checks_new_trust_lists_at_96k(fw, lab):
+    """A CTL and ITL signed again since the last boot (other bytes, same SASTs) are both
+    verified against the SASTs in force, at 96K: the heaviest boot."""
+    run = lab.second_boot(fw, CAP, new_lists=True)
     _secure(run)
-    ctl = run.first("ctl_accepted")
-    assert ctl["first_use"] is False and "unchanged" not in ctl.fields
+    for ctl in [e for e in run.events if e.ev == "ctl_accepted"]:
+        assert ctl["first_use"] is False and "unchanged" not in ctl.fields
