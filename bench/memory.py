@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from host_tools import memcheck
@@ -35,6 +36,28 @@ def run(quick: bool) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _story(fw: Path, work: Path) -> tuple[dict, list[list]]:
+    """The whole story: at the cap, its smallest heap (2 KB steps), its peak per phase."""
+    rows: list[list] = []
+    s = memcheck.story(fw, CAP, work / "story", sample=False)
+    peak = memcheck.story(fw, "1M", work / "story-peak", sample=True)
+    # It provisions first, so it cannot pass below provisioning's smallest heap (about 88K).
+    least = memcheck.smallest(
+        lambda h: memcheck.story(fw, h, work / f"story-{h}", sample=False).ok,
+        "80K", CAP, step=2048, confirm=2, what="the whole story") if s.ok else None
+    story = {"ok": s.ok, "step": s.step, "seconds": s.seconds, "smallest_heap": least,
+             "live_peak": peak.peak_live, "live_peak_at": peak.peak_at,
+             "phases": {k: {"live_peak": v[0], "at": v[1]} for k, v in peak.phases.items()}}
+    rows.append([f"whole story at {CAP} (loopback lab)", "pass" if s.ok else f"FAIL at {s.step}",
+                 f"live peak {_k(peak.peak_live)} at {peak.peak_at}"])
+    rows.append(["smallest heap, whole story", _k(least),
+                 "boot, register, standby, WAN cut -> SRST, restore -> re-home, standby; "
+                 "passes there and at the 2 sizes above (2 KB steps)"])
+    for ph, (n, ev) in peak.phases.items():
+        rows.append([f"peak heap: {ph}", _k(n), f"at {ev} (1M heap, gc before each sample)"])
+    return story, rows
+
+
 def _run(fw: Path, work: Path, quick: bool) -> dict:
     rows: list[list] = []
     mods = memcheck.module_ram(fw)
@@ -45,6 +68,9 @@ def _run(fw: Path, work: Path, quick: bool) -> dict:
     rows.append(["all modules at once", _k(mods["total"]["ram"]),
                  f"{mods['total']['qstrs']} qstrs (never all loaded together on a board)"])
 
+    # The story (timers, its own lab) runs beside the provisioning searches (CPU).
+    pool = ThreadPoolExecutor(1)
+    story_job = None if quick else pool.submit(_story, fw, work)
     prov: dict = {}
     with memcheck.ProvisionLab(work / "lab") as lab:
         for label, again in (("first boot", False), ("second boot", True)):
@@ -75,24 +101,10 @@ def _run(fw: Path, work: Path, quick: bool) -> dict:
                          f"provisioning passes there and at the {1 if quick else 3} sizes above"])
 
     story = None
-    if not quick:
-        s = memcheck.story(fw, CAP, work / "story", sample=False)
-        peak = memcheck.story(fw, "1M", work / "story-peak", sample=True)
-        # The story provisions first, so it cannot pass below provisioning's own smallest heap.
-        lo = smallest.get("first boot", 64 * 1024) - 2048
-        least = memcheck.smallest(
-            lambda h: memcheck.story(fw, h, work / f"story-{h}", sample=False).ok,
-            lo, CAP, step=2048, confirm=2, what="the whole story") if s.ok else None
-        story = {"ok": s.ok, "step": s.step, "seconds": s.seconds, "smallest_heap": least,
-                 "live_peak": peak.peak_live, "live_peak_at": peak.peak_at,
-                 "phases": {k: {"live_peak": v[0], "at": v[1]} for k, v in peak.phases.items()}}
-        rows.append([f"whole story at {CAP} (loopback lab)", "pass" if s.ok else f"FAIL at {s.step}",
-                     f"live peak {_k(peak.peak_live)} at {peak.peak_at}"])
-        rows.append(["smallest heap, whole story", _k(least),
-                     "boot, register, standby, WAN cut -> SRST, restore -> re-home, standby; "
-                     "passes there and at the 2 sizes above (2 KB steps)"])
-        for ph, (n, ev) in peak.phases.items():
-            rows.append([f"peak heap: {ph}", _k(n), f"at {ev} (1M heap, gc before each sample)"])
+    if story_job is not None:
+        story, story_rows = story_job.result()
+        rows += story_rows
+    pool.shutdown()
 
     notes = ["64-bit unix port, firmware as .mpy (host_tools.fwbuild); module RAM measured with "
              "the qstr pool already grown, so each figure is the module's own",

@@ -352,9 +352,17 @@ boot.main()
 
 _STEPS = (("registered", "primary"), ("standby_up", None), ("cut", None),
           ("registered", "srst"), ("restore", None), ("rehomed", None), ("standby_up", None))
-# The phase the board is in while the host waits for each step (heap peaks are kept per phase).
-_PHASES = ("provisioning + registration", "standby link", "failover", "failover", "re-home",
-           "re-home", "standby again")
+# Heap peaks are kept per phase, told apart by the board's own events: (phase, the event
+# that ends it, its link, whether that event's sample still belongs to it). The listener
+# prints its sample right after the event's line.
+_PHASES = (("provisioning", "provisioned", None, True),
+           ("registration", "registered", "primary", True),
+           ("standby link", "standby_up", None, True),
+           ("registered", "primary_lost", None, False),
+           ("failover", "registered", "srst", True),
+           ("fallback", "primary_reachable", None, False),
+           ("re-home", "rehomed", None, True),
+           ("standby again", None, None, True))
 
 
 @dataclass
@@ -392,7 +400,7 @@ def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
         q: queue.Queue = queue.Queue()
         out: list[str] = []
         peak: list = [None, None]
-        phase = [_PHASES[0]]
+        phase = [0, False]          # index in _PHASES, move on after the next sample
         phases: dict[str, tuple[int, str]] = {}
 
         def pump() -> None:
@@ -404,11 +412,17 @@ def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
                     _, n, ev = line.split()
                     if peak[0] is None or int(n) > peak[0]:
                         peak[:] = [int(n), ev]
-                    if int(n) > phases.get(phase[0], (0, ""))[0]:
-                        phases[phase[0]] = (int(n), ev)
+                    name = _PHASES[phase[0]][0]
+                    if int(n) > phases.get(name, (0, ""))[0]:
+                        phases[name] = (int(n), ev)
+                    if phase[1]:
+                        phase[:] = [phase[0] + 1, False]
                     continue
                 r.feed(line)
                 for e in r.events:
+                    _, end, link, inclusive = _PHASES[phase[0]]
+                    if e.ev == end and (link is None or e.get("link") == link):
+                        phase[:] = [phase[0], True] if inclusive else [phase[0] + 1, False]
                     q.put(e)
                 r.events.clear()
             q.put(None)
@@ -429,9 +443,8 @@ def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
 
         step = "boot"
         try:
-            for (ev, link), ph in zip(_STEPS, _PHASES):
+            for ev, link in _STEPS:
                 step = ev if link is None else f"{ev}:{link}"
-                phase[0] = ph
                 if ev == "cut":
                     lab.wan_cut("blackhole")
                 elif ev == "restore":
