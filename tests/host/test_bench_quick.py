@@ -43,6 +43,9 @@ def test_every_benchmark_runs_quick(tmp_path: Path) -> None:
     assert all(isinstance(c.get("heap_used"), int) for c in soak["cycles"])  # from `rehomed`
     fm = json.loads((tmp_path / "fault_matrix.json").read_text())
     assert fm["passed"] == fm["total"], [c for c in fm["cases"] if not c["passed"]]
+    story = json.loads((tmp_path / "memory.json").read_text())["story"]
+    assert story["ok"] and {"provisioning", "registration", "failover", "re-home"} <= set(
+        story["phases"]), story
     fuzz = json.loads((tmp_path / "fuzz.json").read_text())
     assert all(t["crashes"] == t["hangs"] == t["unclear"] == 0 for t in fuzz["targets"].values())
     summary = (tmp_path / "SUMMARY.md").read_text()
