@@ -46,7 +46,7 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
         return [("fleet", "no run with every phone registered and failed over", "-")]
     big = max(ok, key=lambda r: r["phones"])
     row = dict(zip(res["columns"], next(r for r in res["rows"] if r[0] == big["phones"])))
-    return [(f"{big['phones']} phones in {big['procs']} MicroPython processes: all registered / "
+    return [(f"{big['phones']:,} phones in {big['procs']} MicroPython processes: all registered / "
              f"all on SRST after the WAN cut",
              f"{row['all reg s']} s ({row['reg/s']} registrations/s) / {row['all SRST s']} s",
              f"{row['heap KB/ph']} KB heap per phone, {row['fail']} failures")]

@@ -176,7 +176,7 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
     per = ", ".join(f"{b['cycles']}: {_kb(b['heap_median'])}" for b in blocks[:10])
     growth = res.get("heap_growth_bytes")
     reboot = res.get("boot_from_store", {})
-    return [(f"{len(res.get('cycles', []))} failover/re-home cycles on one board, heap median per block",
+    return [(f"{len(res.get('cycles', [])):,} failover/re-home cycles on one board, heap median per block",
              f"{'+' if (growth or 0) >= 0 else ''}{growth} bytes first to last block ({per})",
              f"{res.get('stuck')} stuck; store "
              + ("unchanged" if not res.get("store_changed") else "CHANGED")
