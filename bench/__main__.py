@@ -111,20 +111,21 @@ def run_shared(console: Console, names: list[str], quick: bool, out: Path) -> li
         running.append(c)
         return c
 
+    def reap() -> None:
+        """Tables of every child that has ended (the background one too), as they end."""
+        for c in [c for c in running if c.proc.poll() is not None]:
+            running.remove(c)
+            if not c.finish(console):
+                failed.append(c.name)
+
     def wait(children: list[Child]) -> None:
         with console.status("") as status:
             while any(c.proc.poll() is None for c in children):
                 status.update("running: " + ", ".join(f"{c.name} {c.elapsed()}" for c in running
                                                        if c.proc.poll() is None))
                 time.sleep(0.5)
-                for c in [c for c in running if c.proc.poll() is not None]:
-                    running.remove(c)
-                    if not c.finish(console):
-                        failed.append(c.name)
-        for c in [c for c in children if c in running]:     # finished on the last poll
-            running.remove(c)
-            if not c.finish(console):
-                failed.append(c.name)
+                reap()
+        reap()
 
     background = [start(n) for n in by["background"]]
     wait([start(n) for n in by["together"]])

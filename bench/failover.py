@@ -113,12 +113,7 @@ def _recover(rig: Rig) -> bool:
 
 
 def run(quick: bool) -> dict:
-    tasks = plan(quick)
-    start_at = time.time() + 8 + 0.7 * len(tasks)
-    for t in tasks:
-        t.start_at = start_at
-    results = _rig.parallel(series, tasks)
-    return summarize(results, quick)
+    return summarize(_rig.parallel_in_step(series, plan(quick), 8), quick)
 
 
 def summarize(results: list[dict], quick: bool) -> dict:

@@ -116,11 +116,7 @@ def _boot_outage(rig: Rig, t: Task) -> dict:
 
 
 def run(quick: bool) -> dict:
-    tasks = plan(quick)
-    start_at = time.time() + 6 + 0.7 * len(tasks)
-    for t in tasks:
-        t.start_at = start_at
-    return summarize(_rig.parallel(worker, tasks))
+    return summarize(_rig.parallel_in_step(worker, plan(quick), 6))
 
 
 def summarize(results: list[dict]) -> dict:
