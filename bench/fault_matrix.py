@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import _cases, _readme, _rig
+from bench import (_cases, _cases_alive, _cases_dhcp, _cases_provisioning, _cases_trust,
+                   _readme, _rig)
 from bench._rig import Rig, RigError, RigSpec
 
 KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
@@ -90,7 +91,20 @@ def cases() -> list[Case]:
         Case("CTL signed by an unknown SAST", "boot", "CTL refused, stored trust list kept, "
              "registers with the call manager", "ctl_unknown_sast"),
     ]
+    for mod in _TOPICS:
+        out += [Case(**row) for row in mod.CASES]
     return out
+
+
+# Attack and lifetime rows, one module per topic (each with its PROCEDURES and CASES).
+_TOPICS = (_cases_trust, _cases_alive, _cases_provisioning, _cases_dhcp)
+
+
+def procedure(name: str):
+    for mod in (_cases, *_TOPICS):
+        if name in mod.PROCEDURES:
+            return mod.PROCEDURES[name]
+    raise KeyError(f"no fault-matrix procedure {name!r}")
 
 
 def _key(c: Case) -> tuple[str, str]:
@@ -111,7 +125,7 @@ def play(c: Case) -> dict:
         rig.start(boot=c.boot_first)
         if c.boot_first:
             rig.wait("standby_up", rig.booted, 60)
-        ok, observed, figures = _cases.PROCEDURES[c.proc](rig, **c.args)
+        ok, observed, figures = procedure(c.proc)(rig, **c.args)
     except RigError as e:
         observed = f"stuck: {e}"
     except Exception as e:  # a harness failure is reported in the row, not raised
