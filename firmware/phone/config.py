@@ -59,8 +59,9 @@ class Config:
     processNodeName, else name; port the plain SCCP port). srst: None without <srstInfo>, else
     {'name', 'option', 'servers': [[ip, port]], 'secure', 'cert': DER bytes or None,
     'cert_sha256': bytes or None}. security_mode: 1 (also when absent), 2 or 3. root: 'device'
-    or 'Default' (XMLDefault.cnf.xml). source_size/source_crc: the XML read (CRC-32)."""
-    root = srst = None
+    or 'Default' (XMLDefault.cnf.xml). source_size/source_crc: the XML read (CRC-32).
+    sgn: [timestamp, file name] of the .sgn header it came in (verified), None if unsigned."""
+    root = srst = sgn = None
     security_mode = 1
     monitor_s = DEFAULT_MONITOR_S
     source_size = source_crc = 0
@@ -81,7 +82,7 @@ class Config:
         return {'root': self.root, 'call_managers': self.call_managers, 'srst': s,
                 'security_mode': self.security_mode,
                 'connection_monitor_duration': self.monitor_s,
-                'source': [self.source_size, self.source_crc]}
+                'source': [self.source_size, self.source_crc], 'sgn': self.sgn}
 
     def dumps(self):
         return json.dumps(self.to_dict())
@@ -97,6 +98,7 @@ def loads(text):
         c.security_mode = d['security_mode']
         c.monitor_s = d['connection_monitor_duration']
         c.source_size, c.source_crc = d['source']
+        c.sgn = d.get('sgn')
         s = c.srst = d['srst']
         if s and s['cert']:
             s['cert'] = binascii.a2b_base64(s['cert'])
@@ -460,12 +462,28 @@ def save(store, cfg):
     store.write_bytes(PARSED_NAME, cfg.dumps().encode())
 
 
-def load(store):
+def load(store, trusted=None):
     """Boot: the stored parsed config if it was made from the stored raw XML (same size and
     CRC-32), else parse the raw XML again and refresh the parsed copy. None when no config is
-    stored; ConfigError when the stored XML is bad."""
+    stored; ConfigError when the stored XML is bad, or when the phone has trust (`trusted`;
+    None: a pinned SAST or a stored CTL in `store`) and the config is not a signed one with
+    security mode 2 or 3 (one stored before the trust, or whose signature record was lost
+    with a re-parse): never less than the trust."""
     if not store.exists(RAW_NAME):
         return None
+    c = _load(store)
+    if trusted is None:
+        trusted = store.exists('sast.der') or store.exists('ctl.tlv')
+    if trusted:
+        if not c.sgn:
+            raise ConfigError('stored configuration is not signed and the phone has trust')
+        if c.security_mode not in (2, 3):
+            raise ConfigError('stored configuration has security mode %d (plain text) and the '
+                              'phone has trust' % c.security_mode)
+    return c
+
+
+def _load(store):
     buf = bytearray(BUF_SIZE)
     size = crc = 0
     with open(store.path(RAW_NAME), 'rb') as f:

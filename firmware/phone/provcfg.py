@@ -16,8 +16,20 @@ _SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443
 
 
 def fetch(p, ev, servers, dev):
+    """Download, verify, parse and store the config. Once the phone has trust (p.required)
+    only a config signed by a TFTP certificate of the trust list in force is taken, and only
+    when its signed header names this phone's file, is not older than the stored one, and
+    keeps security mode 2 or 3 without lowering the stored one."""
     signed = p.trust is not None and bool(p.trust.tftp)
+    if p.required and not signed:
+        # e.g. a pinned SAST and a rogue CTL refused: no TFTP key to check a config with
+        ev.emit('config_rejected', file=dev + '.cnf.xml', signed=False,
+                reason='unsigned configuration refused: the phone has trust but no trust list '
+                       '%s' % ('signed by its SAST' if p.trust is None else
+                               'with a TFTP certificate'))
+        return
     if signed:
+        floor = _floor(p)
         got = p._download(ev, servers, (('CFG', (dev + '.cnf.xml.sgn',), 'config.sgn'),))
     else:
         got = p._download(ev, servers, (('CFG', (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
@@ -27,6 +39,7 @@ def fetch(p, ev, servers, dev):
     if w is None:
         ev.emit('config_missing', signed=signed, reason=name)
         return
+    sgn = None
     if signed:
         # Signature first (ctl), payload copied out as the raw XML; then ctl is dropped
         # before config is loaded to parse it.
@@ -34,6 +47,10 @@ def fetch(p, ev, servers, dev):
         raw = None
         try:
             sg = ctl.verify_sgn(w.tmp, p.trust.tftp)
+            why = _replay(sg, dev, floor[0])
+            if why:
+                raise ctl.CtlError(why)
+            sgn = [sg.timestamp or 0, sg.filename]
             raw = p.store.begin('config.xml')
             raw.close()
             ctl.copy_payload(sg, raw.tmp)
@@ -52,14 +69,55 @@ def fetch(p, ev, servers, dev):
     from phone import config as _config
     try:
         cfg = _config.parse_file(w.tmp)
+        mode = cfg.security_mode
+        if p.required and mode not in (2, 3):
+            raise _config.ConfigError('security mode %d (plain text) refused: the phone has '
+                                      'trust' % mode)
+        if signed and mode < floor[1]:
+            raise _config.ConfigError('security mode lowered from %d to %d' % (floor[1], mode))
     except _config.ConfigError as e:
         w.abort()
         ev.emit('config_rejected', file=name, reason=str(e))
         return
+    cfg.sgn = sgn
     w.commit()
     _config.save(p.store, cfg)
-    ev.emit('config_accepted', file=name, signed=signed, security_mode=cfg.security_mode,
-            srst_cert=bool(cfg.srst and cfg.srst['cert']))
+    if sgn:
+        p.floor = (sgn[0], mode)
+    ev.emit('config_accepted', file=name, signed=signed, security_mode=mode,
+            srst_cert=bool(cfg.srst and cfg.srst['cert']), ts=sgn and sgn[0])
+
+
+def _floor(p):
+    """(timestamp, security mode) of the stored signed config, which a new one must reach
+    ((0, 0) when none is stored); read once per boot, then kept on p."""
+    f = getattr(p, 'floor', None)
+    if f is None:
+        from phone import config as _config
+        try:
+            c = _config.load(p.store)
+        except _config.ConfigError:
+            c = None                      # unsigned, unreadable: no floor from it
+        f = (c.sgn[0], c.security_mode) if c is not None and c.sgn else (0, 0)
+        p.floor = f
+        c = _config = None
+        _drop('config')
+    return f
+
+
+def _replay(sg, dev, floor):
+    """Why a verified .sgn is not this phone's current config (None when it is): its header
+    must name SEP<MAC>.cnf.xml (Cisco and certutils write it with or without .sgn; the name
+    compared without case) and not be older than the stored one."""
+    n = sg.filename or ''
+    n = n[max(n.rfind('/'), n.rfind('\\')) + 1:]
+    want = dev.lower() + '.cnf.xml'
+    if n.lower() not in (want, want + '.sgn'):
+        return 'signed for %s, not this phone' % (n.split('.')[0] or 'no file name')
+    if (sg.timestamp or 0) < floor:
+        return 'older than the stored configuration (timestamp %d < %d)' % (sg.timestamp or 0,
+                                                                             floor)
+    return None
 
 
 def _cm_anchor(p, cm):
@@ -86,7 +144,9 @@ def _cm_anchor(p, cm):
 
 def result(p, ev, c, mac):
     mode, cms_cfg, srst_cfg, monitor_s = c
-    secure = mode in (2, 3)
+    # With trust the links are TLS whatever the config says (a mode-1 config is refused
+    # before this; this is the last line against plain text)
+    secure = mode in (2, 3) or getattr(p, 'required', False)
     cms = []
     for cm in cms_cfg:
         if secure:
@@ -102,6 +162,7 @@ def result(p, ev, c, mac):
     r = Provisioned()
     r.ip = p.ip
     r.mac = mac
+    r.lease = p.lease
     r.call_managers = cms
     r.srst = srst
     r.srst_why = why
@@ -112,14 +173,22 @@ def result(p, ev, c, mac):
 
 
 def _srst(p, mode, s, ev):
-    if s is None or not s['servers']:
-        return None, 'no SRST reference in the configuration'
+    if s is None or not s['servers'] or not s['cert']:
+        why = ('no SRST reference in the configuration' if s is None or not s['servers']
+               else 'the configuration carries no SRST certificate')
+        # Never an unpinned SRST link: no standby, no fallback. The old pin goes too, so it
+        # cannot outlive the signed config that carried it.
+        if p.store.exists('srst.der'):
+            try:
+                p.store.remove('srst.der')
+            except Exception:       # a stale file is never used to connect: only a record
+                pass
+            ev.emit('srst_unpinned', reason=why)
+        return None, why
     if mode not in (2, 3):
         return None, 'security mode %d: Secure SRST needs 2 or 3' % mode
     if p.trust is None:
         return None, 'no trust list (CTL): the cluster is not in mixed mode'
-    if not s['cert']:
-        return None, 'the configuration carries no SRST certificate'
     der = s['cert']
     from phone import x509
     try:
