@@ -1,6 +1,6 @@
 """Scenario files (TOML): lab options, a timeline of faults, expectations.
 
-    name = "wan-blackhole"
+    name = "wan-blackhole"     # letters, digits, . _ - (the report is out/reports/NAME.json)
     description = "Silent WAN cut: the phone fails over to SRST over its standby link."
     until = "rehomed"          # end at this event, after the timeline; or duration = "20s"
     timeout = "60s"            # (not both); timeout: the most the run may take
@@ -28,47 +28,235 @@
     events = ["registered:srst", "rehomed"]
     no_events = ["ctl_rejected"]
 
-Validation errors name the file and line.
+The rules (anything else is refused with one line naming the file and line):
+
+  file          UTF-8 TOML, at most 1 MB, not empty; no duplicate keys (TOML); only the
+                tables and keys below.
+  durations     strings "500ms", "5s", "1.5m" ("+2s" for a relative `at`); `duration`,
+                `timeout` and a flap `period` are > 0, every duration at most 24 h;
+                `duration` <= `timeout`; an absolute `at` (+ delay) within `timeout`.
+                Without `duration` and `until` a run lasts 5 s; `timeout` defaults to 120 s.
+  events        `after`, `until`, `events`, `no_events` name events the firmware emits
+                (an `emit('name'` in firmware/), optionally ":value" (any field's value);
+                an event may not be in both `events` and `no_events`.
+  [lab]         mode auto|netns|loopback; short_timers, dhcp bool; security_mode 1|2|3;
+                tftp auto|lab|dnsmasq (dnsmasq needs namespaces); keepalive and
+                secondary_keepalive 1..3600 s; connection_monitor 1..86400 s;
+                hash_name sha1|sha256|sha512; key_size 1024|2048|3072|4096.
+  [board]       heap "96K"/"2M" 8K..512M; profile: a board profile in boards/ that the
+                virtual board can run (chip "unix").
+  [settings]    names, types and ranges of firmware/phone/settings.py (its check(), the
+                firmware's own: an unknown or bad setting would halt the board); with
+                short_timers the lab's settings are merged first and the result checked.
+  [[timeline]]  action wan_cut (kind blackhole|unreachable|link_down|cm_reset),
+                wan_restore, flap (period > 0.1 s, count 1..1000, kind), reboot_phone,
+                kill/restart (server callmanager|srst|tftp|dhcp; dhcp not in loopback mode
+                or with dhcp = false), hang (server callmanager|srst, on bool), replace_file
+                (file ctl|itl|config, with tampered|unknown_sast|truncated|bad_signature|
+                garbage), tftp_fault (loss 0..1, seed 0..2^32-1 with loss, missing: file
+                names, clear = true alone; needs the lab TFTP server), send_reset (kind 1..3),
+                wait. Each entry has exactly one of `at` and `after`; `delay` >= 0.
+  [expect]      final_state PRIMARY|FALLBACK|REHOME|TRYING|PROVISION|BOOT; max_*_ms
+                0..86400000 and max_registrations 0..100000 (0 is legal: "none");
+                events/no_events lists; ctl_rejected, config_rejected,
+                registered_over_standby bool. A scenario without [expect] and `until` passes
+                when its run ends without an error (a smoke run).
 """
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-ACTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    # action -> allowed extra keys and their types
-    "wan_cut": {"kind": str},
-    "wan_restore": {},
-    "flap": {"period": str, "count": int, "kind": str},
-    "reboot_phone": {},
-    "kill": {"server": str},
-    "restart": {"server": str},
-    "hang": {"server": str, "on": bool},
-    "replace_file": {"file": str, "with": str},
-    "tftp_fault": {"loss": float, "seed": int, "missing": list, "clear": bool},
-    "send_reset": {"kind": int},       # the call manager sends Reset (1 reset, 2 restart, 3 apply)
-    "wait": {},
-}
 WAN_KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
 SERVERS = ("callmanager", "srst", "tftp", "dhcp")
+HANG_SERVERS = ("callmanager", "srst")
 REPLACEMENTS = ("tampered", "unknown_sast", "truncated", "bad_signature", "garbage")
+FILES = ("ctl", "itl", "config")
 STATES = ("PRIMARY", "FALLBACK", "REHOME", "TRYING", "PROVISION", "BOOT")
-LAB_KEYS: dict[str, type | tuple[type, ...]] = {
-    "mode": str, "short_timers": bool, "security_mode": int, "tftp": str, "dhcp": bool,
-    "keepalive": int, "secondary_keepalive": int, "connection_monitor": int,
-    "hash_name": str, "key_size": int}
-BOARD_KEYS: dict[str, type | tuple[type, ...]] = {"heap": str, "profile": str}
-EXPECT_KEYS: dict[str, type | tuple[type, ...]] = {
-    "final_state": str, "max_failover_ms": int, "max_rehome_ms": int,
-    "max_boot_to_registered_ms": int, "max_standby_up_ms": int, "events": list,
-    "no_events": list, "ctl_rejected": bool, "config_rejected": bool,
-    "registered_over_standby": bool, "max_registrations": int}
-TOP_KEYS = {"name", "description", "lab", "board", "settings", "timeline", "expect",
-            "duration", "until", "timeout"}
+MODES = ("auto", "netns", "loopback")
+TFTP_KINDS = ("auto", "lab", "dnsmasq")
+HASHES = ("sha1", "sha256", "sha512")
+KEY_SIZES = (1024, 2048, 3072, 4096)
+MAX_SECONDS = 86400.0                  # every duration: at most a day
+MAX_BYTES = 1 << 20                    # a scenario file: at most 1 MB
+MAX_HEAP = 512 << 20
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_DURATION = 5.0
 _DURATION = re.compile(r"^\+?(\d+(?:\.\d+)?)(ms|s|m)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_EVENT = re.compile(r"^([a-z][a-z0-9_]*)(?::([A-Za-z0-9_.:-]+))?$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+# A value check returns None (fine) or what is wrong.
+Check = Callable[[Any], "str | None"]
+
+
+def _show(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _typed(typ: type, what: str) -> Check:
+    def check(v: Any) -> str | None:
+        if typ is float and isinstance(v, int) and not isinstance(v, bool):
+            return None
+        if not isinstance(v, typ) or (typ is not bool and isinstance(v, bool)):
+            return f"must be {what}, not {_show(v)}"
+        return None
+    return check
+
+
+def _int(lo: int, hi: int) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, int) or isinstance(v, bool):
+            return f"must be an integer {lo}..{hi}, not {_show(v)}"
+        if not lo <= v <= hi:
+            return f"must be {lo}..{hi}, not {v}"
+        return None
+    return check
+
+
+def _one_of(choices: tuple, what: str = "") -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or v not in choices:
+            return f"must be one of {', '.join(map(str, choices))}, not {_show(v)}"
+        return None
+    return check
+
+
+def _duration(lo: float = 0.0, above: bool = False, relative: bool = False) -> Check:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return f"must be a duration string such as \"5s\", not {_show(v)}"
+        if v.strip().startswith("+") and not relative:
+            return f"{_show(v)}: '+' is only for a relative at"
+        try:
+            d = parse_duration(v)
+        except ValueError as e:
+            return str(e)
+        if d > MAX_SECONDS:
+            return f"{_show(v)} is over the {MAX_SECONDS / 3600:.0f} h limit"
+        if d < lo or (above and d <= lo):
+            return f"{_show(v)} must be {'more than' if above else 'at least'} {lo:g} s"
+        return None
+    return check
+
+
+def _heap(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"must be a size string such as \"128K\", not {_show(v)}"
+    from host_tools.micropython import parse_size
+    try:
+        n = parse_size(v)
+    except ValueError as e:
+        return str(e)
+    return f"{_show(v)} is over {MAX_HEAP >> 20}M" if n > MAX_HEAP else None
+
+
+def _profile(v: Any) -> str | None:
+    if not isinstance(v, str) or not _NAME.match(v):
+        return f"must be a board profile name, not {_show(v)}"
+    from host_tools import BOARDS
+    known = sorted(p.stem for p in BOARDS.glob("*.json"))
+    if v not in known:
+        return f"{_show(v)} is not a board profile (boards/: {', '.join(known)})"
+    from host_tools import boards as boardlib
+    try:
+        chip = boardlib.load(v).chip
+    except Exception as e:  # noqa: BLE001 - a broken profile file is one line too
+        return f"board profile {v}: {e}"
+    if chip != "unix":
+        return f"{v} is a {chip} profile: the virtual board runs unix profiles only"
+    return None
+
+
+def _event(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return f"must be an event name, not {_show(v)}"
+    m = _EVENT.match(v)
+    if not m:
+        return f"{_show(v)} is not an event (name or name:value, e.g. registered:srst)"
+    known = firmware_events()
+    if known and m.group(1) not in known:
+        return f"{_show(v)}: the firmware emits no event {m.group(1)!r}"
+    return None
+
+
+def _event_list(v: Any) -> str | None:
+    if not isinstance(v, list):
+        return f"must be a list of event names, not {_show(v)}"
+    for x in v:
+        why = _event(x)
+        if why:
+            return why
+    return None
+
+
+def _file_names(v: Any) -> str | None:
+    if not isinstance(v, list) or not v:
+        return f"must be a non-empty list of file names, not {_show(v)}"
+    for x in v:
+        if not isinstance(x, str) or not _FILE_NAME.match(x):
+            return f"{_show(x)} is not a file name"
+    return None
+
+
+def _loss(v: Any) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return f"must be a number 0..1, not {_show(v)}"
+    return None if 0.0 <= v <= 1.0 else f"must be 0..1, not {v}"
+
+
+def _name(v: Any) -> str | None:
+    if not isinstance(v, str) or not _NAME.match(v):
+        return f"must be 1..64 letters, digits, '.', '_' or '-' (a file name), not {_show(v)}"
+    return None
+
+
+_STR = _typed(str, "a string")
+_BOOL = _typed(bool, "true or false")
+_MS = _int(0, 86_400_000)
+
+LAB_KEYS: dict[str, Check] = {
+    "mode": _one_of(MODES), "short_timers": _BOOL, "security_mode": _one_of((1, 2, 3)),
+    "tftp": _one_of(TFTP_KINDS), "dhcp": _BOOL, "keepalive": _int(1, 3600),
+    "secondary_keepalive": _int(1, 3600), "connection_monitor": _int(1, 86400),
+    "hash_name": _one_of(HASHES), "key_size": _one_of(KEY_SIZES)}
+BOARD_KEYS: dict[str, Check] = {"heap": _heap, "profile": _profile}
+EXPECT_KEYS: dict[str, Check] = {
+    "final_state": _one_of(STATES), "max_failover_ms": _MS, "max_rehome_ms": _MS,
+    "max_boot_to_registered_ms": _MS, "max_standby_up_ms": _MS, "events": _event_list,
+    "no_events": _event_list, "ctl_rejected": _BOOL, "config_rejected": _BOOL,
+    "registered_over_standby": _BOOL, "max_registrations": _int(0, 100_000)}
+ACTIONS: dict[str, dict[str, Check]] = {
+    # action -> allowed extra keys and their checks
+    "wan_cut": {"kind": _one_of(WAN_KINDS)},
+    "wan_restore": {},
+    "flap": {"period": _duration(0.1, above=False), "count": _int(1, 1000),
+             "kind": _one_of(WAN_KINDS)},
+    "reboot_phone": {},
+    "kill": {"server": _one_of(SERVERS)},
+    "restart": {"server": _one_of(SERVERS)},
+    "hang": {"server": _one_of(HANG_SERVERS), "on": _BOOL},
+    "replace_file": {"file": _one_of(FILES), "with": _one_of(REPLACEMENTS)},
+    "tftp_fault": {"loss": _loss, "seed": _int(0, 2**32 - 1), "missing": _file_names,
+                   "clear": _BOOL},
+    "send_reset": {"kind": _int(1, 3)},   # the call manager sends Reset (1 reset, 2 restart, 3 apply)
+    "wait": {},
+}
+REQUIRED = {"kill": ("server",), "restart": ("server",), "hang": ("server",),
+            "replace_file": ("file", "with")}
+TOP_KEYS: dict[str, Check] = {
+    "name": _name, "description": _STR, "lab": _typed(dict, "a table"),
+    "board": _typed(dict, "a table"), "settings": _typed(dict, "a table"),
+    "timeline": _typed(list, "an array of tables ([[timeline]])"),
+    "expect": _typed(dict, "a table"), "duration": _duration(0.0, above=True),
+    "until": _event, "timeout": _duration(0.0, above=True)}
 
 
 class ScenarioError(ValueError):
@@ -79,8 +267,23 @@ def parse_duration(text: str) -> float:
     """'500ms', '5s', '+2s', '1.5m' -> seconds."""
     m = _DURATION.match(text.strip())
     if not m:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 500ms, 5s, +2s, 1m)")
+        raise ValueError(f"{_show(text)} is not a duration (use e.g. 500ms, 5s, +2s, 1m)")
     return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m.group(2)]
+
+
+@lru_cache(maxsize=1)
+def firmware_events() -> frozenset[str]:
+    """Every event name the firmware emits (`emit('name'` in firmware/); empty when the
+    firmware sources are not there (then names are checked for their form only)."""
+    from host_tools import FIRMWARE
+    rx = re.compile(r"""emit\(\s*['"]([a-z][a-z0-9_]*)['"]""")
+    names: set[str] = set()
+    for f in Path(FIRMWARE).rglob("*.py"):
+        try:
+            names.update(rx.findall(f.read_text(errors="replace")))
+        except OSError:
+            continue
+    return frozenset(names)
 
 
 @dataclass
@@ -121,7 +324,7 @@ class _Lines:
         return hits[index] if index < len(hits) else 0
 
     def of_key(self, key: str, start: int = 1) -> int:
-        pat = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+        pat = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
         for i in range(max(0, start - 1), len(self.lines)):
             if pat.match(self.lines[i]):
                 return i + 1
@@ -133,9 +336,17 @@ class _Lines:
 def load(path: str | Path) -> Scenario:
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except OSError as e:
-        raise ScenarioError(f"{p}: cannot read: {e.strerror}") from e
+        raise ScenarioError(f"{p}: cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_BYTES:
+        raise ScenarioError(f"{p}: over {MAX_BYTES >> 20} MB: not a scenario file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ScenarioError(f"{p}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
     return loads(text, p)
 
 
@@ -144,101 +355,129 @@ def loads(text: str, path: Path | None = None) -> Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{where}: {e}") from e
+        raise ScenarioError(f"{where}: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ScenarioError(f"{where}: nested too deeply") from None
     lines = _Lines(text)
 
     def fail(msg: str, line: int = 0) -> None:
         raise ScenarioError(f"{where}:{line}: {msg}" if line else f"{where}: {msg}")
 
-    for k in data:
+    if not data:
+        fail("empty: a scenario needs at least a name or a description and what to check")
+    for k, v in data.items():
         if k not in TOP_KEYS:
-            fail(f"unknown key {k!r} (known: {', '.join(sorted(TOP_KEYS))})", lines.of_key(k))
+            fail(f"unknown key {k!r} (known: {', '.join(sorted(TOP_KEYS))})",
+                 lines.of_key(k) if not isinstance(v, (dict, list)) else
+                 (lines.of_table(k) or lines.of_key(k)))
+        why = TOP_KEYS[k](v)
+        if why:
+            fail(f"{k} {why}", lines.of_table(k) or lines.of_key(k))
     name = data.get("name") or (path.stem if path else "scenario")
+    if _name(name):
+        fail(f"the file name {name!r} is no scenario name: give name = \"...\"")
 
-    def table(key: str, allowed: dict[str, Any]) -> dict[str, Any]:
+    def table(key: str, allowed: dict[str, Check]) -> dict[str, Any]:
         t = data.get(key, {})
-        if not isinstance(t, dict):
-            fail(f"[{key}] must be a table", lines.of_key(key))
         start = lines.of_table(key)
         for k, v in t.items():
             if k not in allowed:
                 fail(f"[{key}] unknown key {k!r} (known: {', '.join(sorted(allowed))})",
                      lines.of_key(k, start))
-            if not isinstance(v, allowed[k]) or (allowed[k] is int and isinstance(v, bool)):
-                want = allowed[k].__name__ if isinstance(allowed[k], type) else "value"
-                fail(f"[{key}] {k} must be {want}, not {v!r}", lines.of_key(k, start))
+            why = allowed[k](v)
+            if why:
+                fail(f"[{key}] {k} {why}", lines.of_key(k, start))
         return dict(t)
 
     lab = table("lab", LAB_KEYS)
-    if lab.get("mode", "auto") not in ("auto", "netns", "loopback"):
-        fail("[lab] mode must be auto, netns or loopback", lines.of_key("mode", lines.of_table("lab")))
+    if lab.get("tftp") == "dnsmasq" and lab.get("mode") == "loopback":
+        fail("[lab] tftp = \"dnsmasq\" needs namespaces, not mode = \"loopback\"",
+             lines.of_key("tftp", lines.of_table("lab")))
     board = table("board", BOARD_KEYS)
-    settings = data.get("settings", {})
-    if not isinstance(settings, dict):
-        fail("[settings] must be a table", lines.of_key("settings"))
+    settings = _settings(data.get("settings", {}), lab, lines, fail)
     expect = table("expect", EXPECT_KEYS)
-    if "final_state" in expect and expect["final_state"] not in STATES:
-        fail(f"[expect] final_state must be one of {', '.join(STATES)}",
-             lines.of_key("final_state", lines.of_table("expect")))
-    for k in ("events", "no_events"):
-        if k in expect and not all(isinstance(x, str) for x in expect[k]):
-            fail(f"[expect] {k} must be a list of event names",
-                 lines.of_key(k, lines.of_table("expect")))
+    both = set(expect.get("events", [])) & set(expect.get("no_events", []))
+    if both:
+        fail(f"[expect] {', '.join(sorted(both))} in both events and no_events",
+             lines.of_key("no_events", lines.of_table("expect")))
 
-    raw = data.get("timeline", [])
-    if not isinstance(raw, list):
-        fail("timeline must be an array of tables ([[timeline]])", lines.of_key("timeline"))
-    steps = []
-    for i, t in enumerate(raw):
-        line = lines.of_table("timeline", i)
-        steps.append(_step(t, line, fail, lines))
-
-    def dur(key: str, default: float | None) -> float | None:
-        v = data.get(key)
-        if v is None:
-            return default
-        try:
-            return parse_duration(str(v))
-        except ValueError as e:
-            fail(str(e), lines.of_key(key))
-            raise
-
-    duration = dur("duration", None)
+    duration = _seconds(data, "duration")
     until = data.get("until")
-    if until is not None and not isinstance(until, str):
-        fail("until must be an event name", lines.of_key("until"))
     if until is not None and duration is not None:
         # one end only: the run stops at the `until` event, so a duration would be ignored
         fail("give duration or until, not both (the run ends at the until event)",
              lines.of_key("duration"))
-    timeout = dur("timeout", 120.0)
+    timeout = _seconds(data, "timeout") or DEFAULT_TIMEOUT
+    if duration is not None and duration > timeout:
+        fail(f"duration {data['duration']} is longer than the timeout ({timeout:g} s)",
+             lines.of_key("duration"))
     if duration is None and until is None:
-        duration = 5.0
+        duration = DEFAULT_DURATION
+
+    steps = []
+    for i, t in enumerate(data.get("timeline", [])):
+        line = lines.of_table("timeline", i)
+        steps.append(_step(t, line, fail, lines, lab))
+    _check_schedule(steps, timeout, fail)
     return Scenario(name=name, description=data.get("description", ""), path=path, lab=lab,
                     board=board, settings=settings, timeline=steps, expect=expect,
-                    duration=duration, until=until, timeout=timeout or 120.0)
+                    duration=duration, until=until, timeout=timeout)
 
 
-def _step(t: Any, line: int, fail, lines: _Lines) -> Step:
+def _seconds(data: dict[str, Any], key: str) -> float | None:
+    v = data.get(key)
+    return None if v is None else parse_duration(v)     # checked by TOP_KEYS
+
+
+def _settings(t: dict[str, Any], lab: dict[str, Any], lines: _Lines, fail: Any) -> dict[str, Any]:
+    """The firmware's own check (phone/settings.py), key by key for the line, then the
+    whole settings.json the board will get (the lab's short-timer settings merged first)."""
+    import host_tools.fw  # noqa: F401 - puts firmware/ on sys.path
+    from phone import settings as fw
+
+    start = lines.of_table("settings")
+    for k, v in t.items():
+        try:
+            fw.check(k, v)
+        except ValueError as e:
+            known = "" if k in fw.DEFAULTS else f" (known: {', '.join(sorted(fw.DEFAULTS))})"
+            fail(f"[settings] {e}{known}", lines.of_key(k, start))
+    merged: dict[str, Any] = {}
+    if lab.get("short_timers"):
+        from host_tools.lab.lab import SHORT_BOARD_SETTINGS
+        merged.update(SHORT_BOARD_SETTINGS)
+    merged.update(t)
+    try:
+        fw.Settings(merged)
+    except ValueError as e:
+        extra = " (with the lab's short_timers settings)" if lab.get("short_timers") else ""
+        fail(f"[settings] {e}{extra}", start)
+    return dict(t)
+
+
+def _step(t: Any, line: int, fail: Any, lines: _Lines, lab: dict[str, Any]) -> Step:
     if not isinstance(t, dict):
         fail("each [[timeline]] entry must be a table", line)
     action = t.get("action")
-    if action not in ACTIONS:
-        fail(f"[[timeline]] action must be one of {', '.join(ACTIONS)}, not {action!r}",
+    if not isinstance(action, str) or action not in ACTIONS:
+        fail(f"[[timeline]] action must be one of {', '.join(ACTIONS)}, not {_show(action)}",
              lines.of_key("action", line))
     st = Step(action=action, line=line)
     if ("at" in t) == ("after" in t):
         fail("[[timeline]] needs exactly one of at = \"5s\" / \"+2s\" or after = \"event\"", line)
-    try:
-        if "at" in t:
-            st.at = parse_duration(str(t["at"]))
-            st.relative = str(t["at"]).startswith("+")
-        else:
-            st.after = str(t["after"])
-        if "delay" in t:
-            st.delay = parse_duration(str(t["delay"]))
-    except ValueError as e:
-        fail(str(e), lines.of_key("at" if "at" in t else "delay", line))
+    for key, check in (("at", _duration(relative=True)), ("after", _event),
+                       ("delay", _duration())):
+        if key in t:
+            why = check(t[key])
+            if why:
+                fail(f"[[timeline]] {key} {why}", lines.of_key(key, line))
+    if "at" in t:
+        st.at = parse_duration(t["at"])
+        st.relative = t["at"].strip().startswith("+")
+    else:
+        st.after = t["after"]
+    if "delay" in t:
+        st.delay = parse_duration(t["delay"])
     allowed = ACTIONS[action]
     for k, v in t.items():
         if k in ("action", "at", "after", "delay"):
@@ -246,25 +485,42 @@ def _step(t: Any, line: int, fail, lines: _Lines) -> Step:
         if k not in allowed:
             fail(f"[[timeline]] {action} takes no {k!r} (takes: {', '.join(allowed) or 'nothing'})",
                  lines.of_key(k, line))
-        typ = allowed[k]
-        if typ is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, typ):
-            fail(f"[[timeline]] {k} must be {typ.__name__ if isinstance(typ, type) else typ}",
-                 lines.of_key(k, line))
-        st.args[k] = v
-    if action in ("wan_cut", "flap") and st.args.get("kind", "blackhole") not in WAN_KINDS:
-        fail(f"kind must be one of {', '.join(WAN_KINDS)}", lines.of_key("kind", line))
-    if action in ("kill", "restart", "hang") and st.args.get("server") not in SERVERS:
-        fail(f"server must be one of {', '.join(SERVERS)}", lines.of_key("server", line))
+        why = allowed[k](v)
+        if why:
+            fail(f"[[timeline]] {k} {why}", lines.of_key(k, line))
+        st.args[k] = float(v) if k == "loss" else v
+    for k in REQUIRED.get(action, ()):
+        if k not in t:
+            fail(f"[[timeline]] {action} needs {k} =", line)
+    a = st.args
     if action == "flap":
-        try:
-            st.args["period"] = parse_duration(st.args.get("period", "2s"))
-        except ValueError as e:
-            fail(str(e), lines.of_key("period", line))
-    if action == "replace_file":
-        if st.args.get("with") not in REPLACEMENTS:
-            fail(f"with must be one of {', '.join(REPLACEMENTS)}", lines.of_key("with", line))
-        if st.args.get("file") not in ("ctl", "itl", "config"):
-            fail("file must be ctl, itl or config", lines.of_key("file", line))
+        a["period"] = parse_duration(a.get("period", "2s"))
+    if action in ("kill", "restart") and a["server"] == "dhcp" and (
+            lab.get("mode") == "loopback" or lab.get("dhcp") is False):
+        fail(f"[[timeline]] {action} dhcp: this lab runs no DHCP server "
+             f"({'loopback mode' if lab.get('mode') == 'loopback' else 'dhcp = false'})",
+             lines.of_key("server", line))
+    if action == "tftp_fault":
+        if lab.get("tftp") == "dnsmasq":
+            fail("[[timeline]] tftp_fault needs the lab's own TFTP server, not tftp = \"dnsmasq\"",
+                 line)
+        if "clear" in a and (not a["clear"] or len(a) > 1):
+            fail("[[timeline]] tftp_fault: clear = true stands alone", lines.of_key("clear", line))
+        if not a:
+            fail("[[timeline]] tftp_fault needs loss, missing or clear = true", line)
+        if "seed" in a and "loss" not in a:
+            fail("[[timeline]] tftp_fault: seed is for loss", lines.of_key("seed", line))
     return st
+
+
+def _check_schedule(steps: list[Step], timeout: float, fail: Any) -> None:
+    """Steps at fixed times (before any `after`) must come within the timeout."""
+    t = 0.0
+    for st in steps:
+        if st.after is not None:
+            return
+        assert st.at is not None
+        t = (t if st.relative else 0.0) + st.at + st.delay
+        if t > timeout and not math.isclose(t, timeout):
+            fail(f"[[timeline]] {st.action} at {t:g} s is after the timeout ({timeout:g} s)",
+                 st.line)

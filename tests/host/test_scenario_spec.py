@@ -50,7 +50,7 @@ def test_good_scenario_parses():
     (GOOD.replace('kind = "blackhole"', 'kind = "meteor"'), 12, "kind must be one of"),
     (GOOD.replace('action = "wan_restore"', 'action = "explode"'), 16, "action must be one of"),
     (GOOD.replace('at = "+2s"', 'at = "soon"'), 15, "not a duration"),
-    (GOOD.replace('max_failover_ms = 5000', 'max_failover_ms = "fast"'), 20, "must be int"),
+    (GOOD.replace('max_failover_ms = 5000', 'max_failover_ms = "fast"'), 20, "must be an integer"),
     (GOOD.replace('final_state = "PRIMARY"', 'final_state = "HAPPY"'), 19, "final_state must be"),
     (GOOD.replace('short_timers = true', 'shrt_timers = true'), 6, "unknown key 'shrt_timers'"),
     (GOOD.replace('delay = "1s"\n', 'delay = "1s"\nat = "3s"\n'), 8, "exactly one of"),
@@ -61,6 +61,55 @@ def test_bad_scenarios_name_the_line(bad, line, msg):
         spec.loads(bad)
     assert f"<scenario>:{line}:" in str(ei.value)
     assert msg in str(ei.value)
+
+
+# The malformed files that passed --check before (issue: 29 of 58), each refused with the line.
+@pytest.mark.parametrize("bad,line,msg", [
+    (GOOD.replace("short_timers = true", "short_timers = true\nkeepalive = -5"), 7,
+     "keepalive must be 1..3600"),
+    (GOOD + "\n[settings]\nprobe_after = 5\n", 23, "unknown setting 'probe_after'"),
+    (GOOD + "\n[settings]\nretry_min_ms = \"fast\"\n", 23, "retry_min_ms must be an integer"),
+    (GOOD + "\n[settings]\nretry_min_ms = 0\n", 23, "out of range"),
+    (GOOD + "\n[board]\nprofile = \"no-such-board\"\n", 23, "is not a board profile"),
+    (GOOD + "\n[board]\nprofile = \"wt32-eth01\"\n", 23, "unix profiles only"),
+    (GOOD.replace('kind = "blackhole"', 'action = "wait"').replace(
+        'action = "wan_cut"\n', 'action = "tftp_fault"\nloss = 2.5\n').replace(
+        'action = "wait"', ''), 12, "loss must be 0..1"),
+    (GOOD.replace('kind = "blackhole"', 'kind = "blackhole"\nperiod = "0s"\ncount = 3').replace(
+        '"wan_cut"', '"flap"'), 13, "period '0s' must be at least 0.1 s"),
+    (GOOD.replace('kind = "blackhole"', 'kind = "blackhole"\ncount = -5').replace(
+        '"wan_cut"', '"flap"'), 13, "count must be 1..1000"),
+    (GOOD.replace('until = "rehomed"', 'until = "rehomed"\ntimeout = "0s"'), 4,
+     "timeout '0s' must be more than 0 s"),
+    (GOOD.replace('name = "x"', 'name = "../../etc/x"'), 2, "name must be 1..64 letters"),
+    (GOOD.replace('until = "rehomed"', 'until = "rehomd"'), 3, "emits no event 'rehomd'"),
+    (GOOD.replace('max_failover_ms = 5000', 'no_events = ["ctl_rejectd"]'), 20,
+     "emits no event 'ctl_rejectd'"),
+    (GOOD.replace('after = "standby_up"', 'at = "200s"'), 8, "after the timeout"),
+    (GOOD.replace('until = "rehomed"', 'duration = "200s"'), 3, "longer than the timeout"),
+    (GOOD.replace("short_timers = true", "short_timers = true\ntftp = \"tftpd\""), 7,
+     "tftp must be one of auto, lab, dnsmasq"),
+])
+def test_once_accepted_bad_scenarios_are_refused(bad, line, msg):
+    with pytest.raises(spec.ScenarioError) as ei:
+        spec.loads(bad)
+    assert f"<scenario>:{line}:" in str(ei.value), str(ei.value)
+    assert msg in str(ei.value)
+
+
+def test_unreadable_files_are_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'name = "x"\ndescription = "\xff\xfe"\n')
+    with pytest.raises(spec.ScenarioError, match=r"bad.toml:2: not UTF-8 text"):
+        spec.load(bad)
+    with pytest.raises(spec.ScenarioError, match="over 1 MB"):
+        spec.load("/dev/zero")
+    with pytest.raises(spec.ScenarioError, match="cannot read"):
+        spec.load(tmp_path)
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    with pytest.raises(spec.ScenarioError, match="empty"):
+        spec.load(empty)
 
 
 def test_toml_syntax_error_is_reported():
