@@ -41,6 +41,8 @@ LIMITS = {
     'tftp_blksize': (512, 65464),       # RFC 2348
     'tftp_windowsize': (1, 64),         # RFC 7440
     'max_file_bytes': (1024, 1048576),
+    'tftp_min_blksize': (8, 65464),
+    'provision_deadline_ms': (0, 3600000),  # 0: none
 }
 
 
