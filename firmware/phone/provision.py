@@ -37,8 +37,9 @@ class Provisioned:
     ip, mac; call_managers: [(name, host, port, anchor)] in priority order; anchor is
     (der, cn), or None for plain SCCP (security mode 1); srst: (host, tls_port, anchor) or
     None, with srst_why saying why not; identity: (cert_der, key_der) or None; monitor_s;
-    secure. No methods on purpose: a function defined here would keep this whole module (its
-    globals) alive for as long as the agent holds the result, after unload()."""
+    secure; lease: Provisioner.lease (plain values) or None. No methods on purpose: a function
+    defined here would keep this whole module (its globals) alive for as long as the agent
+    holds the result, after unload()."""
 
 
 class _Trust:
@@ -71,6 +72,13 @@ def _drop(*names):
 
 
 class Provisioner:
+    # Per pass (set by _begin): the ticks_ms the pass must end by (None: no bound), the TFTP
+    # servers that never answered (asked last), provision_deadline said, list bound said.
+    until = None
+    silent = None
+    late = False
+    capped = False
+
     def __init__(self, store, settings, tftp_port=69):
         self.store = store
         self.s = settings
@@ -78,6 +86,9 @@ class Provisioner:
         self.trust = None            # _Trust in force (from the CTL)
         self.offline = False
         self.ip = None
+        # (ip, server_id, lease_s, t1_s, t2_s, bound_ms) of a lease this pass got by the full
+        # exchange (unix port), for phone.lease to keep; None when the platform holds it.
+        self.lease = None
 
     def run(self, plat, ev):
         for name in self.store.recovered:
@@ -99,7 +110,7 @@ class Provisioner:
 
     # -- one pass ------------------------------------------------------------------------
     def _once(self, plat, ev):
-        t0 = time.ticks_ms()
+        t0 = self._begin()
         servers = self._network(plat, ev)
         mac = plat.mac()
         dev = plat.device_name()
@@ -162,6 +173,8 @@ class Provisioner:
                 lease = dhcp.acquire(plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
                                      tftp_server=configured)
                 plat.apply_lease(lease)
+                self.lease = (lease.ip, lease.server_id, lease.lease_s, lease.t1_s, lease.t2_s,
+                              lease.acquired_ms)
             else:
                 lease = dhcp.inform(ip, plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
                                     tftp_server=configured)
@@ -177,17 +190,48 @@ class Provisioner:
             lease = dhcp = None
             _drop('dhcp', 'hw')     # not needed again until the next boot
 
+    def _begin(self):
+        """Start a pass: its deadline (provision_deadline_ms from now), no silent server yet."""
+        t0 = time.ticks_ms()
+        ms = self.s.provision_deadline_ms
+        self.until = time.ticks_add(t0, ms) if ms else None
+        self.silent = []
+        self.late = self.capped = False
+        return t0
+
+    def _overdue(self, ev):
+        """True once the pass deadline has passed: the pass goes on from the stored state,
+        as when TFTP is unreachable (provision_deadline, once a pass)."""
+        u = self.until
+        if u is None or time.ticks_diff(u, time.ticks_ms()) > 0:
+            return False
+        if not self.late:
+            self.late = True
+            ev.emit('provision_deadline', ms=self.s.provision_deadline_ms)
+        self.offline = True
+        return True
+
     def _download(self, ev, servers, wanted):
         """wanted: (kind, names, dest) items. For each, the first of `names` that a server has
         goes into a store Writer for `dest` (closed, not committed yet), all with one TFTP
         client; then tftp is dropped. Returns [(kind, writer, name)], with writer None and
         the reason instead of the name for a file no server had; after an item whose reason
-        is 'unreachable' (no server answered at all: the WAN is down) nothing more is tried."""
+        is 'unreachable' (no server answered at all: the WAN is down; or only servers whose
+        options we refused; or the pass deadline passed) nothing more is tried. Only the
+        first tftp_max_servers of the list are asked."""
         from phone import tftp
         s = self.s
+        n = s.tftp_max_servers
+        if n and len(servers) > n:
+            if not self.capped:
+                self.capped = True
+                ev.emit('tftp_servers_bounded', offered=len(servers), tried=servers[:n])
+            servers = servers[:n]
         c = tftp.Client(port=self.tftp_port, timeout_ms=s.tftp_timeout_ms, retries=s.tftp_retries,
                         blksize=s.tftp_blksize, windowsize=s.tftp_windowsize,
-                        max_bytes=s.max_file_bytes, events=ev)
+                        max_bytes=s.max_file_bytes, events=ev, min_blksize=s.tftp_min_blksize,
+                        silent_retries=s.tftp_silent_retries, min_rate=s.tftp_min_rate,
+                        until=self.until, silent=self.silent)
         out = []
         try:
             for kind, names, dest in wanted:
@@ -195,6 +239,8 @@ class Provisioner:
                 why = 'unreachable'
                 last = names[-1]
                 for name in names:
+                    if self._overdue(ev):
+                        break
                     w = self.store.begin(dest)
                     try:
                         # "not found" for a per-device name: ask the same server for the
@@ -206,7 +252,12 @@ class Provisioner:
                     except tftp.TftpError as e:
                         w.abort()
                         w = None
-                        if e.code is None:        # no answer at all: the WAN is down
+                        if self._overdue(ev):
+                            why = 'unreachable'
+                            break
+                        # No answer at all (the WAN is down), or only servers whose OACK we
+                        # refused (ERROR 8: a blksize under the floor): no server to use.
+                        if e.code is None or (e.local and e.code == 8):
                             ev.emit('tftp_failed', file=name, reason=str(e))
                             why = 'unreachable'
                             break

@@ -25,6 +25,13 @@ DEFAULTS = {
     'tftp_blksize': 1428,
     'tftp_windowsize': 4,
     'max_file_bytes': 262144,
+    # provisioning bounded in time (docs/network.md "Bounds in time"; docs/decisions.md)
+    'tftp_min_blksize': 512,     # an OACK blksize below this is refused (RFC 1350's block)
+    'tftp_silent_retries': 2,    # RRQ resends to a silent server when another follows it
+    'tftp_max_servers': 4,       # servers tried, the first in DHCP order (0: all)
+    'tftp_min_rate': 2048,       # bytes/s: a file's deadline is its size at this rate plus
+                                 # one full retry budget (0: no per-file deadline)
+    'provision_deadline_ms': 120000,  # a pass past this uses the stored state (0: none)
     'load_name': 'SCCP11.9-4-2-1S',
 }
 

@@ -58,10 +58,15 @@ _BLKSIZE = const(1428)      # fits a 1500-byte MTU with room for a tunnel header
 _WINDOWSIZE = const(4)
 _TIMEOUT_MS = const(1000)
 _RETRIES = const(5)         # consecutive timeouts before the transfer is given up
+_SILENT_RETRIES = const(2)  # RRQ resends to a server that never answered, when another follows
+_MIN_BLKSIZE = const(512)   # an OACK blksize under this (or under ours, if smaller) is refused
+_MAX_MS = const(86400000)   # a per-file deadline is never further than a day
+_IP_RECVERR = const(11)     # Linux: ICMP errors reach an unconnected UDP socket (recv raises)
 _MAX_BYTES = const(524288)  # transfer size limit (tsize or running total)
 _PLAIN_BLKSIZE = const(512)
 _TX_SIZE = const(512)       # RRQ (file name + options) and ERROR packets
 _EAGAIN = (11, 110)         # EAGAIN, ETIMEDOUT: nothing to read after all
+_UNREACH = (101, 111, 113)  # ENETUNREACH, ECONNREFUSED, EHOSTUNREACH: no use asking again
 
 
 class TftpError(Exception):
@@ -102,6 +107,7 @@ class Stats:
     def __init__(self, server=None, file=None):
         self.server = server
         self.file = file
+        self.answered = False   # any packet from the server (a silent one is skipped later)
         self.reset()
 
     def reset(self):
@@ -217,10 +223,20 @@ def sockaddr(host, port):
 # ---------------------------------------------------------------------------------------
 class Client:
     """Fetches files into writable objects. One Client holds one receive buffer sized for
-    its blksize; reuse it for every file of a boot."""
+    its blksize; reuse it for every file of a boot.
+
+    Bounds in time: an OACK blksize under min_blksize is refused (ERROR 8); a server that
+    never answered gets silent_retries RRQ resends when another server follows it in the
+    list (the last one gets `retries`); an ICMP unreachable ends a server's tries at once;
+    with min_rate (bytes/s) each file has a deadline of one full retry budget plus its size
+    (tsize, else max_bytes) at that rate; `until` (a ticks_ms value) ends any transfer and
+    the walk of the list. `silent`: a list that collects the servers that never answered
+    (pass the same list to the next Client of a pass); fetch asks them last."""
 
     def __init__(self, blksize=_BLKSIZE, windowsize=_WINDOWSIZE, timeout_ms=_TIMEOUT_MS,
-                 retries=_RETRIES, max_bytes=_MAX_BYTES, options=True, port=_PORT, events=None):
+                 retries=_RETRIES, max_bytes=_MAX_BYTES, options=True, port=_PORT, events=None,
+                 min_blksize=_MIN_BLKSIZE, silent_retries=_SILENT_RETRIES, min_rate=0,
+                 until=None, silent=None):
         if not 8 <= blksize <= 65464:
             raise ValueError('blksize must be 8..65464')
         if not 1 <= windowsize <= 65535:
@@ -236,6 +252,14 @@ class Client:
         self.options = options
         self.port = port
         self.events = events
+        self.min_blksize = min_blksize if min_blksize < blksize else blksize
+        self.silent_retries = silent_retries
+        self.min_rate = min_rate
+        self.until = until
+        self.silent = [] if silent is None else silent
+        self._first_retries = retries   # RRQ resends for the server being asked
+        self._t0 = 0
+        self._end = None                # ticks_ms the transfer must end by (None: no bound)
         self.buf = bytearray(max(blksize, _PLAIN_BLKSIZE) + 4)
         self.mv = memoryview(self.buf)
         self.tx = bytearray(_TX_SIZE)
@@ -282,13 +306,33 @@ class Client:
             pass
         return TftpError(code, msg, local=True)
 
+    def _bound(self, size):
+        """The ticks_ms this transfer must end by: a full retry budget plus `size` bytes at
+        min_rate, and never after `until`; None when there is no bound."""
+        end = None
+        if self.min_rate:
+            ms = self.timeout_ms * (self.retries + 1) + size * 1000 // self.min_rate
+            end = ticks_add(self._t0, ms if ms < _MAX_MS else _MAX_MS)
+        u = self.until
+        if u is not None and (end is None or ticks_diff(u, end) < 0):
+            end = u
+        return end
+
+    def _late(self, st):
+        """The error for a transfer past its deadline."""
+        if self.until is not None and ticks_diff(self.until, ticks_ms()) <= 0:
+            return TftpTimeout('provisioning deadline passed after %d bytes' % st.bytes)
+        return TftpTimeout('too slow: %d bytes in %d ms, under %d bytes/s' % (
+            st.bytes, ticks_diff(ticks_ms(), self._t0), self.min_rate))
+
     # -- one server ---------------------------------------------------------------------
     def get(self, server, filename, sink):
         """Fetch `filename` from one server into sink.write(). Returns Stats; raises
         TftpError (TftpTimeout when the server never answers)."""
         st = Stats(server, filename)
         self.last_stats = st
-        t0 = ticks_ms()
+        t0 = self._t0 = ticks_ms()
+        self._end = self._bound(self.max_bytes)
         opts = self.options
         self.events.emit('tftp_start', server=server, file=filename,
                          blksize=self.blksize if opts else None,
@@ -326,6 +370,10 @@ class Client:
             raise TftpError(None, 'cannot resolve %s: %r' % (server, e))
         s = self._open(server)
         s.setblocking(False)
+        try:
+            s.setsockopt(0, _IP_RECVERR, 1)     # IPPROTO_IP; lwIP has no such option
+        except OSError:
+            pass
         p = select.poll()
         p.register(s, select.POLLIN)
         self._sock = s
@@ -344,22 +392,33 @@ class Client:
             rrq = bytes(memoryview(self.tx)[:n])
             pre = 0         # bytes of a DATA 1 already in self.buf (server ignored options)
             tries = 0
+            end = self._end
             deadline = ticks_add(ticks_ms(), timeout)
             try:
                 s.sendto(rrq, dest)
             except OSError as e:
                 raise TftpError(None, 'cannot send to %s: %r' % (sip, e))
             while True:
-                left = ticks_diff(deadline, ticks_ms())
+                now = ticks_ms()
+                left = ticks_diff(deadline, now)
+                if end is not None:
+                    e_left = ticks_diff(end, now)
+                    if e_left <= 0:
+                        raise self._late(st)
+                    if e_left < left:
+                        left = e_left
                 if left <= 0 or not self._wait(left):
+                    if end is not None and ticks_diff(end, ticks_ms()) <= 0:
+                        continue
                     tries += 1
                     st.timeouts += 1
-                    if tries > self.retries:
+                    if tries > self._first_retries:
                         raise TftpTimeout('no answer to the read request after %d tries' % tries)
                     try:
                         s.sendto(rrq, dest)
-                    except OSError:
-                        pass
+                    except OSError as e:
+                        if e.args and e.args[0] in _UNREACH:
+                            raise TftpError(None, 'unreachable: %r' % (e,))
                     st.retransmits += 1
                     deadline = ticks_add(ticks_ms(), timeout)
                     continue
@@ -368,10 +427,13 @@ class Client:
                 except OSError as e:
                     if e.args and e.args[0] in _EAGAIN:
                         continue
+                    if e.args and e.args[0] in _UNREACH:    # ICMP: no one serves TFTP there
+                        raise TftpError(None, 'unreachable: %r' % (e,))
                     raise TftpError(None, 'receive failed: %r' % (e,))
                 ln = len(data)
                 if ln < 4 or addr_ip(peer) != sip:
                     continue
+                st.answered = True
                 op = opcode(data, ln)
                 if op == _ERROR:
                     code, msg = parse_error(data, ln)
@@ -388,6 +450,8 @@ class Client:
                     if st.tsize is not None and st.tsize > self.max_bytes:
                         raise self._abort(_E_DISK_FULL, 'file is %d bytes, limit %d'
                                           % (st.tsize, self.max_bytes))
+                    if st.tsize is not None:
+                        self._end = self._bound(st.tsize)   # the size is known now
                     self.events.emit('tftp_oack', server=sip, blksize=st.blksize,
                                      windowsize=st.windowsize, tsize=st.tsize)
                     self._ack(0)
@@ -424,6 +488,11 @@ class Client:
                 b = int(got['blksize'])
                 if not 8 <= b <= self.blksize:
                     raise ValueError
+                if b < self.min_blksize:
+                    # RFC 2348 allows 8, but no path needs less than 512 (it fits the 576
+                    # bytes every IPv4 host accepts): tiny blocks only multiply round trips.
+                    raise TftpError(_E_OPTION, 'blksize %d refused (< %d)'
+                                    % (b, self.min_blksize), local=True)
                 st.blksize = b
             if 'windowsize' in got:
                 w = int(got['windowsize'])
@@ -458,14 +527,26 @@ class Client:
         since_ack = 0
         reacked_at = -1
         tries = 0
+        end = self._end
         deadline = ticks_add(ticks_ms(), timeout)
         while True:
             if pre:
                 n = pre
                 pre = 0
             else:
-                left = ticks_diff(deadline, ticks_ms())
+                now = ticks_ms()
+                left = ticks_diff(deadline, now)
+                if end is not None:
+                    e_left = ticks_diff(end, now)
+                    if e_left <= 0:
+                        e = self._late(st)
+                        self._abort(_E_UNDEF, e.msg)
+                        raise e
+                    if e_left < left:
+                        left = e_left
                 if left <= 0 or not self._wait(left):
+                    if end is not None and ticks_diff(end, ticks_ms()) <= 0:
+                        continue
                     tries += 1
                     st.timeouts += 1
                     if tries > self.retries:
@@ -494,7 +575,8 @@ class Client:
                         d = None
                 except OSError as e:
                     if not (e.args and e.args[0] in _EAGAIN):
-                        raise TftpError(None, 'receive failed: %r' % (e,))
+                        raise TftpError(None, ('unreachable: %r' if e.args and e.args[0]
+                                               in _UNREACH else 'receive failed: %r') % (e,))
                     n = 0
                 if not n or n < 4:
                     continue
@@ -554,33 +636,50 @@ class Client:
         next_on_not_found=False: a server that answers "file not found" ends the walk (the
         caller has another name to ask that server for before going to the next server).
         A server that failed after writing data is only followed by the next one when the
-        sink can seek (it is rewound; and truncated if it can be and the new file is shorter)."""
+        sink can seek (it is rewound; and truncated if it can be and the new file is shorter).
+        A server that never answered (in `self.silent`) is skipped while another is left;
+        once `until` has passed no further server is asked."""
         if isinstance(servers, str):
             servers = [servers]
         if not servers:
             raise TftpError(None, 'no TFTP server to try for %s' % filename)
+        silent = self.silent
+        todo = [x for x in servers if x not in silent] or list(servers)
         errors = []
+        tried = []
         dirty = 0
-        for i in range(len(servers)):
-            server = servers[i]
+        for i in range(len(todo)):
+            server = todo[i]
+            if self.until is not None and ticks_diff(self.until, ticks_ms()) <= 0:
+                errors.append(TftpTimeout('provisioning deadline passed'))
+                break
             if dirty:
                 if not hasattr(sink, 'seek'):
                     break
                 sink.seek(0)
+            # Fewer RRQ resends to a server that never answers while another one follows.
+            self._first_retries = self.retries if i + 1 == len(todo) else min(
+                self.retries, self.silent_retries)
+            tried.append(server)
             try:
                 st = self.get(server, filename, sink)
             except TftpError as e:
                 errors.append(e)
-                b = self.last_stats.bytes if self.last_stats else 0
+                st = self.last_stats
+                b = st.bytes if st else 0
                 if b > dirty:
                     dirty = b
+                if st is not None and not st.answered and server not in silent:
+                    silent.append(server)
                 if e.code == _E_NOT_FOUND and not e.local and not next_on_not_found:
                     break
-                if i + 1 < len(servers):
+                if i + 1 < len(todo):
                     self.events.emit('tftp_next_server', file=filename, failed=server,
-                                     next=servers[i + 1], reason=str(e))
+                                     next=todo[i + 1], reason=str(e))
                 continue
-            st.attempt = i + 1
+            finally:
+                self._first_retries = self.retries
+            st.attempt = len(tried)
             if dirty > st.bytes:
                 if hasattr(sink, 'truncate'):
                     sink.truncate()
@@ -595,7 +694,7 @@ class Client:
                 break
         if best is None:
             best = errors[-1]
-        best.tried = list(servers[:len(errors)])
+        best.tried = tried
         raise best
 
 

@@ -13,6 +13,7 @@ class TftpError(Exception):
     def __init__(self, code):
         super().__init__(code, 'File not found' if code == 1 else 'timeout')
         self.code = code
+        self.local = False
 
 
 class Servers:

@@ -296,6 +296,36 @@ def test_bad_oack_aborts_with_error_8():
     eq(sent[-1][:4], b'\x00\x05\x00\x08')
 
 
+def test_tiny_oack_blksize_is_refused():
+    # RFC 2348 allows blksize 8: a server answering so (and dripping the blocks) would keep
+    # the phone busy for hours. Under 512 (ours if smaller) the OACK is refused with ERROR 8.
+    def q(f, to):
+        f.sock.sendto(oack(blksize=8, tsize=4000), to)
+        for k in (1, 2, 3):
+            f.sock.sendto(data(k, b'12345678'), to)
+
+    f, c, sink = run(q, blksize=1428)
+    with raises(tftp.TftpError, match='blksize 8 refused (< 512)') as r:
+        c.get('127.0.0.1', 'f', sink)
+    eq((r.value.code, r.value.local), (8, True))
+    eq(f.sent_by_client()[-1][:4], b'\x00\x05\x00\x08')
+    eq(sink.n, 0)
+
+
+def test_a_small_blksize_we_asked_for_is_accepted():
+    # The floor is never above what the client itself asked for.
+    content = pattern(600, 8)
+
+    def q(f, to):
+        f.sock.sendto(oack(blksize=256, tsize=600), to)
+        for i, chunk in enumerate(blocks(content, 256)):
+            f.sock.sendto(data(i + 1, chunk), to)
+
+    f, c, sink = run(q, blksize=256, windowsize=1)
+    st = c.get('127.0.0.1', 'f', sink)
+    eq((sink.value(), st.blksize), (bytes(content), 256))
+
+
 def test_tsize_over_the_limit_aborts_before_any_data():
     def q(f, to):
         f.sock.sendto(oack(blksize=512, tsize=10000), to)
