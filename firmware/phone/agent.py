@@ -47,6 +47,9 @@ class Agent:
         self._reset_kind = 0
         self._tasks = []
         self._reg_frame = None
+        self._reg_at = None                 # ticks of the last registration (either link)
+        self._sb_up = None                  # ticks the standby link last came up
+        self._back = False                  # _address_back() was called
 
     # -- events and state ----------------------------------------------------------------
     def set_state(self, state, **why):
@@ -61,16 +64,42 @@ class Agent:
         self._kick.set()
 
     def _on_reset(self, link, kind):
+        # Only a server the phone is registered with may restart it: a Reset on a standby
+        # session or a probe (a server we merely watch) would let it reboot the phone at will.
+        if link.mode != _link.REGISTERED:
+            self.events.emit('reset_ignored', link=link.role, kind=kind, mode=link.mode)
+            return
         self._reset_kind = kind
         self._wake.set()
 
-    async def _sleep_or_wake(self, ms, ev=None):
+    async def _sleep_or_wake(self, ms, ev=None, cond=None):
+        """Sleep `ms`; end early only when `cond()` holds (looked at whenever `ev` is set) or
+        the agent stops or restarts. A wake event left set by something already dealt with
+        (the on_down of a link that failed while being made) cannot cut a backoff short: the
+        event only says "look again", the condition decides."""
         ev = ev or self._wake
-        try:
-            await asyncio.wait_for_ms(ev.wait(), ms)
-        except asyncio.TimeoutError:
-            pass
-        ev.clear()
+        end = time.ticks_add(time.ticks_ms(), ms)
+        while self.running and not self._reset_kind and (cond is None or not cond()):
+            left = time.ticks_diff(end, time.ticks_ms())
+            if left <= 0:
+                return
+            ev.clear()
+            try:
+                await asyncio.wait_for_ms(ev.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+    def _address_back(self):
+        """The address is back (phone.lease): a TRYING backoff ends now."""
+        self._back = True
+        self._wake.set()
+
+    def _backed_off(self):
+        b, self._back = self._back, False
+        return b
+
+    def _grow(self, delay):
+        return min(delay * 2, self.s.retry_max_ms)
 
     # -- main ----------------------------------------------------------------------------
     async def run(self):
@@ -108,28 +137,67 @@ class Agent:
                 gc.collect()
                 self.events.emit('out_of_memory', where='serve', reason=str(e),
                                  heap_free=gc.mem_free())
-                await self._sleep_or_wake(delay)
-                delay = min(delay * 2, self.s.retry_max_ms)
+                await self._sleep_or_wake(_jitter(delay))
+                delay = self._grow(delay)
+            except Exception as e:
+                # Anything else is a bug or a case nobody foresaw: never the end of the agent.
+                # Report it, start again from no link at all (the state says so), back off.
+                self.events.emit('agent_error', where='serve', reason=_link._why(e),
+                                 retry_ms=delay)
+                await self._recover()
+                await self._sleep_or_wake(_jitter(delay))
+                delay = self._grow(delay)
+
+    async def _recover(self):
+        links = (self.primary, self.srst, self._probe)
+        self.primary = self.srst = self._probe = None
+        for l in links:
+            if l is not None:
+                try:
+                    await l.close('agent error')
+                except Exception:
+                    pass
+        self.set_state(TRYING, reason='agent error')
 
     async def _serve_step(self, delay):
-        if self.primary is not None and self.primary.mode == _link.REGISTERED:
-            await self._sleep_or_wake(60000)
-            if self.primary.mode != _link.REGISTERED and not self._reset_kind:
-                await self._failover(self.primary.reason)
+        p = self.primary
+        if p is not None and self.state == PRIMARY:
+            if p.mode == _link.REGISTERED:
+                await self._sleep_or_wake(60000, cond=lambda: p.mode != _link.REGISTERED)
+            # Lost, even if it went before this loop ever saw it registered.
+            if p.mode != _link.REGISTERED and self.running and not self._reset_kind:
+                await self._failover(p.reason)
             return delay
         if self.srst is not None and self.srst.mode == _link.REGISTERED:
             if await self._monitor_primary():
                 await self._rehome()
             return delay
-        # Neither registered: try the call managers, then the SRST router.
+        # Neither registered. The backoff starts again after a registration that held; one
+        # that a server dropped at once (closed right after RegisterAck, say) is waited out
+        # like a failure, or such a server would get a registration loop.
+        if self._reg_at is not None:
+            held = time.ticks_diff(time.ticks_ms(), self._reg_at)
+            self._reg_at = None
+            if held >= self.s.retry_max_ms:
+                delay = self.s.retry_min_ms
+            else:
+                self.set_state(TRYING)
+                self.events.emit('retrying', retry_ms=delay,
+                                 reason='registration lost after %d ms' % held)
+                await self._sleep_or_wake(_jitter(delay), cond=self._backed_off)
+                delay = self._grow(delay)
+                if not self.running or self._reset_kind:
+                    return delay
+        # Try the call managers, then the SRST router.
         if await self._register_primary():
             gc.collect()
-            return self.s.retry_min_ms
+            return delay
         if self.prov.srst is not None and await self._register_srst('no call manager reachable'):
-            return self.s.retry_min_ms
+            return delay
         self.set_state(TRYING)
-        await self._sleep_or_wake(delay)
-        return min(delay * 2, self.s.retry_max_ms)
+        self.events.emit('retrying', retry_ms=delay)
+        await self._sleep_or_wake(_jitter(delay), cond=self._backed_off)
+        return self._grow(delay)
 
     # -- primary -------------------------------------------------------------------------
     def _new_link(self, role, host, port, anchor):
@@ -156,6 +224,7 @@ class Agent:
                     return False
                 continue
             self.primary = link
+            self._reg_at = time.ticks_ms()
             self.events.emit('registered', link='primary', cm=name, host=host, port=port,
                              keepalive_s=ack[0], secondary_keepalive_s=ack[1],
                              ms=time.ticks_diff(time.ticks_ms(), t0))
@@ -173,6 +242,7 @@ class Agent:
         await self.primary.close('lost')
         if self.prov.srst is None:
             self.events.emit('no_fallback', reason=self.prov.srst_why)
+            self.set_state(TRYING, reason='primary lost')
             return
         if not await self._register_srst(reason, t0):
             self.set_state(TRYING)
@@ -199,6 +269,8 @@ class Agent:
             await self.srst.close('register failed')
             return False
         now = time.ticks_ms()
+        self._reg_at = now
+        self._sb_up = None                  # the standby session is a registration now
         self.events.emit('registered', link='srst', host=self.srst.host, port=self.srst.port,
                          over_standby=over_standby, keepalive_s=ack[0],
                          register_ms=time.ticks_diff(now, t1),
@@ -212,20 +284,23 @@ class Agent:
         delay = self.s.retry_min_ms
         probe = None
         since = None
+        srst = self.srst
         while self.running and not self._reset_kind:
-            if self.srst.mode != _link.REGISTERED:
-                self.events.emit('srst_lost', reason=self.srst.reason)
+            if srst.mode != _link.REGISTERED:
+                self.events.emit('srst_lost', reason=srst.reason)
                 if probe is not None:
                     await probe.close('srst lost')
+                self.set_state(TRYING, reason='srst lost')
                 return False
             if probe is None or probe.mode == _link.DOWN:
                 if since is not None:
                     self.events.emit('primary_unstable', reachable_ms=time.ticks_diff(time.ticks_ms(), since))
                     since = None
-                probe = await self._probe_primary()
+                probe = await self._probe_primary(delay)
                 if probe is None:
-                    await self._sleep_or_wake(delay)
-                    delay = min(delay * 2, self.s.retry_max_ms)
+                    await self._sleep_or_wake(_jitter(delay),
+                                              cond=lambda: srst.mode != _link.REGISTERED)
+                    delay = self._grow(delay)
                     continue
                 delay = self.s.retry_min_ms
                 since = time.ticks_ms()
@@ -235,12 +310,13 @@ class Agent:
             if left <= 0:
                 self._probe = probe
                 return True
-            await self._sleep_or_wake(left)
+            await self._sleep_or_wake(left, cond=lambda: (srst.mode != _link.REGISTERED or
+                                                         probe.mode == _link.DOWN))
         if probe is not None:
             await probe.close('stopped')
         return False
 
-    async def _probe_primary(self):
+    async def _probe_primary(self, retry_ms=0):
         """TLS connect + KeepAlive (no Register) to the first call manager that answers; the
         session is then kept open with probes so a flap is seen at once."""
         for name, host, port, anchor in self.prov.call_managers:
@@ -250,7 +326,7 @@ class Agent:
             try:
                 await link.connect()
             except _link.LinkError as e:
-                self.events.emit('probe_failed', cm=name, reason=str(e))
+                self.events.emit('probe_failed', cm=name, reason=str(e), retry_ms=retry_ms)
                 continue
             link.cm = name
             link.keepalive_ms = self.s.retry_min_ms
@@ -274,37 +350,66 @@ class Agent:
         self.events.emit('rehomed', ms=ms, heap_used=gc.mem_alloc(), heap_free=gc.mem_free())
 
     # -- standby connection to the SRST router -------------------------------------------
+    def _standby_wanted(self):
+        return (self.prov.srst is not None and self.state == PRIMARY and
+                (self.srst is None or self.srst.mode == _link.DOWN))
+
     async def _standby_keeper(self):
         delay = self.s.retry_min_ms
-        while self.running:
-            want = (self.prov.srst is not None and self.state == PRIMARY and
-                    (self.srst is None or self.srst.mode == _link.DOWN))
-            if not want:
-                await self._sleep_or_wake(1000, self._kick)
-                continue
-            host, port, anchor = self.prov.srst
-            t0 = time.ticks_ms()
+        gone = lambda: not self._standby_wanted()
+        while self.running and not self._reset_kind:
             try:
-                self.srst = self._new_link('srst', host, port, anchor)
-                await self.srst.connect()
-            except (_link.LinkError, MemoryError) as e:
-                self.events.emit('standby_failed', host=host, port=port, reason=str(e), retry_ms=delay)
-                await self._sleep_or_wake(delay, self._kick)
-                delay = min(delay * 2, self.s.retry_max_ms)
-                continue
-            delay = self.s.retry_min_ms
-            if self.primary is not None:
-                self.srst.standby(self.primary.secondary_keepalive_ms)
-            self.events.emit('standby_up', host=host, port=port,
-                             ms=time.ticks_diff(time.ticks_ms(), t0),
-                             keepalive_s=self.srst.keepalive_ms // 1000)
+                if not self._standby_wanted():
+                    await self._sleep_or_wake(1000, self._kick, cond=self._standby_wanted)
+                    continue
+                host, port, anchor = self.prov.srst
+                if self._sb_up is not None:
+                    # The backoff starts again after a standby link that held; one dropped
+                    # soon after it came up is waited out like a failed try.
+                    held = time.ticks_diff(time.ticks_ms(), self._sb_up)
+                    self._sb_up = None
+                    if held >= self.s.retry_max_ms:
+                        delay = self.s.retry_min_ms
+                    else:
+                        self.events.emit('standby_failed', host=host, port=port, retry_ms=delay,
+                                         reason='standby lost %d ms after it came up' % held)
+                        await self._sleep_or_wake(_jitter(delay), self._kick, cond=gone)
+                        delay = self._grow(delay)
+                        continue
+                t0 = time.ticks_ms()
+                try:
+                    self.srst = self._new_link('srst', host, port, anchor)
+                    await self.srst.connect()
+                except (_link.LinkError, MemoryError) as e:
+                    self.events.emit('standby_failed', host=host, port=port, reason=str(e),
+                                     retry_ms=delay)
+                    await self._sleep_or_wake(_jitter(delay), self._kick, cond=gone)
+                    delay = self._grow(delay)
+                    continue
+                self._sb_up = time.ticks_ms()
+                if self.primary is not None:
+                    self.srst.standby(self.primary.secondary_keepalive_ms)
+                self.events.emit('standby_up', host=host, port=port,
+                                 ms=time.ticks_diff(time.ticks_ms(), t0),
+                                 keepalive_s=self.srst.keepalive_ms // 1000)
+            except Exception as e:
+                # A bug here must not end the keeper (nor leave a half-made link behind).
+                self.events.emit('agent_error', where='standby', reason=_link._why(e),
+                                 retry_ms=delay)
+                l = self.srst
+                if l is not None and l.mode != _link.REGISTERED:
+                    try:
+                        await l.close('agent error')
+                    except Exception:
+                        pass
+                await self._sleep_or_wake(_jitter(delay), self._kick, cond=gone)
+                delay = self._grow(delay)
 
-    async def _close_all(self):
+    async def _address_lost(self, reason):
+        """The DHCP lease is gone (phone.lease): no link may go on using the address. The
+        serve loop then finds nothing registered and retries from TRYING with its backoff;
+        phone.lease wakes it when the address is back."""
         for l in (self.primary, self.srst, self._probe):
-            if l is not None:
-                await l.close('shutdown')
-
-    def stop(self):
-        self.running = False
-        self._wake.set()
-        self._kick.set()
+            if l is not No
+    together (a router certificate re-issued) do not retry in step."""
+    return ms + time.ticks_us() % (ms // 8 + 1)

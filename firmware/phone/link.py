@@ -171,21 +171,31 @@ class Link:
         try:
             mid, body = await self._request(register_frame, (_REGISTER_ACK, _REGISTER_REJECT),
                                             timeout_ms or self.s.register_timeout_ms, 'RegisterAck')
-        except Exception as e:
+            if mid == _REGISTER_REJECT:
+                text = 'rejected: ' + sccp.parse_register_reject(body)
+            else:
+                text = None
+                ka, _, sec, _, _ = sccp.parse_register_ack(body)
+        except Exception as e:             # a lost session, a timeout, a malformed answer
             self._fail('register: ' + _why(e))
             raise LinkError(_why(e))
-        if mid == _REGISTER_REJECT:
-            text = sccp.parse_register_reject(body)
+        if text is not None:
             self.mode = STANDBY
-            raise LinkError('rejected: ' + text)
-        ka, _, sec, _, _ = sccp.parse_register_ack(body)
+            raise LinkError(text)
+        if self.mode != REGISTERING:       # the session ended right after the answer
+            raise LinkError(self.reason or 'connection lost')
         self.keepalive_ms = max(1, ka) * 1000
         self.secondary_keepalive_ms = max(1, sec) * 1000
         self.probe_after_ms = self.s.probe_after_ms
         self.mode = REGISTERED
         # The rest of the registration dialogue; CapabilitiesReq is answered by the reader.
-        await self._send(sccp.button_template_req())
-        await self._send(sccp.time_date_req())
+        # A server that closes right after RegisterAck fails these writes: a link failure.
+        try:
+            await self._send(sccp.button_template_req())
+            await self._send(sccp.time_date_req())
+        except LinkError as e:
+            self._fail('register: ' + str(e))
+            raise
         return ka, sec
 
     async def unregister(self, timeout_ms=None):
@@ -212,12 +222,21 @@ class Link:
     # -- internals ---------------------------------------------------------------------
     async def _send(self, frame, timeout_ms=0):
         """Write and drain, bounded: the first write also runs the deferred TLS handshake,
-        which a peer that accepts TCP and then says nothing would hold forever."""
-        self._w.write(frame)
+        which a peer that accepts TCP and then says nothing would hold forever. Every failure
+        (a link torn down meanwhile, EPIPE, a TLS error) is a LinkError."""
+        w = self._w
+        if w is None or self.mode == DOWN:
+            raise LinkError(self.reason or 'connection lost')
+        timeout_ms = timeout_ms or self.s.register_timeout_ms
         try:
-            await asyncio.wait_for_ms(self._w.drain(), timeout_ms or self.s.register_timeout_ms)
+            w.write(frame)
+            await asyncio.wait_for_ms(w.drain(), timeout_ms)
         except asyncio.TimeoutError:
-            raise LinkError('write not taken within %d ms' % (timeout_ms or self.s.register_timeout_ms))
+            raise LinkError('write not taken within %d ms' % timeout_ms)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            raise LinkError('write failed: ' + _why(e))
 
     async def _request(self, frame, want, timeout_ms, what):
         self._want = want
@@ -309,9 +328,12 @@ class Link:
         # Straight to the socket, non-blocking and without allocating: the frame is prebuilt
         # and a TLS record is written whole or not at all. A socket that cannot take 12 bytes
         # means a peer that stopped reading: the missing ack will declare it dead.
-        if self._w.out_buf:
+        w = self._w
+        if w is None:
+            raise LinkError(self.reason or 'connection lost')
+        if w.out_buf:
             await self._send(b'', self.s.ack_timeout_ms)
-        n = self._w.s.write(_KA)
+        n = w.s.write(_KA)
         if n is not None and n != len(_KA):
             raise OSError('partial KeepAlive write')
 
@@ -327,7 +349,9 @@ class Link:
         self.events.emit('link_down', link=self.role, host=self.host, port=self.port,
                          was=was, reason=reason)
         asyncio.create_task(self._teardown())
-        if self.on_down is not None:
+        # A link still being made tells its owner by connect()'s LinkError: waking the owner
+        # too would cut short the backoff it is about to announce.
+        if self.on_down is not None and was != CONNECTING:
             self.on_down(self, reason)
 
     async def _teardown(self):
@@ -354,6 +378,8 @@ _TLS_ERRORS = {-9984: 'TLS: server certificate verify failed (not the pinned cer
 
 
 def _why(e):
+    if isinstance(e, LinkError):
+        return str(e)
     if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
         if e.args[0] in _TLS_ERRORS:
             return '%s (%d)' % (_TLS_ERRORS[e.args[0]], e.args[0])

@@ -1,0 +1,399 @@
+# heap: 256K
+# timeout: 120
+# The agent never dies and never storms (issue 11, items 5 and 6). The agent runs in one
+# asyncio loop against small SCCP servers on loopback with fault modes, TLS replaced by a
+# stand-in that wraps nothing (as in test_agents_share.py), so the faults are the server's:
+#   - a call manager that closes the session right after RegisterAck (or after a 64 KB
+#     DisplayText): the agent must not end, and its state must leave PRIMARY;
+#   - a server that closes every connection at once (what a failed TLS verification looks
+#     like to the link: the reader fails while the connection is still being made): the tries
+#     must follow the announced backoff, not the ~30 ms loop of the wake events;
+#   - garbage, a RegisterReject loop, a Reset on a standby link;
+#   - anything that escapes the agent is turned into an event and a restart by the supervisor
+#     (phone.boot.supervise).
+import json
+import struct
+import time
+
+try:
+    import asyncio
+except ImportError:
+    import uasyncio as asyncio
+
+from fwtest import CaptureOut, eq
+from phone import link as _link
+from phone import sccp_lab as sccp
+from phone.agent import Agent, FALLBACK, PRIMARY, TRYING
+from phone.events import Events
+from phone.platform import Platform, parse_mac
+from phone.provision import Provisioned
+from phone.settings import Settings
+
+MAC = '02F1EE0000C3'
+SETTINGS = {'probe_after_ms': 1500, 'ack_timeout_ms': 1000, 'max_missed': 2,
+            'connect_timeout_ms': 2000, 'register_timeout_ms': 2000, 'retry_min_ms': 100,
+            'retry_max_ms': 800, 'monitor_s': 60}
+
+
+class FakeContext:
+    def __init__(self, protocol):
+        pass
+
+    def load_verify_locations(self, cadata=None):
+        pass
+
+    def load_cert_chain(self, cert, key):
+        pass
+
+    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
+        return sock                       # plain SCCP underneath
+
+
+class FakeSsl:
+    PROTOCOL_TLS_CLIENT = 0
+    CERT_REQUIRED = 2
+    SSLContext = FakeContext
+
+
+def _frame(mid, body):
+    return struct.pack('<III', 4 + len(body), 0, mid) + body
+
+
+class Server:
+    """SCCP server with a fault mode:
+    ok           KeepAlive, Register (RegisterAck + CapabilitiesReq), Unregister answered
+    close        every connection closed at once (a link that fails while being made)
+    ack_close    RegisterAck + CapabilitiesReq, then the session is closed
+    big_display  RegisterAck, then a 64 KB DisplayText, then close
+    reject       RegisterReject to every Register
+    garbage      answers KeepAlive with bytes that are no SCCP frame
+    reset        a Reset (restart) to every KeepAlive (a standby link, never registered)"""
+
+    def __init__(self, mode='ok'):
+        self.mode = mode
+        self.accepted = 0
+        self.registers = 0
+        self.server = None
+        self.port = 0
+
+    async def start(self):
+        base = 20000 + time.ticks_us() % 20000
+        for i in range(20):
+            try:
+                self.server = await asyncio.start_server(self.serve, '127.0.0.1', base + i)
+                self.port = base + i
+                return self
+            except OSError:
+                pass
+        raise OSError('no free port')
+
+    async def serve(self, r, w):
+        self.accepted += 1
+        try:
+            if self.mode == 'close':
+                return
+            fr = sccp.FrameReader(r)
+            while True:
+                mid = await fr.aread()
+                if mid < 0:
+                    break
+                if mid == sccp.KEEPALIVE:
+                    if self.mode == 'garbage':
+                        w.write(b'\xff' * 64)
+                    elif self.mode == 'reset':
+                        w.write(sccp.keepalive_ack() + sccp.reset(sccp.RESET_RESTART))
+                    else:
+                        w.write(sccp.keepalive_ack())
+                elif mid == sccp.REGISTER:
+                    self.registers += 1
+                    if self.mode == 'reject':
+                        w.write(sccp.register_reject('Unknown device'))
+                    else:
+                        w.write(sccp.register_ack(5, 10))
+                        w.write(sccp.capabilities_req())
+                    if self.mode == 'big_display':
+                        await w.drain()
+                        w.write(_frame(sccp.DISPLAY_TEXT, b'A' * 65536))
+                    if self.mode in ('ack_close', 'big_display'):
+                        await w.drain()
+                        return
+                elif mid == sccp.UNREGISTER:
+                    w.write(sccp.unregister_ack())
+                await w.drain()
+        except Exception:
+            pass
+        finally:
+            await _close(w)
+
+    def close(self):
+        self.server.close()
+
+
+async def _close(w):
+    w.close()
+    try:
+        await asyncio.wait_for_ms(w.wait_closed(), 1000)
+    except Exception:
+        pass
+
+
+def _agent(cm, srst, out, overrides=None):
+    p = Provisioned()
+    p.ip = '127.0.0.1'
+    p.mac = parse_mac(MAC)
+    anchor = (b'server-cert', 'lab-server')
+    p.call_managers = [('cm', '127.0.0.1', cm.port, anchor)]
+    p.srst = ('127.0.0.1', srst.port, anchor) if srst is not None else None
+    p.srst_why = None if srst is not None else 'no SRST in the config'
+    p.identity = (b'cert', b'key')
+    p.monitor_s = 60
+    p.secure = True
+    plat = Platform({'name': 'alive', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
+    s = dict(SETTINGS)
+    s.update(overrides or {})
+    return Agent(plat, p, events=Events(out=out), settings=Settings(s))
+
+
+async def _run_for(agent, ms):
+    """Run the agent for `ms`; returns the exception that ended it early (None: it kept
+    running, as it must)."""
+    _link.ssl = FakeSsl
+    task = asyncio.create_task(agent.run())
+    t0 = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), t0) < ms:
+        await asyncio.sleep_ms(50)
+        if task.done():
+            break
+    died = None
+    if task.done():
+        try:
+            await task
+            died = 'ended'
+        except Exception as e:
+            died = '%s: %s' % (type(e).__name__, e)
+    agent.stop()
+    if not task.done():
+        try:
+            await asyncio.wait_for_ms(task, 3000)
+        except Exception:
+            pass
+    return died
+
+
+def _events(out, name=None):
+    evs = [json.loads(l) for l in out.lines()]
+    return [e for e in evs if name is None or e['ev'] == name]
+
+
+def _states(out):
+    return [e['state'] for e in _events(out, 'state')]
+
+
+def _check_backoff(evs, what, retry_min, retry_max):
+    """Each try comes at least the announced retry_ms after the one before (jitter only
+    upward), and the announced delays double from retry_min up to retry_max."""
+    assert len(evs) >= 3, '%s: only %d tries' % (what, len(evs))
+    want = retry_min
+    for i, e in enumerate(evs):
+        eq(e['retry_ms'], want, '%s #%d announced retry_ms' % (what, i))
+        want = min(want * 2, retry_max)
+    for a, b in zip(evs, evs[1:]):
+        gap = b['t'] - a['t']
+        assert gap >= a['retry_ms'], '%s: try %d ms after the previous one, which announced %d ms' % (
+            what, gap, a['retry_ms'])
+
+
+async def test_close_after_register_ack_with_srst():
+    cm = await Server('ack_close').start()
+    srst = await Server('ok').start()
+    out = CaptureOut()
+    a = _agent(cm, srst, out)
+    try:
+        died = await _run_for(a, 3000)
+    finally:
+        cm.close()
+        srst.close()
+    eq(died, None, 'the agent ended')
+    states = _states(out)
+    # Each time the call manager takes the registration and drops it, the state says so.
+    assert FALLBACK in states, states
+    eq(a.state, FALLBACK, 'state after the call manager dropped every registration')
+    regs = [e for e in _events(out, 'registered') if e.get('link') == 'srst']
+    assert regs, 'never registered with the SRST router'
+
+
+async def test_close_after_register_ack_without_srst():
+    cm = await Server('ack_close').start()
+    out = CaptureOut()
+    a = _agent(cm, None, out)
+    try:
+        died = await _run_for(a, 3000)
+    finally:
+        cm.close()
+    eq(died, None, 'the agent ended')
+    # The state must not stay PRIMARY on a link that is gone.
+    assert a.state != PRIMARY or (a.primary is not None and a.primary.mode == _link.REGISTERED), \
+        'state PRIMARY with the primary link ' + (a.primary.mode if a.primary else 'None')
+    assert TRYING in _states(out), _states(out)
+    # Registrations that last no time are paced by the backoff, not looped: at most one per
+    # retry_min in the window (3 s / 100 ms = 30), in practice far fewer.
+    assert cm.registers <= 12, '%d registrations in 3 s' % cm.registers
+
+
+async def test_big_display_then_close():
+    cm = await Server('big_display').start()
+    srst = await Server('ok').start()
+    out = CaptureOut()
+    a = _agent(cm, srst, out)
+    try:
+        died = await _run_for(a, 3000)
+    finally:
+        cm.close()
+        srst.close()
+    eq(died, None, 'the agent ended')
+    eq(a.state, FALLBACK, 'state')
+
+
+async def test_standby_retries_follow_the_announced_backoff():
+    cm = await Server('ok').start()
+    srst = await Server('close').start()
+    out = CaptureOut()
+    a = _agent(cm, srst, out)
+    try:
+        died = await _run_for(a, 3500)
+    finally:
+        cm.close()
+        srst.close()
+    eq(died, None, 'the agent ended')
+    eq(a.state, PRIMARY, 'state')
+    fails = _events(out, 'standby_failed')
+    # 100+200+400+800+800 ms: 5 or 6 tries in 3.5 s; the bug made ~100.
+    assert len(fails) <= 8, '%d standby tries in 3.5 s' % len(fails)
+    _check_backoff(fails, 'standby_failed', 100, 800)
+
+
+async def test_probe_retries_follow_the_backoff():
+    cm = await Server('close').start()
+    srst = await Server('ok').start()
+    out = CaptureOut()
+    a = _agent(cm, srst, out)
+    try:
+        died = await _run_for(a, 3500)
+    finally:
+        cm.close()
+        srst.close()
+    eq(died, None, 'the agent ended')
+    eq(a.state, FALLBACK, 'state')
+    probes = _events(out, 'probe_failed')
+    assert len(probes) <= 8, '%d probes in 3.5 s' % len(probes)
+    _check_backoff(probes, 'probe_failed', 100, 800)
+
+
+async def test_trying_retries_follow_the_backoff():
+    cm = await Server('close').start()
+    srst = await Server('close').start()
+    out = CaptureOut()
+    a = _agent(cm, srst, out)
+    try:
+        died = await _run_for(a, 3500)
+    finally:
+        cm.close()
+        srst.close()
+    eq(died, None, 'the agent ended')
+    eq(a.state, TRYING, 'state')
+    tries = [e for e in _events(out, 'register_failed') if e.get('link') == 'primary']
+    assert len(tries) <= 8, '%d registration rounds in 3.5 s' % len(tries)
+    tr = [e for e in _events(out, 'retrying')]
+    _check_backoff(tr, 'retrying', 100, 800)
+
+
+async def test_register_reject_loop_is_paced():
+    cm = await Server('reject').start()
+    srst = await Server('reject').start()
+    out = CaptureOut()
+    a = _agent(cm, srst, out)
+    try:
+        died = await _run_for(a, 3000)
+    finally:
+        cm.close()
+        srst.close()
+    eq(died, None, 'the agent ended')
+    eq(a.state, TRYING, 'state')
+    assert cm.registers <= 8, '%d Registers in 3 s' % cm.registers
+
+
+async def test_garbage_and_reset_on_standby():
+    # Garbage from the SRST router breaks the standby link, never the agent; a Reset on a
+    # standby link (no registration) is not obeyed: only a server the phone is registered
+    # with may restart it.
+    for mode in ('garbage', 'reset'):
+        cm = await Server('ok').start()
+        srst = await Server(mode).start()
+        out = CaptureOut()
+        a = _agent(cm, srst, out)
+        try:
+            died = await _run_for(a, 2000)
+        finally:
+            cm.close()
+            srst.close()
+        eq(died, None, mode + ': the agent ended')
+        eq(a.state, PRIMARY, mode + ': state')
+        eq(_events(out, 'restarting'), [], mode + ': restarted')
+        assert len(_events(out, 'standby_failed')) + len(_events(out, 'link_down')) <= 12, \
+            mode + ': storm'
+
+
+async def test_unexpected_error_in_a_loop_is_an_event():
+    # A bug inside the serve loop (here: the registration frame is unusable) is reported and
+    # retried with backoff; the agent goes on.
+    cm = await Server('ok').start()
+    out = CaptureOut()
+    a = _agent(cm, None, out)
+    calls = []
+    real = a._register_primary
+
+    async def broken(over=None):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise TypeError('simulated bug')
+        return await real(over)
+
+    a._register_primary = broken
+    try:
+        died = await _run_for(a, 2000)
+    finally:
+        cm.close()
+    eq(died, None, 'the agent ended')
+    errs = _events(out, 'agent_error')
+    eq(len(errs), 2, 'agent_error events')
+    assert 'simulated bug' in errs[0]['reason'], errs[0]
+    eq(a.state, PRIMARY, 'state after recovering')
+
+
+def test_supervisor_restarts_a_crashed_agent():
+    from phone import boot
+    out = CaptureOut()
+    ev = Events(out=out)
+    runs = []
+
+    class Crashing:
+        def __init__(self):
+            runs.append(self)
+
+        async def run(self):
+            if len(runs) < 3:
+                raise AttributeError("'NoneType' object has no attribute 'write'")
+
+    fed = []
+
+    class Dog:
+        def feed(self):
+            fed.append(1)
+
+    boot.supervise(Crashing, ev, Settings({'retry_min_ms': 100, 'retry_max_ms': 400}), Dog())
+    eq(len(runs), 3, 'agent runs')
+    crashes = _events(out, 'agent_crashed')
+    eq(len(crashes), 2, 'agent_crashed events')
+    assert "attribute 'write'" in crashes[0]['reason'], crashes[0]
+    eq([c['restart_ms'] for c in crashes], [100, 200], 'restart backoff')
+    assert fed, 'the watchdog was never fed'
