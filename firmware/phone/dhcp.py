@@ -3,6 +3,10 @@
 # built-in client does not expose options 150/66). What a Cisco phone needs from DHCP is its
 # address and the TFTP server list: option 150 > option 66 > siaddr > the configured server.
 #
+# Keeping a lease it acquired itself (RENEWING, REBINDING: RFC 2131 4.4.5) is phone.lease's
+# job; the REQUEST exchange for it is Client.extending() here. Every exchange is one loop
+# (_exchange), a generator that a blocking driver (Client.run) or an asyncio task drives.
+#
 # Every wait is a select.poll with a timeout; retransmission backs off exponentially and is
 # bounded. A bad or foreign packet never raises out of the client: it is ignored with a reason
 # (event "dhcp_ignored") and the client keeps waiting for a good one.
@@ -52,6 +56,7 @@ _MAX_MS = const(16000)
 _TRIES = const(4)           # transmissions per stage (DISCOVER, REQUEST, INFORM)
 _ROUNDS = const(3)          # DISCOVER rounds after a NAK or an unanswered REQUEST
 TOTAL_MS = const(60000)     # hard bound on one acquire()/inform() call
+_RENEW_TRIES = const(32)    # REQUESTs per RENEWING/REBINDING stage (the deadline ends it first)
 
 _COOKIE = b'\x63\x82\x53\x63'
 
@@ -329,6 +334,13 @@ class Lease:
                 'kind': self.kind}
 
 
+def terms(reply):
+    """(lease_s, t1_s, t2_s, server_id) of an ACK; None for what it does not say."""
+    o = reply.opts
+    return (_u32(o[51]) if 51 in o else None, _u32(o[58]) if 58 in o else None,
+            _u32(o[59]) if 59 in o else None, reply.server_id())
+
+
 def tftp_order(opt150, opt66, siaddr, configured=None, resolve=None, events=None):
     """The TFTP servers to try, best first, without duplicates:
     option 150 (in its order) > option 66 (name resolved, or dotted quad) > siaddr >
@@ -378,13 +390,7 @@ def lease_from(reply, configured=None, resolve=None, events=None, fallback=None,
             L.domain = o[15].decode().rstrip('\x00')
         except UnicodeError:    # not text: no domain
             pass
-    if 51 in o:
-        L.lease_s = _u32(o[51])
-    if 58 in o:
-        L.t1_s = _u32(o[58])
-    if 59 in o:
-        L.t2_s = _u32(o[59])
-    L.server_id = reply.server_id()
+    L.lease_s, L.t1_s, L.t2_s, L.server_id = terms(reply)
     L.unknown = reply.unknown
     src = reply
     if 150 not in o and 66 not in o and fallback is not None:
@@ -459,6 +465,7 @@ class Client:
         self.poller = None
         self.xid = 0
         self.t_start = 0
+        self.t_sent = 0
         self.stats = {'sent': 0, 'received': 0, 'ignored': 0, 'foreign': 0, 'timeouts': 0}
 
     # -- socket -------------------------------------------------------------------------
@@ -487,7 +494,8 @@ class Client:
             self.sock.close()
             self.sock = None
 
-    def _wait(self, ms):
+    def readable(self, ms):
+        """Wait up to ms for an answer on the socket (0: just look)."""
         if ms < 0:
             ms = 0
         if self._ipoll is not None:
@@ -525,16 +533,28 @@ class Client:
             ms = self.max_ms
         return ms + _jitter(self.first_ms // 8)
 
+    # -- the one send / wait / retransmit loop -------------------------------------------
+    # Written as generators: they yield the ms they want to wait for an answer and take back
+    # whether the socket became readable. run() drives them with blocking waits (boot);
+    # phone.lease drives them from an asyncio task (renewal next to the TLS links).
+    def run(self, g):
+        """Drive an exchange generator with blocking waits; returns its result."""
+        try:
+            ms = next(g)
+            while True:
+                ms = g.send(self.readable(ms))
+        except StopIteration as e:
+            return e.value
+
     def _await(self, ms, stage, accept, deadline_total):
         """Wait up to ms (and never past deadline_total) for a reply `accept` takes.
         accept(reply) returns None to take it or the reason to ignore it."""
-        now = ticks_ms()
-        deadline = ticks_add(now, ms)
+        deadline = ticks_add(ticks_ms(), ms)
         if ticks_diff(deadline_total, deadline) < 0:
             deadline = deadline_total
         while True:
             left = ticks_diff(deadline, ticks_ms())
-            if left <= 0 or not self._wait(left):
+            if left <= 0 or not (yield left):
                 return None
             try:
                 n = self._recv()
@@ -559,36 +579,73 @@ class Client:
             self.events.emit('dhcp_ignored', stage=stage, reason=why,
                              type=r.type_name(), server=r.server_id())
 
+    def _exchange(self, mtype, stage, accept, deadline, tries, waits, note, fields, **kw):
+        """Send `mtype` (build() options in kw) up to `tries` times, each followed by a wait
+        of waits(attempt) ms for a reply `accept` takes, never past `deadline`; event `note`
+        (with `fields`) per transmission. Returns the reply, or None. self.t_sent: when the
+        first of these transmissions left (a lease runs from there, RFC 2131 4.4.1)."""
+        for attempt in range(tries):
+            if ticks_diff(deadline, ticks_ms()) <= 0:
+                break
+            n = build(self.tx, mtype, self.xid, self.mac, secs=self._secs(),
+                      hostname=self.hostname, vendor_class=self.vendor_class, **kw)
+            if not attempt:
+                self.t_sent = ticks_ms()
+            self._send(n)
+            wait = waits(attempt)
+            self.events.emit(note, attempt=attempt + 1, wait_ms=wait, **fields)
+            r = yield from self._await(wait, stage, accept, deadline)
+            if r is not None:
+                return r
+            self.stats['timeouts'] += 1
+        self.events.emit('dhcp_timeout', stage=stage, tries=tries)
+        return None
+
+    def _nak(self, r, sid):
+        msg = r.opts.get(56)
+        try:
+            msg = msg.decode() if msg else None
+        except UnicodeError:
+            pass        # not text: the event shows the bytes (hex)
+        self.events.emit('dhcp_nak', server=sid, message=msg)
+
     # -- the full exchange ------------------------------------------------------------
     def acquire(self, total_ms=TOTAL_MS):
         """DISCOVER -> OFFER -> REQUEST -> ACK. Returns a Lease; raises DhcpError when no
         server gave one within the bounds (tries per stage, rounds, total_ms)."""
-        self.t_start = ticks_ms()
-        deadline = ticks_add(self.t_start, total_ms)
         self._setup()
         try:
-            for rnd in range(self.rounds):
-                offer = self._select(rnd, deadline)
-                if offer is None:
-                    break
-                ack = self._request(offer, deadline)
-                if ack is None:
-                    continue
-                lease = lease_from(ack, self.tftp_server, self.resolve, self.events,
-                                   fallback=offer)
-                self.events.emit('dhcp_lease', ip=lease.ip, mask=lease.mask,
-                                 router=lease.router, dns=lease.dns,
-                                 tftp_servers=lease.tftp_servers, lease_s=lease.lease_s,
-                                 server=lease.server_id,
-                                 ms=ticks_diff(ticks_ms(), self.t_start))
-                return lease
+            lease = self.run(self.acquiring(total_ms))
         finally:
             self.close()
+        if lease is None:
+            raise DhcpError('no DHCP lease after %d ms (%d sent, %d ignored)'
+                            % (ticks_diff(ticks_ms(), self.t_start), self.stats['sent'],
+                               self.stats['ignored']))
+        return lease
+
+    def acquiring(self, total_ms=TOTAL_MS):
+        """acquire() as an exchange generator on an open socket (_setup()): the Lease, or
+        None (event dhcp_failed)."""
+        self.t_start = ticks_ms()
+        deadline = ticks_add(self.t_start, total_ms)
+        for rnd in range(self.rounds):
+            offer = yield from self._select(rnd, deadline)
+            if offer is None:
+                break
+            ack = yield from self._request(offer, deadline)
+            if ack is None:
+                continue
+            lease = lease_from(ack, self.tftp_server, self.resolve, self.events, fallback=offer)
+            lease.acquired_ms = self.t_sent
+            self.events.emit('dhcp_lease', ip=lease.ip, mask=lease.mask, router=lease.router,
+                             dns=lease.dns, tftp_servers=lease.tftp_servers,
+                             lease_s=lease.lease_s, server=lease.server_id,
+                             ms=ticks_diff(ticks_ms(), self.t_start))
+            return lease
         self.events.emit('dhcp_failed', reason='no lease', stats=self.stats,
                          ms=ticks_diff(ticks_ms(), self.t_start))
-        raise DhcpError('no DHCP lease after %d ms (%d sent, %d ignored)'
-                        % (ticks_diff(ticks_ms(), self.t_start), self.stats['sent'],
-                           self.stats['ignored']))
+        return None
 
     def _select(self, rnd, deadline):
         self.xid = _new_xid()
@@ -602,23 +659,13 @@ class Client:
                 return 'offer without a server identifier'
             return None
 
-        for attempt in range(self.tries):
-            if ticks_diff(deadline, ticks_ms()) <= 0:
-                return None
-            n = build(self.tx, DISCOVER, self.xid, self.mac, secs=self._secs(),
-                      hostname=self.hostname, vendor_class=self.vendor_class)
-            self._send(n)
-            wait = self._backoff(attempt)
-            self.events.emit('dhcp_discover', xid=self.xid, attempt=attempt + 1, round=rnd + 1,
-                             wait_ms=wait)
-            r = self._await(wait, 'selecting', accept, deadline)
-            if r is not None:
-                self.events.emit('dhcp_offer', ip=r.yiaddr, server=r.server_id(),
-                                 siaddr=r.siaddr, has150=150 in r.opts, has66=66 in r.opts)
-                return r
-            self.stats['timeouts'] += 1
-        self.events.emit('dhcp_timeout', stage='selecting', tries=self.tries)
-        return None
+        r = yield from self._exchange(DISCOVER, 'selecting', accept, deadline, self.tries,
+                                      self._backoff, 'dhcp_discover',
+                                      {'xid': self.xid, 'round': rnd + 1})
+        if r is not None:
+            self.events.emit('dhcp_offer', ip=r.yiaddr, server=r.server_id(),
+                             siaddr=r.siaddr, has150=150 in r.opts, has66=66 in r.opts)
+        return r
 
     def _request(self, offer, deadline):
         sid = offer.server_id()
@@ -633,30 +680,44 @@ class Client:
                 return 'ACK for %s, we requested %s' % (r.yiaddr, ip)
             return None
 
-        for attempt in range(self.tries):
-            if ticks_diff(deadline, ticks_ms()) <= 0:
-                return None
-            n = build(self.tx, REQUEST, self.xid, self.mac, requested=ip, server_id=sid,
-                      secs=self._secs(), hostname=self.hostname, vendor_class=self.vendor_class)
-            self._send(n)
-            wait = self._backoff(attempt)
-            self.events.emit('dhcp_request', ip=ip, server=sid, attempt=attempt + 1,
-                             wait_ms=wait)
-            r = self._await(wait, 'requesting', accept, deadline)
-            if r is None:
-                self.stats['timeouts'] += 1
-                continue
-            if r.mtype == NAK:
-                msg = r.opts.get(56)
-                try:
-                    msg = msg.decode() if msg else None
-                except UnicodeError:
-                    pass        # not text: the event shows the bytes (hex)
-                self.events.emit('dhcp_nak', server=sid, message=msg)
-                return None
-            return r
-        self.events.emit('dhcp_timeout', stage='requesting', tries=self.tries)
-        return None
+        r = yield from self._exchange(REQUEST, 'requesting', accept, deadline, self.tries,
+                                      self._backoff, 'dhcp_request', {'ip': ip, 'server': sid},
+                                      requested=ip, server_id=sid)
+        if r is not None and r.mtype == NAK:
+            self._nak(r, sid)
+            return None
+        return r
+
+    # -- keeping the lease (RFC 2131 4.4.5) ----------------------------------------------
+    def extending(self, ip, sid, deadline, floor_ms):
+        """RENEWING (sid: the server that gave the lease, unicast) or REBINDING (sid None:
+        broadcast): a REQUEST with ciaddr = ip and neither option 50 nor 54 (RFC 2131 4.3.2),
+        retransmitted after half the time left to `deadline` (T2, or the lease's end), at
+        least floor_ms, until the deadline. An exchange generator on an open socket:
+        returns the ACK or NAK, or None at the deadline."""
+        self.t_start = ticks_ms()
+        self.xid = _new_xid()
+        self.dest = sockaddr(sid or self.server, self.server_port)
+        stage = 'renewing' if sid else 'rebinding'
+
+        def accept(r):
+            if r.mtype not in (ACK, NAK):
+                return '%s while %s' % (r.type_name(), stage)
+            if sid and r.server_id() not in (None, sid):
+                return 'answer from server %s, our lease is from %s' % (r.server_id(), sid)
+            if r.mtype == ACK and r.yiaddr != ip:
+                return 'ACK for %s, we hold %s' % (r.yiaddr, ip)
+            return None
+
+        def waits(attempt):
+            return max(ticks_diff(deadline, ticks_ms()) // 2, floor_ms)
+
+        r = yield from self._exchange(REQUEST, stage, accept, deadline, _RENEW_TRIES, waits,
+                                      'dhcp_renew', {'ip': ip, 'server': sid, 'stage': stage},
+                                      ciaddr=ip, broadcast=False)
+        if r is not None and r.mtype == NAK:
+            self._nak(r, r.server_id() or sid)
+        return r
 
     # -- INFORM -------------------------------------------------------------------------
     def inform(self, ip, total_ms=TOTAL_MS):
@@ -673,31 +734,22 @@ class Client:
             return None
 
         try:
-            for attempt in range(self.tries):
-                if ticks_diff(deadline, ticks_ms()) <= 0:
-                    break
-                n = build(self.tx, INFORM, self.xid, self.mac, ciaddr=ip, secs=self._secs(),
-                          broadcast=False, hostname=self.hostname,
-                          vendor_class=self.vendor_class)
-                self._send(n)
-                wait = self._backoff(attempt)
-                self.events.emit('dhcp_inform', ip=ip, attempt=attempt + 1, wait_ms=wait)
-                r = self._await(wait, 'inform', accept, deadline)
-                if r is None:
-                    self.stats['timeouts'] += 1
-                    continue
-                lease = lease_from(r, self.tftp_server, self.resolve, self.events, ip=ip)
-                lease.kind = 'inform'
-                lease.lease_s = None
-                self.events.emit('dhcp_lease', ip=ip, mask=lease.mask, router=lease.router,
-                                 dns=lease.dns, tftp_servers=lease.tftp_servers,
-                                 server=lease.server_id, kind='inform',
-                                 ms=ticks_diff(ticks_ms(), self.t_start))
-                return lease
+            r = self.run(self._exchange(INFORM, 'inform', accept, deadline, self.tries,
+                                        self._backoff, 'dhcp_inform', {'ip': ip},
+                                        ciaddr=ip, broadcast=False))
         finally:
             self.close()
-        self.events.emit('dhcp_failed', reason='no answer to INFORM', stats=self.stats)
-        raise DhcpError('no answer to DHCPINFORM from %s' % ip)
+        if r is None:
+            self.events.emit('dhcp_failed', reason='no answer to INFORM', stats=self.stats)
+            raise DhcpError('no answer to DHCPINFORM from %s' % ip)
+        lease = lease_from(r, self.tftp_server, self.resolve, self.events, ip=ip)
+        lease.kind = 'inform'
+        lease.lease_s = None
+        self.events.emit('dhcp_lease', ip=ip, mask=lease.mask, router=lease.router,
+                         dns=lease.dns, tftp_servers=lease.tftp_servers,
+                         server=lease.server_id, kind='inform',
+                         ms=ticks_diff(ticks_ms(), self.t_start))
+        return lease
 
 
 def acquire(mac, events=None, total_ms=TOTAL_MS, **kw):

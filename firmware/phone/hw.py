@@ -54,6 +54,15 @@ def apply_lease(dev, lease):
         os.system('ip route replace default via %s dev %s' % (lease.router, dev))
 
 
+def drop_lease(dev):
+    """Unix port: the address off namespace interface `dev` (its routes go with it), the state
+    a DHCP client needs to see a broadcast OFFER back (0.0.0.0/0 and a default route)."""
+    import os
+    os.system('ip addr flush dev %s scope global' % dev)
+    os.system('ip addr add 0.0.0.0/0 dev %s' % dev)
+    os.system('ip route replace default dev %s' % dev)
+
+
 def led(conf):
     """The LED object for a profile's "led": a NeoPixel (write()) or a plain Pin."""
     from machine import Pin

@@ -98,6 +98,15 @@ class Platform:
             from phone import hw
             hw.apply_lease(dev, lease)
 
+    def drop_lease(self, ip):
+        """The lease of `ip` ended (or was refused): take the address off the interface at
+        once. Only the unix port gets here (phone.lease keeps only leases the agent got
+        itself); its namespace interface goes back to what a DHCP client needs."""
+        dev = _env('PHONE_IF') if IS_UNIX else None
+        if dev:
+            from phone import hw
+            hw.drop_lease(dev)
+
     # -- LED: off / on / blink pattern by state ---------------------------
     def _setup_led(self):
         led = self.profile.get('led')

@@ -1,0 +1,210 @@
+# The lease keeper (RFC 2131 4.4.5), an asyncio task beside the agent's links, for a lease
+# the agent acquired itself (the unix port; on ESP32 boards the IDF's client holds the lease
+# and the agent only sent DHCPINFORM, so there is nothing to keep here):
+#   BOUND until T1; RENEWING until T2: REQUEST unicast to the server that gave the lease;
+#   REBINDING until the lease ends: the REQUEST broadcast; an ACK starts a new lease and the
+#   links stay up (same address: nothing to re-register). A NAK, or the end of the lease: the
+#   address goes at once (event dhcp_lost), the links are taken down (the agent's TRYING path)
+#   and a new DISCOVER starts over, with backoff, until a server answers; the same address
+#   back wakes the agent, another one restarts the board (everything built on the old one).
+# phone.dhcp is imported for one exchange and dropped after it (provisioning dropped it too):
+# between exchanges the keeper holds plain values only.
+import gc
+import sys
+import time
+
+try:
+    import asyncio
+except ImportError:
+    import uasyncio as asyncio
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_MAX_S = const(432000)      # leases past 5 days are kept as 5-day ones (ticks_diff range)
+_FLOOR_MS = const(60000)    # RFC 2131: at least 60 s between REQUESTs ...
+_FLOOR_MIN_MS = const(1000)  # ... scaled down for short leases, never below 1 s
+_STEP_MS = const(100)       # how often the socket is looked at while an answer is awaited
+
+
+def times(lease_s, t1_s=None, t2_s=None):
+    """(T1, T2, end) in ms from the start of the lease, or None for an infinite (or
+    unstated) one. T1/T2 default to 1/2 and 7/8 of the lease (RFC 2131 4.4.5); values out
+    of order (not 0 < T1 < T2 < lease) are replaced by the defaults."""
+    if not lease_s or lease_s == 0xFFFFFFFF:
+        return None
+    end = min(lease_s, _MAX_S) * 1000
+    t1 = t1_s * 1000 if t1_s else end // 2
+    t2 = t2_s * 1000 if t2_s else end * 7 // 8
+    if not 0 < t1 < t2 < end:
+        t1, t2 = end // 2, end * 7 // 8
+    return t1, t2, end
+
+
+def floor_ms(end):
+    """The least wait between two REQUESTs of a lease `end` ms long: RFC 2131's 60 s,
+    scaled to a sixteenth of the lease below 16 minutes (a 2-minute lease: 7.5 s) so a
+    short lease still gets several tries, and never below 1 s."""
+    return max(_FLOOR_MIN_MS, min(_FLOOR_MS, end // 16))
+
+
+def _drop(*names):
+    pkg = sys.modules.get('phone')
+    for name in names:
+        sys.modules.pop('phone.' + name, None)
+        if pkg is not None and hasattr(pkg, name):
+            delattr(pkg, name)
+    gc.collect()
+
+
+async def drive(c, g):
+    """Run a phone.dhcp exchange generator without blocking the event loop: its socket is
+    looked at every _STEP_MS until the wait it asked for is over. Returns its result."""
+    try:
+        ms = next(g)
+        while True:
+            end = time.ticks_add(time.ticks_ms(), ms)
+            ready = c.readable(0)
+            while not ready:
+                left = time.ticks_diff(end, time.ticks_ms())
+                if left <= 0:
+                    break
+                await asyncio.sleep_ms(min(left, _STEP_MS))
+                ready = c.readable(0)
+            ms = g.send(ready)
+    except StopIteration as e:
+        return e.value
+
+
+class Keeper:
+    """lease: (ip, server_id, lease_s, t1_s, t2_s, bound_ms) as provisioning handed it on
+    (bound_ms: ticks_ms when the REQUEST that got it left). down(reason): a coroutine that
+    takes the links down; up(): the address is back. kw: phone.dhcp.Client options."""
+
+    def __init__(self, plat, lease, events, settings, down, up, **kw):
+        self.plat = plat
+        self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound = lease
+        self.ev = events
+        self.s = settings
+        self.down = down
+        self.up = up
+        self.kw = kw
+        self.renewals = 0
+
+    def _at(self, ms):
+        """ms from now until `ms` after the start of the lease."""
+        return time.ticks_diff(time.ticks_add(self.bound, ms), time.ticks_ms())
+
+    async def run(self):
+        """Keep the lease for as long as the agent runs. No exception ends it: a socket that
+        cannot be opened, a full heap, are events, and the lease is looked at again later
+        (from where it stands then: past T1, an exchange at once)."""
+        while True:
+            try:
+                return await self._run()
+            except (OSError, MemoryError) as e:
+                _drop('dhcp', 'hw')
+                self.ev.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=self.s.retry_max_ms)
+                await asyncio.sleep_ms(self.s.retry_max_ms)
+
+    async def _run(self):
+        while True:
+            t = times(self.lease_s, self.t1_s, self.t2_s)
+            if t is None:
+                self.ev.emit('dhcp_kept', ip=self.ip, reason='infinite lease: nothing to renew')
+                return
+            t1, t2, end = t
+            left = self._at(t1)
+            if left > 0:
+                await asyncio.sleep_ms(left)
+            got = await self._extend(self.sid, t2, end)
+            if got is None:
+                got = await self._extend(None, end, end)
+            if got:
+                continue
+            await self._lost('NAK' if got is False else 'expired')
+            if not await self._start_over():
+                return
+
+    async def _extend(self, sid, until, end):
+        """One RENEWING (sid: unicast to it) or REBINDING (None: broadcast) stage until
+        `until` ms into the lease: True (ACK: a new lease), False (NAK) or None."""
+        if self._at(until) <= 0:
+            return None
+        gc.collect()
+        a0 = gc.mem_alloc()
+        from phone import dhcp
+        c = dhcp.Client(self.plat.mac(), self.ev, **self.kw)
+        r = None
+        try:
+            c._setup()
+            r = await drive(c, c.extending(self.ip, sid, time.ticks_add(self.bound, until),
+                                           floor_ms(end)))
+            used = gc.mem_alloc() - a0      # everything the exchange allocated (no collect)
+            if r is None:
+                return None
+            if r.mtype != dhcp.ACK:
+                return False
+            lease_s, t1_s, t2_s, s = dhcp.terms(r)
+            self.bound = c.t_sent           # a lease runs from its REQUEST (RFC 2131 4.4.1)
+        finally:
+            c.close()
+            c = r = dhcp = None
+            _drop('dhcp')
+        self.lease_s = lease_s or self.lease_s
+        self.t1_s, self.t2_s = t1_s, t2_s
+        self.sid = s or sid or self.sid
+        self.renewals += 1
+        self.ev.emit('dhcp_renewed', ip=self.ip, server=self.sid, lease_s=self.lease_s,
+                     stage='renewing' if sid else 'rebinding', heap_bytes=used,
+                     heap_after=gc.mem_alloc() - a0)
+        return True
+
+    async def _lost(self, why):
+        """Stop using the address at once: off the interface, links down."""
+        self.ev.emit('dhcp_lost', ip=self.ip, reason=why, renewals=self.renewals)
+        self.plat.drop_lease(self.ip)
+        _drop('hw')
+        await self.down('address %s lost (%s)' % (self.ip, why))
+
+    async def _start_over(self):
+        """DISCOVER again, with backoff between rounds, until a lease. False when the board
+        restarts for a new address."""
+        delay = self.s.retry_min_ms
+        got = None
+        while got is None:
+            from phone import dhcp
+            c = dhcp.Client(self.plat.mac(), self.ev, **self.kw)
+            L = None
+            try:
+                c._setup()
+                L = await drive(c, c.acquiring(self.s.dhcp_timeout_ms))
+                if L is not None:
+                    self.plat.apply_lease(L)
+                    got = (L.ip, L.server_id, L.lease_s, L.t1_s, L.t2_s, L.acquired_ms)
+            finally:
+                c.close()
+                c = L = dhcp = None
+                _drop('dhcp', 'hw')
+            if got is None:
+                self.ev.emit('dhcp_retry', retry_ms=delay)
+                await asyncio.sleep_ms(delay)
+                delay = min(delay * 2, self.s.retry_max_ms)
+        old = self.ip
+        self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound = got
+        self.renewals = 0
+        if self.ip != old:
+            # The Register message, the links' addresses: all built on the old one.
+            self.ev.emit('restarting', reason='new address %s (was %s)' % (self.ip, old))
+            self.plat.reset()
+            return False
+        self.up()
+        return True
+
+
+def keep(plat, lease, events, settings, down, up, **kw):
+    """The keeper's coroutine, for asyncio.create_task."""
+    return Keeper(plat, lease, events, settings, down, up, **kw).run()
