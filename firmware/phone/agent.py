@@ -116,6 +116,12 @@ class Agent:
         gc.collect()
         self.events.emit('agent_start', heap_free=gc.mem_free(), heap_used=gc.mem_alloc())
         self._tasks.append(asyncio.create_task(self._standby_keeper()))
+        if getattr(prov, 'lease', None):
+            # A lease the agent got itself (unix port): renewed, rebound, or given up here.
+            from phone import lease as _lease
+            self._tasks.append(asyncio.create_task(_lease.keep(
+                self.platform, prov.lease, self.events, self.s, self._address_lost,
+                self._address_back)))
         try:
             await self._serve()
         finally:
@@ -410,6 +416,24 @@ class Agent:
         serve loop then finds nothing registered and retries from TRYING with its backoff;
         phone.lease wakes it when the address is back."""
         for l in (self.primary, self.srst, self._probe):
-            if l is not No
+            if l is not None:
+                await l.close(reason)
+        self._probe = None
+        self.set_state(TRYING, reason=reason)
+        self._wake.set()
+
+    async def _close_all(self):
+        for l in (self.primary, self.srst, self._probe):
+            if l is not None:
+                await l.close('shutdown')
+
+    def stop(self):
+        self.running = False
+        self._wake.set()
+        self._kick.set()
+
+
+def _jitter(ms):
+    """`ms` plus up to an eighth more (never less than announced): phones that failed
     together (a router certificate re-issued) do not retry in step."""
     return ms + time.ticks_us() % (ms // 8 + 1)
