@@ -462,28 +462,14 @@ def save(store, cfg):
     store.write_bytes(PARSED_NAME, cfg.dumps().encode())
 
 
-def load(store, trusted=None):
+def load(store):
     """Boot: the stored parsed config if it was made from the stored raw XML (same size and
     CRC-32), else parse the raw XML again and refresh the parsed copy. None when no config is
-    stored; ConfigError when the stored XML is bad, or when the phone has trust (`trusted`;
-    None: a pinned SAST or a stored CTL in `store`) and the config is not a signed one with
-    security mode 2 or 3 (one stored before the trust, or whose signature record was lost
-    with a re-parse): never less than the trust."""
+    stored; ConfigError when the stored XML is bad, or when the phone has trust (a pinned SAST
+    or a stored CTL) and the config is not a signed one with security mode 2 or 3 (one stored
+    before the trust, or whose signature record was lost with a re-parse)."""
     if not store.exists(RAW_NAME):
         return None
-    c = _load(store)
-    if trusted is None:
-        trusted = store.exists('sast.der') or store.exists('ctl.tlv')
-    if trusted:
-        if not c.sgn:
-            raise ConfigError('stored configuration is not signed and the phone has trust')
-        if c.security_mode not in (2, 3):
-            raise ConfigError('stored configuration has security mode %d (plain text) and the '
-                              'phone has trust' % c.security_mode)
-    return c
-
-
-def _load(store):
     buf = bytearray(BUF_SIZE)
     size = crc = 0
     with open(store.path(RAW_NAME), 'rb') as f:
@@ -492,14 +478,22 @@ def _load(store):
             crc = binascii.crc32(memoryview(buf)[0:n], crc)
             size += n
             n = f.readinto(buf)
+    buf = c = None
     data = store.read_bytes(PARSED_NAME)
     if data:
         try:
             c = loads(data)
-            if c.source_size == size and c.source_crc == crc:
-                return c
+            if c.source_size != size or c.source_crc != crc:
+                c = None
         except ConfigError:
-            pass
-    c = parse_file(store.path(RAW_NAME))
-    save(store, c)
+            c = None
+    if c is None:
+        c = parse_file(store.path(RAW_NAME))
+        save(store, c)
+    if store.exists('sast.der') or store.exists('ctl.tlv'):    # trust: never less
+        if not c.sgn:
+            raise ConfigError('stored configuration is not signed and the phone has trust')
+        if c.security_mode not in (2, 3):
+            raise ConfigError('stored configuration has security mode %d (plain text) and the '
+                              'phone has trust' % c.security_mode)
     return c

@@ -10,7 +10,6 @@
 #   tl.sast_certs()                                 anchors to keep for the next update
 #   tl.certs(ROLE_CCM, ROLE_CCM_TFTP)               DER certificates by role
 #   sg = verify_sgn(path, [tl])                     .sgn -> payload_off / payload_len
-#   header(path).timestamp                          a stored file's header, unverified
 from binascii import hexlify
 
 from phone import pkcs1
@@ -387,19 +386,6 @@ def _guard(fn, *args):
 def parse(path, keep_certs=False):
     """Structure only, no signature check (for dumps)."""
     return _guard(_read_trust, path, False, keep_certs)
-
-
-def _read_header(path):
-    tl = TrustList(path, 'HDR')
-    with open(path, 'rb') as f:
-        _header(f, tl)
-    return tl
-
-
-def header(path):
-    """The header alone (filename, timestamp, signer), no signature check: what a stored,
-    already verified file says about itself (e.g. the timestamp a newer one must reach)."""
-    return _guard(_read_header, path)
 
 
 def _certs(items):

@@ -3,6 +3,8 @@
 # verified, parsed and stored; then what the connection state machine needs (a
 # provision.Provisioned: call managers with their certificate from the trust list, the SRST
 # router with the certificate from the config, pinned in the store).
+import gc
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -10,7 +12,6 @@ except ImportError:  # CPython
         return x
 
 from phone.provision import _VERIFY, Provisioned, _drop
-from phone.provtrust import _unless_memory
 
 _SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443
 
@@ -25,11 +26,25 @@ def fetch(p, ev, servers, dev):
         # e.g. a pinned SAST and a rogue CTL refused: no TFTP key to check a config with
         ev.emit('config_rejected', file=dev + '.cnf.xml', signed=False,
                 reason='unsigned configuration refused: the phone has trust but no trust list '
-                       '%s' % ('signed by its SAST' if p.trust is None else
-                               'with a TFTP certificate'))
+                       + ('signed by its SAST' if p.trust is None else 'with a TFTP certificate'))
         return
+    floor = getattr(p, 'floor', None)
+    if signed and floor is None:
+        # (timestamp, security mode) of the stored signed config, which a new one must reach;
+        # read once per boot. Unsigned or unreadable: no floor from it.
+        floor = (0, 0)
+        if p.store.exists('config.xml'):
+            from phone import config as _config
+            try:
+                c = _config.load(p.store)
+                if c is not None and c.sgn:
+                    floor = (c.sgn[0], c.security_mode)
+            except _config.ConfigError:
+                pass
+            c = _config = None
+            _drop('config')
+        p.floor = floor
     if signed:
-        floor = _floor(p)
         got = p._download(ev, servers, (('CFG', (dev + '.cnf.xml.sgn',), 'config.sgn'),))
     else:
         got = p._download(ev, servers, (('CFG', (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
@@ -45,12 +60,21 @@ def fetch(p, ev, servers, dev):
         # before config is loaded to parse it.
         from phone import ctl
         raw = None
+        gc.collect()            # an RSA check next: give it the heap in one piece
         try:
             sg = ctl.verify_sgn(w.tmp, p.trust.tftp)
-            why = _replay(sg, dev, floor[0])
-            if why:
-                raise ctl.CtlError(why)
-            sgn = [sg.timestamp or 0, sg.filename]
+            # A replay: the header must name SEP<MAC>.cnf.xml (Cisco and certutils write it
+            # with or without .sgn; compared without case), and not be older than the stored
+            n = sg.filename or ''
+            n = n[max(n.rfind('/'), n.rfind('\\')) + 1:]
+            want = dev.lower() + '.cnf.xml'
+            if n.lower() not in (want, want + '.sgn'):
+                raise ctl.CtlError('signed for %s, not this phone' % (n.split('.')[0] or
+                                                                      'no file name'))
+            sgn = [sg.timestamp or 0, n]
+            if sgn[0] < floor[0]:
+                raise ctl.CtlError('older than the stored configuration (timestamp %d < %d)'
+                                   % (sgn[0], floor[0]))
             raw = p.store.begin('config.xml')
             raw.close()
             ctl.copy_payload(sg, raw.tmp)
@@ -58,7 +82,8 @@ def fetch(p, ev, servers, dev):
             if raw is not None:
                 raw.abort()
             w.abort()
-            _unless_memory(e)
+            if e.memory:        # neither good nor bad: fail the pass, run() retries
+                raise MemoryError(str(e))
             ev.emit('config_rejected', file=name, reason=str(e))
             return
         finally:
@@ -86,38 +111,6 @@ def fetch(p, ev, servers, dev):
         p.floor = (sgn[0], mode)
     ev.emit('config_accepted', file=name, signed=signed, security_mode=mode,
             srst_cert=bool(cfg.srst and cfg.srst['cert']), ts=sgn and sgn[0])
-
-
-def _floor(p):
-    """(timestamp, security mode) of the stored signed config, which a new one must reach
-    ((0, 0) when none is stored); read once per boot, then kept on p."""
-    f = getattr(p, 'floor', None)
-    if f is None:
-        from phone import config as _config
-        try:
-            c = _config.load(p.store)
-        except _config.ConfigError:
-            c = None                      # unsigned, unreadable: no floor from it
-        f = (c.sgn[0], c.security_mode) if c is not None and c.sgn else (0, 0)
-        p.floor = f
-        c = _config = None
-        _drop('config')
-    return f
-
-
-def _replay(sg, dev, floor):
-    """Why a verified .sgn is not this phone's current config (None when it is): its header
-    must name SEP<MAC>.cnf.xml (Cisco and certutils write it with or without .sgn; the name
-    compared without case) and not be older than the stored one."""
-    n = sg.filename or ''
-    n = n[max(n.rfind('/'), n.rfind('\\')) + 1:]
-    want = dev.lower() + '.cnf.xml'
-    if n.lower() not in (want, want + '.sgn'):
-        return 'signed for %s, not this phone' % (n.split('.')[0] or 'no file name')
-    if (sg.timestamp or 0) < floor:
-        return 'older than the stored configuration (timestamp %d < %d)' % (sg.timestamp or 0,
-                                                                             floor)
-    return None
 
 
 def _cm_anchor(p, cm):

@@ -22,6 +22,7 @@ def check(p, ev, got):
     if p.trust is None:
         pin = p.store.read_bytes(_PIN)
         if stored:
+            gc.collect()        # an RSA check next (see below)
             try:
                 p.trust = _compact(p, ctl, ctl.load_trust(p.store.path(_CTL),
                                                           [pin] if pin else None))
@@ -65,7 +66,7 @@ def check(p, ev, got):
             if kind == 'CTL':
                 floor = p.trust.ts if p.trust is not None else 0
             else:
-                floor = ctl.header(p.store.path(dest)).timestamp if p.store.exists(dest) else 0
+                floor = ctl.parse_sgn(p.store.path(dest)).timestamp if p.store.exists(dest) else 0
             if (tl.timestamp or 0) < (floor or 0):
                 raise ctl.CtlError('older than the %s in force (timestamp %d < %d)'
                                    % (kind, tl.timestamp or 0, floor))

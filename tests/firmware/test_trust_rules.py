@@ -1,7 +1,3 @@
-# heap: 128K
-# Why not 96K: this module runs boot after boot in one process, compiled from source inside
-# the test, with every boot's events kept; provisioning itself is held to 96K by
-# tests/host/test_provision_heap.py (the firmware as deployed, one boot per process).
 # Trust is never downgraded: provisioning (phone.provision with its provtrust/provcfg steps,
 # config.load) on a real store, with the TFTP downloads answered from committed files
 # (fixtures/data/trust, made by make_trust_fixtures.py). Once the phone has trust - a SAST
