@@ -22,6 +22,17 @@ from phone import sccp_lab as sccp  # type: ignore[import-not-found]
 
 EventHook = Callable[[dict], None]
 
+# Server quirks for the lab (SccpServer.quirk): the misbehaviour a phone must survive.
+QUIRKS = {
+    "close_after_ack": "closes the session right after RegisterAck + CapabilitiesReq",
+    "big_display_close": "sends a 64 KB DisplayText after RegisterAck, then closes",
+    "garbage": "answers KeepAlive with bytes that are no SCCP frame",
+    "reject": "rejects every Register (RegisterReject)",
+    "reset_unregistered": "sends Reset (restart) to every KeepAlive of a session that "
+                          "is not registered (standby, probe)",
+}
+BIG_DISPLAY = 65536
+
 
 @dataclass
 class Listener:
@@ -230,12 +241,18 @@ class SccpServer:
         self.sessions: dict[int, Session] = {}
         self.history: list[dict] = []           # summaries of closed sessions
         self.hung = False
+        self.quirk: str | None = None           # one of QUIRKS, see set_quirk()
         self.ports: dict[str, int] = {}         # "tls" / "plain" -> bound port
         self._acceptors: list[Acceptor] = []
         self._next_sid = 1
         self._t0 = time.monotonic()
         if any(lst.tls for lst in listeners) and not (cert and key):
             raise ValueError(f"{name}: a TLS listener needs cert and key")
+        for what, v in (("keepalive", keepalive), ("secondary_keepalive", secondary_keepalive)):
+            # RegisterAck carries them as unsigned 32-bit seconds; 0 would mean "never"
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 0xFFFFFFFF:
+                raise ValueError(f"{name}: {what} must be a whole number of seconds >= 1, "
+                                 f"not {v!r}")
 
     # ------------------------------------------------------------------ events and status
     def now(self) -> float:
@@ -315,6 +332,13 @@ class SccpServer:
         self.hung = on
         self.emit("fault", fault="hang", on=on)
 
+    def set_quirk(self, quirk: str | None) -> None:
+        """Misbehave from now on (one of QUIRKS), or behave again (None)."""
+        if quirk is not None and quirk not in QUIRKS:
+            raise ValueError(f"unknown server quirk {quirk!r} (one of {', '.join(QUIRKS)})")
+        self.quirk = quirk
+        self.emit("fault", fault="quirk", quirk=quirk)
+
     async def drop_connections(self, abort: bool = True, reason: str = "dropped") -> int:
         """Close every live connection: abort=True sends RST, False a clean FIN."""
         n = 0
@@ -360,6 +384,9 @@ class SccpServer:
             s.close_reason = s.close_reason or "server stopped"
         except (ConnectionError, OSError, ssl.SSLError) as e:
             s.close_reason = s.close_reason or _reason(e)
+        except Exception as e:  # a bug in a handler: this session ends, never the server
+            s.close_reason = f"server error: {type(e).__name__}: {e}"
+            self.emit("server_error", sid=s.sid, reason=s.close_reason)
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
@@ -408,10 +435,26 @@ class SccpServer:
             if s.state in ("connected", "unregistered"):
                 s.state = "standby"
                 self.emit("standby", sid=s.sid, device=s.key, peer=s.peer)
+            if self.quirk == "garbage":
+                await s.send(b"\xff" * 64)
+                return
             await s.send(sccp.keepalive_ack())
+            if self.quirk == "reset_unregistered" and s.state != "registered":
+                await s.send(sccp.reset(sccp.RESET_RESTART))
+                self.emit("reset_sent", device=s.key, kind=sccp.RESET_RESTART, quirk=self.quirk)
         elif msg_id == sccp.REGISTER:
             info = sccp.parse_register(body)
+            if self.quirk == "reject":
+                await self.reject_registration(s, info, "Quirk: rejected")
+                return
             await self.on_register(s, info)
+            if s.state == "registered" and self.quirk in ("close_after_ack", "big_display_close"):
+                if self.quirk == "big_display_close":
+                    await s.send(sccp.frame(sccp.DISPLAY_TEXT, b"A" * BIG_DISPLAY))
+                s.close_reason = f"quirk {self.quirk}"
+                self.emit("quirk", sid=s.sid, device=s.key, quirk=self.quirk)
+                s.writer.close()
+                raise ConnectionResetError(f"closed by quirk {self.quirk}")
         elif msg_id == sccp.CAPABILITIES_RES:
             s.caps = sccp.parse_capabilities_res(body)
         elif msg_id == sccp.BUTTON_TEMPLATE_REQ:
