@@ -51,6 +51,9 @@ class Faults:
     ignore_options: bool = False        # a plain RFC 1350 server
     refuse_options: bool = False        # ERROR 8 to any request with options
     ignore_rrqs: int = 0                # the first n read requests are lost
+    # (blksize, seconds): a server that drips. Its OACK names this blksize whatever the client
+    # asked for (RFC 2348 allows 8..65464), then one block every `seconds`.
+    drip: tuple[int, float] | None = None
 
 
 @dataclass
@@ -279,6 +282,8 @@ class TftpServer:
             try:
                 if "blksize" in opts:
                     blksize = max(8, min(int(opts["blksize"]), self.max_blksize))
+                    if f.drip is not None:
+                        blksize = max(8, min(int(f.drip[0]), MAX_BLKSIZE))
                     oack.append(("blksize", str(blksize)))
                 if "timeout" in opts:
                     t = int(opts["timeout"])
@@ -378,6 +383,10 @@ class TftpServer:
                     e["result"] = "injected_error"
                     e["bytes"] = (b - 1) * blksize
                     return
+                if f.drip is not None:
+                    time.sleep(f.drip[1])
+                    if self._stop.is_set():
+                        break
                 if b <= sent_max:
                     e["retransmits"] += 1
                 sent_max = max(sent_max, b)

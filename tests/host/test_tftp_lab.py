@@ -134,6 +134,32 @@ def test_error_in_mid_transfer_and_size_limit(fw, root, tmp_path):
         assert log["result"].startswith("aborted_by_client") and log["bytes"] == 0
 
 
+def test_drip_fault_blksize_8_is_refused_at_once(fw, root, tmp_path):
+    """The lab's drip fault answers blksize 8 whatever was asked: the client refuses the
+    OACK (ERROR 8) instead of taking 513 tiny blocks one by one."""
+    with TftpServer(root, faults=Faults(drip=(8, 0.05))) as srv:
+        run = run_client(fw, fetch_args(out_dir(tmp_path), ["exact.bin"], ["127.0.0.1"],
+                                        port=srv.port))
+        log = srv.wait_log(1)
+    assert not run.result["ok"] and run.result["code"] == 8, run.output
+    assert "blksize 8 refused (< 512)" in run.result["error"]
+    assert log[0]["blksize"] == 8 and log[0]["result"].startswith("aborted_by_client")
+    assert log[0]["bytes"] == 0
+
+
+def test_drip_fault_at_512_ends_at_the_per_file_deadline(fw, root, tmp_path):
+    """512-byte blocks every 0.1 s (5 KB/s) against a 20 KB/s minimum rate: the 64 KB file
+    is given up at its deadline (one retry budget + 65536 bytes at 20 KB/s), not fetched."""
+    with TftpServer(root, faults=Faults(drip=(512, 0.1))) as srv:
+        run = run_client(fw, fetch_args(out_dir(tmp_path), ["big.bin"], ["127.0.0.1"],
+                                        port=srv.port, windowsize=1, min_rate=20000))
+        log = srv.wait_log(1)
+    assert not run.result["ok"] and run.result["code"] is None, run.output
+    assert "too slow" in run.result["error"]
+    assert log[0]["result"].startswith("aborted_by_client")
+    assert 0 < log[0]["bytes"] < 65536
+
+
 # -- namespaces: the firmware client in the phone namespace, servers next door -----------
 
 
