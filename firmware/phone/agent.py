@@ -377,7 +377,7 @@ class Agent:
                     if held >= self.s.retry_max_ms:
                         delay = self.s.retry_min_ms
                     else:
-                        self.events.emit('standby_failed', host=host, port=port, retry_ms=delay,
+                        self.events.emit('standby_backoff', host=host, port=port, retry_ms=delay,
                                          reason='standby lost %d ms after it came up' % held)
                         await self._sleep_or_wake(_jitter(delay), self._kick, cond=gone)
                         delay = self._grow(delay)
