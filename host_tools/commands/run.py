@@ -6,25 +6,39 @@ import sys
 import time
 from pathlib import Path
 
+from host_tools import cliargs
 from host_tools.events import render
 from host_tools.scenario import report, runner, spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a scenario file against a virtual board (or a real one)")
-    p.add_argument("scenario", type=Path, help="scenario TOML (see scenarios/)")
-    p.add_argument("--board", default="virtual", help="'virtual' (default) or a serial port")
-    p.add_argument("--tftp-root", type=Path, help="serve your own files (trust list, configs) too")
-    p.add_argument("--report", type=Path, help="write the JSON report here "
+    p.add_argument("scenario", type=cliargs.input_file("toml", utf8=True), help="scenario TOML (see scenarios/)")
+    p.add_argument("--board", default="virtual", type=board_spec, help="'virtual' (default) or a serial port")
+    p.add_argument("--tftp-root", type=cliargs.input_dir, help="serve your own files (trust list, configs) too")
+    p.add_argument("--report", type=cliargs.output_file, help="write the JSON report here "
                    "(default out/reports/NAME.json)")
-    p.add_argument("--pcap", type=Path, help="capture the phone's interface into this pcap")
-    p.add_argument("--keylog", type=Path, help="write the TLS key log (decrypts the capture)")
-    p.add_argument("--heap", help=f"MicroPython heap of the virtual board (default {runner.DEFAULT_HEAP})")
+    p.add_argument("--pcap", type=cliargs.output_file, help="capture the phone's interface into this pcap")
+    p.add_argument("--keylog", type=cliargs.output_file, help="write the TLS key log (decrypts the capture)")
+    p.add_argument("--heap", type=cliargs.heap_size(), help=f"MicroPython heap of the virtual board (default {runner.DEFAULT_HEAP})")
     p.add_argument("--mode", choices=("auto", "netns", "loopback"), help="override [lab] mode")
-    p.add_argument("--picture", type=Path, help="timeline picture (PNG or SVG; default beside the report)")
+    p.add_argument("--picture", type=cliargs.picture_file, help="timeline picture (PNG or SVG; default beside the report)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live event stream")
     p.add_argument("--check", action="store_true", help="only validate the scenario file")
     p.set_defaults(func=run)
+
+
+def board_spec(text: str) -> str:
+    """'virtual' or a real board (serial port, rfc2217:// URL...), as the HIL plugin takes."""
+    from host_tools.hil import specs
+    try:
+        specs.parse(text)
+    except specs.SpecError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+board_spec.kind = "board_spec"  # type: ignore[attr-defined]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
                              on_event=show_event, on_action=show_action)
     print(f"running {sc.name}: {sc.description.splitlines()[0] if sc.description else ''}", flush=True)
     try:
-        res = runner.run(sc, opts)
+        with runner.report_lock(out):      # a concurrent run with this report is refused
+            res = runner.run(sc, opts)
+            report.write(res, out)
+            _picture(res, args.picture or out.with_suffix(".png"))
+            report.write(res, out)
     except runner.RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report.write(res, out)
-    _picture(res, args.picture or out.with_suffix(".png"))
-    report.write(res, out)
     print(report.summary(res))
     return 0 if res.passed else 1
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from host_tools.fleet import backlog, cpu, identities, labside, metrics, netstat
 from host_tools.fleet.labside import FleetError
 from host_tools.fleet.procs import FleetProc, status_kb
 from host_tools.fleet.track import Tracker
+from host_tools.lab.lab import run_folder
 
 __all__ = ["FleetError", "FleetOptions", "parse_target", "run"]
 TIMERS = ("short", "long")
@@ -74,7 +74,8 @@ def run(opts: FleetOptions) -> dict[str, Any]:
     outside = parse_target(opts.target)
     fp = identities.ensure(opts.phones, opts.cache, progress=say)
     own_tmp = opts.workdir is None
-    work = Path(opts.workdir or tempfile.mkdtemp(prefix="phonelab-fleet-"))
+    # a marked private run folder: a killed fleet run's is swept by the next lab
+    work = Path(opts.workdir) if opts.workdir else run_folder("fleet")
     work.mkdir(parents=True, exist_ok=True)
     fr = _Run(opts, fp, outside, work, say)
     try:

@@ -22,8 +22,11 @@ import atexit
 import time
 import contextlib
 import json
+import os
+import shutil
 import socket
 import struct
+import tempfile
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -35,6 +38,7 @@ from host_tools.lab import cnfxml
 from host_tools.lab.callmanager import CallManager
 from host_tools.lab.callmanager import SECURE_PORT as CM_PORT
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
+from host_tools.lab import netns
 from host_tools.lab.eventlog import EventLog
 from host_tools.lab.recorder import Recorder, RecorderError
 from host_tools.lab.services import LoggedDnsmasq, LoggedTftp, start_with_fallback
@@ -57,10 +61,80 @@ SHORT_BOARD_SETTINGS = {"probe_after_ms": 1500, "ack_timeout_ms": 1000, "max_mis
                         "tftp_timeout_ms": 1000, "dhcp_timeout_ms": 15000}
 
 _live: "weakref.WeakSet[Lab]" = weakref.WeakSet()
+RUN_PREFIX = "phonelab-"
+OWNER_FILE = ".phonelab-owner"      # "PID STARTTIME" of the process a run folder belongs to
 
 
 class LabError(RuntimeError):
     pass
+
+
+# ------------------------------------------------------------------ run folders and the sweep
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, /proc/PID/stat field 22): with the
+    pid it names one process, never a later one that reuses the pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def run_folder(tag: str, base: str | Path | None = None) -> Path:
+    """A temporary folder for one run: private (0700, it will hold the lab PKI's keys and the
+    TLS key log) and marked with this process, so that the next lab started on this machine
+    removes it if this process is killed before it can (sweep_stale_runs)."""
+    d = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{tag}-", dir=base)).resolve()
+    d.chmod(0o700)
+    (d / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    return d
+
+
+def _owner_alive(folder: Path) -> bool | None:
+    """True/False for a marked run folder, None for one that is not (not ours, or a run
+    still creating it)."""
+    try:
+        pid_s, start = (folder / OWNER_FILE).read_text().split()
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None
+    return _start_time(pid) == start
+
+
+def _pids_using(folder: Path) -> list[int]:
+    """Processes whose command line names a path in `folder` (dnsmasq's lease and pid files,
+    a virtual board's folder), never this one."""
+    root = str(folder)
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            args = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(a == root or root + "/" in a for a in args):
+            pids.append(int(p.name))
+    return pids
+
+
+def sweep_stale_runs(base: str | Path | None = None) -> list[str]:
+    """Remove what killed runs left: their processes (dnsmasq, virtual boards), their network
+    namespaces (netns names carry the owner's pid) and their run folders (keys, key logs).
+    Only runs whose owner process is gone are touched; a live run's are never."""
+    done: list[str] = []
+    for d in sorted(Path(base or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*")):
+        if not d.is_dir() or _owner_alive(d) is not False:
+            continue
+        pids = _pids_using(d)
+        if pids:
+            netns._kill_pids(pids)
+            done.append(f"killed {', '.join(map(str, pids))} (of {d.name})")
+        shutil.rmtree(d, ignore_errors=True)
+        done.append(f"removed {d}")
+    if netns.usable():
+        done += [f"namespace {n} deleted" for n in netns.sweep_stale()]
+    return done
 
 
 class Lab:
@@ -74,6 +148,7 @@ class Lab:
     security_mode:     deviceSecurityMode of the configs (3 encrypted, 2 authenticated)
     key_size, hash_name: PKI key size, CTL/ITL/.sgn hash ('sha1', 'sha256', 'sha512')
     dhcp:              dnsmasq DHCP with option 150 in the branch (namespace mode only)
+    dhcp_lease:        its lease time (dnsmasq: seconds or "2m", "1h"; at least 2 minutes)
     tftp:              'lab' (host_tools.lab.tftp_server, fault injection), 'dnsmasq'
                        (namespace mode), 'auto' = 'lab'
     keylog:            the simulators write a TLS key log (workdir/tls-keys.log)
@@ -87,8 +162,9 @@ class Lab:
                  keepalive: int | None = None, secondary_keepalive: int | None = None,
                  connection_monitor: int | None = None, security_mode: int = 3,
                  key_size: int = labpki.DEFAULT_KEY_SIZE, hash_name: str = "sha1",
-                 dhcp: bool = True, tftp: str = "auto", keylog: bool = True,
-                 record: bool = False, pki: labpki.Pki | None = None) -> None:
+                 dhcp: bool = True, dhcp_lease: int | str = "1h", tftp: str = "auto",
+                 keylog: bool = True, record: bool = False,
+                 pki: labpki.Pki | None = None) -> None:
         self.workdir = Path(workdir).resolve()
         self.requested_mode = mode
         self.macs = [labpki.normalize_mac(m) for m in macs]
@@ -107,6 +183,7 @@ class Lab:
         self.key_size = key_size
         self.hash_name = hash_name
         self.want_dhcp = dhcp
+        self.dhcp_lease = dhcp_lease
         if tftp not in TFTP_KINDS:
             raise LabError(f"tftp={tftp!r}: one of {', '.join(TFTP_KINDS)}")
         self.tftp_kind = "lab" if tftp == "auto" else tftp
@@ -126,6 +203,8 @@ class Lab:
         self.files: dict[str, Any] = {}
         self._started = False
         self._undo_signals: Callable[[], None] = lambda: None
+        self._stopped: set[str] = set()      # servers a fault stopped on purpose
+        self._crashes: list[str] = []        # server bugs the simulators reported
 
     # ------------------------------------------------------------------ life cycle
     def __enter__(self) -> "Lab":
@@ -148,9 +227,17 @@ class Lab:
         return self
 
     def _start(self) -> None:
+        swept = sweep_stale_runs()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.events = EventLog(self.workdir / "events.jsonl")
+        self.events.subscribe(self._watch)
         self.log("lab_starting", mode=self.requested_mode, macs=self.macs)
+        if swept:
+            self.log("stale_runs_swept", done=swept)
+        if self.want_keylog:
+            # the TLS key log decrypts every session: only this user may read it
+            os.close(os.open(self.workdir / "tls-keys.log", os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(self.workdir / "tls-keys.log", 0o600)
         topo = make_topology(self.requested_mode,
                              phones=len(self.macs) if self.separate_phones else 1,
                              phone_macs=self.macs, interface=self.interface,
@@ -158,8 +245,11 @@ class Lab:
         self.topology = topo
         topo.up()
         self.mode = topo.mode
+        for loop in (topo.hq, topo.branch):
+            loop.on_crash = lambda name, text: self.log("server_crashed", loop=name, error=text)
         a = topo.addr
         if self.pki is None:
+            private_folder(self.workdir / "pki")
             self.pki = labpki.make_pki(self.workdir / "pki", self.macs, self.key_size,
                                        ips={"srst": a.srst, "ccm": a.hq_front, "tftp": a.hq_front})
         missing = [m for m in self.macs if m not in self.pki.phones]
@@ -309,7 +399,8 @@ class Lab:
         a = topo.addr
         self.dhcp = LoggedDnsmasq(topo.branch_ns, topo.LAN_BRIDGE, dhcp_range=a.dhcp_range,
                                   option150=[self.endpoints["tftp"][0]], router=a.router,
-                                  lease="1h", workdir=self.workdir / "dnsmasq-branch",
+                                  lease=self.dhcp_lease,
+                                  workdir=self.workdir / "dnsmasq-branch",
                                   # siaddr = the TFTP server too (dnsmasq would put itself)
                                   extra=[f"--dhcp-boot=,,{self.endpoints['tftp'][0]}"],
                                   emit=self._emitter("dhcp")).start()
@@ -462,15 +553,19 @@ class Lab:
             return time.monotonic()
 
         if on:
+            self._stopped.add("callmanager")
             n, at = topo.hq.run(reset(), 10)
             self.log("cm_reset", connections=n)
             return at
-        return topo.hq.run(start(), 10)
+        at = topo.hq.run(start(), 10)
+        self._stopped.discard("callmanager")
+        return at
 
     def kill(self, name: str) -> None:
         """Stop one server as if its process died: callmanager, srst, tftp, dhcp."""
         topo = self._topo()
         self._check_server(name)
+        self._stopped.add(name)
         if name == "callmanager":
             topo.hq.run(self.callmanager.stop(), 10)  # type: ignore[union-attr]
         elif name == "srst":
@@ -495,6 +590,7 @@ class Lab:
             self.tftp.start()  # type: ignore[union-attr]
         else:
             self.dhcp.start()  # type: ignore[union-attr]
+        self._stopped.discard(name)
         self.log("server_restarted", server=name)
 
     def hang(self, name: str, on: bool = True) -> None:
@@ -521,6 +617,33 @@ class Lab:
         if isinstance(srv, LoggedTftp):
             return srv._thread is not None and srv._thread.is_alive()
         return srv.proc is not None and srv.proc.poll() is None
+
+    def _watch(self, rec: dict) -> None:
+        """A simulator that caught a bug of its own (the session or transfer ended, the
+        server lives on) has still failed the run."""
+        if rec.get("ev") == "server_error":
+            self._crashes.append(f"lab server {rec.get('role') or rec.get('src')} crashed: "
+                                 f"{rec.get('reason')}")
+        elif rec.get("ev") == "tftp_transfer" and rec.get("result") == "server_error":
+            self._crashes.append(f"lab server tftp crashed on {rec.get('file')}: "
+                                 f"{rec.get('error')}")
+
+    def failures(self) -> list[str]:
+        """What broke in the lab by itself, one line each: an exception no server caught (the
+        HQ loop runs the call manager, the branch loop the SRST router), or a server that is
+        not running though no fault (kill, cm_reset) stopped it. Empty when all is well."""
+        out: list[str] = list(self._crashes)
+        topo = self.topology
+        if topo is not None:
+            for loop, server in ((topo.hq, "callmanager"), (topo.branch, "srst")):
+                for text in list(loop.crashes):
+                    who = "WAN relay" if "wanrelay.py" in text else server
+                    out.append(f"lab server {who} crashed: {text}")
+        for name in SERVERS:
+            if (getattr(self, name, None) is not None and name not in self._stopped
+                    and not self.server_running(name)):
+                out.append(f"lab server {name} died")
+        return out
 
     def status(self) -> dict:
         """Servers, WAN state and, per phone, where it is registered / standing by."""
@@ -580,6 +703,14 @@ class Lab:
         files = rec.stop()
         self.files.update({"pcap": files.get("pcap"), "keylog": files.get("keylog")})
         return files
+
+
+def private_folder(path: str | Path) -> Path:
+    """A folder only this user can enter (0700), for private keys."""
+    p = Path(path)
+    p.mkdir(mode=0o700, parents=True, exist_ok=True)
+    p.chmod(0o700)
+    return p
 
 
 def _where(st: dict, dev: str, registered: str) -> str | None:

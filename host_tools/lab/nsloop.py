@@ -49,6 +49,10 @@ class NsLoop:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        # what crashed on this loop: exceptions no server code caught (a handler task that
+        # died, a callback that raised); the lab turns them into a failed run
+        self.crashes: list[str] = []
+        self.on_crash: Callable[[str, str], None] | None = None
 
     def start(self, timeout: float = 10.0) -> "NsLoop":
         if self._thread is not None:
@@ -73,11 +77,30 @@ class NsLoop:
             self._ready.set()
             return
         asyncio.set_event_loop(self.loop)
+        self.loop.set_exception_handler(self._exception)
         self.loop.call_soon(self._ready.set)
         try:
             self.loop.run_forever()
         finally:
             self._shutdown()
+
+    def _exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if exc is None or isinstance(exc, (OSError, asyncio.CancelledError)):
+            return          # notes (a task destroyed at shutdown), a peer's reset: no crash
+        text = f"{type(exc).__name__}: {exc}"
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            code = tb.tb_frame.f_code
+            text += f" (in {code.co_name}, {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno})"
+        self.crashes.append(text)
+        if self.on_crash is not None:
+            try:
+                self.on_crash(self.name, text)
+            except Exception:  # noqa: BLE001 - a broken listener must not hide the crash
+                pass
 
     def _shutdown(self) -> None:
         loop = self.loop

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Callable
 
 from host_tools import pki as labpki
 from host_tools.lab import netns
+from host_tools.lab.lab import run_folder
 from host_tools.lab.recorder import Recorder, RecorderError, capture_tool
 from host_tools.lab.topology import Capture, exit_on_signals
 from host_tools.replay import capture as caplib
@@ -73,7 +73,8 @@ def run(plan: Plan, opts: ReplayOptions | None = None) -> ReplayRun:
     if why:
         raise ReplayError(f"a replay needs network namespaces: {why}")
     own = opts.workdir is None
-    work = Path(opts.workdir or tempfile.mkdtemp(prefix="phonelab-replay-")).resolve()
+    # a marked private run folder: a killed replay's is swept by the next lab
+    work = Path(opts.workdir).resolve() if opts.workdir else run_folder("replay")
     work.mkdir(parents=True, exist_ok=True)
     (work / "plan.json").write_text(json.dumps(plan.to_dict(), indent=2, default=str) + "\n")
     res = ReplayRun(plan)

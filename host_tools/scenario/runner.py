@@ -2,11 +2,15 @@
 report (pinned JSON shape, see report.py)."""
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import os
 import shutil
-import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -119,7 +123,18 @@ class Result:
 
 
 def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
-    opts = opts or RunOptions()
+    """SIGTERM and SIGHUP end the run as an exception would (SIGINT already does): the lab
+    stops and the run folder goes. A run killed outright (SIGKILL) is swept by the next lab
+    (host_tools.lab.lab.sweep_stale_runs)."""
+    from host_tools.lab.topology import exit_on_signals
+    undo = exit_on_signals()
+    try:
+        return _run(sc, opts or RunOptions())
+    finally:
+        undo()
+
+
+def _run(sc: Scenario, opts: RunOptions) -> Result:
     if opts.board != "virtual" and opts.handle is None:
         from host_tools.hil import handles, specs
         spec_ = specs.parse_all([opts.board])[0]
@@ -132,24 +147,28 @@ def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
             h.close()
     if opts.handle is not None:
         return _run_handle(sc, opts)
+    from host_tools import BOARDS
     from host_tools.lab.lab import Lab
     from host_tools.vboard import VirtualBoard
 
     work, own_tmp, mode, lab_kw = _prologue(sc, opts)
-    lab = Lab(work / "lab", mode=mode, **lab_kw)
     tap = Tap(opts.on_event)
     res = Result(sc, opts.board, "?", tap.events, [], {}, [], console=tap.text)
     actions = res.actions
     board = None
+    lab = None
     try:
-        lab.start()
-        res.mode = lab.mode
-        if opts.tftp_root is not None:
-            faults.use_tftp_root(lab, opts.tftp_root)
+        with _lab_errors("the lab did not start"):
+            lab = Lab(work / "lab", mode=mode, **lab_kw)
+            lab.start()
+            res.mode = lab.mode
+            if opts.tftp_root is not None:
+                faults.use_tftp_root(lab, opts.tftp_root)
         if opts.on_lab:
             opts.on_lab(lab)
         folder = work / "board"
-        lab.prepare_board_folder(folder)
+        profile = sc.board.get("profile")
+        lab.prepare_board_folder(folder, profile=BOARDS / f"{profile}.json" if profile else None)
         _merge_settings(folder, sc.settings)
         install_firmware(folder, work / "build")
         heap = opts.heap or sc.board.get("heap") or DEFAULT_HEAP
@@ -158,15 +177,35 @@ def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
         res.started = t0 = time.monotonic()
         board.start()
         _timeline(sc, lab, board, tap, actions, t0, opts.on_action)
-        _finish(sc, tap, t0)
+        _finish(sc, tap, t0, lab)
     except RunError as e:
         res.error = str(e)
     finally:
         res.ended = time.monotonic()
         if board is not None:
             board.stop()
+        _lab_failed(res, lab)
         _epilogue(res, lab, opts, work, own_tmp)
     return _conclude(res)
+
+
+@contextlib.contextmanager
+def _lab_errors(what: str) -> Iterator[None]:
+    """Lab, topology, fault and OS errors as a RunError (one line, the run fails)."""
+    try:
+        yield
+    except RunError:
+        raise
+    except (Exception, TimeoutError) as e:  # noqa: BLE001 - LabError, NetnsError, OSError...
+        raise RunError(f"{what}: {e}") from e
+
+
+def _lab_failed(res: Result, lab: Any) -> None:
+    """A lab server that crashed or died by itself fails the run, named first."""
+    failures = getattr(lab, "failures", None)
+    bad = failures() if callable(failures) else []
+    if bad:
+        res.error = "; ".join(bad + ([res.error] if res.error else []))
 
 
 def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
@@ -195,20 +234,22 @@ def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
         if opts.on_lab:
             opts.on_lab(lab)
         _timeline(sc, lab, h, tap, actions, t0, opts.on_action)
-        _finish(sc, tap, t0)
+        _finish(sc, tap, t0, lab)
     except RunError as e:
         res.error = str(e)
     finally:
         res.ended = time.monotonic()
         h.close_events(tap)
+        _lab_failed(res, lab)
         _epilogue(res, lab, opts, work, own_tmp)
     return _conclude(res)
 
 
 def _prologue(sc: Scenario, opts: RunOptions) -> tuple[Path, bool, str, dict[str, Any]]:
     """Work folder (a temporary one unless given), lab mode and the Lab options."""
+    from host_tools.lab.lab import run_folder
     own_tmp = opts.workdir is None
-    work = Path(opts.workdir or tempfile.mkdtemp(prefix=f"phonelab-{sc.name}-"))
+    work = Path(opts.workdir) if opts.workdir else run_folder(sc.name)
     work.mkdir(parents=True, exist_ok=True)
     lab_kw = dict(sc.lab)
     mode = opts.mode or lab_kw.pop("mode", "auto")
@@ -219,12 +260,16 @@ def _prologue(sc: Scenario, opts: RunOptions) -> tuple[Path, bool, str, dict[str
 
 
 def _epilogue(res: Result, lab: Any, opts: RunOptions, work: Path, own_tmp: bool) -> None:
-    if lab is not None:
-        res.files.update(_collect(lab, opts, work))
-        res.lab_events = _lab_events(lab)
-        lab.stop()
-    if own_tmp and not opts.keep:
-        shutil.rmtree(work, ignore_errors=True)
+    try:
+        if lab is not None:
+            try:
+                res.files.update(_collect(lab, opts, work))
+                res.lab_events = _lab_events(lab)
+            finally:
+                lab.stop()
+    finally:
+        if own_tmp and not opts.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _conclude(res: Result) -> Result:
@@ -245,7 +290,8 @@ def _board_pki(mac: str) -> Any:
     from host_tools import ROOT
     from host_tools import pki as labpki
     if mac not in _PKIS:
-        d = ROOT / "out" / "hil" / f"pki-{mac}"
+        from host_tools.lab.lab import private_folder
+        d = private_folder(ROOT / "out" / "hil" / f"pki-{mac}")
         try:
             _PKIS[mac] = labpki.load_pki(d)
         except labpki.PkiError:
@@ -276,7 +322,8 @@ def _timeline(sc: Scenario, lab: Any, board: Any, tap: Tap, actions: list[Action
             due = (prev if step.relative else t0) + step.at + step.delay
         _sleep_until(due)
         act = Action(time.monotonic(), step.action, dict(step.args))
-        _perform(step, lab, board)
+        with _lab_errors(f"line {step.line}: {step.action}"):
+            _perform(step, lab, board)
         actions.append(act)
         lab.log("scenario_action", action=step.action, **step.args)
         if on_action:
@@ -323,12 +370,21 @@ def _perform(step: Step, lab: Any, board: Any) -> None:
         raise RunError(f"unknown action {step.action}")
 
 
-def _finish(sc: Scenario, tap: Tap, t0: float) -> None:
-    """The run ends at the `until` event (or the timeout); without one, after `duration`."""
-    if sc.until:
-        tap.wait(sc.until, t0, max(1.0, sc.timeout - (time.monotonic() - t0)))
-    elif sc.duration:
-        _sleep_until(t0 + min(sc.timeout, sc.duration))
+def _finish(sc: Scenario, tap: Tap, t0: float, lab: Any = None) -> None:
+    """The run ends at the `until` event (or the timeout); without one, after `duration`;
+    at once when a lab server crashes (the run has failed)."""
+    end = t0 + (sc.timeout if sc.until else min(sc.timeout, sc.duration or 0.0))
+    failures = getattr(lab, "failures", None)
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        if sc.until and tap.wait(sc.until, t0, min(left, 1.0)) is not None:
+            return
+        if not sc.until:
+            _sleep_until(time.monotonic() + min(left, 1.0))
+        if callable(failures) and failures():
+            return
 
 
 def _collect(lab: Any, opts: RunOptions, work: Path) -> dict[str, str]:
@@ -356,3 +412,46 @@ def _lab_events(lab: Any) -> list[dict]:
         return []
     items = getattr(ev, "items", None)
     return list(items() if callable(items) else (items or []))
+
+
+@contextlib.contextmanager
+def report_lock(path: Path) -> Iterator[Path]:
+    """Hold the report path for one run: a second run of the same scenario (or any run given
+    the same --report) is refused at once with RunError instead of overwriting the first's
+    report and picture. The lock is an flock on a hidden PATH's-name.lock beside it, removed
+    when the run ends (a lock file that was replaced while waiting is locked again)."""
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"{path}: cannot create its folder: {e.strerror or e}") from None
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunError(f"{path}: cannot lock the report: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise RunError(f"{path}: cannot lock the report: {e.strerror or e}") from None
+            raise RunError(f"{path}: another run{f' (pid {holder})' if holder else ''} is "
+                           f"writing this report: wait for it, or give --report") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)                  # the holder removed it as we opened it: again
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)

@@ -321,6 +321,21 @@ def mutants(path: Path) -> Iterator[Mutant]:
     yield from _structure_mutants(text, doc, assigns)
 
 
+def _error_lines(err: str) -> list[str]:
+    """stderr without argparse's usage block (a "usage:" line and its indented
+    continuations), which argument-level refusals print before their one error line."""
+    out, in_usage = [], False
+    for line in err.strip().splitlines():
+        if line.startswith("usage:"):
+            in_usage = True
+            continue
+        if in_usage and line.startswith(" "):
+            continue
+        in_usage = False
+        out.append(line)
+    return out
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_mutant_is_refused_in_one_line_or_legal(path: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture,
@@ -344,7 +359,7 @@ def test_every_mutant_is_refused_in_one_line_or_legal(path: Path, tmp_path: Path
         if "Traceback" in out + err or "internal error" in err:
             problems.append(f"{m.what}: traceback or internal error: {err.strip()[:200]}")
         elif m.legal is None:
-            err_lines = err.strip().splitlines()
+            err_lines = _error_lines(err)
             if rc == 0:
                 problems.append(f"{m.what}: silently accepted ({out.strip()})")
             elif len(err_lines) != 1 or str(f) not in err_lines[0]:
