@@ -1,11 +1,10 @@
 """Board profiles (boards/*.json): loading and validation with clear errors."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools import BOARDS
+from host_tools import BOARDS, cliargs
 
 CHIPS = {"unix", "esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6", "esp32c5", "esp32p4"}
 # MicroPython image offsets per chip (platform.md): ESP32/S2 0x1000, S3/C3/C6 0x0, C5/P4 0x2000.
@@ -62,6 +61,8 @@ def validate(data: object, where: str) -> None:
     if data["chip"] not in CHIPS:
         fail(f'unknown chip "{data["chip"]}" (known: {", ".join(sorted(CHIPS))})')
     net = data["network"]
+    if "psram" in data and not isinstance(data.get("limited", False), bool):
+        fail('"limited" must be true or false')
     if net.get("kind") not in NET_KINDS:
         fail(f'network.kind must be one of {sorted(NET_KINDS)}, not {net.get("kind")!r}')
     if net["kind"] == "LAN":
@@ -95,9 +96,9 @@ def load(name_or_path: str | Path) -> Board:
     if not p.exists():
         raise BoardError(f"no board profile {name_or_path!r}; known boards: {', '.join(names())}")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise BoardError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from e
+        data = cliargs.read_json(p, "board")
+    except cliargs.InputError as e:
+        raise BoardError(str(e)) from None
     validate(data, str(p))
     if data["name"] != p.stem:
         raise BoardError(f'{p}: "name" is {data["name"]!r} but the file is {p.stem!r}')

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from host_tools import FIRMWARE, boards
+from host_tools import FIRMWARE, boards, cliargs
 
 MANIFEST = "/.deploy.json"
 CHUNK = 2048  # bytes per write command; base64 keeps the command under 3 KB (board-heap friendly)
@@ -394,12 +394,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", required=True,
                    help="serial device, vboard pty, or socket://HOST:PORT")
-    p.add_argument("--board", default="virtual", metavar="NAME",
+    p.add_argument("--board", default="virtual", metavar="NAME", type=cliargs.board_profile(),
                    help="board profile copied as board.json (default %(default)s)")
     p.add_argument("--source", action="store_true", help="copy .py sources instead of .mpy")
     p.add_argument("--force", action="store_true", help="copy every file, changed or not")
     p.add_argument("--no-reset", action="store_true", help="do not soft reset afterwards")
-    p.add_argument("--firmware", type=Path, default=FIRMWARE, metavar="DIR",
+    p.add_argument("--firmware", type=cliargs.input_dir, default=FIRMWARE, metavar="DIR",
                    help="firmware tree to deploy (default: the repository's firmware/)")
     p.set_defaults(func=run)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from host_tools import boards, espimage
+from host_tools import boards, cliargs, espimage
 
 ROM_BAUD = 115200         # every ESP ROM bootloader starts at this rate
 DEFAULT_BAUD = 460800
@@ -278,14 +278,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flash", help="flash MicroPython to an ESP32 board, then deploy the agent "
                                      "and the phone identity",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--board", required=True, metavar="NAME",
+    p.add_argument("--board", required=True, metavar="NAME", type=cliargs.board_profile(),
                    help="board profile (boards/NAME.json): chip and flash offset")
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or rfc2217://HOST:PORT")
-    p.add_argument("--firmware", required=True, type=Path, metavar="IMAGE.bin",
+    p.add_argument("--firmware", required=True, type=cliargs.input_file("firmware", limit=32 << 20),
+                   metavar="IMAGE.bin",
                    help="MicroPython firmware image for the board's chip (from micropython.org)")
     p.add_argument("--erase", action="store_true", help="erase the whole flash first "
                    "(first flash of a board, or to wipe its filesystem)")
-    p.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+    p.add_argument("--baud", type=cliargs.integer(9600, 5000000), default=DEFAULT_BAUD,
                    help=f"write speed (default %(default)s; falls back to {ROM_BAUD} on failure)")
     p.add_argument("--before", choices=BEFORE, default="default-reset",
                    help="how to enter the bootloader (esptool's --before; default %(default)s)")

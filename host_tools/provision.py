@@ -142,7 +142,7 @@ def _load_wlan(path: Path) -> bytes:
         obj = json.loads(path.read_text())
     except OSError as e:
         raise ProvisionError(f"cannot read {path}: {e.strerror}") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ProvisionError(f'{path} is not JSON: want {{"ssid": "...", "key": "..."}}') from None
     if not (isinstance(obj, dict) and isinstance(obj.get("ssid"), str) and obj["ssid"]
             and isinstance(obj.get("key", ""), str)):
@@ -242,13 +242,15 @@ def _sha(data: bytes | None) -> str | None:
 # -- command line -------------------------------------------------------------------------------
 def add_identity_arguments(p: argparse.ArgumentParser, required: bool) -> None:
     g = p.add_argument_group("phone identity" + ("" if required else " (optional)"))
-    g.add_argument("--mac", help="the phone's MAC (device name SEP<MAC>)")
-    g.add_argument("--cert", type=Path, metavar="PEM|DER", help="phone certificate (LSC)")
-    g.add_argument("--key", type=Path, metavar="PEM|DER",
+    from host_tools import cliargs
+    g.add_argument("--mac", type=cliargs.mac, help="the phone's MAC (device name SEP<MAC>)")
+    g.add_argument("--cert", type=cliargs.cert_file, metavar="PEM|DER",
+                   help="phone certificate (LSC)")
+    g.add_argument("--key", type=cliargs.key_file, metavar="PEM|DER",
                    help="the certificate's private key (unencrypted; never printed)")
-    g.add_argument("--sast", type=Path, metavar="PEM|DER",
+    g.add_argument("--sast", type=cliargs.cert_file, metavar="PEM|DER",
                    help="SAST certificate to pin (trust anchor for the first CTL)")
-    g.add_argument("--wlan", type=Path, metavar="wlan.json",
+    g.add_argument("--wlan", type=cliargs.input_file("json", utf8=True), metavar="wlan.json",
                    help='WLAN credentials {"ssid": ..., "key": ...} (never commit this file)')
 
 

@@ -200,7 +200,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="the agent's state and links, from its event stream",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", required=True, help="serial device, vboard pty, or URL")
-    p.add_argument("--listen", type=float, default=None, metavar="S",
+    from host_tools import cliargs
+    p.add_argument("--listen", type=cliargs.duration(0, 24 * 3600), default=None, metavar="S",
                    help="seconds to listen (default 3, or 20 with --reset)")
     p.add_argument("--reset", action="store_true", help="restart the agent and follow its boot")
     p.add_argument("--events", action="store_true", help="print the events as they come")

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from host_tools import boards
+from host_tools import boards, cliargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("boards", help="list supported boards and validate their profiles")
-    p.add_argument("profile", nargs="?", help="check one profile file or board name")
+    p.add_argument("profile", nargs="?", type=cliargs.board_profile(),
+                   help="check one profile file or board name")
     p.set_defaults(func=run)
 
 

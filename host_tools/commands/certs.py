@@ -5,25 +5,53 @@ from __future__ import annotations
 import argparse
 import json
 
-from host_tools import pki
+from host_tools import cliargs, pki
+
+_NAMES = "|".join(pki.STANDARD)
+_MAC = r"(?:SEP)?[0-9A-Fa-f]{12}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("certs", help="create the lab PKI (SAST, CCM, TFTP, SRST, CAPF, phones)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PEM/DER files")
-    p.add_argument("--phone", action="append", default=[], metavar="MAC",
+    p.add_argument("--out", required=True, metavar="DIR", type=cliargs.output_dir,
+                   help="folder for the PEM/DER files")
+    p.add_argument("--phone", action="append", default=[], metavar="MAC", type=cliargs.mac,
                    help="add a phone certificate (SEP<MAC>, issued by the lab CAPF); repeatable")
     p.add_argument("--key-size", type=int, default=pki.DEFAULT_KEY_SIZE, metavar="N",
+                   choices=(512, 1024, 2048, 3072, 4096),
                    help="RSA key size in bits (default %(default)s; 1024 is quicker for tests)")
-    p.add_argument("--days", type=int, default=pki.DEFAULT_DAYS, help="validity in days")
+    p.add_argument("--days", type=cliargs.integer(1, 36500), default=pki.DEFAULT_DAYS,
+                   help="validity in days")
     p.add_argument("--cn", action="append", default=[], metavar="NAME=CN",
+                   type=cliargs.pattern(rf"(?:{_NAMES})=[^\x00-\x1f]{{1,64}}",
+                                        f"NAME=CN with NAME one of {', '.join(pki.STANDARD)}",
+                                        "NAME=CN"),
                    help="override a CN, e.g. --cn ccm=cucm1.lab; repeatable")
-    p.add_argument("--ip", action="append", default=[], metavar="NAME=ADDR",
+    p.add_argument("--ip", action="append", default=[], metavar="NAME=ADDR", type=_ip_pair,
                    help="add an IP address SAN, e.g. --ip srst=192.0.2.1; repeatable")
     p.add_argument("--expired", action="append", default=[], metavar="NAME",
+                   type=cliargs.pattern(rf"(?:{_NAMES}|{_MAC})",
+                                        f"one of {', '.join(pki.STANDARD)} or a phone's MAC",
+                                        "NAME"),
                    help="make this identity already expired (for tests); repeatable")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
+
+
+def _ip_pair(text: str) -> str:
+    import ipaddress
+    name, sep, addr = text.partition("=")
+    if not sep or name not in pki.STANDARD:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=ADDR with NAME one of {', '.join(pki.STANDARD)}")
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{addr!r} is not an IP address") from None
+    return text
+
+
+_ip_pair.kind = "pattern"  # type: ignore[attr-defined]
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:

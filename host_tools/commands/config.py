@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host_tools import ROOT, micropython
+from host_tools import ROOT, cliargs, micropython
 
 CONFIG_SHOW = ROOT / "host_tools" / "mpscripts" / "config_show.py"
 # MicroPython's dicts come back in hash order; print in reading order.
@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="config_action", metavar="ACTION", required=True)
     s = actions.add_parser(
         "show", help="parse a cnf.xml with the firmware's reader (on MicroPython), print JSON")
-    s.add_argument("file", metavar="FILE", help="SEP<MAC>.cnf.xml, XMLDefault.cnf.xml or .sgn")
-    s.add_argument("--heap", default=micropython.DEFAULT_HEAP,
+    s.add_argument("file", metavar="FILE", type=cliargs.input_file("config"), help="SEP<MAC>.cnf.xml, XMLDefault.cnf.xml or .sgn")
+    s.add_argument("--heap", default=micropython.DEFAULT_HEAP, type=cliargs.heap_size(),
                    help="MicroPython heap cap, as on a board (default %(default)s)")
     s.add_argument("--compact", action="store_true", help="one line of JSON")
     s.set_defaults(func=run_show)
@@ -38,15 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def show(path: str | Path, heap: str = micropython.DEFAULT_HEAP) -> dict:
     """Parse `path` with phone.config on MicroPython; ValueError(reason) when rejected."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"no such file: {p}")
+    try:
+        p = cliargs.check_file(path, "config")
+    except cliargs.InputError as e:
+        raise ValueError(str(e)) from None
     proc = subprocess.run(
         micropython.command([str(CONFIG_SHOW), str(p.resolve())], heap=heap),
         env=micropython.environ(), capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         msg = proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}"
-        raise ValueError(msg.removeprefix("error: "))
+        raise ValueError(f"{p}: {msg.removeprefix('error: ')}")
     data = _ordered(json.loads(proc.stdout), _ORDER)
     data["call_managers"] = [_ordered(m, _CM_ORDER) for m in data.get("call_managers", [])]
     if data.get("srst"):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host_tools import ROOT, micropython
+from host_tools import ROOT, cliargs, micropython
 
 CTLTOOL = ROOT / "host_tools" / "mpscripts" / "ctltool.py"
 
@@ -23,42 +23,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     acts = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     b = acts.add_parser("build", help="build a CTL (or ITL) signed by a SAST")
-    b.add_argument("--sast", required=True, metavar="CERT", help="signer certificate (PEM/DER)")
-    b.add_argument("--sast-key", metavar="KEY",
+    b.add_argument("--sast", required=True, metavar="CERT", type=cliargs.cert_file,
+                   help="signer certificate (PEM/DER)")
+    b.add_argument("--sast-key", metavar="KEY", type=cliargs.key_file,
                    help="signer private key (default: in CERT, or CERT's <stem>.key.pem)")
-    b.add_argument("--record", action="append", default=[], metavar="ROLE:CERT",
+    b.add_argument("--record", action="append", default=[], metavar="ROLE:CERT", type=_record,
                    help="a record: SAST, CCM, CCM+TFTP, TFTP, CAPF, APP, TVS (repeatable)")
-    b.add_argument("--out", required=True, metavar="FILE")
+    b.add_argument("--out", required=True, metavar="FILE", type=cliargs.output_file)
     b.add_argument("--hash", default="sha1", choices=["sha1", "sha256", "sha512"])
     b.add_argument("--itl", action="store_true", help="an ITL (signer version element)")
     b.add_argument("--filename", help="name in the header (default CTLFile.tlv / ITLFile.tlv)")
-    b.add_argument("--timestamp", type=int, help="header timestamp (default now)")
+    b.add_argument("--timestamp", type=_TIMESTAMP, help="header timestamp (default now)")
     b.set_defaults(func=run_build)
 
     s = acts.add_parser("sign", help="make FILE.sgn signed by a TFTP (or CCM+TFTP) certificate")
-    s.add_argument("file", metavar="FILE")
-    s.add_argument("--tftp-cert", required=True, metavar="CERT")
-    s.add_argument("--tftp-key", metavar="KEY",
+    s.add_argument("file", metavar="FILE", type=cliargs.input_file("file"))
+    s.add_argument("--tftp-cert", required=True, metavar="CERT", type=cliargs.cert_file)
+    s.add_argument("--tftp-key", metavar="KEY", type=cliargs.key_file,
                    help="private key (default: in CERT, or CERT's <stem>.key.pem)")
-    s.add_argument("--out", metavar="FILE.sgn", help="default FILE.sgn")
+    s.add_argument("--out", metavar="FILE.sgn", type=cliargs.output_file, help="default FILE.sgn")
     s.add_argument("--hash", default="sha1", choices=["sha1", "sha256", "sha512"])
     s.add_argument("--filename", help="name in the header (default: FILE's name)")
-    s.add_argument("--timestamp", type=int)
+    s.add_argument("--timestamp", type=_TIMESTAMP)
     s.set_defaults(func=run_sign)
 
     d = acts.add_parser("dump", help="print the header and records as JSON (board's parser)")
-    d.add_argument("file", metavar="FILE")
+    d.add_argument("file", metavar="FILE", type=cliargs.tlv_file)
     _mp_options(d)
     d.set_defaults(func=run_dump)
 
     v = acts.add_parser("verify", help="check signature and trust rules as a board would; "
                                        "exit 0 valid, 1 invalid")
-    v.add_argument("file", metavar="FILE")
-    v.add_argument("--sast", action="append", default=[], metavar="CERT",
+    v.add_argument("file", metavar="FILE", type=cliargs.tlv_file)
+    v.add_argument("--sast", action="append", default=[], metavar="CERT", type=cliargs.cert_file,
                    help="SAST already trusted (provisioned); without it: first use")
-    v.add_argument("--trust", action="append", default=[], metavar="TLV",
+    v.add_argument("--trust", action="append", default=[], metavar="TLV", type=cliargs.tlv_file,
                    help="for a .sgn: the CTL/ITL whose TFTP records may sign it")
-    v.add_argument("--cert", action="append", default=[], metavar="CERT",
+    v.add_argument("--cert", action="append", default=[], metavar="CERT", type=cliargs.cert_file,
                    help="for a .sgn: a certificate that may sign it")
     v.add_argument("--check-time", action="store_true",
                    help="refuse a signer certificate that is not valid now")
@@ -68,8 +69,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _mp_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--heap", default=micropython.DEFAULT_HEAP,
+    p.add_argument("--heap", default=micropython.DEFAULT_HEAP, type=cliargs.heap_size(),
                    help="MicroPython heap (default %(default)s, a small board's)")
+
+
+_TIMESTAMP = cliargs.integer(0, 0xFFFFFFFF, "timestamp")
+
+
+def _record(text: str) -> str:
+    """ROLE:CERT with a known role and a readable certificate."""
+    from host_tools import ctlbuild
+    try:
+        _role, path = ctlbuild.parse_role_spec(text)
+        cliargs.check_cert(path)
+    except (ctlbuild.CtlBuildError, cliargs.InputError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+_record.kind = "pattern"  # type: ignore[attr-defined]
 
 
 # -- build / sign (host) ----------------------------------------------------------------------
@@ -77,7 +95,7 @@ def _mp_options(p: argparse.ArgumentParser) -> None:
 def _identity(cert: str, key: str | None, role: str):
     from host_tools import pki
     if key is None:
-        text = Path(cert).read_bytes()
+        text = cliargs.read_bytes(cert, "cert")
         if b"PRIVATE KEY-----" not in text:
             stem = Path(cert).name.split(".")[0]
             guess = Path(cert).with_name(f"{stem}.key.pem")
@@ -114,7 +132,7 @@ def run_sign(args: argparse.Namespace) -> int:
     src = Path(args.file)
     try:
         signer = _identity(args.tftp_cert, args.tftp_key, "TFTP")
-        data = ctlbuild.build_sgn(signer, src.read_bytes(), filename=args.filename or src.name,
+        data = ctlbuild.build_sgn(signer, cliargs.read_bytes(src), filename=args.filename or src.name,
                                   hash_name=args.hash, timestamp=args.timestamp)
         out = ctlbuild.write(args.out or f"{src}.sgn", data)
     except (ctlbuild.CtlBuildError, pki.PkiError, ValueError, OSError) as e:
@@ -150,6 +168,9 @@ def run_dump(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=2, sort_keys=True))
+    if rc != 0:
+        print(f"phonelab ctl: error: {args.file}: {out.get('reason') or out.get('error')}",
+              file=sys.stderr)
     return 0 if rc == 0 else 1
 
 
@@ -166,6 +187,10 @@ def verify_args(file: str, sast: list[str] = (), trust: list[str] = (), cert: li
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    if (args.trust or args.cert) and not str(args.file).endswith(".sgn"):
+        print(f"phonelab ctl: error: {args.file}: --trust and --cert are for a signed file "
+              f"(.sgn); a trust list is checked against --sast", file=sys.stderr)
+        return 2
     try:
         rc, out = run_ctltool(verify_args(args.file, args.sast, args.trust, args.cert,
                                           args.check_time), heap=args.heap)
@@ -179,5 +204,5 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"valid {out['kind']}: signed by {out.get('signer_cn')} with {out.get('hash')}, "
               f"{out['ms']} ms on MicroPython{extra}")
     else:
-        print(f"invalid: {out.get('reason') or out.get('error')}")
+        print(f"invalid: {out.get('reason') or out.get('error')} ({args.file})")
     return 0 if out.get("valid") else 1

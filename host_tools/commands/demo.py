@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from host_tools import cliargs
 from host_tools.events import render
 from host_tools.scenario import report, runner, spec
 
@@ -51,14 +52,14 @@ events = ["registered:primary", "standby_up", "registered:srst", "rehomed"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole Secure SRST story on a virtual board, live")
-    p.add_argument("--out", type=Path, default=Path("out/demo"),
+    p.add_argument("--out", type=cliargs.output_dir, default=Path("out/demo"),
                    help="where the report, picture, capture and key log go (default out/demo)")
     p.add_argument("--real-timers", action="store_true",
                    help="the real defaults (keepalive 30 s, connectionMonitorDuration 120 s): "
                         "takes several minutes")
     p.add_argument("--kind", default="blackhole", choices=spec.WAN_KINDS, help="WAN fault kind")
     p.add_argument("--mode", choices=("auto", "netns", "loopback"), default="auto")
-    p.add_argument("--heap", help=f"virtual board heap (default {runner.DEFAULT_HEAP})")
+    p.add_argument("--heap", type=cliargs.heap_size(), help=f"virtual board heap (default {runner.DEFAULT_HEAP})")
     p.add_argument("--plain", action="store_true", help="plain event lines, no live view")
     p.set_defaults(func=run)
 

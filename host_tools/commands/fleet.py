@@ -9,10 +9,9 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from host_tools import ROOT
+from host_tools import ROOT, cliargs
 
 DEFAULT_JSON = ROOT / "out" / "fleet"
 
@@ -21,12 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fleet", help="N virtual phones booting and failing over at once "
                                      "(load test of an SRST router)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--phones", "-n", type=int, required=True, help="how many phones")
-    p.add_argument("--procs", "-p", type=int, default=0,
+    p.add_argument("--phones", "-n", type=cliargs.integer(1, 100000), required=True, help="how many phones")
+    p.add_argument("--procs", "-p", type=cliargs.integer(0, 1024), default=0,
                    help="MicroPython processes (default: one per core)")
-    p.add_argument("--target", default="lab", metavar="lab|HOST:PORT",
+    p.add_argument("--target", default="lab", metavar="lab|HOST:PORT", type=_target,
                    help="the SRST router: the lab's simulator (default) or a real one's TLS port")
-    p.add_argument("--srst-cert", type=Path, metavar="FILE",
+    p.add_argument("--srst-cert", type=cliargs.cert_file, metavar="FILE",
                    help="with --target HOST:PORT: the router certificate to pin (PEM or DER; "
                         "default: the one it presents)")
     p.add_argument("--fail-over", action="store_true",
@@ -37,28 +36,45 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lab topology (namespaces when root)")
     p.add_argument("--timers", default="short", choices=["short", "long"],
                    help="lab timers: short (keepalive 5 s, as the demo) or long (30 s, real defaults)")
-    p.add_argument("--ramp", type=float, default=0.0, metavar="PHONES_PER_S",
+    p.add_argument("--ramp", type=cliargs.number(0, 100000, name="rate"), default=0.0,
+                   metavar="PHONES_PER_S",
                    help="start phones at this rate (default: all at once)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   type=cliargs.pattern(r"[a-z_][a-z0-9_]*=.*", "KEY=VALUE (an agent setting)",
+                                        "KEY=VALUE"),
                    help="agent setting (phone/settings.py), e.g. --set connect_timeout_ms=10000")
-    p.add_argument("--boot-timeout", type=float, help="seconds (default 30 + 0.1 per phone)")
-    p.add_argument("--failover-timeout", type=float, help="seconds (default 30 + 0.05 per phone)")
-    p.add_argument("--heap-per-phone", type=int, default=40, metavar="KB",
+    p.add_argument("--boot-timeout", type=cliargs.duration(0, 24 * 3600), help="seconds (default 30 + 0.1 per phone)")
+    p.add_argument("--failover-timeout", type=cliargs.duration(0, 24 * 3600), help="seconds (default 30 + 0.05 per phone)")
+    p.add_argument("--heap-per-phone", type=cliargs.integer(8, 4096), default=40, metavar="KB",
                    help="MicroPython heap per phone (+256 KB per process; measured use ~21 KB)")
-    p.add_argument("--max-connecting", type=int, default=16, metavar="K",
+    p.add_argument("--max-connecting", type=cliargs.integer(0, 100000), default=16, metavar="K",
                    help="links in TCP/TLS connect at once per process (0: no limit)")
     p.add_argument("--stock-poll", action="store_true",
                    help="asyncio's own I/O wait (1 ms sleep per poll on the unix port) instead "
                         "of the fleet's (measures the difference)")
     p.add_argument("--agent-gc", action="store_true",
                    help="let every agent run its own gc.collect() (slow with big fleets)")
-    p.add_argument("--backlog", type=int, default=4096,
+    p.add_argument("--backlog", type=cliargs.integer(0, 65535), default=4096,
                    help="listen backlog of the simulators (0: asyncio's 100)")
-    p.add_argument("--json", type=Path, metavar="FILE",
+    p.add_argument("--json", type=cliargs.output_file, metavar="FILE",
                    help=f"write the figures here (default {DEFAULT_JSON.relative_to(ROOT)}/fleet-N.json)")
-    p.add_argument("--keep", type=Path, metavar="DIR", help="keep the lab and process folders here")
+    p.add_argument("--keep", type=cliargs.output_dir, metavar="DIR", help="keep the lab and process folders here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
+
+
+def _target(text: str) -> str:
+    """'lab' or HOST:PORT with a port 1-65535."""
+    if text == "lab":
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 \
+            or not cliargs.re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", host):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'lab' or HOST:PORT")
+    return text
+
+
+_target.kind = "pattern"  # type: ignore[attr-defined]
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:

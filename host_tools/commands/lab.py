@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from host_tools import ROOT
+from host_tools import ROOT, cliargs
 
 DEFAULT_DIR = ROOT / "build" / "lab"
 STATE = "lab-state.json"
@@ -32,24 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                          description="Build the lab: namespaces (root) or loopback, PKI, trust "
                                      "lists, phone configs, and the servers. With --interface, "
                                      "serve a real board on that Ethernet interface.")
-    _dir(up)
+    _dir(up, output=True)
     up.add_argument("--mode", default="auto", choices=["auto", "netns", "loopback"],
                     help="namespaces (root) or loopback; auto picks namespaces when it can")
-    up.add_argument("--interface", metavar="IF",
+    up.add_argument("--interface", metavar="IF", type=cliargs.name,
                     help="bridge this real Ethernet interface into the lab's branch LAN (bench)")
     up.add_argument("--yes-serve-dhcp", action="store_true",
                     help="confirm serving DHCP on --interface (a real network)")
     up.add_argument("--no-dhcp", action="store_true", help="no DHCP server")
     up.add_argument("--force", action="store_true",
                     help="take --interface even though it has IPv4 addresses (restored on down)")
-    up.add_argument("--mac", action="append", default=[], metavar="MAC",
+    up.add_argument("--mac", action="append", default=[], metavar="MAC", type=cliargs.mac,
                     help="a phone (repeatable; default 00:11:22:AA:BB:CC)")
     up.add_argument("--tftp", default="auto", choices=["auto", "lab", "dnsmasq"],
                     help="TFTP server: the lab's (fault injection) or dnsmasq's")
     up.add_argument("--short-timers", action="store_true",
                     help="keepalive 5 s, re-home after 10 s (demos)")
     up.add_argument("--record", action="store_true", help="capture the phone side into DIR/phone.pcap")
-    up.add_argument("--key-size", type=int, default=2048, help="RSA key size of the lab PKI")
+    up.add_argument("--key-size", type=int, default=2048, choices=(1024, 2048, 3072, 4096), help="RSA key size of the lab PKI")
     up.add_argument("--detach", action="store_true", help="run in the background")
     up.set_defaults(func=run_up)
 
@@ -74,9 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     fl = acts.add_parser("flap", help="cut and restore the WAN COUNT times every PERIOD seconds")
     _dir(fl)
-    fl.add_argument("period_s", type=float)
-    fl.add_argument("count", type=int)
-    fl.add_argument("--kind", default="blackhole")
+    fl.add_argument("period_s", type=cliargs.number(0, 3600, lo_open=True, name="seconds"))
+    fl.add_argument("count", type=cliargs.integer(1, 100000))
+    fl.add_argument("--kind", default="blackhole",
+                    choices=["blackhole", "unreachable", "link_down", "cm_reset"])
     fl.set_defaults(func=lambda a: _control(a, "flap", period_s=a.period_s, count=a.count,
                                             kind=a.kind))
 
@@ -87,8 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         k.set_defaults(func=lambda a, n=name: _control(a, n, name=a.server))
 
 
-def _dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+def _dir(p: argparse.ArgumentParser, output: bool = False) -> None:
+    """--dir: a folder `lab up` can make, or (other subcommands) an existing one."""
+    p.add_argument("--dir", type=cliargs.output_dir if output else cliargs.input_dir,
+                   default=DEFAULT_DIR,
                    help=f"the lab's folder (default {DEFAULT_DIR.relative_to(ROOT)})")
 
 
@@ -300,7 +303,8 @@ def run_down(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     st = _read_state(args.dir.resolve() / STATE)
     if st is None or not _alive(st.get("pid", 0)):
-        print(f"no lab running from {args.dir.resolve()}")
+        print(f"phonelab lab: error: no lab running from {args.dir.resolve()} "
+              f"(start one with `phonelab lab up`)", file=sys.stderr)
         return 1
     from host_tools.lab.control import ControlError, request
     try:
@@ -324,7 +328,8 @@ def run_status(args: argparse.Namespace) -> int:
 def _control(args: argparse.Namespace, cmd: str, **kw: Any) -> int:
     st = _read_state(args.dir.resolve() / STATE)
     if st is None or not _alive(st.get("pid", 0)):
-        print(f"no lab running from {args.dir.resolve()}", file=sys.stderr)
+        print(f"phonelab lab: error: no lab running from {args.dir.resolve()} "
+              f"(start one with `phonelab lab up`)", file=sys.stderr)
         return 1
     from host_tools.lab.control import ControlError, request
     try:
@@ -339,7 +344,7 @@ def _control(args: argparse.Namespace, cmd: str, **kw: Any) -> int:
 
 def _read_state(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        return cliargs.read_json(path, "json")
     except (OSError, ValueError):
         return None
 

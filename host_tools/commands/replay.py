@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from host_tools import cliargs
 from host_tools.events import render
 from host_tools.scenario import report as reportlib, runner, spec
 from host_tools.replay import capture as caplib
@@ -22,41 +23,60 @@ from host_tools.replay import compare, plan as planlib, recording, session
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="serve a capture's DHCP answers and TFTP files back to a "
                        "virtual board and compare (needs root: network namespaces)")
-    p.add_argument("capture", type=Path, help="pcap or pcapng of a phone's boot, or the JSON "
+    p.add_argument("capture", type=cliargs.input_file("capture", limit=cliargs.LIMITS["pcap"]), help="pcap or pcapng of a phone's boot, or the JSON "
                    "report of a `phonelab run` (a lab recording) to run again")
     p.add_argument("--timing", choices=planlib.TIMINGS, default="captured",
                    help="answer with the captured delays (default) or as fast as possible")
-    p.add_argument("--mac", help="the phone in the capture (default: the first DHCP client "
+    p.add_argument("--mac", type=cliargs.mac, help="the phone in the capture (default: the first DHCP client "
                    "that got an ACK)")
-    p.add_argument("--report", type=Path, help="JSON report (default out/replay/NAME.json)")
-    p.add_argument("--record", type=Path, help="the replay's own capture (default: beside the "
+    p.add_argument("--report", type=cliargs.output_file, help="JSON report (default out/replay/NAME.json)")
+    p.add_argument("--record", type=cliargs.output_file, help="the replay's own capture (default: beside the "
                    "report, NAME.replay.pcap)")
     p.add_argument("--no-record", action="store_true", help="do not capture the replay (the "
                    "board's files then come from the servers' logs)")
-    p.add_argument("--workdir", type=Path, help="keep the replay's files here (board folder, "
+    p.add_argument("--workdir", type=cliargs.output_dir, help="keep the replay's files here (board folder, "
                    "served files, logs, plan.json)")
-    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the board's "
+    p.add_argument("--timeout", type=cliargs.duration(0, 24 * 3600), default=90.0, help="seconds to wait for the board's "
                    "first provisioning pass (default 90)")
     p.add_argument("--until", default=",".join(session.END_EVENTS),
+                   type=cliargs.pattern(r"[a-z_]+(?::[a-z_]+)?(?:,[a-z_]+(?::[a-z_]+)?)*",
+                                        "board event names separated by commas", "events"),
                    help="board events that end the run (comma separated; default %(default)s)")
-    p.add_argument("--heap", help="MicroPython heap of the virtual board")
+    p.add_argument("--heap", type=cliargs.heap_size(), help="MicroPython heap of the virtual board")
     p.add_argument("--short-timers", action="store_true",
                    help="the lab's short agent timers (TFTP timeout 1 s, ...) instead of the defaults")
-    p.add_argument("--identity", type=Path, help="folder with the phone's phone.der/phone.key "
+    p.add_argument("--identity", type=_identity_dir, help="folder with the phone's phone.der/phone.key "
                    "(default: a new self-signed one; provisioning does not use it)")
     p.add_argument("--show", action="store_true", help="only show what the capture holds and "
                    "what a replay would serve (no root needed)")
-    p.add_argument("--extract", type=Path, metavar="DIR",
+    p.add_argument("--extract", type=cliargs.output_dir, metavar="DIR",
                    help="write the capture's complete files into DIR (with --show: and stop)")
-    p.add_argument("--scenario", type=Path, help="recording replay: the scenario file "
+    p.add_argument("--scenario", type=cliargs.input_file("toml", utf8=True), help="recording replay: the scenario file "
                    "(default scenarios/NAME.toml)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live event stream")
     p.set_defaults(func=run)
 
 
+@cliargs._kind("input_dir")
+def _identity_dir(text: str) -> Path:
+    """A folder with phone.der and phone.key (or state/ with them), each a readable file."""
+    folder = cliargs.input_dir(text)
+    for d in (folder, folder / "state"):
+        if (d / "phone.der").exists() and (d / "phone.key").exists():
+            for name in ("phone.der", "phone.key"):
+                cliargs._arg(lambda t: cliargs.check_file(t, "cert"), str(d / name))
+            return folder
+    raise argparse.ArgumentTypeError(f"{folder}: no phone.der and phone.key (nor in state/)")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.capture.suffix.lower() == ".json":
         return run_recording(args)
+    if args.scenario is not None:
+        print(f"phonelab replay: error: --scenario {args.scenario}: only for a recording "
+              f"(a `phonelab run` report, .json), not for the capture {args.capture}",
+              file=sys.stderr)
+        return 2
     try:
         cap = caplib.analyse(args.capture, mac=args.mac)
         plan = planlib.build(cap, args.timing)

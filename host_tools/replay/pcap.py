@@ -72,14 +72,19 @@ def frames(path: str | Path, stats: ReadStats | None = None) -> Iterator[Frame]:
         head = f.read(4)
         if len(head) < 4:
             raise PcapError(f"{path}: not a capture (too short)")
-        if struct.unpack("<I", head)[0] == PCAPNG_SHB:
-            yield from _pcapng(f, head, st)
-            return
-        for order in ("<", ">"):
-            magic = struct.unpack(order + "I", head)[0]
-            if magic in PCAP_MAGICS:
-                yield from _pcap(f, order, magic, st)
+        try:
+            if struct.unpack("<I", head)[0] == PCAPNG_SHB:
+                yield from _pcapng(f, head, st)
                 return
+            for order in ("<", ">"):
+                magic = struct.unpack(order + "I", head)[0]
+                if magic in PCAP_MAGICS:
+                    yield from _pcap(f, order, magic, st)
+                    return
+        except PcapError as e:
+            if str(e).startswith(str(path)):
+                raise
+            raise PcapError(f"{path}: {e}") from None
         raise PcapError(f"{path}: not a pcap or pcapng file (magic {head.hex()})")
 
 

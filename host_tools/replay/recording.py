@@ -31,13 +31,18 @@ class RecordingError(ValueError):
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
+    from host_tools import cliargs
     p = Path(path)
     try:
-        rep = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise RecordingError(f"{p}: not a readable report: {e}") from e
+        rep = cliargs.read_json(p, "report")
+    except cliargs.InputError as e:
+        raise RecordingError(str(e)) from None
     if not isinstance(rep, dict) or not {"scenario", "actions", "events"} <= set(rep):
         raise RecordingError(f"{p}: not a `phonelab run` report (needs scenario, actions, events)")
+    try:
+        reportlib.check(rep, p)
+    except ValueError as e:
+        raise RecordingError(str(e)) from None
     return rep
 
 

@@ -48,6 +48,36 @@ def write(r: Result, path: Path) -> Path:
     return path
 
 
+def check(data: Any, where: str | Path) -> dict[str, Any]:
+    """A saved report's shape (what summary() and the picture read), or ValueError naming the
+    file and the JSON key that is wrong."""
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"{where}: not a scenario report: {msg}")
+
+    if not isinstance(data, dict) or "scenario" not in data or "events" not in data:
+        raise bad("no 'scenario' and 'events'")
+    if not isinstance(data["scenario"], str):
+        raise bad("'scenario' is not a string")
+    for key, typ in (("metrics", dict), ("files", dict), ("expectations", list),
+                     ("actions", list), ("lab_events", list)):
+        if data.get(key) is not None and not isinstance(data[key], typ):
+            raise bad(f"'{key}' is not a JSON {'object' if typ is dict else 'array'}")
+    if not isinstance(data["events"], list):
+        raise bad("'events' is not a JSON array")
+    for key, name in (("events", "ev"), ("actions", "action")):
+        for i, item in enumerate(data.get(key) or []):
+            if not isinstance(item, dict) or not isinstance(item.get(name), str):
+                raise bad(f"{key}[{i}] has no '{name}' string")
+            if not isinstance(item.get("host_ms", 0), (int, float)) or isinstance(item.get("host_ms"), bool):
+                raise bad(f"{key}[{i}].host_ms is not a number")
+    for i, e in enumerate(data.get("expectations") or []):
+        if not isinstance(e, dict) or not {"name", "passed", "message"} <= set(e):
+            raise bad(f"expectations[{i}] lacks name, passed or message")
+    if data.get("ended_ms") is not None and not isinstance(data["ended_ms"], (int, float)):
+        raise bad("'ended_ms' is not a number")
+    return data
+
+
 def _fmt(key: str, v: Any) -> str:
     if v is None:
         return "-"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from host_tools import ROOT, boards, micropython
+from host_tools import ROOT, boards, cliargs, micropython
 from host_tools.vboard.board import VirtualBoard
 from host_tools.vboard.errors import VBoardError
 
@@ -21,23 +21,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "vboard", help="run a virtual board (MicroPython unix port) that mpremote can talk to",
         description="Run the firmware on the MicroPython unix port behind a pty and a "
                     "socket:// endpoint; the board's filesystem is a folder. Ctrl-C stops it.")
-    p.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+    p.add_argument("--dir", type=cliargs.output_dir, default=DEFAULT_DIR,
                    help=f"the board's filesystem root (default {DEFAULT_DIR.relative_to(ROOT)})")
     p.add_argument("--heap", default=micropython.DEFAULT_HEAP, metavar="SIZE",
+                   type=cliargs.heap_size(),
                    help="MicroPython heap, like a small board (default %(default)s)")
-    p.add_argument("--port", type=int, default=0, metavar="N",
+    p.add_argument("--port", type=cliargs.port, default=0, metavar="N",
                    help="TCP port for socket://127.0.0.1:N (default 0: a free port)")
-    p.add_argument("--host", default="127.0.0.1", help="address the TCP endpoint listens on")
+    p.add_argument("--host", default="127.0.0.1", type=_address, help="address the TCP endpoint listens on")
     p.add_argument("--no-tcp", action="store_true", help="no socket:// endpoint")
     p.add_argument("--no-pty", action="store_true", help="no pty endpoint")
     p.add_argument("--board", default="virtual", metavar="NAME",
+                   type=cliargs.board_profile(unix_only=True),
                    help="board profile written to board.json when the folder has none "
                         "(default %(default)s; must be a unix-chip profile)")
-    p.add_argument("--netns", metavar="NAME",
+    p.add_argument("--netns", metavar="NAME", type=cliargs.name,
                    help="run the interpreter inside network namespace NAME (ip netns exec)")
     p.add_argument("--console", action="store_true",
                    help="also print the board's console output here")
     p.set_defaults(func=run)
+
+
+def _address(text: str) -> str:
+    import ipaddress
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+    return text
+
+
+_address.kind = "pattern"  # type: ignore[attr-defined]
 
 
 def _install_profile(folder: Path, name: str) -> None:

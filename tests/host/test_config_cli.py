@@ -97,4 +97,4 @@ def test_bad_files_exit_1_with_the_reason(capsys, tmp_path):
         assert rc == 1, name
         assert err.startswith("error: ") and reason in err, (name, err)
     rc, d, err = show(capsys, tmp_path / "missing.cnf.xml")
-    assert rc == 1 and "no such file" in err
+    assert rc == 2 and "no such file" in err      # usage error

@@ -62,7 +62,7 @@ def test_tampered_and_truncated_refused_with_reason(lab, tmp_path, capsys):
         capsys.readouterr()
         assert cli.main(["ctl", "verify", str(out)]) == 1
         assert capsys.readouterr().out.startswith("invalid: ")
-    assert cli.main(["ctl", "verify", str(tmp_path / "missing.tlv")]) == 1
+    assert cli.main(["ctl", "verify", str(tmp_path / "missing.tlv")]) == 2      # usage error
 
 
 def test_sign_and_verify_sgn(lab, tmp_path, capsys):
@@ -102,10 +102,10 @@ def test_expired_signer_refused_with_check_time(tmp_path, capsys):
 def test_build_errors(lab, tmp_path, capsys):
     d = lab.out_dir
     assert cli.main(["ctl", "build", "--sast", str(d / "sast.pem"), "--record",
-                     f"BOSS:{d / 'ccm.pem'}", "--out", str(tmp_path / "x.tlv")]) == 1
+                     f"BOSS:{d / 'ccm.pem'}", "--out", str(tmp_path / "x.tlv")]) == 2
     assert "unknown role" in capsys.readouterr().err
     assert cli.main(["ctl", "build", "--sast", str(d / "sast.der"), "--sast-key",
-                     str(tmp_path / "nokey.pem"), "--out", str(tmp_path / "x.tlv")]) == 1
+                     str(tmp_path / "nokey.pem"), "--out", str(tmp_path / "x.tlv")]) == 2
 
 
 def test_files_bigger_than_the_heap_verify_at_96k(tmp_path):

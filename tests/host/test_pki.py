@@ -52,4 +52,4 @@ def test_cli_certs(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"]: r["cn"] for r in rows}["ccm"] == "cucm1.lab"
     assert (tmp_path / "SEP001122334455.der").is_file()
-    assert cli.main(["certs", "--out", str(tmp_path / "y"), "--phone", "zz"]) == 1
+    assert cli.main(["certs", "--out", str(tmp_path / "y"), "--phone", "zz"]) == 2
