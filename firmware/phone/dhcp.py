@@ -579,10 +579,10 @@ class Client:
             self.events.emit('dhcp_ignored', stage=stage, reason=why,
                              type=r.type_name(), server=r.server_id())
 
-    def _exchange(self, mtype, stage, accept, deadline, tries, waits, note, fields, **kw):
+    def _exchange(self, mtype, stage, accept, deadline, tries, waits, note, **kw):
         """Send `mtype` (build() options in kw) up to `tries` times, each followed by a wait
-        of waits(attempt) ms for a reply `accept` takes, never past `deadline`; event `note`
-        (with `fields`) per transmission. Returns the reply, or None. self.t_sent: when the
+        of waits(attempt) ms for a reply `accept` takes, never past `deadline`; note(attempt,
+        wait_ms) emits the stage's event per transmission. Returns the reply, or None. self.t_sent: when the
         first of these transmissions left (a lease runs from there, RFC 2131 4.4.1)."""
         for attempt in range(tries):
             if ticks_diff(deadline, ticks_ms()) <= 0:
@@ -593,7 +593,7 @@ class Client:
                 self.t_sent = ticks_ms()
             self._send(n)
             wait = waits(attempt)
-            self.events.emit(note, attempt=attempt + 1, wait_ms=wait, **fields)
+            note(attempt + 1, wait)
             r = yield from self._await(wait, stage, accept, deadline)
             if r is not None:
                 return r
@@ -659,9 +659,12 @@ class Client:
                 return 'offer without a server identifier'
             return None
 
+        def note(attempt, wait):
+            self.events.emit('dhcp_discover', xid=self.xid, attempt=attempt, round=rnd + 1,
+                             wait_ms=wait)
+
         r = yield from self._exchange(DISCOVER, 'selecting', accept, deadline, self.tries,
-                                      self._backoff, 'dhcp_discover',
-                                      {'xid': self.xid, 'round': rnd + 1})
+                                      self._backoff, note)
         if r is not None:
             self.events.emit('dhcp_offer', ip=r.yiaddr, server=r.server_id(),
                              siaddr=r.siaddr, has150=150 in r.opts, has66=66 in r.opts)
@@ -680,9 +683,11 @@ class Client:
                 return 'ACK for %s, we requested %s' % (r.yiaddr, ip)
             return None
 
+        def note(attempt, wait):
+            self.events.emit('dhcp_request', ip=ip, server=sid, attempt=attempt, wait_ms=wait)
+
         r = yield from self._exchange(REQUEST, 'requesting', accept, deadline, self.tries,
-                                      self._backoff, 'dhcp_request', {'ip': ip, 'server': sid},
-                                      requested=ip, server_id=sid)
+                                      self._backoff, note, requested=ip, server_id=sid)
         if r is not None and r.mtype == NAK:
             self._nak(r, sid)
             return None
@@ -712,9 +717,12 @@ class Client:
         def waits(attempt):
             return max(ticks_diff(deadline, ticks_ms()) // 2, floor_ms)
 
+        def note(attempt, wait):
+            self.events.emit('dhcp_renew', stage=stage, ip=ip, server=sid, attempt=attempt,
+                             wait_ms=wait)
+
         r = yield from self._exchange(REQUEST, stage, accept, deadline, _RENEW_TRIES, waits,
-                                      'dhcp_renew', {'ip': ip, 'server': sid, 'stage': stage},
-                                      ciaddr=ip, broadcast=False)
+                                      note, ciaddr=ip, broadcast=False)
         if r is not None and r.mtype == NAK:
             self._nak(r, r.server_id() or sid)
         return r
@@ -733,10 +741,12 @@ class Client:
                 return '%s after INFORM' % r.type_name()
             return None
 
+        def note(attempt, wait):
+            self.events.emit('dhcp_inform', ip=ip, attempt=attempt, wait_ms=wait)
+
         try:
             r = self.run(self._exchange(INFORM, 'inform', accept, deadline, self.tries,
-                                        self._backoff, 'dhcp_inform', {'ip': ip},
-                                        ciaddr=ip, broadcast=False))
+                                        self._backoff, note, ciaddr=ip, broadcast=False))
         finally:
             self.close()
         if r is None:

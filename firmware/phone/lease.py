@@ -93,6 +93,7 @@ class Keeper:
         self.up = up
         self.kw = kw
         self.renewals = 0
+        self.old = None             # the address lost, while DISCOVER starts over
 
     def _at(self, ms):
         """ms from now until `ms` after the start of the lease."""
@@ -112,6 +113,10 @@ class Keeper:
 
     async def _run(self):
         while True:
+            if self.ip is None:             # lost (and not back yet): ask again
+                if not await self._start_over():
+                    return
+                continue
             t = times(self.lease_s, self.t1_s, self.t2_s)
             if t is None:
                 self.ev.emit('dhcp_kept', ip=self.ip, reason='infinite lease: nothing to renew')
@@ -126,8 +131,6 @@ class Keeper:
             if got:
                 continue
             await self._lost('NAK' if got is False else 'expired')
-            if not await self._start_over():
-                return
 
     async def _extend(self, sid, until, end):
         """One RENEWING (sid: unicast to it) or REBINDING (None: broadcast) stage until
@@ -159,16 +162,16 @@ class Keeper:
         self.sid = s or sid or self.sid
         self.renewals += 1
         self.ev.emit('dhcp_renewed', ip=self.ip, server=self.sid, lease_s=self.lease_s,
-                     stage='renewing' if sid else 'rebinding', heap_bytes=used,
-                     heap_after=gc.mem_alloc() - a0)
+                     stage='renewing' if sid else 'rebinding', heap_bytes=used)
         return True
 
     async def _lost(self, why):
         """Stop using the address at once: off the interface, links down."""
-        self.ev.emit('dhcp_lost', ip=self.ip, reason=why, renewals=self.renewals)
-        self.plat.drop_lease(self.ip)
+        ip, self.ip, self.old = self.ip, None, self.ip
+        self.ev.emit('dhcp_lost', ip=ip, reason=why, renewals=self.renewals)
+        self.plat.drop_lease(ip)
         _drop('hw')
-        await self.down('address %s lost (%s)' % (self.ip, why))
+        await self.down('address %s lost (%s)' % (ip, why))
 
     async def _start_over(self):
         """DISCOVER again, with backoff between rounds, until a lease. False when the board
@@ -193,7 +196,7 @@ class Keeper:
                 self.ev.emit('dhcp_retry', retry_ms=delay)
                 await asyncio.sleep_ms(delay)
                 delay = min(delay * 2, self.s.retry_max_ms)
-        old = self.ip
+        old = self.old
         self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound = got
         self.renewals = 0
         if self.ip != old:

@@ -312,3 +312,4 @@ def test_infinite_lease_is_not_kept():
     assert done
     eq(len(evs(lines, 'dhcp_kept')), 1)
     eq(srv.got, [])
+

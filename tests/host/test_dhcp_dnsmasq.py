@@ -3,6 +3,7 @@ in a phone namespace and a server namespace joined by veth."""
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -141,6 +142,79 @@ def test_provision_from_option150_skips_a_dead_server(fw, dhcp_pair, tmp_path):
     assert st["negotiated"] and st["blksize"] == 1428 and st["tsize"] == len(body)
     nxt = run.first("tftp_next_server")
     assert nxt["failed"] == DOWN_IP and nxt["next"] == SRV_IP
+
+
+# The lease keeper (phone.lease) on the unix port, with the platform's own interface code:
+# the lease is applied to the phone namespace's eth0, then kept. dnsmasq gives T1/T2 as
+# configured (options 58/59), so renewals come after seconds in a 2-minute lease.
+KEEPER = r"""
+import sys, json, time
+import asyncio
+from phone import dhcp, lease, platform
+from phone.events import default as ev
+from phone.settings import Settings
+a = json.load(open(sys.argv[1]))
+plat = platform.Platform({'name': 't', 'chip': 'unix', 'network': {'kind': 'HOST'}})
+L = dhcp.acquire(plat.mac(), ev, total_ms=20000, first_ms=500, max_ms=2000)
+plat.apply_lease(L)
+k = lease.Keeper(plat, (L.ip, L.server_id, L.lease_s, L.t1_s, L.t2_s, L.acquired_ms), ev,
+                 Settings(), None, None)
+L = None
+dhcp = None
+
+async def main():
+    t = asyncio.create_task(k.run())
+    t0 = time.ticks_ms()
+    while k.renewals < a['renewals'] and time.ticks_diff(time.ticks_ms(), t0) < a['ms']:
+        await asyncio.sleep_ms(50)
+    t.cancel()
+    await asyncio.sleep_ms(10)
+asyncio.run(main())
+ev.emit('result', ip=k.ip, renewals=k.renewals, server=k.sid, mods=sorted(sys.modules))
+"""
+
+
+def test_keeper_renews_with_dnsmasq_and_keeps_the_address(fw, dhcp_pair, tmp_path):
+    import json
+    import subprocess
+
+    from host_tools import micropython
+    from host_tools.events import EventReader
+    p = dhcp_pair
+    script = tmp_path / "keeper.py"
+    script.write_text(KEEPER)
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"renewals": 2, "ms": 20000}))
+    folder, heap = fw
+    env = micropython.environ(PHONE_IF="eth0", PHONE_MAC=p.mac)
+    env["MICROPYPATH"] = ":".join([".frozen", str(folder)])
+    with dm.Dnsmasq(p.srv, "eth0", dhcp_range=RANGE, lease="2m",
+                    extra=["--dhcp-option=58,3", "--dhcp-option=59,6"],
+                    workdir=tmp_path / "dm") as d:
+        proc = subprocess.run(p.phone.argv(micropython.command([str(script), str(args)],
+                                                               heap=heap)),
+                              env=env, capture_output=True, text=True, timeout=60)
+        reader = EventReader()
+        reader.feed(proc.stdout)
+        reader.flush()
+        out = proc.stdout + proc.stderr
+        res = [e for e in reader.events if e.ev == "result"]
+        assert res, out
+        r = res[-1]
+        assert r["renewals"] == 2, out
+        renewed = [e for e in reader.events if e.ev == "dhcp_renewed"]
+        assert [e["stage"] for e in renewed] == ["renewing", "renewing"], out
+        assert all(e["ip"] == r["ip"] and e["server"] == SRV_IP for e in renewed), out
+        sent = [e for e in reader.events if e.ev == "dhcp_renew"]
+        assert all(e["stage"] == "renewing" and e["server"] == SRV_IP for e in sent), out
+        assert "phone.dhcp" not in r["mods"], r["mods"]
+        assert not [e for e in reader.events if e.ev == "dhcp_lost"], out
+        # dnsmasq ACKed the lease three times (the first and two renewals) and still has it
+        ip = r["ip"].replace(".", r"\.")
+        acks = [line for line in d.log if re.search(rf"DHCPACK\(eth0\) {ip} ", line)]
+        assert len(acks) == 3, d.log
+        assert any(e["ip"] == r["ip"] and e["mac"] == p.mac for e in d.leases())
+    assert any(a.startswith(r["ip"] + "/") for a in p.phone.addresses("eth0"))
 
 
 def test_namespaces_are_gone_after_the_tests():
