@@ -30,6 +30,28 @@ class DnsmasqError(RuntimeError):
     pass
 
 
+MIN_LEASE_S = 120       # dnsmasq hands out no shorter lease (it raises shorter ones to this)
+_LEASE = re.compile(r"^(\d+)([smhdw]?)$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def lease_seconds(lease: int | str) -> int | None:
+    """Seconds of a dnsmasq lease time (120, "2m", "1h", "3d"); None for "infinite".
+    Raises DnsmasqError for anything else, and for less than MIN_LEASE_S: dnsmasq would
+    quietly give 120 s, and a test of lease timers would measure the wrong lease."""
+    if isinstance(lease, str) and lease == "infinite":
+        return None
+    m = _LEASE.match(lease) if isinstance(lease, str) else None
+    if isinstance(lease, bool) or not (isinstance(lease, int) or m):
+        raise DnsmasqError(f"lease {lease!r}: seconds, or a number with s, m, h, d or w, "
+                           "or 'infinite'")
+    n = lease if isinstance(lease, int) else int(m.group(1)) * _UNIT[m.group(2)]
+    if n < MIN_LEASE_S:
+        raise DnsmasqError(f"lease {lease!r}: dnsmasq gives no lease shorter than "
+                           f"{MIN_LEASE_S} s")
+    return n
+
+
 def available() -> str | None:
     """None when dnsmasq is installed, else the reason (for pytest.skip)."""
     if shutil.which("dnsmasq") is None:
@@ -40,7 +62,7 @@ def available() -> str | None:
 class Dnsmasq:
     def __init__(self, ns: _netns.Namespace, interface: str,
                  dhcp_range: tuple[str, str] | None = None, netmask: str = "255.255.255.0",
-                 lease: str = "2m", option150: Sequence[str] = (), option66: str | None = None,
+                 lease: int | str = "2m", option150: Sequence[str] = (), option66: str | None = None,
                  router: str | None = None, dns: Sequence[str] | None = None,
                  tftp_root: Path | str | None = None, listen_address: str | None = None,
                  reply_delay_s: int | None = None, extra: Sequence[str] = (),
@@ -49,7 +71,8 @@ class Dnsmasq:
         self.interface = interface
         self.dhcp_range = dhcp_range
         self.netmask = netmask
-        self.lease = lease
+        secs = lease_seconds(lease)
+        self.lease = "infinite" if secs is None else str(secs)
         self.option150 = list(option150)
         self.option66 = option66
         self.router = router

@@ -42,7 +42,8 @@ The rules (anything else is refused with one line naming the file and line):
   [lab]         mode auto|netns|loopback; short_timers, dhcp bool; security_mode 1|2|3;
                 tftp auto|lab|dnsmasq (dnsmasq needs namespaces); keepalive and
                 secondary_keepalive 1..3600 s; connection_monitor 1..86400 s;
-                hash_name sha1|sha256|sha512; key_size 1024|2048|3072|4096.
+                hash_name sha1|sha256|sha512; key_size 1024|2048|3072|4096;
+                dhcp_lease: dnsmasq's lease time (120 or more seconds, "2m", "1h", "infinite").
   [board]       heap "96K"/"2M" 8K..512M; profile: a board profile in boards/ that the
                 virtual board can run (chip "unix").
   [settings]    names, types and ranges of firmware/phone/settings.py (its check(), the
@@ -218,6 +219,15 @@ def _name(v: Any) -> str | None:
     return None
 
 
+def _dhcp_lease(v: Any) -> str | None:
+    from host_tools.lab.dnsmasq import DnsmasqError, lease_seconds
+    try:
+        lease_seconds(v)
+    except DnsmasqError as e:
+        return str(e)
+    return None
+
+
 _STR = _typed(str, "a string")
 _BOOL = _typed(bool, "true or false")
 _MS = _int(0, 86_400_000)
@@ -226,7 +236,7 @@ LAB_KEYS: dict[str, Check] = {
     "mode": _one_of(MODES), "short_timers": _BOOL, "security_mode": _one_of((1, 2, 3)),
     "tftp": _one_of(TFTP_KINDS), "dhcp": _BOOL, "keepalive": _int(1, 3600),
     "secondary_keepalive": _int(1, 3600), "connection_monitor": _int(1, 86400),
-    "hash_name": _one_of(HASHES), "key_size": _one_of(KEY_SIZES)}
+    "hash_name": _one_of(HASHES), "key_size": _one_of(KEY_SIZES), "dhcp_lease": _dhcp_lease}
 BOARD_KEYS: dict[str, Check] = {"heap": _heap, "profile": _profile}
 EXPECT_KEYS: dict[str, Check] = {
     "final_state": _one_of(STATES), "max_failover_ms": _MS, "max_rehome_ms": _MS,
