@@ -235,8 +235,8 @@ class Link:
             raise LinkError('write not taken within %d ms' % timeout_ms)
         except asyncio.CancelledError:
             raise
-        except Exception as e:
-            raise LinkError('write failed: ' + _why(e))
+        except Exception as e:            # EPIPE, ECONNRESET, the deferred handshake's errors
+            raise LinkError(_why(e))
 
     async def _request(self, frame, want, timeout_ms, what):
         self._want = want
