@@ -320,6 +320,9 @@ def _timeline(sc: Scenario, lab: Any, board: Any, tap: Tap, actions: list[Action
         else:
             assert step.at is not None
             due = (prev if step.relative else t0) + step.at + step.delay
+        if due > t0 + sc.timeout:
+            raise RunError(f"line {step.line}: {step.action} would come after the "
+                           f"{sc.timeout:g} s timeout")
         _sleep_until(due)
         act = Action(time.monotonic(), step.action, dict(step.args))
         with _lab_errors(f"line {step.line}: {step.action}"):

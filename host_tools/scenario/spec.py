@@ -34,7 +34,8 @@ The rules (anything else is refused with one line naming the file and line):
                 tables and keys below.
   durations     strings "500ms", "5s", "1.5m" ("+2s" for a relative `at`); `duration`,
                 `timeout` and a flap `period` are > 0, every duration at most 24 h;
-                `duration` <= `timeout`; an absolute `at` (+ delay) within `timeout`.
+                `duration` <= `timeout`; an absolute `at` (+ delay) and every `delay`
+                within `timeout` (a run never goes past its timeout).
                 Without `duration` and `until` a run lasts 5 s; `timeout` defaults to 120 s.
   events        `after`, `until`, `events`, `no_events` name events the firmware emits
                 (an `emit('name'` in firmware/), optionally ":value" (any field's value);
@@ -524,7 +525,12 @@ def _step(t: Any, line: int, fail: Any, lines: _Lines, lab: dict[str, Any]) -> S
 
 
 def _check_schedule(steps: list[Step], timeout: float, fail: Any) -> None:
-    """Steps at fixed times (before any `after`) must come within the timeout."""
+    """Steps at fixed times (before any `after`) must come within the timeout, and no delay
+    may be longer than it (the runner also stops at the timeout, whatever the steps say)."""
+    for st in steps:
+        if st.delay > timeout:
+            fail(f"[[timeline]] {st.action} delay {st.delay:g} s is longer than the timeout "
+                 f"({timeout:g} s)", st.line)
     t = 0.0
     for st in steps:
         if st.after is not None:

@@ -233,3 +233,14 @@ def test_a_second_run_of_the_same_report_is_refused(tmp_path: Path,
     assert default.exists()
     assert sorted(p.name for p in default.parent.iterdir()) == ["same.json", "same.png"] or \
         sorted(p.name for p in default.parent.iterdir()) == ["same.json"]
+
+
+# -- a run never goes past its timeout -----------------------------------------------------------
+
+def test_a_step_past_the_timeout_ends_the_run() -> None:
+    sc = spec.loads('name = "late"\ndescription = "d"\nduration = "10s"\ntimeout = "10s"\n'
+                    '[[timeline]]\nafter = "boot"\naction = "wait"\n'
+                    '[[timeline]]\nat = "+60s"\naction = "wait"\n')
+    res = runner.run(sc, runner.RunOptions(mode="loopback"))
+    assert not res.passed and "after the 10 s timeout" in (res.error or ""), res.error
+    assert res.ended - res.started < 10

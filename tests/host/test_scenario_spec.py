@@ -87,6 +87,7 @@ def test_bad_scenarios_name_the_line(bad, line, msg):
      "emits no event 'ctl_rejectd'"),
     (GOOD.replace('after = "standby_up"', 'at = "200s"'), 8, "after the timeout"),
     (GOOD.replace('until = "rehomed"', 'duration = "200s"'), 3, "longer than the timeout"),
+    (GOOD.replace('delay = "1s"', 'delay = "1200m"'), 8, "delay 72000 s is longer than the timeout"),
     (GOOD.replace("short_timers = true", "short_timers = true\ntftp = \"tftpd\""), 7,
      "tftp must be one of auto, lab, dnsmasq"),
 ])
