@@ -106,6 +106,7 @@ class Agent:
         """Serve until stop(); a Reset from a server restarts the board (apply-config too:
         the new configuration is read by the provisioning at the next boot)."""
         self.running = True
+        t_start = time.ticks_ms()
         p = self.platform.profile
         prov = self.prov
         self._reg_frame = sccp.register(self.platform.device_name(), prov.ip or '0.0.0.0',
@@ -130,6 +131,13 @@ class Agent:
             self._tasks = []
             await self._close_all()
         if self._reset_kind:
+            # A server that sends Reset at every registration would reboot the phone in a
+            # loop as fast as it boots: a restart comes at least retry_max_ms after start.
+            up = time.ticks_diff(time.ticks_ms(), t_start)
+            if up < self.s.retry_max_ms:
+                self.events.emit('restart_delayed', kind=self._reset_kind,
+                                 ms=self.s.retry_max_ms - up)
+                await asyncio.sleep_ms(self.s.retry_max_ms - up)
             self.events.emit('restarting', kind=self._reset_kind)
             self.platform.reset()
 

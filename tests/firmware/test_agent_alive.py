@@ -67,7 +67,8 @@ class Server:
     big_display  RegisterAck, then a 64 KB DisplayText, then close
     reject       RegisterReject to every Register
     garbage      answers KeepAlive with bytes that are no SCCP frame
-    reset        a Reset (restart) to every KeepAlive (a standby link, never registered)"""
+    reset        a Reset (restart) to every KeepAlive (a standby link, never registered)
+    reset_ack    a Reset (restart) right after every RegisterAck"""
 
     def __init__(self, mode='ok'):
         self.mode = mode
@@ -114,6 +115,8 @@ class Server:
                     if self.mode == 'big_display':
                         await w.drain()
                         w.write(_frame(sccp.DISPLAY_TEXT, b'A' * 65536))
+                    if self.mode == 'reset_ack':
+                        w.write(sccp.reset(sccp.RESET_RESTART))
                     if self.mode in ('ack_close', 'big_display'):
                         await w.drain()
                         return
@@ -397,3 +400,25 @@ def test_supervisor_restarts_a_crashed_agent():
     assert "attribute 'write'" in crashes[0]['reason'], crashes[0]
     eq([c['restart_ms'] for c in crashes], [100, 200], 'restart backoff')
     assert fed, 'the watchdog was never fed'
+
+
+async def test_reset_at_every_registration_is_no_reboot_loop():
+    # A call manager that sends Reset right after every RegisterAck: the phone obeys (it is
+    # registered there) but restarts no sooner than retry_max_ms after the agent started, so
+    # such a server cannot reboot it as fast as it boots.
+    cm = await Server('reset_ack').start()
+    out = CaptureOut()
+    a = _agent(cm, None, out, {'retry_max_ms': 1500})
+    resets = []
+    a.platform.reset = lambda: resets.append(time.ticks_ms())
+    t0 = time.ticks_ms()
+    _link.ssl = FakeSsl
+    try:
+        await asyncio.wait_for_ms(a.run(), 5000)
+    finally:
+        cm.close()
+    eq(len(resets), 1, 'restarts')
+    assert time.ticks_diff(resets[0], t0) >= 1500, 'restarted %d ms after start' % (
+        time.ticks_diff(resets[0], t0))
+    eq(len(_events(out, 'restart_delayed')), 1, 'restart_delayed events')
+    eq(cm.registers, 1, 'registrations')
