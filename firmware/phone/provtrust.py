@@ -24,8 +24,15 @@ def check(p, ev, got):
         if stored:
             gc.collect()        # an RSA check next (see below)
             try:
-                p.trust = _compact(p, ctl, ctl.load_trust(p.store.path(_CTL),
-                                                          [pin] if pin else None))
+                # Verified against the anchors in force when it was stored: now its own
+                # signature, and the pinned SAST must still be one of its SASTs (whichever
+                # of them signed it: either token may sign a CTL; a phone moved to another
+                # cluster by pinning that cluster's SAST drops the old list here).
+                tl = ctl.load_trust(p.store.path(_CTL))
+                if pin and pin not in tl.sast_certs():
+                    raise ctl.CtlError('stored trust list does not list the pinned SAST')
+                p.trust = _compact(p, ctl, tl)
+                tl = None
             except ctl.CtlError as e:
                 _unless_memory(e)
                 ev.emit('ctl_rejected', source='store', reason=str(e))

@@ -1,3 +1,7 @@
+# heap: 128K
+# Why not 96K: this module (compiled from source inside the test process, 20 functions) and
+# the events of every boot it keeps share the heap with provisioning; the firmware alone, as
+# deployed, is held to 96K by tests/host/test_provision_heap.py.
 # Trust is never downgraded: provisioning (phone.provision with its provtrust/provcfg steps,
 # config.load) on a real store, with the TFTP downloads answered from committed files
 # (fixtures/data/trust, made by make_trust_fixtures.py). Once the phone has trust - a SAST
@@ -290,6 +294,34 @@ def test_ctl_without_the_ccm_record_leaves_no_plain_or_unverified_link(tmp_path)
     ph = Phone(tmp_path, pin=True)
     _signed_first(ph)
     r = ph.boot({CTL: 'ctl_noccm.tlv', SGN: 'cfg3.sgn'})
-    eq(ph.events('ctl_accepted')[0]['records'], 2)
+    eq(ph.events('ctl_accepted')[0]['records'], 3)       # SAST x2, TFTP
     _secure(r)
     eq([cm[3] for cm in r.call_managers], [None])   # the agent skips it: cm_untrusted
+
+
+# -- found on the way -----------------------------------------------------------------------
+
+def test_stored_ctl_signed_by_the_second_sast_stays_in_force_with_a_pin(tmp_path):
+    # Either SAST token may sign the next CTL; a pinned phone must keep it at the next boot
+    # (it was checked against the SASTs in force when it was stored).
+    ph = Phone(tmp_path, pin=True)
+    _signed_first(ph)
+    _secure(ph.boot({CTL: 'ctl_sast2.tlv', SGN: 'cfg3.sgn'}))
+    eq(_bytes(ph.store.path('ctl.tlv')), _bytes(D + 'ctl_sast2.tlv'))
+    r = ph.boot(None)                         # offline: the stored state alone
+    eq(ph.events('ctl_rejected'), [])
+    _secure(r)
+    eq(r.call_managers[0][3][0], _bytes(D + 'ccm.der'))
+    assert r.srst is not None
+
+
+def test_a_stored_ctl_that_does_not_list_the_pinned_sast_gives_way(tmp_path):
+    # A phone moved to another cluster by pinning that cluster's SAST
+    ph = Phone(tmp_path)
+    _secure(ph.boot({CTL: 'ctl_elsewhere.tlv', SGN: 'cfg3.sgn'}))
+    ph.put('sast.der', 'sast.der')
+    r = ph.boot({CTL: 'ctl.tlv', SGN: 'cfg3.sgn'})
+    assert 'does not list the pinned SAST' in ph.events('ctl_rejected')[0]['reason']
+    eq(ph.events('ctl_accepted')[0]['first_use'], False)
+    _secure(r)
+    eq(_bytes(ph.store.path('ctl.tlv')), _bytes(D + 'ctl.tlv'))
