@@ -34,6 +34,7 @@ def check(p, ev, got):
                 p.trust = _compact(p, ctl, tl)
                 tl = None
             except ctl.CtlError as e:
+                tl = None
                 _unless_memory(e)
                 ev.emit('ctl_rejected', source='store', reason=str(e))
     if p.trust is not None:
