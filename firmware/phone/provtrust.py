@@ -69,6 +69,8 @@ def check(p, ev, got):
         gc.collect()            # an RSA check next: give it the heap in one piece
         try:
             tl = ctl.load_trust(w.tmp, anchors)
+            if tl.kind != kind:     # by its header's file name: an ITL in the CTL's place
+                raise ctl.CtlError('%s served in place of the %s' % (tl.kind, kind))
             # Rollback: never older than the one in force (the CTL's was read when it was
             # verified; the stored ITL's header is read now)
             if kind == 'CTL':

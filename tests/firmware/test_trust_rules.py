@@ -325,3 +325,13 @@ def test_a_stored_ctl_that_does_not_list_the_pinned_sast_gives_way(tmp_path):
     eq(ph.events('ctl_accepted')[0]['first_use'], False)
     _secure(r)
     eq(_bytes(ph.store.path('ctl.tlv')), _bytes(D + 'ctl.tlv'))
+
+
+def test_an_itl_served_as_the_ctl_is_refused(tmp_path):
+    # both signed by the real SAST: the header's file name tells them apart
+    ph = Phone(tmp_path, pin=True)
+    _signed_first(ph)
+    _secure(ph.boot({CTL: 'itl.tlv', ITL: 'ctl.tlv', SGN: 'cfg3.sgn'}))
+    reasons = [e['reason'] for e in ph.events('ctl_rejected')]
+    eq(reasons, ['ITL served in place of the CTL', 'CTL served in place of the ITL'])
+    eq(_bytes(ph.store.path('ctl.tlv')), _bytes(D + 'ctl.tlv'))
