@@ -123,6 +123,8 @@ class Keeper:
                 return
             t1, t2, end = t
             left = self._at(t1)
+            self.ev.emit('dhcp_bound', ip=self.ip, server=self.sid, lease_s=self.lease_s,
+                         renew_in_ms=left, rebind_in_ms=self._at(t2), ends_in_ms=self._at(end))
             if left > 0:
                 await asyncio.sleep_ms(left)
             got = await self._extend(self.sid, t2, end)
