@@ -15,15 +15,25 @@ from bench._rig import Rig
 from host_tools.lab.dnsmasq import lease_seconds
 
 
-def _short_lease(rig: Rig, lease: str) -> Any:
-    """dnsmasq restarted with `lease`, the phone rebooted onto it; returns its dhcp_lease."""
+_EPS = 1e-6        # "after this event": since() and wait() take events at or after a time
+
+
+def _short_lease(rig: Rig, lease: str) -> tuple[Any, Any]:
+    """dnsmasq restarted with `lease`, the phone rebooted onto it; returns its dhcp_lease
+    and the registration that followed."""
     rig.lab.dhcp.lease = str(lease_seconds(lease))
     rig.lab.restart("dhcp")
     boot = rig.wait("boot", rig.reboot(), 30)
     got = rig.wait("dhcp_lease", boot.host, 60)
     reg = rig.wait("registered:primary", got.host, 60)
     rig.wait("standby_up", reg.host, 30)
-    return got
+    return got, reg
+
+
+def _acks(rig: Rig, ip: str | None) -> int:
+    """DHCPACKs for `ip` in dnsmasq's log (the log of this lab, every boot)."""
+    return sum(1 for line in rig.lab.dhcp.log
+               if re.search(r"DHCPACK\(\S+\) " + re.escape(ip or "?") + " ", line))
 
 
 def _phone_addresses(rig: Rig) -> list[str]:
@@ -36,7 +46,7 @@ def dhcp_gone_mid_lease(rig: Rig, lease: str = "2m", away_s: float = 5.0) -> Res
     unanswered), REBINDING from T2 (broadcast, unanswered), at the end of the lease the
     address is dropped (dhcp_lost: off the interface, links down) and DISCOVER starts over;
     the server comes back `away_s` later and the phone has an address and registers again."""
-    got = _short_lease(rig, lease)
+    got, _ = _short_lease(rig, lease)
     ip = got.event.get("ip")
     t_kill = time.monotonic()
     rig.lab.kill("dhcp")
@@ -45,7 +55,8 @@ def dhcp_gone_mid_lease(rig: Rig, lease: str = "2m", away_s: float = 5.0) -> Res
     lost = rig.wait("dhcp_lost", rebind.host, 60)
     time.sleep(1.0)                     # the address is off the interface
     left = _phone_addresses(rig)
-    links = [s.event for s in rig.since(lost.host, "link_down")]
+    trying = [s for s in rig.since(lost.host) if s.event.ev == "state"
+              and s.event.get("state") == "TRYING"]
     time.sleep(away_s)
     registered_meanwhile = rig.since(lost.host, "registered")
     t_back = time.monotonic()
@@ -61,12 +72,12 @@ def dhcp_gone_mid_lease(rig: Rig, lease: str = "2m", away_s: float = 5.0) -> Res
     requests = sum(1 for line in rig.lab.dhcp.log
                    if re.search(r"DHCPREQUEST\(\S+\) " + re.escape(ip or "?") + " ", line))
     ok = (lost.event.get("reason") == "expired" and not left and not registered_meanwhile
-          and renew_s < rebind_s < lost_s)
+          and bool(trying) and renew_s < rebind_s < lost_s)
     return ok, (f"lease {ip} ({got.event.get('lease_s')} s); server killed; renewing from "
                 f"{renew_s:.0f} s, rebinding from {rebind_s:.0f} s, address dropped at "
                 f"{lost_s:.0f} s ({'gone from the interface' if not left else f'STILL ON: {left}'}"
-                f", {len(links)} links down, {len(registered_meanwhile)} registrations "
-                f"without it); server back: lease {again.event.get('ip')} "
+                f", links {'closed (TRYING)' if trying else 'NOT closed'}, "
+                f"{len(registered_meanwhile)} registrations without it); server back: lease {again.event.get('ip')} "
                 f"{(again.host - t_back):.1f} s later, registered with the call manager "
                 f"{(reg.host - t_back):.1f} s after"
                 f"{' (board restarted: new address)' if restarted else ''}"), \
@@ -77,25 +88,27 @@ def dhcp_gone_mid_lease(rig: Rig, lease: str = "2m", away_s: float = 5.0) -> Res
 def dhcp_renewals(rig: Rig, lease: str = "2m", renewals: int = 2) -> Result:
     """The server stays: each lease is renewed at T1 with a unicast REQUEST that dnsmasq
     ACKs (its log), the address and the links stay, no second registration."""
-    got = _short_lease(rig, lease)
+    got, reg = _short_lease(rig, lease)
     ip = got.event.get("ip")
+    acks0 = _acks(rig, ip)
     since = got.host
     done = []
     for _ in range(renewals):
         r = rig.wait("dhcp_renewed", since, 150)
         done.append(r)
-        since = r.host
-    regs = rig.since(got.host, "registered")
-    downs = rig.since(got.host, "link_down")
-    acks = sum(1 for line in rig.lab.dhcp.log
-               if re.search(r"DHCPACK\(\S+\) " + re.escape(ip or "?") + " ", line))
+        since = r.host + _EPS
+    time.sleep(0.5)                     # dnsmasq's log line of the last ACK
+    regs = rig.since(reg.host + _EPS, "registered")
+    downs = rig.since(got.host, "link_down") + [
+        s for s in rig.since(reg.host + _EPS) if s.event.ev == "state"]
+    acks = _acks(rig, ip) - acks0
     stages = [r.event.get("stage") for r in done]
     ok = (all(s == "renewing" for s in stages) and not regs and not downs
-          and all(r.event.get("ip") == ip for r in done))
+          and acks == renewals and all(r.event.get("ip") == ip for r in done))
     at = ", ".join(f"{(r.event.t - got.event.t) / 1000:.0f} s" for r in done)
-    return ok, (f"lease {ip} renewed at {at} ({', '.join(map(str, stages))}); dnsmasq ACKed "
-                f"{acks} REQUESTs for it; {len(regs)} new registrations, {len(downs)} links "
-                f"down"), {"renewals": len(done), "heap_bytes": done[-1].event.get("heap_bytes")}
+    return ok, (f"lease {ip} renewed at {at} into it ({', '.join(map(str, stages))}); dnsmasq "
+                f"ACKed {acks} renewal REQUESTs; {len(regs)} new registrations, {len(downs)} "
+                f"links down or state changes"), {"renewals": len(done), "heap_bytes": done[-1].event.get("heap_bytes")}
 
 
 PROCEDURES: dict[str, Callable[..., Result]] = {
