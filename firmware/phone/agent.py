@@ -1,6 +1,9 @@
 # The agent's state machine:
 #   BOOT -> PROVISION -> PRIMARY (+ standby TLS to SRST) -> FALLBACK (registered to SRST,
 #   probing the primary) -> REHOME -> PRIMARY.
+# A `limited` board (profile; no PSRAM: room for one Mbed TLS session) never holds two
+# sessions: no standby, the SRST session is opened at failover after the primary's is closed,
+# and in FALLBACK the primary is watched with plain TCP connects (docs/failover.md).
 # BOOT and PROVISION run before this module is imported (main.py, phone.provision), so the
 # provisioning code can leave the heap before the TLS links need it; the Agent starts from
 # their result (a provision.Provisioned) and reports BOOT/PROVISION as done.
@@ -50,6 +53,8 @@ class Agent:
         self._reg_at = None                 # ticks of the last registration (either link)
         self._sb_up = None                  # ticks the standby link last came up
         self._back = False                  # _address_back() was called
+        self._limited = bool(platform.profile.get('limited'))
+        self._rh_fails = 0                  # limited: re-homes in a row that failed
 
     # -- events and state ----------------------------------------------------------------
     def set_state(self, state, **why):
@@ -114,9 +119,14 @@ class Agent:
                                         mac=prov.mac, load_name=self.s.load_name)
         if prov.srst is None:
             self.events.emit('standby_disabled', reason=prov.srst_why)
+        elif self._limited:
+            self.events.emit('standby_disabled', reason='limited board: one TLS session',
+                             fallback='SRST session opened at failover (pinned)')
         gc.collect()
-        self.events.emit('agent_start', heap_free=gc.mem_free(), heap_used=gc.mem_alloc())
-        self._tasks.append(asyncio.create_task(self._standby_keeper()))
+        self.events.emit('agent_start', heap_free=gc.mem_free(), heap_used=gc.mem_alloc(),
+                         limited=self._limited)
+        if not self._limited:
+            self._tasks.append(asyncio.create_task(self._standby_keeper()))
         if getattr(prov, 'lease', None):
             # A lease the agent got itself (unix port): renewed, rebound, or given up here.
             from phone import lease as _lease
@@ -183,7 +193,10 @@ class Agent:
                 await self._failover(p.reason)
             return delay
         if self.srst is not None and self.srst.mode == _link.REGISTERED:
-            if await self._monitor_primary():
+            if self._limited:
+                if await self._watch_primary():
+                    await self._rehome_limited()
+            elif await self._monitor_primary():
                 await self._rehome()
             return delay
         # Neither registered. The backoff starts again after a registration that held; one
@@ -234,6 +247,8 @@ class Agent:
                 self.events.emit('register_failed', link='primary', cm=name, host=host, port=port,
                                  reason=str(e))
                 await link.close('register failed')
+                if self._limited:
+                    gc.collect()            # a connect cut short leaves its socket to the GC
                 if over is not None:
                     return False
                 continue
@@ -273,6 +288,8 @@ class Agent:
                 await self.srst.connect()
             except _link.LinkError as e:
                 self.events.emit('register_failed', link='srst', host=host, port=port, reason=str(e))
+                if self._limited:
+                    gc.collect()
                 return False
         t1 = time.ticks_ms()
         try:
@@ -363,9 +380,73 @@ class Agent:
         gc.collect()
         self.events.emit('rehomed', ms=ms, heap_used=gc.mem_alloc(), heap_free=gc.mem_free())
 
+    # -- limited board: the SRST registration is the one TLS session ---------------------
+    async def _watch_primary(self):
+        """FALLBACK on a limited board. A TLS probe would be a second session, so the primary
+        is watched with plain TCP connects to the call manager's TLS port (closed at once),
+        every probe_after_ms while it answers, with backoff while it does not. True once it
+        has answered for connectionMonitorDuration (longer after re-homes that failed)."""
+        monitor_ms = (self.s.monitor_s if self.s.monitor_s is not None else self.prov.monitor_s) * 1000
+        monitor_ms <<= min(self._rh_fails, 3)
+        every = self.s.probe_after_ms or self.s.retry_max_ms
+        delay = self.s.retry_min_ms
+        since = None
+        srst = self.srst
+        lost = lambda: srst.mode != _link.REGISTERED
+        while self.running and not self._reset_kind:
+            if lost():
+                self.events.emit('srst_lost', reason=srst.reason)
+                self.set_state(TRYING, reason='srst lost')
+                return False
+            cm = why = None
+            for name, host, port, anchor in self.prov.call_managers:
+                if anchor is None and self.prov.secure:
+                    continue
+                why = await _reach(host, port, self.s.connect_timeout_ms)
+                if why is None:
+                    cm = name
+                    break
+            if cm is None:
+                if since is not None:
+                    self.events.emit('primary_unstable',
+                                     reachable_ms=time.ticks_diff(time.ticks_ms(), since))
+                    since = None
+                self.events.emit('probe_failed', how='tcp', reason=why or 'no call manager',
+                                 retry_ms=delay)
+                await self._sleep_or_wake(_jitter(delay), cond=lost)
+                delay = self._grow(delay)
+                continue
+            delay = self.s.retry_min_ms
+            if since is None:
+                since = time.ticks_ms()
+                self.events.emit('primary_reachable', cm=cm, how='tcp', monitor_s=monitor_ms // 1000)
+                self.set_state(FALLBACK, waiting_ms=monitor_ms)
+            left = monitor_ms - time.ticks_diff(time.ticks_ms(), since)
+            if left <= 0:
+                return True
+            await self._sleep_or_wake(min(left, every), cond=lost)
+        return False
+
+    async def _rehome_limited(self):
+        """Unregister from the SRST router (its session closes: the one session is free), then
+        TLS + Register with the call manager; if that fails, straight back to the SRST router."""
+        t0 = time.ticks_ms()
+        self.set_state(REHOME)
+        await self.srst.unregister()
+        if await self._register_primary():
+            self._rh_fails = 0
+            ms = time.ticks_diff(time.ticks_ms(), t0)
+            gc.collect()
+            self.events.emit('rehomed', ms=ms, heap_used=gc.mem_alloc(), heap_free=gc.mem_free())
+            return
+        self._rh_fails += 1
+        self.events.emit('rehome_failed', back_to='srst', next_wait_x=1 << min(self._rh_fails, 3))
+        if not await self._register_srst('re-home failed'):
+            self.set_state(TRYING, reason='re-home failed')
+
     # -- standby connection to the SRST router -------------------------------------------
     def _standby_wanted(self):
-        return (self.prov.srst is not None and self.state == PRIMARY and
+        return (self.prov.srst is not None and not self._limited and self.state == PRIMARY and
                 (self.srst is None or self.srst.mode == _link.DOWN))
 
     async def _standby_keeper(self):
@@ -439,6 +520,41 @@ class Agent:
         self.running = False
         self._wake.set()
         self._kick.set()
+
+
+async def _reach(host, port, timeout_ms):
+    """Plain TCP connect to (host, port), closed at once: None when it was accepted, else the
+    reason. No TLS session, no asyncio stream: the socket is closed on every path."""
+    import socket
+    import select
+    from errno import EINPROGRESS
+    s = None
+    try:
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        s = socket.socket(ai[0], ai[1], ai[2])
+        s.setblocking(False)
+        try:
+            s.connect(ai[-1])
+        except OSError as e:
+            if e.args[0] != EINPROGRESS:
+                raise
+        p = select.poll()
+        p.register(s, select.POLLOUT)
+        end = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while True:
+            ev = p.poll(0)
+            if ev:
+                if ev[0][1] & (select.POLLERR | select.POLLHUP):
+                    return 'TCP connect refused'
+                return None
+            if time.ticks_diff(end, time.ticks_ms()) <= 0:
+                return 'no TCP answer within %d ms' % timeout_ms
+            await asyncio.sleep_ms(20)
+    except Exception as e:
+        return _link._why(e)
+    finally:
+        if s is not None:
+            s.close()
 
 
 def _jitter(ms):

@@ -22,8 +22,8 @@ except ImportError:
     import uasyncio as asyncio
 
 try:
-    import ssl
-except ImportError:
+    import tls as ssl                # the port's own module: micropython-lib's `ssl` wrapper
+except ImportError:                  # drops a verify_callback without a word
     ssl = None
 
 from micropython import const
@@ -120,6 +120,7 @@ class Link:
         self._r = self._w = None
         self._reader = None
         self._tasks = []
+        self._down = None                 # the teardown _fail() started (close() awaits it)
         self._want = None                 # message ids a waiter expects
         self._got = asyncio.Event()
         self._got_id = -1
@@ -214,6 +215,12 @@ class Link:
 
     async def close(self, reason='closed'):
         if self.mode == DOWN:
+            # Failed meanwhile: the socket is closed by the teardown _fail() started. Wait for
+            # it, so a caller that opens the next session after close() never holds two (a
+            # board without PSRAM has room for one Mbed TLS session).
+            t, self._down = self._down, None
+            if t is not None:
+                await t
             return
         self.mode = DOWN
         self.reason = reason
@@ -348,7 +355,7 @@ class Link:
         self._got.set()                       # wake any waiter: it sees the failure
         self.events.emit('link_down', link=self.role, host=self.host, port=self.port,
                          was=was, reason=reason)
-        asyncio.create_task(self._teardown())
+        self._down = asyncio.create_task(self._teardown())
         # A link still being made tells its owner by connect()'s LinkError: waking the owner
         # too would cut short the backoff it is about to announce.
         if self.on_down is not None and was != CONNECTING:

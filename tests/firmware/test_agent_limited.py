@@ -1,0 +1,299 @@
+# heap: 256K
+# timeout: 120
+# A `limited` board (profile "limited": true, no PSRAM: one Mbed TLS session of ~20 KB fits in
+# the IDF heap beside the MicroPython heap) never holds two TLS sessions, through boot,
+# failover, FALLBACK and re-home. The agent runs against small SCCP servers on loopback; TLS is
+# replaced by a stand-in whose contexts wrap nothing but count the sessions: at every
+# wrap_socket the sessions wrapped before and not yet closed (their socket's fileno() is -1
+# once closed) must be none, and a sampler task checks the same every few milliseconds.
+# Before the fix the agent opened the standby session to the SRST router beside the primary.
+import json
+import time
+
+try:
+    import asyncio
+except ImportError:
+    import uasyncio as asyncio
+
+from fwtest import CaptureOut, eq
+from phone import link as _link
+from phone import sccp_lab as sccp
+from phone.agent import Agent, FALLBACK, PRIMARY
+from phone.events import Events
+from phone.platform import Platform, parse_mac
+from phone.provision import Provisioned
+from phone.settings import Settings
+
+MAC = '02F1EE0000D4'
+SETTINGS = {'probe_after_ms': 300, 'ack_timeout_ms': 1000, 'max_missed': 2,
+            'connect_timeout_ms': 2000, 'register_timeout_ms': 2000, 'retry_min_ms': 100,
+            'retry_max_ms': 400, 'monitor_s': 1}
+CM_CERT = (b'cm-cert', 'cm')
+SRST_CERT = (b'srst-cert', 'srst')
+
+
+class Sessions:
+    socks = []                 # (sock, what) of every session ever wrapped
+    most = 0                   # most sessions open at once, seen at a wrap or by the sampler
+    over = []                  # what was open when a second session was wrapped
+
+    @classmethod
+    def open(cls):
+        return [w for s, w in cls.socks if s.fileno() != -1]
+
+    @classmethod
+    def reset(cls):
+        cls.socks, cls.most, cls.over = [], 0, []
+
+
+class FakeContext:
+    def __init__(self, protocol):
+        self.cadata = None
+
+    def load_verify_locations(self, cadata=None):
+        self.cadata = cadata
+
+    def load_cert_chain(self, cert, key):
+        pass
+
+    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
+        before = Sessions.open()
+        if before:
+            Sessions.over.append((server_hostname, before))
+        Sessions.socks.append((sock, server_hostname))
+        Sessions.most = max(Sessions.most, len(before) + 1)
+        return sock                       # plain SCCP underneath
+
+
+class FakeSsl:
+    PROTOCOL_TLS_CLIENT = 0
+    CERT_REQUIRED = 2
+    CERT_OPTIONAL = 1
+    CERT_NONE = 0
+    SSLContext = FakeContext
+
+
+class Server:
+    """KeepAlive, Register (RegisterAck + CapabilitiesReq or RegisterReject), Unregister.
+    stop() closes the listener and every session (the call manager gone); start() again on
+    the same port brings it back."""
+
+    def __init__(self, reject=False):
+        self.reject = reject
+        self.server = None
+        self.port = 0
+        self.writers = []
+        self.registers = 0
+        self.unregisters = 0
+
+    async def start(self, port=0):
+        base = port or 20000 + time.ticks_us() % 20000
+        for i in range(1 if port else 20):
+            try:
+                self.server = await asyncio.start_server(self.serve, '127.0.0.1', base + i)
+                self.port = base + i
+                return self
+            except OSError:
+                await asyncio.sleep_ms(50)
+        raise OSError('no free port')
+
+    async def serve(self, r, w):
+        self.writers.append(w)
+        fr = sccp.FrameReader(r)
+        try:
+            while True:
+                mid = await fr.aread()
+                if mid < 0:
+                    break
+                if mid == sccp.KEEPALIVE:
+                    w.write(sccp.keepalive_ack())
+                elif mid == sccp.REGISTER:
+                    self.registers += 1
+                    if self.reject:
+                        w.write(sccp.register_reject('Unknown device'))
+                    else:
+                        w.write(sccp.register_ack(5, 10))
+                        w.write(sccp.capabilities_req())
+                elif mid == sccp.UNREGISTER:
+                    self.unregisters += 1
+                    w.write(sccp.unregister_ack())
+                await w.drain()
+        except Exception:
+            pass
+        await _close(w)
+
+    async def stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+        for w in self.writers:
+            await _close(w)
+        self.writers = []
+
+
+async def _close(w):
+    w.close()
+    try:
+        await asyncio.wait_for_ms(w.wait_closed(), 1000)
+    except Exception:
+        pass
+
+
+def _agent(cm, srst, out):
+    p = Provisioned()
+    p.ip = '127.0.0.1'
+    p.mac = parse_mac(MAC)
+    p.call_managers = [('cm', '127.0.0.1', cm.port, CM_CERT)]
+    p.srst = ('127.0.0.1', srst.port, SRST_CERT)
+    p.srst_why = None
+    p.identity = (b'cert', b'key')
+    p.monitor_s = 60
+    p.secure = True
+    plat = Platform({'name': 'wt32-eth01', 'chip': 'unix', 'network': {'kind': 'HOST'},
+                     'limited': True}, mac=p.mac)
+    return Agent(plat, p, events=Events(out=out), settings=Settings(SETTINGS))
+
+
+async def _sampler(stop):
+    while not stop:
+        Sessions.most = max(Sessions.most, len(Sessions.open()))
+        await asyncio.sleep_ms(5)
+
+
+async def _until(cond, timeout_ms, what, out):
+    t0 = time.ticks_ms()
+    while not cond():
+        if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
+            raise AssertionError('timed out waiting for %s; events: %s' % (
+                what, ' '.join(e['ev'] for e in _events(out))))
+        await asyncio.sleep_ms(20)
+
+
+def _events(out, name=None):
+    evs = [json.loads(l) for l in out.lines()]
+    return [e for e in evs if name is None or e['ev'] == name]
+
+
+def _states(out):
+    return [e['state'] for e in _events(out, 'state')]
+
+
+async def _run(body):
+    _link.ssl = FakeSsl
+    Sessions.reset()
+    stop = []
+    sampler = asyncio.create_task(_sampler(stop))
+    try:
+        await body()
+    finally:
+        stop.append(1)
+        await asyncio.sleep_ms(10)
+        sampler.cancel()
+    eq(Sessions.over, [], 'sessions open when another was wrapped')
+    eq(Sessions.most, 1, 'most TLS sessions open at once')
+
+
+async def test_limited_board_holds_one_session_boot_failover_rehome():
+    async def body():
+        cm = await Server().start()
+        srst = await Server().start()
+        out = CaptureOut()
+        a = _agent(cm, srst, out)
+        task = asyncio.create_task(a.run())
+        try:
+            # Boot: registered with the call manager, and no standby session beside it.
+            await _until(lambda: a.state == PRIMARY, 5000, 'PRIMARY', out)
+            await asyncio.sleep_ms(800)         # time enough for a standby keeper to try
+            eq(_events(out, 'standby_up'), [], 'standby sessions')
+            dis = _events(out, 'standby_disabled')
+            eq([e['reason'] for e in dis], ['limited board: one TLS session'], 'standby_disabled')
+            eq(a.srst, None, 'SRST link while primary')
+            # The call manager goes away: the primary is closed, then the SRST router pinned.
+            await cm.stop()
+            await _until(lambda: a.state == FALLBACK and a.srst is not None and
+                         a.srst.mode == _link.REGISTERED, 8000, 'FALLBACK', out)
+            reg = [e for e in _events(out, 'registered') if e['link'] == 'srst']
+            eq(len(reg), 1, 'SRST registrations')
+            eq(reg[0]['over_standby'], False, 'over_standby')
+            assert a.srst.anchor is SRST_CERT, 'the SRST link trusts %r' % (a.srst.anchor,)
+            # In FALLBACK the primary is watched without a TLS session: TCP probes fail.
+            await _until(lambda: len(_events(out, 'probe_failed')) >= 2, 5000, 'probes', out)
+            eq(set(e['how'] for e in _events(out, 'probe_failed')), {'tcp'}, 'probe kind')
+            n_wrapped = len(Sessions.socks)
+            # Back: reachable for monitor_s (1 s), then SRST unregistered and closed, then the
+            # call manager registered.
+            await cm.start(cm.port)
+            await _until(lambda: _events(out, 'rehomed'), 8000, 'rehomed', out)
+            eq(a.state, PRIMARY, 'state after re-home')
+            eq(srst.unregisters, 1, 'Unregister sent to the SRST router')
+            eq(len(Sessions.socks), n_wrapped + 1, 'sessions opened to re-home')
+            r = _events(out, 'primary_reachable')
+            eq(r[-1]['how'], 'tcp', 'primary_reachable how')
+            st = _states(out)
+            i = st.index(FALLBACK)
+            eq(st[i:i + 3], [FALLBACK, 'REHOME', PRIMARY], 'states from FALLBACK')
+            await asyncio.sleep_ms(500)
+            eq(_events(out, 'standby_up'), [], 'standby sessions after re-home')
+        finally:
+            a.stop()
+            try:
+                await asyncio.wait_for_ms(task, 3000)
+            except Exception:
+                pass
+            await cm.stop()
+            await srst.stop()
+    await _run(body)
+
+
+async def test_limited_rehome_refused_goes_back_to_srst():
+    # The call manager answers TCP but rejects the registration: the agent has given up its
+    # SRST session for the attempt and must go straight back to the SRST router, with one
+    # session at a time, and wait longer before the next attempt.
+    async def body():
+        cm = await Server(reject=True).start()
+        srst = await Server().start()
+        out = CaptureOut()
+        a = _agent(cm, srst, out)
+        task = asyncio.create_task(a.run())
+        try:
+            await _until(lambda: a.state == FALLBACK, 5000, 'FALLBACK at boot', out)
+            await _until(lambda: _events(out, 'rehome_failed'), 8000, 'rehome_failed', out)
+            await _until(lambda: a.state == FALLBACK and a.srst.mode == _link.REGISTERED,
+                         5000, 'back in FALLBACK', out)
+            eq(len([e for e in _events(out, 'registered') if e['link'] == 'srst']), 2,
+               'SRST registrations')
+            eq(_events(out, 'rehome_failed')[0]['next_wait_x'], 2, 'next wait factor')
+            await _until(lambda: len(_events(out, 'primary_reachable')) >= 2, 3000,
+                         'watching again', out)
+            eq(_events(out, 'primary_reachable')[1]['monitor_s'], 2,
+               'monitor period after a failed re-home')
+        finally:
+            a.stop()
+            try:
+                await asyncio.wait_for_ms(task, 3000)
+            except Exception:
+                pass
+            await cm.stop()
+            await srst.stop()
+    await _run(body)
+
+
+async def test_close_after_a_failure_returns_with_the_socket_closed():
+    # The agent closes the primary and then opens the SRST session; when the primary has
+    # already failed (a reset, a missed KeepAliveAck), its socket is closed by a teardown the
+    # failure started in the background. close() must wait for it, or the next session is
+    # wrapped while the old one is still open.
+    async def body():
+        srv = await Server().start()
+        out = CaptureOut()
+        link = _link.Link('primary', '127.0.0.1', srv.port, CM_CERT, (b'cert', b'key'),
+                          Events(out=out), Settings(SETTINGS))
+        try:
+            await link.connect()
+            sock = Sessions.socks[-1][0]
+            link._fail('simulated: no KeepAliveAck')
+            await link.close('lost')
+            eq(sock.fileno(), -1, 'socket of the failed link after close()')
+        finally:
+            await link.close('end')
+            await srv.stop()
+    await _run(body)
