@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass, field
 from host_tools.events import Event, EventReader, render
 
 PROBLEMS = {"halted", "provision_failed", "no_identity", "profile_error", "stopped",
-            "no_fallback", "ctl_rejected", "config_rejected", "cm_untrusted", "dhcp_failed"}
+            "no_fallback", "ctl_rejected", "config_rejected", "cm_untrusted", "dhcp_failed",
+            "agent_error", "agent_crashed", "provision_deadline", "dhcp_lost", "srst_unpinned",
+            "reset_ignored"}
 
 
 @dataclass

@@ -140,7 +140,9 @@ class Provisioner:
             cfg = None
         if cfg is None:
             _drop('config')
-            ev.emit('provision_failed', reason='no configuration (TFTP unreachable and none stored)')
+            ev.emit('provision_failed', reason='no configuration: ' + (
+                'TFTP unreachable and none stored' if self.offline else
+                'none accepted from TFTP and none usable stored (see config_rejected)'))
             return None
         ev.emit('provisioned', offline=self.offline, trust=self.trust is not None,
                 security_mode=cfg.security_mode, cms=len(cfg.call_managers),
