@@ -82,12 +82,82 @@ def context(slot, anchor, identity):
     _contexts.pop(key, None)
     c = None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED       # the default would verify nothing
-    ctx.load_verify_locations(cadata=anchor[0])
+    # Exact pinning, whatever the clock and the chain (docs/security.md): Mbed TLS with
+    # CERT_REQUIRED checks dates against a board clock that reads 2000-01-01 until set, and
+    # trusts an end-entity certificate as its own anchor only if it is self-issued (a router
+    # certificate issued by the router's CA never is). CERT_OPTIONAL keeps the chain's verdict
+    # out of it, and the callback makes the leaf's bytes the whole decision.
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.verify_callback = _pin(anchor[0])
     if identity is not None:
         ctx.load_cert_chain(identity[0], identity[1])
     _contexts[key] = (anchor[0], identity, ctx)
     return ctx
+
+
+# What Mbed TLS's handshake raises when a verify callback refuses: the callback's non-zero
+# answer aborts the verification and is the handshake's error (MBEDTLS_ERR_X509_FATAL_ERROR
+# is what Mbed TLS itself turns a callback's VERIFY_FAILED into; VERIFY_FAILED and
+# SSL_BAD_CERTIFICATE would be ignored under CERT_OPTIONAL; a positive value would look like
+# bytes written to the deferred handshake's write).
+_REFUSED = const(-0x3000)
+_refused = {}          # pinned DER -> why its callback last refused (gone once it accepts)
+
+
+def _pin(der):
+    """The verify callback trusting exactly the certificate `der`. Mbed TLS calls it for each
+    certificate of the chain it built, deepest first: cert is a memoryview valid during the
+    call only, depth 0 is the server's own certificate; 0 accepts, anything else ends the
+    handshake. It runs inside Mbed TLS: it must return an int and never raise."""
+    def check(cert, depth):
+        if depth:
+            return 0                      # the chain above the leaf decides nothing
+        try:
+            b = bytes(cert)
+            if b == der:
+                _refused.pop(der, None)
+                return 0
+            _refused[der] = 'server certificate %s is not the pinned %s' % (_name(b), _name(der))
+        except Exception:                 # MemoryError: refuse all the same
+            pass
+        return _REFUSED
+    return check
+
+
+def _tlv(b, i):
+    """-> (tag, content start, content end) of the DER element at i."""
+    n = b[i + 1]
+    j = i + 2
+    if n & 0x80:
+        k, n = n & 0x7F, 0
+        for _ in range(k):
+            n = (n << 8) | b[j]
+            j += 1
+    return b[i], j, j + n
+
+
+def _name(der):
+    """'CN=x sha256:0123456789ab' of a certificate, for reasons (the CN may be '?')."""
+    from hashlib import sha256
+    from binascii import hexlify
+    cn = '?'
+    try:
+        i = _tlv(der, _tlv(der, 0)[1])[1]          # into Certificate, then TBSCertificate
+        if der[i] == 0xA0:                          # [0] version
+            i = _tlv(der, i)[2]
+        for _ in range(4):                          # serial, signature, issuer, validity
+            i = _tlv(der, i)[2]
+        _, i, end = _tlv(der, i)                    # subject: SET { SEQ { OID, value } }...
+        while i < end:
+            _, a, nxt = _tlv(der, i)
+            _, o, oe = _tlv(der, _tlv(der, a)[1])
+            if der[o:oe] == b'\x55\x04\x03':
+                _, v, ve = _tlv(der, oe)
+                cn = str(der[v:ve], 'utf-8')
+            i = nxt
+    except Exception:
+        pass
+    return 'CN=%s sha256:%s' % (cn, hexlify(sha256(der).digest()[:6]).decode())
 
 
 def contexts(prov):
@@ -146,16 +216,18 @@ class Link:
         t0 = time.ticks_ms()
         try:
             a = self.anchor                # None: plain SCCP (security mode 1 only)
+            # No server_hostname: the pin is the certificate's bytes, CN included (no SNI
+            # either: phones reach their servers by address).
             self._r, self._w = await asyncio.wait_for_ms(
-                asyncio.open_connection(self.host, self.port, ssl=self._context() if a else None,
-                                        server_hostname=a[1] if a else None), timeout_ms)
+                asyncio.open_connection(self.host, self.port, ssl=self._context() if a else None),
+                timeout_ms)
             self._reader = sccp.FrameReader(self._r, accept=_RX, keep=_KEEP)
             self._last_rx = time.ticks_ms()
             self._tasks = [asyncio.create_task(self._read_loop())]
             left = max(100, timeout_ms - time.ticks_diff(time.ticks_ms(), t0))
             await self._request(sccp.keepalive(), (_KEEPALIVE_ACK,), left, 'KeepAliveAck')
         except Exception as e:
-            why = _why(e)
+            why = _why(e, self.anchor)
             await self._teardown()
             self.mode = DOWN
             raise LinkError(why)
@@ -178,8 +250,8 @@ class Link:
                 text = None
                 ka, _, sec, _, _ = sccp.parse_register_ack(body)
         except Exception as e:             # a lost session, a timeout, a malformed answer
-            self._fail('register: ' + _why(e))
-            raise LinkError(_why(e))
+            self._fail('register: ' + _why(e, self.anchor))
+            raise LinkError(_why(e, self.anchor))
         if text is not None:
             self.mode = STANDBY
             raise LinkError(text)
@@ -206,7 +278,7 @@ class Link:
                 await self._request(sccp.unregister(), (_UNREGISTER_ACK,),
                                     timeout_ms or self.s.register_timeout_ms, 'UnregisterAck')
             except Exception as e:
-                self.events.emit('unregister_failed', link=self.role, reason=_why(e))
+                self.events.emit('unregister_failed', link=self.role, reason=_why(e, self.anchor))
         await self.close('unregistered')
 
     def standby(self, keepalive_ms):
@@ -243,7 +315,7 @@ class Link:
         except asyncio.CancelledError:
             raise
         except Exception as e:            # EPIPE, ECONNRESET, the deferred handshake's errors
-            raise LinkError(_why(e))
+            raise LinkError(_why(e, self.anchor))
 
     async def _request(self, frame, want, timeout_ms, what):
         self._want = want
@@ -293,7 +365,7 @@ class Link:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._fail(_why(e))
+            self._fail(_why(e, self.anchor))
 
     async def _keep_loop(self):
         try:
@@ -316,7 +388,7 @@ class Link:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._fail('write failed: ' + _why(e))
+            self._fail('write failed: ' + _why(e, self.anchor))
 
     def _tick(self):
         t = self.s.ack_timeout_ms
@@ -378,16 +450,20 @@ class Link:
 
 
 # Mbed TLS codes that reach us as OSError(-N) from the handshake, in words.
-_TLS_ERRORS = {-9984: 'TLS: server certificate verify failed (not the pinned certificate, '
-                      'wrong CN, or expired)',
+_TLS_ERRORS = {-9984: 'TLS: server certificate verify failed',
+               _REFUSED: 'TLS: server certificate is not the pinned one',
                -30592: 'TLS: the server sent a fatal alert (did it refuse our certificate?)',
                -29312: 'TLS: the server closed the connection during the handshake'}
 
 
-def _why(e):
+def _why(e, anchor=None):
+    """A failure in words; `anchor`: the link's pin (names the certificate it refused)."""
     if isinstance(e, LinkError):
         return str(e)
     if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
+        why = _refused.get(anchor[0]) if anchor and e.args[0] == _REFUSED else None
+        if why:
+            return 'TLS: ' + why
         if e.args[0] in _TLS_ERRORS:
             return '%s (%d)' % (_TLS_ERRORS[e.args[0]], e.args[0])
         try:

@@ -52,6 +52,7 @@ class FakeContext:
 class FakeSsl:
     PROTOCOL_TLS_CLIENT = 0
     CERT_REQUIRED = 2
+    CERT_OPTIONAL = 1
     SSLContext = FakeContext
 
 

@@ -2,6 +2,7 @@
 #   link_check.py HOST PORT ANCHOR_DER|- CN CERT_DER KEY_DER ACTION
 # ACTION: connect | register. Prints the link's events and a final RESULT line.
 import sys
+import time
 import asyncio
 from phone import link, sccp, settings
 from phone.events import Events
@@ -19,6 +20,7 @@ async def main():
     a = None if anchor == '-' else (rd(anchor), cn)
     ident = (rd(cert), rd(key)) if cert != '-' else None
     l = link.Link('primary', host, int(port), a, ident, ev, s)
+    print('CLOCK', time.gmtime()[0])       # the year this interpreter believes it is
     try:
         await l.connect()
         if action == 'register':
