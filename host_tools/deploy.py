@@ -142,7 +142,9 @@ def build_items(firmware: Path, board: boards.Board, fmt: MpyFormat | None,
             items.append(Item("/" + name, (firmware / name).read_bytes()))
     cmd = mpy_cross_command(fmt) if fmt else None
     for src, target in _packages(firmware):
-        if cmd is None:
+        if cmd is None or (fmt.arch is None and b"@micropython.viper" in src.read_bytes()):
+            # native code needs the board's arch: without one the source goes, fails to
+            # compile there (no emitter) and its importer falls back (phone.sha512)
             items.append(Item(target, src.read_bytes()))
         else:
             mpy_target = target[:-3] + ".mpy"
