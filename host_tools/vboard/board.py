@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from host_tools import micropython
-from host_tools.vboard import stream
+from host_tools.vboard import faithful, stream
 from host_tools.vboard.console import ConsoleTaps, Listener
 from host_tools.vboard.endpoints import PtyEndpoint, TcpClient, TcpListener
 from host_tools.vboard.errors import VBoardError
@@ -65,19 +65,28 @@ class VirtualBoard(ConsoleTaps):
     pty         offer a pty path (what `mpremote repl` and serial tools need)
     prefix      command prefix for the interpreter, e.g. ["ip", "netns", "exec", "ns1"]
     env         extra environment for the interpreter (e.g. PHONE_MAC)
+    board       "virtual:PROFILE" for an ESP32-faithful board (host_tools.vboard.faithful):
+                the profile's heap (`heap` is then ignored), clock, DHCP, TLS budget, CPU
     """
 
     def __init__(self, folder: str | Path, heap: str | int | None = micropython.DEFAULT_HEAP,
                  tcp_port: int | None = None, pty: bool = True, prefix: Sequence[str] = (),
                  env: dict[str, str] | None = None, host: str = "127.0.0.1",
-                 interpreter: str | None = None, on_output: Listener | None = None) -> None:
+                 interpreter: str | None = None, on_output: Listener | None = None,
+                 board: str | None = None) -> None:
         if tcp_port is None and not pty:
             raise VBoardError("a virtual board needs a pty, a TCP port, or both")
         self.folder = Path(folder).resolve()
-        self.heap = None if heap is None else micropython.parse_size(heap)
         self.prefix = list(prefix)
         self.interpreter = interpreter or micropython.interpreter()
         self.env = {**os.environ, **(env or {})}
+        self.board = board
+        self.traits: faithful.Traits | None = None
+        self.faithful: faithful.Faithful | None = None
+        if faithful.is_faithful(board):
+            self.traits = faithful.traits(str(board))
+            heap = self.traits.board_heap
+        self.heap = None if heap is None else micropython.parse_size(heap)
         self._want_pty, self._want_tcp, self._host = pty, tcp_port, host
 
         super().__init__(on_output)
@@ -119,6 +128,10 @@ class VirtualBoard(ConsoleTaps):
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
+            if self.traits is not None:
+                self.faithful = faithful.Faithful(self.traits, self.prefix, self.env)
+                self.env.update(self.faithful.env())
+                self.faithful.start_network()
             if self._want_pty:
                 self._pty = PtyEndpoint()
             if self._want_tcp is not None:
@@ -268,6 +281,7 @@ class VirtualBoard(ConsoleTaps):
             key.data[1](mask)
         self._check_exit()
         self._check_gate()
+        self._check_watchdog()
         if self._respawn is not None and time.monotonic() >= self._respawn[0]:
             mode = self._respawn[1]
             self._respawn = None
@@ -301,6 +315,9 @@ class VirtualBoard(ConsoleTaps):
         self._console_wake()
 
     def _close_endpoints(self) -> None:
+        if self.faithful is not None:
+            self.faithful.close()
+            self.faithful = None
         for c in self._clients:
             c.close()
         self._clients.clear()
@@ -312,7 +329,12 @@ class VirtualBoard(ConsoleTaps):
     # -- interpreter -------------------------------------------------------------------
     def _spawn(self, mode: str, first: bool = False) -> None:
         try:
+            if self.faithful is not None:
+                self.faithful.power_up()     # clock back to 2000-01-01, lease gone
             interp = Interpreter(self._command(mode), self.env)
+            if self.faithful is not None:
+                # CPU speed of the profile (host_tools/vboard/cpuquota.py, when present)
+                self.faithful.started(interp.pid)
         except OSError as e:
             if first:
                 self._first_error = e
@@ -444,6 +466,18 @@ class VirtualBoard(ConsoleTaps):
             self._emit(f"\r\n[vboard] interpreter ended with {why}: hard reset\r\n".encode())
             quick = time.monotonic() - self._spawned_at < 2 * _CRASH_BACKOFF_S
             self._respawn = (time.monotonic() + (_CRASH_BACKOFF_S if quick else 0), stream.FRIENDLY)
+
+    def _check_watchdog(self) -> None:
+        f = self.faithful
+        if f is None or self._interp is None or self._hard_reset_requested:
+            return
+        now = time.monotonic()
+        if now < getattr(self, "_wdt_next", 0.0):
+            return
+        self._wdt_next = now + 0.1
+        if f.watchdog_expired():
+            self._emit(b"\r\n[vboard] watchdog: no feed within its timeout\r\n")
+            self._hard_reset()
 
     def _hard_reset(self) -> None:
         if self._interp is None:

@@ -125,6 +125,19 @@ def _vboard_exec(name):
     return True
 
 
+def _vboard_esp32():
+    # A faithful board (--board virtual:PROFILE): the ESP32 port's modules, installed while
+    # host paths are still reachable (host_tools/vboard/esp32/vboard_esp32.py).
+    where = os.getenv('VBOARD_ESP32')
+    if where:
+        sys.path.insert(0, where)
+        import vboard_esp32
+        vboard_esp32.install()
+        del sys.modules['vboard_esp32']
+        sys.path.pop(0)
+
+
+_vboard_esp32()
 os = _vboard_setup(sys.argv[1])
 _vboard_boot, _vboard_main = _vboard_files(sys.argv[2])
 sys.argv[:] = []
@@ -139,6 +152,6 @@ try:
 except KeyboardInterrupt:  # Ctrl-C between boot.py and main.py
     pass
 _vboard_settle()
-del _vboard_setup, _vboard_files, _vboard_exec, _vboard_settle, _vboard_boot, _vboard_main
+del _vboard_esp32, _vboard_setup, _vboard_files, _vboard_exec, _vboard_settle, _vboard_boot, _vboard_main
 del _vboard_gc, _vboard_mp
 sys.stdout.write('\x00vboard:ready\x00')

@@ -1,0 +1,157 @@
+"""The ESP32-faithful virtual board (`virtual:PROFILE`) really behaves like the board.
+
+A small MicroPython script (faithful/probe_main.py) does at boot what the firmware did before
+the ESP32 fixes, on a faithful board in the namespace lab:
+- a stock CERT_REQUIRED handshake before anything sets the clock is refused the way Mbed TLS
+  refuses it on a board whose clock starts at 2000-01-01 (-9984, "validity starts in the
+  future"); once machine.RTC() sets the clock the same handshake passes;
+- the "lwIP" DHCP client holds UDP 68: the DHCPINFORM socket's bind fails with EADDRINUSE
+  until ipconfig(dhcp4=False) releases it (and the address, as esp_netif_dhcpc_stop does);
+- hashlib has no sha512;
+- the profile's TLS session budget: one Mbed TLS session beside the heap without PSRAM, a
+  few with it; the next one fails with OSError(ENOMEM) as mbedtls_ssl_setup's does;
+- machine.reset() brings the clock back to 2000.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from host_tools import BOARDS
+from host_tools.lab import netns
+from host_tools.vboard import faithful
+
+PROBE = Path(__file__).with_name("faithful") / "probe_main.py"
+ENOMEM, EADDRINUSE = 12, 98
+CERT_VERIFY_FAILED = -9984            # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED
+
+
+def _skip_unless_ready() -> None:
+    reason = netns.unusable_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        faithful.libfaketime()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(str(e))
+
+
+def _probe(tmp_path: Path, profile: str) -> dict[str, object]:
+    from host_tools.lab.lab import Lab
+    from host_tools.vboard import VirtualBoard
+    lab = Lab(tmp_path / "lab", mode="netns", keylog=False)
+    board = None
+    try:
+        lab.start()
+        folder = tmp_path / "board"
+        lab.prepare_board_folder(folder, profile=BOARDS / f"{profile}.json")
+        assert lab.pki is not None
+        (folder / "cm.der").write_bytes(lab.pki.ccm.cert_der)
+        net = json.loads((BOARDS / f"{profile}.json").read_text())["network"]
+        host, port = lab.endpoints["callmanager"]
+        (folder / "probe.json").write_text(json.dumps({
+            "host": host, "port": port, "cert": "cm.der", "name": lab.pki.ccm.cn,
+            "now": int(time.time()), "lan": net}))
+        (folder / "main.py").write_text(PROBE.read_text())
+        board = VirtualBoard(folder, pty=True, prefix=lab.phone_prefix(), env=lab.phone_env(),
+                             board=f"virtual:{profile}")
+        board.start()
+        board.wait_output(b'PROBE ["done", 2]', timeout=90)
+        out: dict[str, object] = {}
+        for line in board.console(0).decode(errors="replace").splitlines():
+            if line.startswith("PROBE "):
+                k, v = json.loads(line[6:])
+                out[k if k not in out else f"{k}#2"] = v
+        return out
+    finally:
+        if board is not None:
+            board.stop()
+        lab.stop()
+
+
+def _refused_for_dates(err: object) -> bool:
+    """Mbed TLS's refusal of a certificate not yet valid, as modtls_mbedtls.c raises it:
+    ValueError with mbedtls_x509_crt_verify_info's text, or OSError(-9984) where the text
+    cannot be had."""
+    if not isinstance(err, list) or not err:
+        return False
+    if err[0] == "ValueError":
+        return "validity starts in the future" in str(err[1:])
+    return err[0] == "OSError" and CERT_VERIFY_FAILED in err[1:]
+
+
+def _check_common(out: dict[str, object]) -> None:
+    assert out["platform"] == "esp32"
+    assert out["year"] == 2000 and out["year#2"] == 2000     # power-up and after reset
+    assert out["sha512"] is False
+    ip, mask = out["addr4"]                                  # the platform's own lease
+    assert ip.startswith("192.0.2.") and mask == "255.255.255.0", out
+    assert out["dhcp4"] is True
+    assert out["bind68"] == EADDRINUSE                       # item 3: INFORM cannot bind
+    # item 1: handshake deferred to the first write (as phone/link.py did it), and on connect
+    for key in ("tls_at_boot_0", "tls_at_boot_1"):
+        assert _refused_for_dates(out[key]), (key, out[key])
+    assert out["year_set"] >= 2026
+    assert out["session_after_close"] == "ok"
+    assert out["after_stop"] == [False, ["0.0.0.0", "0.0.0.0"], "bound"]
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_olimex_wrover_fails_as_the_board_would(tmp_path):
+    _skip_unless_ready()
+    out = _probe(tmp_path, "olimex-esp32-poe-iso-wrover")
+    _check_common(out)
+    t = faithful.traits("virtual:olimex-esp32-poe-iso-wrover")
+    assert out["sessions"] == [t.tls_sessions, ["OSError", ENOMEM]]
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_wt32_eth01_holds_one_tls_session(tmp_path):
+    _skip_unless_ready()
+    out = _probe(tmp_path, "wt32-eth01")
+    _check_common(out)
+    assert out["sessions"] == [1, ["OSError", ENOMEM]]
+
+
+def test_traits_from_profiles():
+    olimex = faithful.traits("virtual:olimex-esp32-poe-iso-wrover")
+    wt32 = faithful.traits("virtual:wt32-eth01")
+    assert olimex.psram and olimex.tls_sessions > 1 and olimex.chip == "esp32"
+    assert not wt32.psram and wt32.tls_sessions == 1
+    assert wt32.heap < olimex.heap
+    assert wt32.board_heap == wt32.heap + faithful.MODULES_ALLOWANCE
+
+
+@pytest.mark.parametrize("bad", ["virtual:virtual", "virtual:nope"])
+def test_bad_faithful_board_is_refused(bad):
+    with pytest.raises(faithful.VBoardError):
+        faithful.traits(bad)
+
+
+def _heap_in_use(tmp_path: Path, board: str | None) -> int:
+    from host_tools.vboard import VirtualBoard
+    folder = tmp_path / (board or "plain").replace(":", "-")
+    folder.mkdir()
+    (folder / "main.py").write_text("import gc\ngc.collect()\nprint('USED', gc.mem_alloc())\n")
+    with VirtualBoard(folder, tcp_port=None, board=board) as b:
+        b.wait_output(b"USED ", timeout=20)
+        time.sleep(0.2)
+        text = b.console(0).decode(errors="replace")
+    return int(text.split("USED ", 1)[1].split()[0])
+
+
+def test_board_modules_fit_their_heap_allowance(tmp_path):
+    """The board's own modules (network, machine, tls...) are bytecode in the capped heap
+    here, C in flash on the board: the cap adds MODULES_ALLOWANCE, which must cover them so
+    that board code gets at least the profile's heap."""
+    try:
+        faithful.libfaketime()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(str(e))
+    extra = _heap_in_use(tmp_path, "virtual:wt32-eth01") - _heap_in_use(tmp_path, None)
+    assert 0 < extra <= faithful.MODULES_ALLOWANCE
