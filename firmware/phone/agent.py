@@ -267,7 +267,11 @@ class Agent:
     # -- failover ------------------------------------------------------------------------
     async def _failover(self, reason):
         t0 = time.ticks_ms()
-        self.events.emit('primary_lost', reason=reason)
+        if self._limited:
+            self.events.emit('primary_lost', reason=reason,
+                             then='close it, then TLS to the SRST router (one TLS session)')
+        else:
+            self.events.emit('primary_lost', reason=reason)
         await self.primary.close('lost')
         if self.prov.srst is None:
             self.events.emit('no_fallback', reason=self.prov.srst_why)

@@ -211,6 +211,8 @@ async def test_limited_board_holds_one_session_boot_failover_rehome():
             await cm.stop()
             await _until(lambda: a.state == FALLBACK and a.srst is not None and
                          a.srst.mode == _link.REGISTERED, 8000, 'FALLBACK', out)
+            lost = _events(out, 'primary_lost')
+            assert 'one TLS session' in lost[0].get('then', ''), lost
             reg = [e for e in _events(out, 'registered') if e['link'] == 'srst']
             eq(len(reg), 1, 'SRST registrations')
             eq(reg[0]['over_standby'], False, 'over_standby')
