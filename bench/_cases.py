@@ -239,12 +239,14 @@ def _answered(ev: str) -> Callable[[Any], bool]:
 
 def _new_srst_cert(rig: Rig) -> Any:
     old = rig.lab.pki.srst
-    new = labpki.make_identity("srst-renewed", "SRST", cn=old.cn).write(rig.workdir / "renewed")
+    # re-enrolled with the router's own CA: same CN, same issuer, another key and serial
+    new = labpki.make_identity("srst-renewed", "SRST", cn=old.cn,
+                               issuer=rig.lab.pki.srst_ca).write(rig.workdir / "renewed")
     srv = rig.lab.srst
-    srv.cert, srv.key = new.cert_path, new.key_path
+    srv.cert, srv.key = new.server_cert, new.key_path
     if srv.credentials is not None:
         c = srv.credentials
-        c.cert, c.key, c.cert_der = new.cert_path, new.key_path, new.cert_der
+        c.cert, c.key, c.cert_der = new.server_cert, new.key_path, new.cert_der
     return new
 
 

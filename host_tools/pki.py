@@ -7,15 +7,21 @@ Identities (file stem, CTL role):
 
     sast      SAST        self-signed signer of CTL/ITL files
     sast2     SAST        the second SAST (a cluster holds two, so one can be replaced)
-    ccm       CCM         call manager (TLS server on 2443)
+    ccm       CCM         call manager (TLS server on 2443); self-signed, as CUCM's default
+                          certificate is, or issued by ccm_ca (make_pki(ca_signed=["ccm"]))
     tftp      TFTP        signs SEP<MAC>.cnf.xml.sgn
     ccm_tftp  CCM+TFTP    call manager and TFTP in one certificate
-    srst      SRST        the SRST router (TLS server on 2443, pinned from cnf.xml)
+    srst      SRST        the SRST router (TLS server on 2443, pinned from cnf.xml), issued
+                          by srst_ca, as an IOS CA server on the router issues it
     capf      CAPF        the lab CA that issues the phones' certificates (LSCs)
     SEP<MAC>  PHONE       one per phone, issued by capf
+    srst_ca   CA          the router's own CA (an IOS CA server's root)
+    ccm_ca    CA          an enterprise CA, for call manager certificates it is asked to sign
 
 Every identity is written as `<stem>.pem` / `<stem>.der` (certificate) and `<stem>.key.pem` /
-`<stem>.key.der` (unencrypted PKCS#8 private key), plus `pki.json` listing them.
+`<stem>.key.der` (unencrypted PKCS#8 private key), plus `pki.json` listing them. A server
+certificate issued by a CA also gets `<stem>.chain.pem` (itself, then its CA): what the
+server presents (Identity.server_cert); the credentials service hands out the leaf alone.
 `make_identity()` makes single extra ones (expired, other CN, other issuer) for tests.
 """
 from __future__ import annotations
@@ -46,7 +52,16 @@ STANDARD: dict[str, tuple[str, str]] = {
     "srst": ("SRST", "srst-branch-7"),
     "capf": ("CAPF", "CAPF-lab"),
 }
-ROLES = ("SAST", "CCM", "CCM+TFTP", "TFTP", "CAPF", "SRST", "PHONE")
+# The CAs behind issued server certificates (not in STANDARD: a PKI made before them, e.g. a
+# bench's lasting one, still loads; its srst is then self-signed).
+CAS: dict[str, tuple[str, str]] = {
+    "srst_ca": ("CA", "srst-branch-7-ca"),
+    "ccm_ca": ("CA", "lab-enterprise-ca"),
+}
+NAMES = (*STANDARD, *CAS)
+ISSUED = {"srst": "srst_ca"}                  # always issued by a CA
+CA_SIGNABLE = {"ccm": "ccm_ca", "tftp": "ccm_ca", "ccm_tftp": "ccm_ca"}  # on request
+ROLES = ("SAST", "CCM", "CCM+TFTP", "TFTP", "CAPF", "SRST", "PHONE", "CA")
 SERVER_ROLES = ("CCM", "CCM+TFTP", "TFTP", "SRST")
 
 
@@ -67,6 +82,13 @@ class Identity:
     key: rsa.RSAPrivateKey = field(repr=False)
     cert_path: Path | None = None
     key_path: Path | None = None
+    chain_pem: bytes = field(default=b"", repr=False)   # issuer certificates, leaf excluded
+    chain_path: Path | None = None                      # <stem>.chain.pem: leaf + chain_pem
+
+    @property
+    def server_cert(self) -> Path | None:
+        """The file a server loads: its certificate and the CA chain above it, if any."""
+        return self.chain_path or self.cert_path
 
     @property
     def cn(self) -> str:
@@ -103,6 +125,9 @@ class Identity:
         (out / f"{stem}.key.der").write_bytes(self.key_der)
         self.key_path.chmod(0o600)
         (out / f"{stem}.key.der").chmod(0o600)
+        if self.chain_pem:
+            self.chain_path = out / f"{stem}.chain.pem"
+            self.chain_path.write_bytes(self.cert_pem + self.chain_pem)
         return self
 
     def summary(self) -> dict:
@@ -116,6 +141,7 @@ class Identity:
             "key_size": self.key_size,
             "cert": str(self.cert_path) if self.cert_path else None,
             "key": str(self.key_path) if self.key_path else None,
+            "chain": str(self.chain_path) if self.chain_path else None,
         }
 
 
@@ -130,10 +156,13 @@ class Pki:
     srst: Identity
     capf: Identity
     phones: dict[str, Identity] = field(default_factory=dict)
+    srst_ca: Identity | None = None
+    ccm_ca: Identity | None = None
 
     def identities(self) -> list[Identity]:
+        cas = [c for c in (self.srst_ca, self.ccm_ca) if c is not None]
         return [self.sast, self.sast2, self.ccm, self.tftp, self.ccm_tftp, self.srst, self.capf,
-                *self.phones.values()]
+                *self.phones.values(), *cas]
 
     def __getitem__(self, name: str) -> Identity:
         for ident in self.identities():
@@ -206,7 +235,7 @@ def make_identity(
     else:
         issuer_name, signing_key = subject, key
     # Self-signed certificates are their own trust anchors (as CUCM's are): CA:TRUE.
-    is_ca = issuer is None and role != "PHONE"
+    is_ca = (issuer is None and role != "PHONE") or role == "CA"
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -219,6 +248,15 @@ def make_identity(
                        critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
+    if role == "CA":
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False)
     usages = []
     if role in SERVER_ROLES:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
@@ -233,8 +271,10 @@ def make_identity(
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     algorithm = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256(), "sha512": hashes.SHA512()}[hash_alg]
     cert = builder.sign(signing_key, algorithm)
+    # A server presents its CA chain (the issuer's own chain included); phones present the leaf.
+    chain = issuer.cert_pem + issuer.chain_pem if issuer is not None and role in SERVER_ROLES else b""
     return Identity(
-        name=name, role=role,
+        name=name, role=role, chain_pem=chain,
         cert_der=cert.public_bytes(serialization.Encoding.DER),
         key_der=key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()),
@@ -254,35 +294,48 @@ def make_pki(
     cns: dict[str, str] | None = None,
     expired: Iterable[str] = (),
     ips: dict[str, str] | None = None,
+    ca_signed: Iterable[str] = (),
 ) -> Pki:
     """Create the whole lab PKI under `out_dir` (PEM + DER files and pki.json).
 
-    cns:     override CNs by stem, e.g. {"ccm": "cucm1.lab"}
-    expired: stems (or phone MACs) to create already expired, for tests
-    ips:     IP address SANs by stem, e.g. {"srst": "192.0.2.1"}
+    cns:       override CNs by stem, e.g. {"ccm": "cucm1.lab"}
+    expired:   stems (or phone MACs) to create already expired, for tests
+    ips:       IP address SANs by stem, e.g. {"srst": "192.0.2.1"}
+    ca_signed: stems of CA_SIGNABLE (ccm, tftp, ccm_tftp) to have issued by ccm_ca instead of
+               self-signed (a CUCM whose certificate the enterprise CA signed)
     """
     out = Path(out_dir)
     cns = dict(cns or {})
     ips = dict(ips or {})
-    unknown = set(cns) - set(STANDARD)
+    unknown = set(cns) - set(NAMES)
     if unknown:
         raise PkiError(f"unknown identity names in cns: {', '.join(sorted(unknown))}")
+    signed = set(ca_signed)
+    if signed - set(CA_SIGNABLE):
+        raise PkiError(f"ca_signed {', '.join(sorted(signed - set(CA_SIGNABLE)))}: "
+                       f"one of {', '.join(CA_SIGNABLE)}")
     macs = [normalize_mac(m) for m in phone_macs]
     expired_set: set[str] = set()
     for e in expired:
-        if e in STANDARD:
+        if e in NAMES:
             expired_set.add(e)
             continue
         try:
             expired_set.add(normalize_mac(e))
         except PkiError:
-            raise PkiError(f"--expired {e!r}: not one of {', '.join(STANDARD)} or a phone MAC")
+            raise PkiError(f"--expired {e!r}: not one of {', '.join(NAMES)} or a phone MAC")
 
     made: dict[str, Identity] = {}
-    for stem, (role, default_cn) in STANDARD.items():
+    for stem, (role, default_cn) in CAS.items():
         made[stem] = make_identity(
             stem, role, cn=cns.get(stem, default_cn), key_size=key_size, days=days,
-            expired=stem in expired_set, ip=ips.get(stem)).write(out)
+            expired=stem in expired_set).write(out)
+    issuers = {**ISSUED, **{k: CA_SIGNABLE[k] for k in signed}}
+    for stem, (role, default_cn) in STANDARD.items():
+        ca = made[issuers[stem]] if stem in issuers else None
+        made[stem] = make_identity(
+            stem, role, cn=cns.get(stem, default_cn), key_size=key_size, days=days,
+            expired=stem in expired_set, ip=ips.get(stem), issuer=ca).write(out)
     phones: dict[str, Identity] = {}
     for mac in macs:
         phones[mac] = make_identity(
@@ -309,8 +362,16 @@ def load_identity(cert_path: str | Path, key_path: str | Path | None = None,
         if not isinstance(loaded, rsa.RSAPrivateKey):
             raise PkiError(f"{key_path or cert_path}: only RSA keys are supported")
         key = loaded
+    stem = cert_path.name.split(".")[0]
+    chain_path = cert_path.with_name(f"{stem}.chain.pem")
+    chain_pem = b""
+    if chain_path.is_file():       # written by Identity.write(): this certificate, then its CAs
+        own = cert.public_bytes(serialization.Encoding.PEM)
+        text = chain_path.read_bytes()
+        chain_pem = text[len(own):] if text.startswith(own) else b""
     return Identity(
-        name=name or cert_path.name.split(".")[0], role=role,
+        name=name or stem, role=role,
+        chain_pem=chain_pem, chain_path=chain_path if chain_pem else None,
         cert_der=cert.public_bytes(serialization.Encoding.DER),
         key_der=key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()) if key else b"",
@@ -340,4 +401,5 @@ def load_pki(out_dir: str | Path) -> Pki:
     missing = set(STANDARD) - set(made)
     if missing:
         raise PkiError(f"{out}: pki.json lacks {', '.join(sorted(missing))}")
-    return Pki(out_dir=out, phones=phones, **{k: made[k] for k in STANDARD})
+    return Pki(out_dir=out, phones=phones, **{k: made[k] for k in STANDARD},
+               **{k: made.get(k) for k in CAS})

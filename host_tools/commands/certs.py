@@ -7,7 +7,7 @@ import json
 
 from host_tools import cliargs, pki
 
-_NAMES = "|".join(pki.STANDARD)
+_NAMES = "|".join(pki.NAMES)
 _MAC = r"(?:SEP)?[0-9A-Fa-f]{12}"
 
 
@@ -24,16 +24,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="validity in days")
     p.add_argument("--cn", action="append", default=[], metavar="NAME=CN",
                    type=cliargs.pattern(rf"(?:{_NAMES})=[^\x00-\x1f]{{1,64}}",
-                                        f"NAME=CN with NAME one of {', '.join(pki.STANDARD)}",
+                                        f"NAME=CN with NAME one of {', '.join(pki.NAMES)}",
                                         "NAME=CN"),
                    help="override a CN, e.g. --cn ccm=cucm1.lab; repeatable")
     p.add_argument("--ip", action="append", default=[], metavar="NAME=ADDR", type=_ip_pair,
                    help="add an IP address SAN, e.g. --ip srst=192.0.2.1; repeatable")
     p.add_argument("--expired", action="append", default=[], metavar="NAME",
                    type=cliargs.pattern(rf"(?:{_NAMES}|{_MAC})",
-                                        f"one of {', '.join(pki.STANDARD)} or a phone's MAC",
+                                        f"one of {', '.join(pki.NAMES)} or a phone's MAC",
                                         "NAME"),
                    help="make this identity already expired (for tests); repeatable")
+    p.add_argument("--ca-signed", action="append", default=[], metavar="NAME",
+                   choices=tuple(pki.CA_SIGNABLE),
+                   help="have this certificate issued by the lab's enterprise CA (ccm_ca) "
+                        "instead of self-signed: one of %(choices)s; repeatable (the SRST "
+                        "router's is always issued by its own CA, srst_ca)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -68,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = pki.make_pki(
             args.out, phone_macs=args.phone, key_size=args.key_size, days=args.days,
-            cns=_pairs(args.cn, "cn"), ips=_pairs(args.ip, "ip"), expired=args.expired)
+            cns=_pairs(args.cn, "cn"), ips=_pairs(args.ip, "ip"), expired=args.expired,
+            ca_signed=args.ca_signed)
     except (pki.PkiError, ValueError, OSError) as e:
         print(f"error: {e}")
         return 1

@@ -1,7 +1,7 @@
 """Call manager simulator: SCCP over TLS on 2443 (and plain on 2000), mutual TLS, a real
 registration flow, faults for the lab, and each phone's `SEP<MAC>.cnf.xml`.
 
-    cm = CallManager(cert=pki.ccm.cert_path, key=pki.ccm.key_path,
+    cm = CallManager(cert=pki.ccm.server_cert, key=pki.ccm.key_path,
                      phone_ca=pki.capf.cert_path, devices=["SEP001122AABBCC"])
     await cm.start()            # cm.ports == {"tls": 2443, "plain": 2000}
     ...
@@ -29,6 +29,8 @@ class CallManager(SccpServer):
     CapabilitiesReq), rejects unknown ones (RegisterReject), answers ButtonTemplateReq,
     TimeDateReq, KeepAlive, Unregister.
 
+    cert/key:       the call manager certificate (self-signed, the CUCM default), or the PEM
+                    chain file of a CA-signed one (certificate first, then its CA)
     devices:        device names (SEP<MAC>) allowed to register; None allows any
     phone_ca:       CA that signs phone certificates (the lab's CAPF); TLS clients must chain
                     to it. None turns client verification off (not the secure lab).

@@ -55,17 +55,32 @@ def parse_response_header(hdr: bytes) -> tuple[int, int]:
     return status, n
 
 
+_END = b"-----END CERTIFICATE-----"
+
+
 def _der(cert: bytes | str | Path) -> bytes:
+    """DER of a certificate given as DER, PEM, or a PEM chain file (its first certificate:
+    the leaf, as a server's chain file starts)."""
     data = cert if isinstance(cert, bytes) else Path(cert).read_bytes()
     if b"-----BEGIN" in data:
-        return ssl.PEM_cert_to_DER_cert(data.decode())
+        first = data[data.index(b"-----BEGIN"):]
+        if _END in first:
+            first = first[:first.index(_END) + len(_END)]
+        return ssl.PEM_cert_to_DER_cert(first.decode())
     return data
+
+
+def _pin_trust(ctx: ssl.SSLContext) -> None:
+    """Certificates loaded as trust anchors are trusted by themselves, CA-issued or not
+    (OpenSSL otherwise wants the chain up to a self-signed root)."""
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
 
 
 class CredentialsService:
     """Answers the router certificate to the call manager(s), nobody else.
 
-    cert/key:       the router's certificate (and the one answered), PEM files
+    cert/key:       the router's certificate, PEM files; `cert` may be the chain file the
+                    router presents (leaf first): the leaf alone is answered
     allowed:        certificates (DER/PEM bytes or files) of the call managers allowed to ask
     client_ca:      extra trust for client chains (default: the allowed certificates, which
                     in the lab are self-signed)
@@ -90,6 +105,7 @@ class CredentialsService:
             return self
         ctx = server_context(self.cert, self.key, None, self.keylog)
         ctx.verify_mode = ssl.CERT_REQUIRED
+        _pin_trust(ctx)                      # a CA-signed call manager certificate, allowed
         for der in self._allowed_der:
             ctx.load_verify_locations(cadata=der)
         if self.client_ca is not None:

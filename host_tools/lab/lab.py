@@ -154,6 +154,9 @@ class Lab:
     keylog:            the simulators write a TLS key log (workdir/tls-keys.log)
     record:            start the recorder with the lab (pcap of the phone's interface)
     pki:               an existing host_tools.pki.Pki to reuse (must hold the phones)
+    ccm_ca_signed:     the call manager certificate is issued by the lab's enterprise CA
+                       (served with that CA) instead of self-signed (the CUCM default); the
+                       SRST router's is always issued by the router's own CA
     """
 
     def __init__(self, workdir: str | Path, mode: str = "auto",
@@ -164,7 +167,7 @@ class Lab:
                  key_size: int = labpki.DEFAULT_KEY_SIZE, hash_name: str = "sha1",
                  dhcp: bool = True, dhcp_lease: int | str = "1h", tftp: str = "auto",
                  keylog: bool = True, record: bool = False,
-                 pki: labpki.Pki | None = None) -> None:
+                 pki: labpki.Pki | None = None, ccm_ca_signed: bool = False) -> None:
         self.workdir = Path(workdir).resolve()
         self.requested_mode = mode
         self.macs = [labpki.normalize_mac(m) for m in macs]
@@ -190,6 +193,7 @@ class Lab:
         self.want_keylog = keylog
         self.want_record = record
         self.pki: labpki.Pki | None = pki
+        self.ccm_ca_signed = ccm_ca_signed
         # filled by start()
         self.mode = "?"
         self.events: EventLog | None = None
@@ -251,10 +255,14 @@ class Lab:
         if self.pki is None:
             private_folder(self.workdir / "pki")
             self.pki = labpki.make_pki(self.workdir / "pki", self.macs, self.key_size,
-                                       ips={"srst": a.srst, "ccm": a.hq_front, "tftp": a.hq_front})
+                                       ips={"srst": a.srst, "ccm": a.hq_front, "tftp": a.hq_front},
+                                       ca_signed=["ccm"] if self.ccm_ca_signed else [])
         missing = [m for m in self.macs if m not in self.pki.phones]
         if missing:
             raise LabError(f"the PKI has no certificate for {', '.join(missing)}")
+        if self.ccm_ca_signed and self.pki.ccm.chain_path is None:
+            raise LabError("ccm_ca_signed: the given PKI's call manager certificate is "
+                           "self-signed (make it with ca_signed=['ccm'])")
         self.tftp_root = self.workdir / "tftp"
         self.tftp_root.mkdir(exist_ok=True)
         self._start_srst()
@@ -334,7 +342,7 @@ class Lab:
         hook = self.events.server_hook("srst")
 
         def make(port: int | None) -> SrstRouter:
-            return SrstRouter(cert=p.srst.cert_path, key=p.srst.key_path,  # type: ignore[arg-type]
+            return SrstRouter(cert=p.srst.server_cert, key=p.srst.key_path,  # type: ignore[arg-type]
                               phone_ca=p.capf.cert_path, ccm_certs=[p.ccm.cert_der],
                               name=p.srst.cn, host=a.srst,
                               port=SRST_PORT if port is None else port,
@@ -354,7 +362,7 @@ class Lab:
         hook = self.events.server_hook("callmanager")
 
         def make(port: int | None) -> CallManager:
-            return CallManager(cert=p.ccm.cert_path, key=p.ccm.key_path,  # type: ignore[arg-type]
+            return CallManager(cert=p.ccm.server_cert, key=p.ccm.key_path,  # type: ignore[arg-type]
                                phone_ca=p.capf.cert_path, name=p.ccm.cn, host=a.hq_bind,
                                address=a.hq_front, port=CM_PORT if port is None else port,
                                devices=[f"SEP{m}" for m in self.macs],

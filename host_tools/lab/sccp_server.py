@@ -101,6 +101,9 @@ def server_context(cert: str | Path, key: str | Path, client_ca: str | Path | by
 
 
 def load_trust(ctx: ssl.SSLContext, ca: str | Path | bytes) -> None:
+    """Trust `ca` (a file, or PEM/DER bytes) by itself: a pinned server certificate that a CA
+    issued (the SRST router's) is an anchor too, not only a self-signed root."""
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     if isinstance(ca, (bytes, bytearray)):
         if b"-----BEGIN" in ca:
             ctx.load_verify_locations(cadata=bytes(ca).decode())

@@ -6,8 +6,12 @@ is up, and register here on failover ("fallback"): RegisterAck, CapabilitiesReq 
 "CM Fallback Service Operating" notification. Unregister (re-home) is acknowledged and the
 connection goes back to standby.
 
-    router = SrstRouter(cert=pki.srst.cert_path, key=pki.srst.key_path,
+    router = SrstRouter(cert=pki.srst.server_cert, key=pki.srst.key_path,
                         phone_ca=pki.capf.cert_path, ccm_certs=[pki.ccm.cert_der])
+
+As on a real router the certificate is issued by the router's own CA (an IOS CA server):
+`cert` is then the chain file (router certificate, then the CA), which TLS clients receive
+whole; the credentials service answers the router certificate alone, what phones pin.
     await router.start()        # router.ports == {"tls": 2443, "credentials": 2445}
 """
 from __future__ import annotations
@@ -25,7 +29,8 @@ SECURE_PORT = 2443
 
 
 class SrstRouter(SccpServer):
-    """cert/key:      the router certificate (what phones pin from cnf.xml)
+    """cert/key:      the router certificate (what phones pin from cnf.xml), or the PEM chain
+                      file starting with it (presented whole on 2443 and 2445)
     phone_ca:         CA of the phones' certificates (None: phones are not asked for one)
     ccm_certs:        call manager certificates allowed to use the credentials service;
                       empty disables the service

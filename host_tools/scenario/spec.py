@@ -44,6 +44,8 @@ The rules (anything else is refused with one line naming the file and line):
                 tftp auto|lab|dnsmasq (dnsmasq needs namespaces); keepalive and
                 secondary_keepalive 1..3600 s; connection_monitor 1..86400 s;
                 hash_name sha1|sha256|sha512; key_size 1024|2048|3072|4096;
+                ccm_ca_signed bool (the call manager certificate issued by a CA, not
+                self-signed);
                 dhcp_lease: dnsmasq's lease time (120 or more seconds, "2m", "1h", "infinite").
   [board]       heap "96K"/"2M" 8K..512M; profile: a board profile in boards/ that the
                 virtual board can run (chip "unix").
@@ -237,7 +239,8 @@ LAB_KEYS: dict[str, Check] = {
     "mode": _one_of(MODES), "short_timers": _BOOL, "security_mode": _one_of((1, 2, 3)),
     "tftp": _one_of(TFTP_KINDS), "dhcp": _BOOL, "keepalive": _int(1, 3600),
     "secondary_keepalive": _int(1, 3600), "connection_monitor": _int(1, 86400),
-    "hash_name": _one_of(HASHES), "key_size": _one_of(KEY_SIZES), "dhcp_lease": _dhcp_lease}
+    "hash_name": _one_of(HASHES), "key_size": _one_of(KEY_SIZES), "dhcp_lease": _dhcp_lease,
+    "ccm_ca_signed": _BOOL}
 BOARD_KEYS: dict[str, Check] = {"heap": _heap, "profile": _profile}
 EXPECT_KEYS: dict[str, Check] = {
     "final_state": _one_of(STATES), "max_failover_ms": _MS, "max_rehome_ms": _MS,

@@ -23,7 +23,8 @@ def lab(tmp_path_factory):
 def router_for(lab, **kw) -> SrstRouter:
     kw.setdefault("ccm_certs", [lab.ccm.cert_der])
     kw.setdefault("credentials_port", 0)
-    return SrstRouter(cert=lab.srst.cert_path, key=lab.srst.key_path,
+    # as the lab runs it: the router certificate issued by the router's CA, served with it
+    return SrstRouter(cert=lab.srst.server_cert, key=lab.srst.key_path,
                       phone_ca=lab.capf.cert_path, port=0, **kw)
 
 
@@ -218,5 +219,26 @@ def test_hung_server_does_not_handshake_new_connections(lab):
             c = await phone(lab, r.ports["tls"], server="srst")
             await c.keepalive()
             await c.close()
+
+    run(main())
+
+
+def test_credentials_service_answers_the_leaf_of_a_ca_issued_router(lab, tmp_path):
+    """The router presents its certificate and the router CA; the service answers the router
+    certificate alone (what phones pin), also to a call manager whose certificate a CA signed."""
+    from host_tools import pki as labpki
+    assert lab.srst.chain_path is not None and lab.srst.cert.issuer == lab.srst_ca.cert.subject
+    signed = labpki.make_pki(tmp_path, ca_signed=["ccm"])
+    assert signed.ccm.cert.issuer == signed.ccm_ca.cert.subject
+
+    async def main():
+        async with router_for(lab, ccm_certs=[signed.ccm.cert_der]) as r:
+            der = await fetch_router_certificate("127.0.0.1", r.ports["credentials"],
+                                                 cert=signed.ccm.server_cert,
+                                                 key=signed.ccm.key_path,
+                                                 server_ca=lab.srst.cert_der,
+                                                 server_hostname=lab.srst.cn)
+            assert der == lab.srst.cert_der
+            assert r.status()["credentials"] == {"answered": 1, "refused": 0}
 
     run(main())
