@@ -48,6 +48,12 @@ class RigSpec:
     heap: str = runner.DEFAULT_HEAP
     tftp: str = "auto"
     mode: str = "auto"
+    board: str = "virtual"                  # or "virtual:PROFILE": the ESP32-faithful board
+
+    @property
+    def faithful(self) -> str | None:
+        from host_tools.vboard import faithful
+        return self.board if faithful.is_faithful(self.board) else None
 
 
 class Rig:
@@ -79,7 +85,12 @@ class Rig:
         self.lab = Lab(self.workdir / "lab", mode=s.mode, **kw)
         try:
             self.lab.start()
-            self.lab.prepare_board_folder(self.folder)
+            profile = None
+            if s.faithful:
+                from host_tools import BOARDS
+                from host_tools.vboard import faithful
+                profile = BOARDS / f"{faithful.profile_name(s.faithful)}.json"
+            self.lab.prepare_board_folder(self.folder, profile=profile)
             path = self.folder / "settings.json"
             cur = json.loads(path.read_text()) if path.exists() else {}
             cur.update(s.settings)
@@ -96,7 +107,7 @@ class Rig:
         from host_tools.vboard import VirtualBoard
         self.board = VirtualBoard(self.folder, heap=self.spec.heap, pty=True,
                                   prefix=self.lab.phone_prefix(), env=self.lab.phone_env(),
-                                  on_output=self.tap.feed)
+                                  on_output=self.tap.feed, board=self.spec.faithful)
         self.booted = time.monotonic()
         self.board.start()
         return self.booted

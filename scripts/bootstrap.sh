@@ -8,6 +8,7 @@ need=()
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 command -v tshark  >/dev/null 2>&1 || need+=(tshark)
 command -v ip      >/dev/null 2>&1 || need+=(iproute2)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)   # libfaketime: the faithful board's clock
 [ -x /usr/sbin/ser2net ] || command -v ser2net >/dev/null 2>&1 || need+=(ser2net)  # labgrid exporter
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

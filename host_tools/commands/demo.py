@@ -60,8 +60,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", default="blackhole", choices=spec.WAN_KINDS, help="WAN fault kind")
     p.add_argument("--mode", choices=("auto", "netns", "loopback"), default="auto")
     p.add_argument("--heap", type=cliargs.heap_size(), help=f"virtual board heap (default {runner.DEFAULT_HEAP})")
+    p.add_argument("--board", default="virtual", type=_board,
+                   help="'virtual' (default) or 'virtual:PROFILE', the ESP32-faithful board of a "
+                        "hardware profile (docs/vboard.md)")
     p.add_argument("--plain", action="store_true", help="plain event lines, no live view")
     p.set_defaults(func=run)
+
+
+def _board(text: str) -> str:
+    from host_tools.vboard import faithful
+    if text == "virtual":
+        return text
+    if not faithful.is_faithful(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: 'virtual' or 'virtual:PROFILE'")
+    try:
+        faithful.traits(text)
+    except faithful.VBoardError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+_board.kind = "board"  # type: ignore[attr-defined]
 
 
 class View:
@@ -159,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         on_event, on_action = view.on_event, view.on_action
     opts = runner.RunOptions(pcap=out / "capture.pcap", keylog=out / "tls-keys.log",
-                             heap=args.heap, mode=args.mode, on_event=on_event,
+                             heap=args.heap, mode=args.mode, on_event=on_event, board=args.board,
                              on_action=on_action, on_lab=view.on_lab)
     console.print(f"[bold]phonelab demo[/]: {sc.description}")
     console.print(f"timers: {'short (keepalive 5 s, connectionMonitorDuration 10 s)' if short else 'real defaults'}"

@@ -14,7 +14,9 @@ from host_tools.scenario import report, runner, spec
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a scenario file against a virtual board (or a real one)")
     p.add_argument("scenario", type=cliargs.input_file("toml", utf8=True), help="scenario TOML (see scenarios/)")
-    p.add_argument("--board", default="virtual", type=board_spec, help="'virtual' (default) or a serial port")
+    p.add_argument("--board", default="virtual", type=board_spec,
+                   help="'virtual' (default), 'virtual:PROFILE' (the ESP32-faithful board of a "
+                        "hardware profile, docs/vboard.md) or a serial port")
     p.add_argument("--tftp-root", type=cliargs.input_dir, help="serve your own files (trust list, configs) too")
     p.add_argument("--report", type=cliargs.output_file, help="write the JSON report here "
                    "(default out/reports/NAME.json)")
@@ -29,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def board_spec(text: str) -> str:
-    """'virtual' or a real board (serial port, rfc2217:// URL...), as the HIL plugin takes."""
+    """'virtual', 'virtual:PROFILE' or a real board (serial port, rfc2217:// URL...), as the
+    HIL plugin takes."""
     from host_tools.hil import specs
     try:
         specs.parse(text)

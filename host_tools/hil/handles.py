@@ -119,8 +119,11 @@ class VirtualHandle(BoardHandle):
         from host_tools.vboard import VirtualBoard
         # pty for people and serial tools; the TCP endpoint for our own mpremote calls, because
         # mpremote reads a pty without a timeout and would hang on a board that never answers.
+        # --board virtual:PROFILE: the ESP32-faithful board (its own heap, clock, DHCP...)
+        faithful = self.spec.text if self.spec.text.startswith("virtual:") else None
         self.vboard = VirtualBoard(self.folder, heap=self.heap, pty=True, tcp_port=0,
-                                   prefix=self._prefix, env=self._env, on_output=self._dispatch)
+                                   prefix=self._prefix, env=self._env, on_output=self._dispatch,
+                                   board=faithful)
         self.vboard.start()
         return self
 

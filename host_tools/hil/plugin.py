@@ -1,5 +1,6 @@
 """pytest plugin (registered through the `pytest11` entry point): choose the board(s) a test
-run drives. `--board virtual` (default) or `--board /dev/ttyUSB0`, repeatable.
+run drives. `--board virtual` (default), `--board virtual:PROFILE` (the ESP32-faithful board
+of a hardware profile, docs/vboard.md) or `--board /dev/ttyUSB0`, repeatable.
 
     pytest --board virtual                          a fresh virtual board, firmware deployed
     pytest --board /dev/ttyUSB0                     a real board (profile from its board.json)
@@ -48,7 +49,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("phonelab", "Secure SRST phone lab")
-    group.addoption("--board", action="append", default=None, metavar="virtual|PORT|labgrid:PLACE",
+    group.addoption("--board", action="append", default=None,
+                    metavar="virtual|virtual:PROFILE|PORT|labgrid:PLACE",
                     help="board to test: 'virtual' (default), a serial port or URL "
                          "([PROFILE@]PORT), or a labgrid place ([PROFILE@]labgrid:PLACE); "
                          "repeatable, one pytest-xdist worker per board")

@@ -43,6 +43,13 @@ def parse(text: str) -> BoardSpec:
         raise SpecError("empty --board value")
     if t == VIRTUAL:
         return BoardSpec(t, "virtual", profile="virtual")
+    if t.startswith(VIRTUAL + ":"):         # the ESP32-faithful board of a hardware profile
+        from host_tools.vboard import faithful
+        try:
+            tr = faithful.traits(t)
+        except faithful.VBoardError as e:
+            raise SpecError(f"--board {text}: {e}") from None
+        return BoardSpec(t, "virtual", profile=tr.profile)
     profile = None
     m = re.fullmatch(r"([A-Za-z0-9_.-]+)@(.+)", t)
     if m and "://" not in m.group(1):
@@ -61,7 +68,7 @@ def parse(text: str) -> BoardSpec:
         return BoardSpec(t, "labgrid", place, profile)
     if "://" in rest or rest.startswith("/dev/") or rest.startswith("COM"):
         return BoardSpec(t, "serial", rest, profile)
-    raise SpecError(f"--board {text}: not 'virtual', a serial port (/dev/..., socket://, "
+    raise SpecError(f"--board {text}: not 'virtual', 'virtual:PROFILE', a serial port (/dev/..., socket://, "
                     f"rfc2217://) or labgrid:PLACE")
 
 

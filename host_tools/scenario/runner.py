@@ -135,7 +135,8 @@ def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
 
 
 def _run(sc: Scenario, opts: RunOptions) -> Result:
-    if opts.board != "virtual" and opts.handle is None:
+    from host_tools.vboard import faithful
+    if opts.board != "virtual" and not faithful.is_faithful(opts.board) and opts.handle is None:
         from host_tools.hil import handles, specs
         spec_ = specs.parse_all([opts.board])[0]
         h = handles.SerialHandle(spec_, spec_.text, str(spec_.target))
@@ -167,13 +168,16 @@ def _run(sc: Scenario, opts: RunOptions) -> Result:
         if opts.on_lab:
             opts.on_lab(lab)
         folder = work / "board"
-        profile = sc.board.get("profile")
+        vboard_kind = _board_kind(opts.board, sc.board.get("profile"))
+        profile = faithful.profile_name(vboard_kind) if vboard_kind else sc.board.get("profile")
+        if vboard_kind:
+            res.board = vboard_kind
         lab.prepare_board_folder(folder, profile=BOARDS / f"{profile}.json" if profile else None)
         _merge_settings(folder, sc.settings)
         install_firmware(folder, work / "build")
         heap = opts.heap or sc.board.get("heap") or DEFAULT_HEAP
         board = VirtualBoard(folder, heap=heap, pty=True, prefix=lab.phone_prefix(),
-                             env=lab.phone_env(), on_output=tap.feed)
+                             env=lab.phone_env(), on_output=tap.feed, board=vboard_kind)
         res.started = t0 = time.monotonic()
         board.start()
         _timeline(sc, lab, board, tap, actions, t0, opts.on_action)
@@ -187,6 +191,18 @@ def _run(sc: Scenario, opts: RunOptions) -> Result:
         _lab_failed(res, lab)
         _epilogue(res, lab, opts, work, own_tmp)
     return _conclude(res)
+
+
+def _board_kind(board: str, profile: str | None) -> str | None:
+    """'virtual:PROFILE' when the run's virtual board is the faithful one: named by --board,
+    or by a scenario's [board] profile that is a hardware profile."""
+    from host_tools import boards as boardlib
+    from host_tools.vboard import faithful
+    if faithful.is_faithful(board):
+        return board
+    if profile and boardlib.load(profile).chip != "unix":
+        return f"{faithful.PREFIX}{profile}"
+    return None
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from host_tools import ROOT, boards, cliargs, micropython
+from host_tools.vboard import faithful
 from host_tools.vboard.board import VirtualBoard
 from host_tools.vboard.errors import VBoardError
 
@@ -31,12 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", type=_address, help="address the TCP endpoint listens on")
     p.add_argument("--no-tcp", action="store_true", help="no socket:// endpoint")
     p.add_argument("--no-pty", action="store_true", help="no pty endpoint")
-    p.add_argument("--board", default="virtual", metavar="NAME",
-                   type=cliargs.board_profile(unix_only=True),
+    p.add_argument("--board", default="virtual", metavar="NAME|virtual:PROFILE",
+                   type=_board_arg,
                    help="board profile written to board.json when the folder has none "
-                        "(default %(default)s; must be a unix-chip profile)")
+                        "(default %(default)s, a unix-chip profile); virtual:PROFILE is the "
+                        "ESP32-faithful board of a hardware profile (its heap, clock at "
+                        "2000-01-01, DHCP owned by the network stack, TLS budget, CPU speed; "
+                        "docs/vboard.md)")
     p.add_argument("--netns", metavar="NAME", type=cliargs.name,
                    help="run the interpreter inside network namespace NAME (ip netns exec)")
+    p.add_argument("--phone-if", metavar="IF", type=cliargs.name,
+                   help="virtual:PROFILE with --netns: the namespace interface the board's "
+                        "DHCP client runs on (without it the board's cable is unplugged)")
     p.add_argument("--console", action="store_true",
                    help="also print the board's console output here")
     p.set_defaults(func=run)
@@ -54,7 +61,27 @@ def _address(text: str) -> str:
 _address.kind = "pattern"  # type: ignore[attr-defined]
 
 
+def _board_arg(text: str) -> str:
+    if faithful.is_faithful(text):
+        try:
+            faithful.traits(text)
+        except VBoardError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+    return cliargs.board_profile(unix_only=True)(text)
+
+
+_board_arg.kind = "board"  # type: ignore[attr-defined]
+
+
 def _install_profile(folder: Path, name: str) -> None:
+    if faithful.is_faithful(name):
+        name = faithful.profile_name(name)
+        target = folder / "board.json"
+        if not target.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(boards.load(name).path, target)
+        return
     board = boards.load(name)
     if board.chip != "unix":
         raise VBoardError(f"board {name!r} is a {board.chip} board; a virtual board runs "
@@ -78,14 +105,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         _install_profile(args.dir, args.board)
         board = VirtualBoard(args.dir, heap=args.heap, tcp_port=None if args.no_tcp else args.port,
-                             pty=not args.no_pty, prefix=prefix, host=args.host, on_output=echo)
+                             pty=not args.no_pty, prefix=prefix, host=args.host, on_output=echo,
+                             env={"PHONE_IF": args.phone_if} if args.phone_if else None,
+                             board=args.board if faithful.is_faithful(args.board) else None)
         board.start()
     except (VBoardError, boards.BoardError, micropython.MicroPythonNotFound, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        print(f"virtual board: {board.folder} (heap {args.heap})")
+        what = (f"{args.board}, heap {board.heap // 1024}K" if board.traits
+                else f"heap {args.heap}")
+        print(f"virtual board: {board.folder} ({what})")
         if board.pty_path:
             print(f"  pty:    {board.pty_path}")
         if board.url:

@@ -114,16 +114,24 @@ def heap_for(board: str | None, default: str | int | None) -> str | int | None:
     return default
 
 
-def cpu_limit(pid: int, t: Traits) -> None:
-    """Hook: hold interpreter `pid` to the profile's CPU speed. host_tools.vboard.cpuquota
-    (the CPU quota calibrated against published ESP32 figures) does it when present."""
+def cpu_limit(pid: int, t: Traits) -> Any:
+    """Hold interpreter `pid` (and what it starts) to the profile's CPU speed: the cgroup
+    quota of host_tools/vboard/cpuquota.py, calibrated against published ESP32 figures, for
+    the profile's chip and `cpu_mhz`. Returns its handle, or None when that module is not
+    there or PHONELAB_CPU_QUOTA=0 (host speed). A quota that cannot be had is a warning from
+    cpuquota (the board then runs at host speed), never a failed start."""
+    if os.environ.get("PHONELAB_CPU_QUOTA", "1") == "0":
+        return None
     try:
-        from host_tools.vboard import cpuquota  # type: ignore[attr-defined]
+        from host_tools.vboard import cpuquota
     except ImportError:
-        return
-    fn = getattr(cpuquota, "apply", None)
-    if fn is not None:
-        fn(pid, t.data)
+        return None
+    try:
+        return cpuquota.limit(pid, cpuquota.profile_for_board(t.data))
+    except cpuquota.CpuQuotaError as e:
+        import logging
+        logging.getLogger(__name__).warning("virtual:%s runs at host speed: %s", t.profile, e)
+        return None
 
 
 class Faithful:
@@ -142,6 +150,7 @@ class Faithful:
         self.mac = env.get("PHONE_MAC") or "02:00:5e:10:00:01"
         self.lwip: subprocess.Popen[bytes] | None = None
         self.powerups = 0
+        self.cpu: Any = None
 
     def env(self) -> dict[str, str]:
         t = self.traits
@@ -173,7 +182,9 @@ class Faithful:
         os.replace(tmp, self.clock_file)
 
     def started(self, pid: int) -> None:
-        cpu_limit(pid, self.traits)
+        """An interpreter started: the CPU quota hook (a new group per run; cpuquota removes
+        the old one when its process exits)."""
+        self.cpu = cpu_limit(pid, self.traits)
 
     def watchdog_expired(self) -> bool:
         """A machine.WDT the board armed and has not fed within its timeout."""

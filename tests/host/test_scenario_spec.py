@@ -71,7 +71,6 @@ def test_bad_scenarios_name_the_line(bad, line, msg):
     (GOOD + "\n[settings]\nretry_min_ms = \"fast\"\n", 23, "retry_min_ms must be an integer"),
     (GOOD + "\n[settings]\nretry_min_ms = 0\n", 23, "out of range"),
     (GOOD + "\n[board]\nprofile = \"no-such-board\"\n", 23, "is not a board profile"),
-    (GOOD + "\n[board]\nprofile = \"wt32-eth01\"\n", 23, "unix profiles only"),
     (GOOD.replace('kind = "blackhole"', 'action = "wait"').replace(
         'action = "wan_cut"\n', 'action = "tftp_fault"\nloss = 2.5\n').replace(
         'action = "wait"', ''), 12, "loss must be 0..1"),

@@ -155,3 +155,25 @@ def test_board_modules_fit_their_heap_allowance(tmp_path):
         pytest.skip(str(e))
     extra = _heap_in_use(tmp_path, "virtual:wt32-eth01") - _heap_in_use(tmp_path, None)
     assert 0 < extra <= faithful.MODULES_ALLOWANCE
+
+
+def test_scenario_hardware_profile_runs_on_the_faithful_board(tmp_path):
+    """[board] profile = a hardware profile: the scenario runs on virtual:PROFILE (it was
+    refused before the faithful board existed)."""
+    from host_tools.scenario import runner, spec
+    src = (Path(__file__).resolve().parents[2] / "scenarios" / "registered-standby.toml").read_text()
+    f = tmp_path / "sc.toml"
+    f.write_text(src + '\n[board]\nprofile = "wt32-eth01"\n' if "[board]" not in src else src)
+    sc = spec.load(f)
+    assert runner._board_kind("virtual", sc.board.get("profile")) == "virtual:wt32-eth01"
+    assert runner._board_kind("virtual:olimex-esp32-poe-iso-wrover", None) == \
+        "virtual:olimex-esp32-poe-iso-wrover"
+    assert runner._board_kind("virtual", "virtual") is None
+
+
+def test_board_options_take_virtual_profile():
+    from host_tools.hil import specs
+    s = specs.parse("virtual:wt32-eth01")
+    assert (s.kind, s.profile, s.shareable) == ("virtual", "wt32-eth01", True)
+    with pytest.raises(specs.SpecError, match="unix port itself"):
+        specs.parse("virtual:virtual")
