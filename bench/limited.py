@@ -35,6 +35,8 @@ class Series:
     settings: dict[str, Any] = field(default_factory=lambda: dict(BASE_SETTINGS))
     spacing: tuple[float, float] = (0.2, 5.2)
     start_at: float = 0.0
+    board: str = "virtual"          # "virtual:wt32-eth01": the faithful board (its profile is
+                                    # limited already; the unix-port one is patched)
 
 
 def plan(quick: bool) -> list[Series]:
@@ -55,16 +57,17 @@ def plan(quick: bool) -> list[Series]:
 def series(s: Series) -> dict:
     rng = random.Random(s.seed)
     spec = RigSpec(keepalive=s.keepalive, secondary_keepalive=2 * s.keepalive,
-                   settings=s.settings)
+                   settings=s.settings, board=s.board)
     runs: list[dict] = []
     errors: list[str] = []
     rig = Rig(_rig.workdir(f"limited-{s.kind}-{int(s.limited)}"), spec)
     rig.start(boot=False)
     try:
-        prof = rig.folder / "board.json"
-        data = json.loads(prof.read_text())
-        data["limited"] = s.limited
-        prof.write_text(json.dumps(data, indent=2) + "\n")
+        if spec.faithful is None:
+            prof = rig.folder / "board.json"
+            data = json.loads(prof.read_text())
+            data["limited"] = s.limited
+            prof.write_text(json.dumps(data, indent=2) + "\n")
         rig.boot()
         rig.wait("registered:primary", rig.booted, 60)
         if not s.limited:
