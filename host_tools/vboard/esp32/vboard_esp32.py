@@ -259,7 +259,9 @@ def _install_network(kind):
             if args[0] == 'mac':
                 return _mac()
             if args[0] == 'ifname':
-                return 'en0'
+                # lwIP's netif name on a board; here the namespace interface it stands for,
+                # so that a socket bound to it (SO_BINDTODEVICE) works the same way.
+                return os.getenv('PHONE_IF') or 'en0'
             raise ValueError('unknown config param')
 
         def ifconfig(self, conf=None):
