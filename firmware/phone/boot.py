@@ -52,6 +52,8 @@ def main():
         return
     plat, cfg, prov = r
     r = None
+    from phone import clock
+    clock.floor(prov.signed_ts, events.default)   # the clock is at least what was signed
     from phone import link
     link.contexts(prov)         # its ~3 KB blocks first, while the freed heap is in one piece
     from phone.agent import Agent

@@ -28,7 +28,7 @@ except ImportError:                  # drops a verify_callback without a word
 
 from micropython import const
 
-from phone import sccp
+from phone import clock, sccp
 
 DOWN = 'DOWN'
 CONNECTING = 'CONNECTING'
@@ -356,6 +356,9 @@ class Link:
                         self.on_reset(self, kind)
                 elif mid in _DISPLAYS:
                     self.events.emit('display', link=self.role, text=sccp.parse_display(mid, r.body()))
+                elif mid == _DEFINE_TIME_DATE:
+                    # the server's time, over the pinned session: the phone's clock
+                    clock.define_time_date(r.body(), self.events)
                 elif mid == _REGISTER_TOKEN_REJECT:
                     self.events.emit('token_reject', link=self.role)
                 if self._want is not None and mid in self._want:

@@ -162,6 +162,11 @@ def result(p, ev, c, mac):
     r.identity = (cert, key) if cert is not None and key is not None else None
     r.monitor_s = monitor_s
     r.secure = secure
+    # The latest timestamp of the signed files in force (trust list, config): they were signed
+    # no later than now, a floor for a clock that reads 2000 after power-up (boot applies it
+    # with phone.clock once these modules are gone)
+    f = getattr(p, 'floor', None)
+    r.signed_ts = max(p.trust.ts if p.trust is not None else 0, f[0] if f else 0)
     return r
 
 

@@ -36,7 +36,10 @@ class Certificate:
         return memoryview(self.der)[self.tbs_start:self.tbs_end]
 
     def valid_at(self, now):
-        """`now`: UTC time tuple (year, month, day, hour, minute, second, ...)."""
+        """`now`: UTC time tuple (year, month, day, hour, minute, second, ...); None (the clock
+        is unknown) -> None: unknown, never "expired"."""
+        if now is None:
+            return None
         t = tuple(now[:6])
         return self.not_before <= t <= self.not_after
 
@@ -177,7 +180,7 @@ def load(data):
 
 
 def now():
-    """UTC time tuple for valid_at(); None if the clock was never set (year < 2020)."""
-    import time
-    t = time.gmtime()
-    return tuple(t[:6]) if t[0] >= 2020 else None
+    """UTC time tuple for valid_at(); None while the time is unknown (phone.clock: never set,
+    or only a floor from signed files)."""
+    from phone import clock
+    return clock.utc()

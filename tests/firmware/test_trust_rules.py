@@ -335,3 +335,26 @@ def test_an_itl_served_as_the_ctl_is_refused(tmp_path):
     reasons = [e['reason'] for e in ph.events('ctl_rejected')]
     eq(reasons, ['ITL served in place of the CTL', 'CTL served in place of the ITL'])
     eq(_bytes(ph.store.path('ctl.tlv')), _bytes(D + 'ctl.tlv'))
+
+
+# -- the clock: a floor from what provisioning verified -------------------------------------
+
+def test_verified_files_give_a_power_up_clock_its_floor(tmp_path):
+    """A board's clock reads 2000-01-01 after power-up: the trust list and the signed config
+    in force were signed no later than now, so the result carries the later of their
+    timestamps (signed_ts) and boot moves the clock forward to it (a floor: no date verdicts
+    from it). Offline, the stored ones give it."""
+    from phone import clock
+    clock._platform = lambda: 946684800
+    ph = Phone(tmp_path, pin=True)
+    r = _signed_first(ph)
+    ts = max(ph.events('ctl_accepted')[0]['ts'], ph.events('config_accepted')[0]['ts'])
+    assert ts > 1577836800, ts
+    eq(r.signed_ts, ts)
+    clock.floor(r.signed_ts)                   # what boot does
+    eq(clock.now(), ts)
+    eq(clock.source, 'floor')
+    eq(clock.utc(), None)
+    r = ph.boot(None)                          # offline: the stored files
+    eq(r.signed_ts, ts)
+    eq(Phone(tmp_path + '/other').boot({CFG: 'cfg1.xml'}).signed_ts, 0)   # nothing signed

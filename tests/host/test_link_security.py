@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,22 @@ def test_self_signed_pin_at_power_up_clock(loop, lab_pki, tmp_path):
         out = run_link(tmp_path, cm.ports["tls"], lab_pki.ccm.cert_der, lab_pki.ccm.cn, lab_pki,
                        clock=POWER_UP)
         assert "RESULT ok REGISTERED" in out, out
+    finally:
+        loop.run(cm.stop())
+
+
+def test_define_time_date_sets_the_clock(loop, lab_pki, tmp_path):
+    """Registered over the pinned link at a power-up clock: the call manager's DefineTimeDate
+    (its answer to TimeDateReq) sets the phone's clock."""
+    cm = start_cm(loop, lab_pki, lab_pki.ccm)
+    try:
+        out = run_link(tmp_path, cm.ports["tls"], lab_pki.ccm.cert_der, lab_pki.ccm.cn, lab_pki,
+                       clock=POWER_UP)
+        assert "RESULT ok REGISTERED" in out, out
+        line = [ln for ln in out.splitlines() if ln.startswith("CLOCKSET")][0]
+        year = time.gmtime().tm_year
+        assert line.startswith(f"CLOCKSET sccp ({year}, "), out
+        assert '"ev":"clock_set"' in out and '"source":"sccp"' in out, out
     finally:
         loop.run(cm.stop())
 

@@ -4,7 +4,7 @@
 import sys
 import time
 import asyncio
-from phone import link, sccp, settings
+from phone import clock, link, sccp, settings
 from phone.events import Events
 
 
@@ -25,6 +25,11 @@ async def main():
         await l.connect()
         if action == 'register':
             await l.register(sccp.register('SEP001122AABBCC', '127.0.0.1'))
+            for _ in range(50):              # DefineTimeDate answers the TimeDateReq
+                if clock.source == 'sccp':
+                    break
+                await asyncio.sleep_ms(20)
+            print('CLOCKSET', clock.source, clock.utc())
         print('RESULT ok', l.mode)
     except link.LinkError as e:
         print('RESULT refused', e)

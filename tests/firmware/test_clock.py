@@ -1,0 +1,93 @@
+import struct
+import time
+
+from fwtest import CaptureOut, eq
+from phone import clock, x509
+from phone.events import Events
+
+Y2K = 946684800                  # 2000-01-01T00:00:00Z, what a board's RTC reads at power-up
+SIGNED = 1767225600              # 2026-01-01T00:00:00Z, a trust list's timestamp
+EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def _power_up():
+    """The platform clock of a board that was never set (time.time() cannot be moved here)."""
+    base = [Y2K]
+    clock._platform = lambda: base[0]
+    return base
+
+
+def _events():
+    out = CaptureOut()
+    return Events(out=out), out
+
+
+def _gm(t):
+    return tuple(time.gmtime(t - EPOCH)[:6])
+
+
+def _dtd(system_time, fields=(2026, 3, 4, 5, 6, 7, 8)):
+    y, mo, wd, d, h, mi, s = fields
+    return struct.pack('<9I', y, mo, wd, d, h, mi, s, 0, system_time)
+
+
+def test_unset_clock_is_unknown_not_expired():
+    _power_up()
+    eq(clock.now(), None)
+    eq(clock.utc(), None)
+    eq(x509.now(), None)
+    sast = x509.parse(open('fixtures/data/sast.der', 'rb').read())
+    eq(sast.valid_at(x509.now()), None, 'unknown clock')      # not False: unknown
+    eq(sast.valid_at(_gm(Y2K)), False, 'a 2000 clock taken at its word')
+
+
+def test_floor_moves_an_unknown_clock_forward_only():
+    base = _power_up()
+    ev, out = _events()
+    clock.floor(SIGNED, ev)
+    eq(clock.now(), SIGNED)
+    eq(clock.source, 'floor')
+    eq(clock.utc(), None, 'a floor is a lower bound: no date verdicts from it')
+    assert '"ev":"clock_set"' in out.text() and '"source":"floor"' in out.text()
+    assert '"utc":"2026-01-01T00:00:00Z"' in out.text(), out.text()
+    base[0] += 30                                   # time passes on the platform clock
+    eq(clock.now(), SIGNED + 30)
+    clock.floor(SIGNED - 3600, ev)                  # an older file: the clock stays
+    eq(clock.now(), SIGNED + 30)
+    clock.floor(SIGNED + 3600, ev)                  # a newer one: moved forward
+    eq(clock.now(), SIGNED + 3600)
+
+
+def test_define_time_date_sets_the_time():
+    _power_up()
+    ev, out = _events()
+    clock.floor(SIGNED, ev)
+    t = SIGNED + 86400 * 40 + 123
+    eq(clock.define_time_date(_dtd(t), ev), t)
+    eq(clock.source, 'sccp')
+    eq(clock.now(), t)
+    eq(clock.utc(), _gm(t))
+    eq(x509.now(), _gm(t))
+    assert '"source":"sccp"' in out.text() and '"was":"floor"' in out.text(), out.text()
+    # no systemTime: the date fields (UTC)
+    clock.define_time_date(_dtd(0, (2026, 3, 3, 4, 5, 6, 7)), ev)
+    eq(clock.utc(), (2026, 3, 4, 5, 6, 7))
+
+
+def test_define_time_date_never_below_the_floor_and_nonsense_ignored():
+    _power_up()
+    clock.floor(SIGNED)
+    eq(clock.define_time_date(_dtd(SIGNED - 86400)), SIGNED)
+    eq(clock.now(), SIGNED)
+    eq(clock.define_time_date(_dtd(0, (1999, 1, 1, 1, 0, 0, 0))), None)   # no time in it
+    eq(clock.define_time_date(b'\x00' * 8), None)                         # too short
+    eq(clock.now(), SIGNED)
+
+
+def test_a_set_platform_clock_is_known():
+    clock._platform = lambda: SIGNED + 5          # a host clock, or a battery-backed RTC
+    eq(clock.now(), SIGNED + 5)
+    eq(clock.source, 'platform')
+    eq(clock.utc(), _gm(SIGNED + 5))
+    clock.floor(SIGNED)                           # older than the clock: nothing changes
+    eq(clock.source, 'platform')
