@@ -17,7 +17,8 @@ from host_tools import ROOT
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 DOCS = ROOT / "docs" / "benchmarks.md"
-ORDER = ("failover", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak")
+ORDER = ("failover", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak",
+         "cpu_calibration", "cpu_handshake")
 
 
 def _load(out: Path) -> dict[str, dict]:

@@ -270,6 +270,27 @@ def run(quick: bool) -> dict:
     return _table(res)
 
 
+def headline(res: dict) -> list[tuple[str, str, str]]:
+    cal = res.get("calibration")
+    if not cal:
+        return [("CPU quota calibration", "not run", _cell0(res))]
+    out = []
+    for name, p in cal["profiles"].items():
+        pub = p["published"]
+        lo, hi = p["under_quota"].get("misc_pystone_range", [0, 0])
+        out.append((f"pystone under the {name} quota",
+                    f"{p['under_quota']['misc_pystone']:.0f}/s (runs {lo}-{hi}), quota "
+                    f"{p['quota_us']}/{p['period_us']} us ({p['factor']:.0f}x)",
+                    f"ESP32 {pub['misc_pystone']}/s (MicroPython 549448e8, 160 MHz); host "
+                    f"{cal['host']['misc_pystone']:.0f}/s"))
+    return out
+
+
+def _cell0(res: dict) -> str:
+    rows = res.get("rows") or [[""]]
+    return str(rows[0][0])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m host_tools.vboard.cpuquota --calibrate",
                                  description=__doc__,

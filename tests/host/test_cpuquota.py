@@ -226,3 +226,36 @@ def test_a_killed_hosts_group_is_swept_and_a_live_hosts_is_not():
         if host.poll() is None:
             host.kill()
         assert not h.path.exists()
+
+
+# -- the calibration's harness (bench/cpu_calibration.py) -----------------------------------
+LOOP_BENCH = """
+def bm_setup(params):
+    def run():
+        x = 0
+        for i in range(params[0]):
+            x += i
+    return run, lambda: (params[0], 0)
+"""
+
+
+@needs_cgroup
+def test_calibration_harness_scores_lower_under_the_quota(tmp_path):
+    from bench import cpu_calibration as cal
+    bench = tmp_path / "bm_loop.py"
+    bench.write_text(LOOP_BENCH)
+    free = cal.measure(bench, [400_000], reps=2)["scores"]
+    slow = cal.measure(bench, [400_000], quota=Quota(1000, 20000))["scores"]
+    assert len(free) == 2 and len(slow) == 1
+    assert max(free) / slow[0] > 5, (free, slow)
+    assert not list(BACKEND.root.glob(cpuquota.PREFIX + f"{os.getpid()}-*"))
+
+
+def test_calibration_without_perf_bench_says_where_to_get_it(tmp_path, monkeypatch):
+    from bench import cpu_calibration as cal
+    monkeypatch.setenv(cal.PERF_BENCH_ENV, str(tmp_path))
+    with pytest.raises(cal.CalibrationError, match="perf_bench not found in .*MICROPY_PERF_BENCH"):
+        cal.find_perf_bench()
+    res = cal.run(quick=True)
+    assert res["columns"] == ["not run"] and "perf_bench not found" in res["rows"][0][0]
+    assert cal.headline(res)[0][1] == "not run"
