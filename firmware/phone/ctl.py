@@ -318,13 +318,25 @@ def _read_trust(path, digest, keep):
     tl = TrustList(path, 'CTL')
     with open(path, 'rb') as f:
         h = _start(f, tl, digest)
-        # Room for the RSA arithmetic of the signature check, taken now while the heap is in
-        # one piece and given back just before it (_check): the records' many small objects
-        # would otherwise leave no ~1 KB hole for pow() with a 4096-bit key.
-        # (Only for keys above 2048 bits: with those, measured, a reserve costs more than it
-        # saves, their pow() temporaries fit the holes there are.)
-        tl.spare = bytearray(min(_SPARE * tl.sig_len, 6144)) if digest and tl.sig_len > 256 \
-            else None
+        # Heap layout is decided here, not left to luck (docs/decisions.md, "CTL heap"):
+        # - room for the RSA arithmetic of the signature check is taken now, after a
+        #   collection, while the heap is in one piece, and given back just before it
+        #   (_check): the records' many small objects would otherwise leave no ~1 KB hole
+        #   for pow() with a 4096-bit key. Only for keys above 2048 bits: below, measured,
+        #   a reserve costs more than it saves. Not getting it is no failure: pow() may
+        #   still fit, and if not the file is reported as a memory shortage, not as bad.
+        # - each record is parsed just after a collection, so what it keeps (the trust list
+        #   outlives this call) lands in the lowest holes rather than above the garbage of
+        #   the hash (pure-Python SHA-512 makes some on every round) and of the last record,
+        #   where it would cut the free heap into pieces for everything after.
+        import gc
+        tl.spare = None
+        if digest and tl.sig_len > 256:
+            gc.collect()
+            try:
+                tl.spare = bytearray(min(_SPARE * tl.sig_len, 6144))
+            except MemoryError:
+                pass
         pos = tl.header_len
         small = bytearray(5)
         buf = None
@@ -351,6 +363,7 @@ def _read_trust(path, digest, keep):
             if h:
                 h.update(small)
                 h.update(mv)
+            gc.collect()
             rec = Record(len(tl.records), pos)
             _record(buf, n, rec, keep)
             tl.records.append(rec)

@@ -27,9 +27,9 @@ except ImportError:  # CPython
 _SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443
 _PIN = 'sast.der'            # SAST certificate provisioned at flash time (optional)
 _CTL = 'ctl.tlv'             # store names (phone.store)
-_MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'config', 'store', 'hw',
-            'provtrust', 'provcfg', 'provision')
-_VERIFY = ('ctl', 'x509', 'der', 'pkcs1', 'sha512')
+_MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'sha512n', 'config', 'store',
+            'hw', 'provtrust', 'provcfg', 'provision')
+_VERIFY = ('ctl', 'x509', 'der', 'pkcs1', 'sha512', 'sha512n')
 
 
 class Provisioned:

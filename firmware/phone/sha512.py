@@ -21,9 +21,8 @@ except (ImportError, SyntaxError, ValueError, NameError):
 _BLOCK = const(128)
 _M = const(0xFFFFFFFFFFFFFFFF)
 
-# the 80 round constants, big-endian (cheaper to compile than 80 big-int literals); turned
-# into a table on first use (_k, or sha512n.K) so importing this module leaves no
-# scattered big ints on the heap
+# the 80 round constants, big-endian (cheaper to compile than 80 big-int literals): one bytes
+# object, no big ints kept (sha512n.K is a 640-byte table made from it on first use)
 _KB = (
     b'\x42\x8a\x2f\x98\xd7\x28\xae\x22\x71\x37\x44\x91\x23\xef\x65\xcd\xb5\xc0\xfb\xcf\xec\x4d\x3b\x2f\xe9\xb5\xdb\xa5\x81\x89\xdb\xbc'
     b'\x39\x56\xc2\x5b\xf3\x48\xb5\x38\x59\xf1\x11\xf1\xb6\x05\xd0\x19\x92\x3f\x82\xa4\xaf\x19\x4f\x9b\xab\x1c\x5e\xd5\xda\x6d\x81\x18'
@@ -50,20 +49,14 @@ _H0B = (
     b'\x6a\x09\xe6\x67\xf3\xbc\xc9\x08\xbb\x67\xae\x85\x84\xca\xa7\x3b\x3c\x6e\xf3\x72\xfe\x94\xf8\x2b\xa5\x4f\xf5\x3a\x5f\x1d\x36\xf1'
     b'\x51\x0e\x52\x7f\xad\xe6\x82\xd1\x9b\x05\x68\x8c\x2b\x3e\x6c\x1f\x1f\x83\xd9\xab\xfb\x41\xbd\x6b\x5b\xe0\xcd\x19\x13\x7e\x21\x79'
 )
-_K = None       # pure-Python engine: the round constants as ints, built on first use
-
-
-def _words(b):
-    return [int.from_bytes(b[i:i + 8], 'big') for i in range(0, len(b), 8)]
-
-
-def _compress(h, w, data, off):
-    """The 128-byte block data[off:off + 128] into state list `h`, using scratch list `w`."""
-    global _K
-    if _K is None:
-        _K = tuple(_words(_KB))
+def _compress(st, data, off):
+    """The 128-byte block data[off:off + 128] into the state st (a bytearray(64), the hash
+    words big-endian). No big int outlives the call: between blocks this engine holds none,
+    so the garbage it makes on every round leaves nothing scattered behind on the heap (the
+    round constants, too, are read from _KB as they are needed)."""
     M = _M
     fb = int.from_bytes
+    w = [0] * 80
     for i in range(16):
         j = off + i * 8
         w[i] = fb(bytes(data[j:j + 8]), 'big')
@@ -73,11 +66,12 @@ def _compress(h, w, data, off):
         s0 = (((x >> 1) | (x << 63)) ^ ((x >> 8) | (x << 56)) ^ (x >> 7)) & M
         s1 = (((y >> 19) | (y << 45)) ^ ((y >> 61) | (y << 3)) ^ (y >> 6)) & M
         w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & M
+    h = [fb(st[i:i + 8], 'big') for i in range(0, 64, 8)]
     a, b, c, d, e, f, g, hh = h
-    K = _K
+    K = _KB
     for i in range(80):
         s1 = (((e >> 14) | (e << 50)) ^ ((e >> 18) | (e << 46)) ^ ((e >> 41) | (e << 23))) & M
-        t1 = hh + s1 + (g ^ (e & (f ^ g))) + K[i] + w[i]
+        t1 = hh + s1 + (g ^ (e & (f ^ g))) + fb(K[i * 8:i * 8 + 8], 'big') + w[i]
         s0 = (((a >> 28) | (a << 36)) ^ ((a >> 34) | (a << 30)) ^ ((a >> 39) | (a << 25))) & M
         t2 = s0 + ((a & b) | (c & (a | b)))
         hh = g
@@ -88,14 +82,9 @@ def _compress(h, w, data, off):
         c = b
         b = a
         a = (t1 + t2) & M
-    h[0] = (h[0] + a) & M
-    h[1] = (h[1] + b) & M
-    h[2] = (h[2] + c) & M
-    h[3] = (h[3] + d) & M
-    h[4] = (h[4] + e) & M
-    h[5] = (h[5] + f) & M
-    h[6] = (h[6] + g) & M
-    h[7] = (h[7] + hh) & M
+    w = None
+    for i, v in enumerate((a, b, c, d, e, f, g, hh)):
+        st[i * 8:i * 8 + 8] = ((h[i] + v) & M).to_bytes(8, 'big')
 
 
 class SHA512:
@@ -113,8 +102,7 @@ class SHA512:
             self._st = bytearray(704)       # hash words, then the message schedule
             nat.be_words(_H0B, self._st, 16)
         else:
-            self._h = _words(_H0B)
-            self._w = [0] * 80
+            self._st = bytearray(_H0B)
         self._buf = bytearray(_BLOCK)
         self._n = 0          # bytes waiting in _buf
         self._len = 0        # total bytes hashed
@@ -131,7 +119,7 @@ class SHA512:
             self._nat.blocks(self._st, data, off, n)
         else:
             for i in range(n):
-                _compress(self._h, self._w, data, off + i * _BLOCK)
+                _compress(self._st, data, off + i * _BLOCK)
 
     def update(self, data):
         if self._done is not None:
@@ -178,11 +166,9 @@ class SHA512:
             out = bytearray(64)
             if self._nat is not None:
                 self._nat.put_be(self._st, out, 16)
-                self._st = None
             else:
-                for i in range(8):
-                    out[i * 8:i * 8 + 8] = self._h[i].to_bytes(8, 'big')
-                self._h = self._w = None
+                out[:] = self._st
+            self._st = None
             self._done = bytes(out)
         return self._done
 

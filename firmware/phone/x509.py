@@ -87,7 +87,9 @@ def parse(buf, start=0, end=None, copy=True):
     if end - start > MAX_CERT:
         raise X509Error('certificate too big (%d bytes)' % (end - start))
     c = Certificate()
-    if copy:
+    if copy and isinstance(buf, bytes) and start == 0 and end == len(buf):
+        c.der = b = buf                 # immutable already: a copy would only cost heap
+    elif copy:
         c.der = b = bytes(buf[start:end])
     else:
         c.der = None

@@ -131,3 +131,15 @@ def test_pkcs1_hash_factory():
         h.update(b'abc')
         eq(h.digest(), S.sha512(b'abc').digest())
     eq(pkcs1.new_hash(99), None)
+
+
+def test_provisioning_unloads_the_native_engine_with_the_rest():
+    # the engine and its table are provisioning's: the agent gets their heap back
+    import sys
+    from phone.provision import _VERIFY, _drop
+    if NATIVE is None:
+        raise AssertionError('phone.sha512n did not load')
+    S.sha512(b'abc').digest()
+    _drop(*_VERIFY)
+    eq('phone.sha512n' in sys.modules, False)
+    eq('phone.sha512' in sys.modules, False)
