@@ -252,19 +252,6 @@ class Handle:
         """Put another process in the group (e.g. the board's next interpreter run)."""
         (self.path / "cgroup.procs").write_text(f"{pid}\n")
 
-    def cpu_usage_us(self) -> int | None:
-        """CPU time used by the group so far (cpuacct / cpu.stat), if the kernel tells."""
-        try:
-            if self.backend.kind == "v2":
-                for line in (self.path / "cpu.stat").read_text().splitlines():
-                    if line.startswith("usage_usec "):
-                        return int(line.split()[1])
-            usage = Path(str(self.path).replace("/cpu/", "/cpuacct/", 1)) / "cpuacct.usage"
-            return int(usage.read_text()) // 1000 if usage.exists() else None
-        except (OSError, ValueError):
-            return None
-        return None
-
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -303,9 +290,6 @@ class Unlimited:
 
     def add(self, pid: int) -> None:
         pass
-
-    def cpu_usage_us(self) -> None:
-        return None
 
     def close(self) -> None:
         pass
