@@ -175,7 +175,8 @@ def test_board_options_are_checked(hil):
         (["-n", "3", "--board", "/dev/ttyUSB8", "--board", "virtual"], "cannot be shared between workers"),
         (["--board", "/dev/ttyUSB8", "--board", "/dev/ttyUSB8", "-n", "2"], "are the same board"),
         (["--board", "nosuch@/dev/ttyUSB0"], "no board profile 'nosuch'"),
-        (["--board", "bogus"], "not 'virtual', a serial port"),
+        (["--board", "bogus"], "not 'virtual', 'virtual:PROFILE', a serial port"),
+        (["--board", "virtual:virtual"], "is the unix port itself"),
     ]
     for args, msg in cases:
         r = hil.run(*args)

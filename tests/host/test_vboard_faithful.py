@@ -177,3 +177,38 @@ def test_board_options_take_virtual_profile():
     assert (s.kind, s.profile, s.shareable) == ("virtual", "wt32-eth01", True)
     with pytest.raises(specs.SpecError, match="unix port itself"):
         specs.parse("virtual:virtual")
+
+
+def test_watchdog_not_fed_resets_the_board(tmp_path):
+    """machine.WDT on the faithful board: not fed within its timeout, the board resets (and
+    the clock is back at 2000 after it)."""
+    try:
+        faithful.libfaketime()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(str(e))
+    from host_tools.vboard import VirtualBoard
+    folder = tmp_path / "wdt"
+    folder.mkdir()
+    (folder / "main.py").write_text(
+        "import machine, time\n"
+        "print('YEAR', time.gmtime()[0])\n"
+        "machine.RTC().datetime((2030, 1, 1, 1, 0, 0, 0, 0))\n"
+        "print('SET', time.gmtime()[0])\n"
+        "w = machine.WDT(timeout=1000)\n"
+        "time.sleep(30)\n")
+    with VirtualBoard(folder, tcp_port=None, board="virtual:wt32-eth01") as b:
+        b.wait_output(b"watchdog: no feed", timeout=30)
+        mark = b.mark()
+        b.wait_output(b"YEAR 2000", since=mark, timeout=30)
+        assert b.boots >= 2
+        assert b"SET 2030" in b.console(0)
+
+
+def test_vboard_cli_takes_a_faithful_board():
+    from host_tools.vboard import cli
+    assert cli._board_arg("virtual:wt32-eth01") == "virtual:wt32-eth01"
+    assert cli._board_arg("virtual") == "virtual"
+    import argparse
+    for bad in ("virtual:nope", "wt32-eth01"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli._board_arg(bad)
