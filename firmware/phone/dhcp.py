@@ -1,7 +1,10 @@
 # DHCP client for the phone agent (RFC 2131/2132): the full DISCOVER/OFFER/REQUEST/ACK
-# exchange, and DHCPINFORM from an address the platform already holds (the ESP32 path: its
-# built-in client does not expose options 150/66). What a Cisco phone needs from DHCP is its
-# address and the TFTP server list: option 150 > option 66 > siaddr > the configured server.
+# exchange, on the unix port and on boards alike (on an ESP32 the platform's own lwIP client is
+# stopped first: it holds UDP 68 and keeps options 150/66 to itself), and DHCPINFORM from an
+# address already held (lab tools). What a Cisco phone needs from DHCP is its address and the
+# TFTP server list: option 150 > option 66 > siaddr > the configured server. It asks as a real
+# Cisco phone does (docs/network.md): option 60 the phone's vendor class (many servers give
+# option 150 only to it), 12 its SEP<MAC> name, 61 its client id, 55 a phone's request list.
 #
 # Keeping a lease it acquired itself (RENEWING, REBINDING: RFC 2131 4.4.5) is phone.lease's
 # job; the REQUEST exchange for it is Client.extending() here. Every exchange is one loop
@@ -59,6 +62,13 @@ TOTAL_MS = const(60000)     # hard bound on one acquire()/inform() call
 _RENEW_TRIES = const(32)    # REQUESTs per RENEWING/REBINDING stage (the deadline ends it first)
 
 _COOKIE = b'\x63\x82\x53\x63'
+# Option 55 as a Cisco IP phone sends it (FingerBank "Cisco IP Phone": 1,3,6,15,42,66,150):
+# mask, router, DNS, domain, NTP (the clock), TFTP server name, TFTP servers (150).
+_PRL = b'\x01\x03\x06\x0f\x2a\x42\x96'
+# Option 60 of a 7911 (the device type the agent registers as), NUL-terminated as the
+# 79x1 phones send it.
+VENDOR_CLASS = 'Cisco Systems, Inc. IP Phone CP-7911G\x00'
+_BINDTODEVICE = getattr(socket, 'SO_BINDTODEVICE', 25)  # 25: Linux's (the unix port lacks it)
 
 # Options whose length is fixed (lists of IPv4 addresses, and the known codes: in parse()).
 _EXACT = {1: 4, 51: 4, 54: 4, 53: 1, 52: 1, 58: 4, 59: 4, 57: 2}
@@ -163,8 +173,8 @@ def build(tx, mtype, xid, mac, ciaddr=None, requested=None, server_id=None, secs
         i = _opt(tx, i, 54, ip_bytes(server_id))
     if mtype != _RELEASE:
         i = _opt(tx, i, 57, bytes((max_size >> 8, max_size & 0xFF)))
-        # what we ask for: mask, router, DNS, domain, lease, server id, T1, T2, 66, 150
-        i = _opt(tx, i, 55, b'\x01\x03\x06\x0f\x33\x36\x3a\x3b\x42\x96')
+        # servers send 51, 54 (and dnsmasq T1/T2) unasked; phone.lease defaults T1/T2
+        i = _opt(tx, i, 55, _PRL)
         if hostname:
             i = _opt(tx, i, 12, hostname.encode())
         if vendor_class:
@@ -432,12 +442,15 @@ class Client:
     On the unix port in a network namespace the interface needs some IPv4 state before the
     broadcast OFFER can arrive (`ip addr add 0.0.0.0/0 dev IF` and a default route): the
     platform (or the test harness) sets that up; the client binds 0.0.0.0:68 with
-    SO_BROADCAST. Applying the leased address to the interface is the platform's job."""
+    SO_BROADCAST. Applying the leased address to the interface is the platform's job.
+    `ifname` binds the socket to that interface (SO_BINDTODEVICE): needed on an ESP32, where
+    the interface has no address while the agent asks for one. `hostname` (option 12) and
+    `vendor_class` (60; None: not sent) go into every DISCOVER, REQUEST and INFORM."""
 
-    def __init__(self, mac, events=None, tftp_server=None, hostname=None, vendor_class=None,
-                 first_ms=_FIRST_MS, max_ms=_MAX_MS, tries=_TRIES, rounds=_ROUNDS,
-                 server='255.255.255.255', server_port=_SERVER_PORT, port=_CLIENT_PORT,
-                 bind_ip='0.0.0.0', resolve=None):
+    def __init__(self, mac, events=None, tftp_server=None, hostname=None,
+                 vendor_class=VENDOR_CLASS, first_ms=_FIRST_MS, max_ms=_MAX_MS, tries=_TRIES,
+                 rounds=_ROUNDS, server='255.255.255.255', server_port=_SERVER_PORT,
+                 port=_CLIENT_PORT, bind_ip='0.0.0.0', resolve=None, ifname=None):
         if len(mac) != 6:
             raise ValueError('MAC must be 6 bytes')
         if events is None:
@@ -457,6 +470,7 @@ class Client:
         self.port = port
         self.bind_ip = bind_ip
         self.resolve = resolve
+        self.ifname = ifname
         self.buf = bytearray(BUF_SIZE)
         self.mv = memoryview(self.buf)
         self.tx = bytearray(TX_SIZE)
@@ -471,9 +485,17 @@ class Client:
     # -- socket -------------------------------------------------------------------------
     def _open(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        s.bind(sockaddr(self.bind_ip, self.port))
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            if self.ifname:
+                # lwIP routes nothing from an interface without an address (ip4_route): a
+                # DISCOVER from 0.0.0.0 leaves only through a socket bound to the interface.
+                s.setsockopt(socket.SOL_SOCKET, _BINDTODEVICE, self.ifname.encode())
+            s.bind(sockaddr(self.bind_ip, self.port))
+        except OSError:
+            s.close()   # port 68 still held (EADDRINUSE), no such interface (ENODEV)
+            raise
         return s
 
     def _setup(self):

@@ -3,13 +3,19 @@
 # provision.unload() drops it, so its code and names cost the agent nothing afterwards.
 import time
 
+_SETTLE_MS = 1000   # how long to look for the platform's DHCP client starting after link up
+
 
 def network_up(plat, timeout_ms):
-    """LAN or WLAN up; returns the address the built-in DHCP client got."""
+    """LAN or WLAN up. The agent runs DHCP itself (a phone's options out, option 150 back), so
+    once the link is up the platform's own client (lwIP's, started by the IDF at link up; it
+    holds UDP 68 and keeps the options to itself) is stopped, and None is returned. With
+    "dhcp": false in the profile the platform's client is left alone: its address is returned."""
     import network
     from machine import Pin
     net = plat.profile['network']
-    if net['kind'] == 'LAN':
+    lan = net['kind'] == 'LAN'
+    if lan:
         phy = getattr(network, 'PHY_' + net.get('phy', 'LAN8720'))
         kw = {'mdc': Pin(net['mdc']), 'mdio': Pin(net['mdio']), 'phy_type': phy,
               'phy_addr': net.get('phy_addr', 0)}
@@ -26,12 +32,48 @@ def network_up(plat, timeout_ms):
         ssid, key = _wlan_credentials()
         nic.connect(ssid, key)
     plat.nic = nic
+    own = plat.profile.get('dhcp', True)
+    # The link: LAN status ETH_CONNECTED (3) or ETH_GOT_IP (5); WLAN has no "associated, no
+    # address" state in its API, so there the platform's lease is awaited (and let go).
+    up = (getattr(network, 'ETH_CONNECTED', 3), getattr(network, 'ETH_GOT_IP', 5))
     t0 = time.ticks_ms()
-    while not nic.isconnected():
+    while not (nic.status() in up if lan and own else nic.isconnected()):
         if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
             raise OSError('network did not come up within %d ms' % timeout_ms)
-        time.sleep_ms(100)
-    return nic.ifconfig()[0]
+        time.sleep_ms(50)
+    if not own:
+        return nic.ipconfig('addr4')[0]
+    # The IDF starts its client from the link-up event, right after the status changes:
+    # look for it a little while (dhcp4 reads False both before it starts and once stopped).
+    t0 = time.ticks_ms()
+    while not nic.ipconfig('dhcp4'):
+        if time.ticks_diff(time.ticks_ms(), t0) > _SETTLE_MS:
+            break
+        time.sleep_ms(50)
+    # esp_netif_dhcpc_stop: lwIP's dhcp_stop (a DHCPRELEASE if it had a lease), the address
+    # back to 0.0.0.0, UDP 68 free.
+    nic.ipconfig(dhcp4=False)
+    if nic.ipconfig('dhcp4'):
+        raise OSError('the platform DHCP client did not stop')
+    try:
+        plat.ifname = nic.config('ifname')
+    except (ValueError, OSError):
+        plat.ifname = None
+    return None
+
+
+def set_lease(nic, lease):
+    """Board: the agent's lease on the interface as a static address (esp_netif_set_ip_info;
+    the platform client stays stopped), its first DNS server lwIP's."""
+    import network
+    nic.ipconfig(addr4=(lease.ip, lease.mask or '255.255.255.0'), gw4=lease.router or '0.0.0.0')
+    if lease.dns:
+        network.ipconfig(dns=lease.dns[0])
+
+
+def clear_lease(nic):
+    """Board: the address off the interface (the lease ended); DHCP goes on from 0.0.0.0."""
+    nic.ipconfig(addr4=('0.0.0.0', '0.0.0.0'), gw4='0.0.0.0')
 
 
 def _wlan_credentials(path='wlan.json'):

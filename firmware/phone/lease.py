@@ -1,6 +1,6 @@
-# The lease keeper (RFC 2131 4.4.5), an asyncio task beside the agent's links, for a lease
-# the agent acquired itself (the unix port; on ESP32 boards the IDF's client holds the lease
-# and the agent only sent DHCPINFORM, so there is nothing to keep here):
+# The lease keeper (RFC 2131 4.4.5), an asyncio task beside the agent's links, for the lease
+# the agent acquired itself: on the unix port, and on ESP32 boards too (provisioning stopped
+# the IDF's client and set the lease as a static address, which nothing else renews):
 #   BOUND until T1; RENEWING until T2: REQUEST unicast to the server that gave the lease;
 #   REBINDING until the lease ends: the REQUEST broadcast; an ACK starts a new lease and the
 #   links stay up (same address: nothing to re-register). A NAK, or the end of the lease: the
@@ -95,6 +95,13 @@ class Keeper:
         self.renewals = 0
         self.old = None             # the address lost, while DISCOVER starts over
 
+    def _client(self, dhcp):
+        # the phone's own options (option 12, the board's interface), then the keeper's kw
+        f = getattr(self.plat, 'dhcp_kw', None)
+        kw = f() if f is not None else {}
+        kw.update(self.kw)
+        return dhcp.Client(self.plat.mac(), self.ev, **kw)
+
     def _at(self, ms):
         """ms from now until `ms` after the start of the lease."""
         return time.ticks_diff(time.ticks_add(self.bound, ms), time.ticks_ms())
@@ -142,7 +149,7 @@ class Keeper:
         gc.collect()
         a0 = gc.mem_alloc()
         from phone import dhcp
-        c = dhcp.Client(self.plat.mac(), self.ev, **self.kw)
+        c = self._client(dhcp)
         r = None
         try:
             c._setup()
@@ -182,7 +189,7 @@ class Keeper:
         got = None
         while got is None:
             from phone import dhcp
-            c = dhcp.Client(self.plat.mac(), self.ev, **self.kw)
+            c = self._client(dhcp)
             L = None
             try:
                 c._setup()

@@ -58,6 +58,7 @@ class Platform:
     def __init__(self, profile, mac=None):
         self.profile = profile
         self.nic = None
+        self.ifname = None          # the board interface's lwIP name, for the DHCP socket
         self._mac = mac
         self._led = None
         self._setup_led()
@@ -82,17 +83,26 @@ class Platform:
 
     # -- network ----------------------------------------------------------
     def network_up(self, timeout_ms=20000):
-        """Bring the interface up. Returns the IPv4 address the platform's own DHCP got,
-        or None when the agent must run the whole DHCP exchange itself (unix port)."""
+        """Bring the interface up. Returns None when the agent runs the whole DHCP exchange
+        itself: always on the unix port; on a board once its own DHCP client is stopped
+        (phone.hw). A board profile with "dhcp": false gets the platform's address back."""
         if self.profile['network']['kind'] == 'HOST':
             return None
         from phone import hw        # LAN/WLAN bring-up: loaded on boards only, at boot only
         return hw.network_up(self, timeout_ms)
 
+    def dhcp_kw(self):
+        """phone.dhcp.Client options for this phone: its name as option 12, and on a board the
+        interface the socket must be bound to (it has no address while it asks for one)."""
+        return {'hostname': self.device_name(), 'ifname': self.ifname}
+
     def apply_lease(self, lease):
-        """Put a DHCP lease on the interface. Boards get theirs from the built-in client
-        (the agent then only sends DHCPINFORM); on the unix port the agent runs the whole
-        exchange and sets the namespace interface named by PHONE_IF itself."""
+        """Put a DHCP lease the agent got on the interface: on a board as a static address
+        (phone.hw.set_lease); on the unix port on the namespace interface named by PHONE_IF."""
+        if self.nic is not None:
+            from phone import hw
+            hw.set_lease(self.nic, lease)
+            return
         dev = _env('PHONE_IF') if IS_UNIX else None
         if dev and lease.ip:
             from phone import hw
@@ -100,8 +110,13 @@ class Platform:
 
     def drop_lease(self, ip):
         """The lease of `ip` ended (or was refused): take the address off the interface at
-        once. Only the unix port gets here (phone.lease keeps only leases the agent got
-        itself); its namespace interface goes back to what a DHCP client needs."""
+        once (phone.lease keeps only leases the agent got itself). The interface goes back to
+        what a DHCP client needs: 0.0.0.0 on a board, 0.0.0.0/0 and a default route on the
+        unix port's namespace interface."""
+        if self.nic is not None:
+            from phone import hw
+            hw.clear_lease(self.nic)
+            return
         dev = _env('PHONE_IF') if IS_UNIX else None
         if dev:
             from phone import hw

@@ -86,8 +86,8 @@ class Provisioner:
         self.trust = None            # _Trust in force (from the CTL)
         self.offline = False
         self.ip = None
-        # (ip, server_id, lease_s, t1_s, t2_s, bound_ms) of a lease this pass got by the full
-        # exchange (unix port), for phone.lease to keep; None when the platform holds it.
+        # (ip, server_id, lease_s, t1_s, t2_s, bound_ms) of the lease this pass got, for
+        # phone.lease to keep; None without one (no DHCP, or a static profile).
         self.lease = None
 
     def run(self, plat, ev):
@@ -158,7 +158,9 @@ class Provisioner:
             _drop('provcfg', 'provtrust')
 
     def _network(self, plat, ev):
-        """Address and TFTP server list (150 > 66 > siaddr > profile's tftp_server)."""
+        """Address and TFTP server list (150 > 66 > siaddr > profile's tftp_server). The agent
+        runs the whole exchange itself, on a board too (network_up stopped the platform's
+        client there): a phone's options out, option 150 back, the lease kept by phone.lease."""
         configured = plat.profile.get('tftp_server')
         fallback = [configured] if configured else []
         try:
@@ -167,22 +169,17 @@ class Provisioner:
             ev.emit('network_failed', reason=str(e))
             return fallback
         self.ip = ip or plat.profile.get('ip')
-        if not plat.profile.get('dhcp', True):
+        if ip is not None or not plat.profile.get('dhcp', True):
             return fallback
         from phone import dhcp
         try:
-            if ip is None:
-                lease = dhcp.acquire(plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
-                                     tftp_server=configured)
-                plat.apply_lease(lease)
-                self.lease = (lease.ip, lease.server_id, lease.lease_s, lease.t1_s, lease.t2_s,
-                              lease.acquired_ms)
-            else:
-                lease = dhcp.inform(ip, plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
-                                    tftp_server=configured)
-                lease.ip = ip
+            lease = dhcp.acquire(plat.mac(), ev, total_ms=self.s.dhcp_timeout_ms,
+                                 tftp_server=configured, **plat.dhcp_kw())
+            plat.apply_lease(lease)
             # Only plain values are kept: a Lease (its class's methods) would keep the
             # whole dhcp module alive after it is dropped.
+            self.lease = (lease.ip, lease.server_id, lease.lease_s, lease.t1_s, lease.t2_s,
+                          lease.acquired_ms)
             self.ip = lease.ip
             return lease.tftp_servers
         except (dhcp.DhcpError, OSError) as e:

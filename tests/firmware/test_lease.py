@@ -24,6 +24,7 @@ IP = '192.0.2.50'
 A = '127.0.0.1'
 B = '127.0.0.2'
 _port = [47900]
+VENDOR = b'Cisco Systems, Inc. IP Phone CP-7911G\x00'
 
 
 def _bind(host, port):
@@ -81,7 +82,8 @@ class Server:
                 opts = {}
                 dhcp._walk(d, 240, len(d), opts, 'client')
                 pkt = {'where': where, 't': time.ticks_diff(time.ticks_ms(), self.t0),
-                       'type': opts[53][0], 'ciaddr': dhcp.ip_str(d, 12), 'opts': opts,
+                       'type': opts[53][0], 'ciaddr': dhcp.ip_str(d, 12),
+                       'opts': tuple(opts), 'vendor': opts.get(60) == VENDOR,
                        'bcast': bool(d[10] & 0x80), 'xid': bytes(d[4:8])}
                 self.got.append(pkt)
                 r = self.reply(where, pkt)
@@ -180,6 +182,7 @@ def renewal_shape(p):
     assert 50 not in p['opts'], 'requested-ip option in a renewal'
     assert 54 not in p['opts'], 'server-id option in a renewal'
     assert not p['bcast'], 'broadcast flag set with an address to answer to'
+    assert p['vendor'], 'no Cisco phone vendor class (option 60) in a renewal'
 
 
 def test_times_defaults_and_bounds():
