@@ -212,3 +212,20 @@ def test_vboard_cli_takes_a_faithful_board():
     for bad in ("virtual:nope", "wt32-eth01"):
         with pytest.raises(argparse.ArgumentTypeError):
             cli._board_arg(bad)
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_registered_standby_on_the_faithful_olimex(tmp_path):
+    """The firmware, fixed for the ESP32 (its own DHCP for option 150, the clock set from what
+    it trusts, exact pinning), goes through the normal day on the faithful board at the
+    profile's CPU speed."""
+    _skip_unless_ready()
+    from host_tools import ROOT
+    from host_tools.scenario import report, runner, spec
+    sc = spec.load(ROOT / "scenarios" / "registered-standby.toml")
+    res = runner.run(sc, runner.RunOptions(workdir=tmp_path,
+                                           board="virtual:olimex-esp32-poe-iso-wrover"))
+    text = report.summary(res) + "\n" + "\n".join(res.console[-25:])
+    assert res.passed, text
+    assert res.board == "virtual:olimex-esp32-poe-iso-wrover"

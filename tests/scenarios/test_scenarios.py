@@ -1,7 +1,8 @@
 """Every scenario in scenarios/ runs end to end: the lab (namespaces when root, loopback
 otherwise), a board running the agent, the scenario's faults and expectations.
 
-Default: a fresh virtual board per scenario. With the HIL plugin's `--board PORT` (or
+Default: a fresh virtual board per scenario; `--board virtual:PROFILE` a fresh ESP32-faithful
+board of that hardware profile (docs/vboard.md). With the HIL plugin's `--board PORT` (or
 `labgrid:PLACE`) the same scenarios run on that board through its `board` fixture, in a lab
 on `--lab-interface IF` (the bench NIC its Ethernet is plugged into)."""
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _options(request: pytest.FixtureRequest, tmp_path: Path) -> runner.RunOption
     boards = request.config.getoption("--board") or ["virtual"]
     if boards == ["virtual"]:
         return runner.RunOptions(workdir=tmp_path)
+    if len(boards) == 1 and boards[0].startswith("virtual:"):   # the ESP32-faithful board
+        return runner.RunOptions(workdir=tmp_path, board=boards[0])
     interfaces = request.config.getoption("--lab-interface") or [None]
     return runner.RunOptions(workdir=tmp_path, handle=request.getfixturevalue("board"),
                              interface=interfaces[0], mode=request.config.getoption("--lab-mode"))
