@@ -62,18 +62,37 @@ def network_up(plat, timeout_ms):
     return None
 
 
-def set_lease(nic, lease):
-    """Board: the agent's lease on the interface as a static address (esp_netif_set_ip_info;
-    the platform client stays stopped), its first DNS server lwIP's."""
+def put_lease(nic, lease):
+    """The agent's lease on the interface. Board: a static address (esp_netif_set_ip_info; the
+    platform's client stays stopped), its first DNS server lwIP's. Unix port: the namespace
+    interface named by PHONE_IF (none: the process's network is left alone)."""
+    if nic is None:
+        dev = _dev()
+        if dev and lease.ip:
+            apply_lease(dev, lease)
+        return
     import network
     nic.ipconfig(addr4=(lease.ip, lease.mask or '255.255.255.0'), gw4=lease.router or '0.0.0.0')
     if lease.dns:
         network.ipconfig(dns=lease.dns[0])
 
 
-def clear_lease(nic):
-    """Board: the address off the interface (the lease ended); DHCP goes on from 0.0.0.0."""
+def take_lease(nic):
+    """The address off the interface (the lease ended); DHCP goes on from 0.0.0.0."""
+    if nic is None:
+        dev = _dev()
+        if dev:
+            drop_lease(dev)
+        return
     nic.ipconfig(addr4=('0.0.0.0', '0.0.0.0'), gw4='0.0.0.0')
+
+
+def _dev():
+    import sys
+    if sys.platform != 'linux':
+        return None
+    import os
+    return os.getenv('PHONE_IF')
 
 
 def _wlan_credentials(path='wlan.json'):

@@ -58,7 +58,6 @@ class Platform:
     def __init__(self, profile, mac=None):
         self.profile = profile
         self.nic = None
-        self.ifname = None          # the board interface's lwIP name, for the DHCP socket
         self._mac = mac
         self._led = None
         self._setup_led()
@@ -94,33 +93,20 @@ class Platform:
     def dhcp_kw(self):
         """phone.dhcp.Client options for this phone: its name as option 12, and on a board the
         interface the socket must be bound to (it has no address while it asks for one)."""
-        return {'hostname': self.device_name(), 'ifname': self.ifname}
+        # ifname: set by phone.hw on a board (its lwIP interface name)
+        return {'hostname': self.device_name(), 'ifname': getattr(self, 'ifname', None)}
 
     def apply_lease(self, lease):
-        """Put a DHCP lease the agent got on the interface: on a board as a static address
-        (phone.hw.set_lease); on the unix port on the namespace interface named by PHONE_IF."""
-        if self.nic is not None:
-            from phone import hw
-            hw.set_lease(self.nic, lease)
-            return
-        dev = _env('PHONE_IF') if IS_UNIX else None
-        if dev and lease.ip:
-            from phone import hw
-            hw.apply_lease(dev, lease)
+        """Put a DHCP lease the agent got on the interface (phone.hw.put_lease): on a board as
+        a static address, on the unix port on the namespace interface named by PHONE_IF."""
+        from phone import hw
+        hw.put_lease(self.nic, lease)
 
     def drop_lease(self, ip):
-        """The lease of `ip` ended (or was refused): take the address off the interface at
-        once (phone.lease keeps only leases the agent got itself). The interface goes back to
-        what a DHCP client needs: 0.0.0.0 on a board, 0.0.0.0/0 and a default route on the
-        unix port's namespace interface."""
-        if self.nic is not None:
-            from phone import hw
-            hw.clear_lease(self.nic)
-            return
-        dev = _env('PHONE_IF') if IS_UNIX else None
-        if dev:
-            from phone import hw
-            hw.drop_lease(dev)
+        """The lease of `ip` ended (or was refused): the address off the interface at once
+        (phone.hw.take_lease), back to what a DHCP client needs."""
+        from phone import hw
+        hw.take_lease(self.nic)
 
     # -- LED: off / on / blink pattern by state ---------------------------
     def _setup_led(self):
