@@ -18,7 +18,7 @@ START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 DOCS = ROOT / "docs" / "benchmarks.md"
 ORDER = ("failover", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak",
-         "cpu_calibration", "cpu_handshake")
+         "cpu_calibration", "cpu_handshake", "sha512")
 
 
 def _load(out: Path) -> dict[str, dict]:
