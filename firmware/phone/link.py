@@ -1,6 +1,6 @@
 # One TLS session to one server (call manager or SRST router), asyncio based.
-# The trust anchor is one (der, cn) pair: exactly one certificate is trusted, and its CN is
-# the server_hostname Mbed TLS checks (phones connect by IP address).
+# The trust anchor is one (der, cn) pair: exactly one certificate is trusted, byte for byte,
+# whatever the clock, the chain and the name (context(); docs/security.md rule 9).
 #
 # Modes: STANDBY (KeepAlive only, as Cisco's standby connection to the SRST router) and
 # REGISTERED (after Register -> RegisterAck). The link pins exactly one trust anchor, sends
