@@ -108,6 +108,18 @@ def define_time_date(body, events=None):
     f = [body[i] | body[i + 1] << 8 | body[i + 2] << 16 | body[i + 3] << 24
          for i in range(0, 36, 4)]
     t = f[8]
-    if t < _SET_AFTER and 2020 <= f[0] < 2100:
-        t = time.mktime((f[0], f[1], f[3], f[4], f[5], f[6], 0, 0)) + _EPOCH
+    if t < _SET_AFTER and 2020 <= f[0] < 2100 and 1 <= f[1] <= 12:
+        t = _unix(f[0], f[1], f[3], f[4], f[5], f[6])
     return set_time(t, 'sccp', events)
+
+
+def _unix(y, mo, d, h, mi, s):
+    """Unix seconds of a UTC date (proleptic Gregorian; no time zone, unlike the unix port's
+    mktime): days from 0000-03-01 by 400-year eras, less those to 1970-01-01."""
+    if mo <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (mo - 3 if mo > 2 else mo + 9) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return days * 86400 + h * 3600 + mi * 60 + s

@@ -91,3 +91,46 @@ def test_a_set_platform_clock_is_known():
     eq(clock.utc(), _gm(SIGNED + 5))
     clock.floor(SIGNED)                           # older than the clock: nothing changes
     eq(clock.source, 'platform')
+
+
+class _Machine:
+    """machine with an RTC (as the ESP32 port has): datetime() moves the platform clock when
+    `takes`, as settimeofday does on the board."""
+
+    def __init__(self, base, takes):
+        self.calls = []
+        outer = self
+
+        class RTC:
+            def datetime(self, t):
+                outer.calls.append(t)
+                if takes:
+                    base[0] = clock._unix(t[0], t[1], t[2], t[4], t[5], t[6])
+
+        self.RTC = RTC
+
+
+def test_the_rtc_is_set_where_there_is_one():
+    import sys
+    base = _power_up()
+    m = _Machine(base, True)
+    sys.modules['machine'] = m
+    try:
+        t = SIGNED + 3 * 86400 + 3723                  # Sunday 2026-01-04 01:02:03Z
+        clock.set_time(t, 'sccp')
+        eq(m.calls, [(2026, 1, 4, 6, 1, 2, 3, 0)])     # weekday 6: Sunday (Monday is 0)
+        eq(clock._offset, 0, 'the RTC took it: no offset')
+        eq(clock.now(), t)
+        # an RTC that does not take (or none): the offset carries the time
+        sys.modules['machine'] = _Machine(base, False)
+        clock.set_time(t + 100, 'sccp')
+        eq(clock.now(), t + 100)
+        assert clock._offset != 0
+    finally:
+        del sys.modules['machine']
+
+
+def test_dates_to_unix_seconds():
+    for t in (0, 951782400, 1709164800, SIGNED, SIGNED + 86400 * 59 + 1, 4102444799):
+        g = time.gmtime(t - EPOCH)
+        eq(clock._unix(g[0], g[1], g[2], g[3], g[4], g[5]), t, str(g[:6]))
