@@ -172,6 +172,9 @@ def _run(sc: Scenario, opts: RunOptions) -> Result:
         profile = faithful.profile_name(vboard_kind) if vboard_kind else sc.board.get("profile")
         if vboard_kind:
             res.board = vboard_kind
+            if lab.mode != "netns":
+                raise RunError(f"{vboard_kind}: the faithful board's network stack needs the "
+                               f"namespace lab (run as root); loopback mode has no DHCP")
         lab.prepare_board_folder(folder, profile=BOARDS / f"{profile}.json" if profile else None)
         _merge_settings(folder, sc.settings)
         install_firmware(folder, work / "build")

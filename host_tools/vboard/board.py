@@ -304,6 +304,7 @@ class VirtualBoard(ConsoleTaps):
 
     def _shutdown(self) -> None:
         if self._interp is not None:
+            self._release_cpu()
             self._interp.stop()
             self._interp.close()
             self._interp = None
@@ -332,9 +333,6 @@ class VirtualBoard(ConsoleTaps):
             if self.faithful is not None:
                 self.faithful.power_up()     # clock back to 2000-01-01, lease gone
             interp = Interpreter(self._command(mode), self.env)
-            if self.faithful is not None:
-                # CPU speed of the profile (host_tools/vboard/cpuquota.py, when present)
-                self.faithful.started(interp.pid)
         except OSError as e:
             if first:
                 self._first_error = e
@@ -393,6 +391,11 @@ class VirtualBoard(ConsoleTaps):
 
     def _on_sentinel(self, s: stream.Sentinel) -> None:
         if s.name == "up" and self._phase == _STARTING:
+            if self.faithful is not None and self._interp is not None:
+                # The profile's CPU speed (host_tools/vboard/cpuquota.py) from here on: what
+                # ran before (CPython and the unix port starting, the board's modules
+                # compiled) has no counterpart on the board, whose boot is ROM and C.
+                self.faithful.started(self._interp.pid)
             self._phase = _BOOT
             self._release_input()
         elif s.name == "ready" and self._phase in (_STARTING, _BOOT):
@@ -406,6 +409,7 @@ class VirtualBoard(ConsoleTaps):
                 self._exit_override = int(s.arg or "0")
             except ValueError:
                 self._exit_override = 1
+            self._release_cpu()
             self._interp.kill()
 
     def _swallow(self, data: bytes) -> None:
@@ -467,6 +471,13 @@ class VirtualBoard(ConsoleTaps):
             quick = time.monotonic() - self._spawned_at < 2 * _CRASH_BACKOFF_S
             self._respawn = (time.monotonic() + (_CRASH_BACKOFF_S if quick else 0), stream.FRIENDLY)
 
+    def _release_cpu(self) -> None:
+        """Lift the CPU quota before the interpreter is killed: a process throttled to an
+        ESP32's speed takes seconds to exit (its teardown is throttled too), while a board's
+        reset is immediate."""
+        if self.faithful is not None:
+            self.faithful.release_cpu()
+
     def _check_watchdog(self) -> None:
         f = self.faithful
         if f is None or self._interp is None or self._hard_reset_requested:
@@ -484,6 +495,7 @@ class VirtualBoard(ConsoleTaps):
             self._respawn = (time.monotonic(), stream.FRIENDLY)
             return
         self._hard_reset_requested = True
+        self._release_cpu()
         self._interp.kill()
 
     # -- clients -----------------------------------------------------------------------

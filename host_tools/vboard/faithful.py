@@ -186,6 +186,15 @@ class Faithful:
         the old one when its process exits)."""
         self.cpu = cpu_limit(pid, self.traits)
 
+    def release_cpu(self) -> None:
+        """The interpreter runs at host speed again (before it is killed)."""
+        handle, self.cpu = self.cpu, None
+        if handle is not None:
+            try:
+                handle.close()
+            except Exception:  # noqa: BLE001 - a group already gone: nothing to lift
+                pass
+
     def watchdog_expired(self) -> bool:
         """A machine.WDT the board armed and has not fed within its timeout."""
         try:
