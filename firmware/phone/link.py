@@ -153,7 +153,7 @@ def _name(der):
             _, o, oe = _tlv(der, _tlv(der, a)[1])
             if der[o:oe] == b'\x55\x04\x03':
                 _, v, ve = _tlv(der, oe)
-                cn = str(der[v:ve], 'utf-8')
+                cn = str(der[v:min(ve, v + 64)], 'utf-8')   # a server's text: bounded
             i = nxt
     except Exception:
         pass
