@@ -71,6 +71,11 @@ class Client:
         self.state = "init"
         self._begin_discover()
 
+    def power_off(self) -> None:
+        """A reset: the client and whatever address the interface had (static too) are gone."""
+        self.stop(release=False)
+        self._clear_address()
+
     def stop(self, release: bool) -> None:
         if self.state == "stopped":
             return
@@ -260,7 +265,7 @@ def serve(ifname: str, mac: bytes, portfile: str) -> int:
                     elif words[0] == "stop":
                         client.stop(release=True)
                     elif words[0] == "off":
-                        client.stop(release=False)
+                        client.power_off()
                     elif words[0] == "set" and len(words) == 4:
                         client.set_static(*words[1:])
                     elif words[0] == "quit":

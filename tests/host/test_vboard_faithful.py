@@ -97,6 +97,8 @@ def _check_common(out: dict[str, object]) -> None:
     assert out["year_set"] >= 2026
     assert out["session_after_close"] == "ok"
     assert out["after_stop"] == [False, ["0.0.0.0", "0.0.0.0"], "bound"]
+    assert out["static"] == [ip, mask]
+    assert out["addr4_after_reset"] == ["0.0.0.0", "0.0.0.0"]    # a reset forgets it
 
 
 @pytest.mark.netns

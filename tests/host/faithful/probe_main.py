@@ -32,6 +32,9 @@ except OSError:
 if second:                  # after machine.reset(): the clock is back at 2000
     import os
     os.remove('second_boot')
+    nic = network.LAN(mdc=machine.Pin(23), mdio=machine.Pin(18), phy_type=network.PHY_LAN8720,
+                      phy_addr=0)
+    say('addr4_after_reset', nic.ipconfig('addr4'))
     say('done', 2)
     sys.exit(0)
 say('sha512', hasattr(hashlib, 'sha512'))
@@ -113,8 +116,11 @@ try:
     say('session_after_close', 'ok')
 except Exception as e:
     say('session_after_close', why(e))
+leased = nic.ipconfig('addr4')
 nic.ipconfig(dhcp4=False)
 say('after_stop', [nic.ipconfig('dhcp4'), nic.ipconfig('addr4'), bind68()])
+nic.ipconfig(addr4=leased)                 # static, as the firmware keeps its own lease
+say('static', nic.ipconfig('addr4'))
 with open('second_boot', 'w') as f:
     f.write('1')
 say('resetting', 1)
