@@ -181,6 +181,7 @@ def test_board_options_take_virtual_profile():
         specs.parse("virtual:virtual")
 
 
+@pytest.mark.slow
 def test_watchdog_not_fed_resets_the_board(tmp_path):
     """machine.WDT on the faithful board: not fed within its timeout, the board resets (and
     the clock is back at 2000 after it)."""
