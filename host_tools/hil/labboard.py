@@ -42,7 +42,9 @@ def start_lab(board: BoardHandle, workdir: Path, mac: str, mode: str = "auto",
     lab.start()
     try:
         if isinstance(board, VirtualHandle):
-            lab.prepare_board_folder(board.folder, mac)
+            from host_tools import BOARDS
+            # the board's own profile: a faithful board (virtual:PROFILE) runs its hardware one
+            lab.prepare_board_folder(board.folder, mac, profile=BOARDS / f"{board.profile}.json")
             board.relaunch(prefix=lab.phone_prefix(), env=lab.phone_env())
         else:
             provision_real(board, lab, mac)
