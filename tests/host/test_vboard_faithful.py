@@ -232,3 +232,25 @@ def test_registered_standby_on_the_faithful_olimex(tmp_path):
     text = report.summary(res) + "\n" + "\n".join(res.console[-25:])
     assert res.passed, text
     assert res.board == "virtual:olimex-esp32-poe-iso-wrover"
+
+
+@pytest.mark.netns
+def test_hil_lab_gives_a_faithful_board_its_hardware_profile(tmp_path):
+    """pytest --board virtual:PROFILE: the lab the HIL plugin builds writes the board's own
+    profile into its folder (it wrote boards/virtual.json, a unix profile, before)."""
+    _skip_unless_ready()
+    from host_tools.hil import handles, labboard, specs
+    spec = specs.parse("virtual:wt32-eth01")
+    h = handles.VirtualHandle(spec, "virtual:t", tmp_path / "board", "96K")
+    h.start()
+    lab = None
+    try:
+        lab = labboard.start_lab(h, tmp_path / "lab", labboard.worker_mac(0), "netns")
+        prof = json.loads((tmp_path / "board" / "board.json").read_text())
+        assert (prof["name"], prof["chip"]) == ("wt32-eth01", "esp32")
+        assert h.vboard is not None and h.vboard.traits is not None
+        assert h.vboard.traits.profile == "wt32-eth01"
+    finally:
+        h.close()
+        if lab is not None:
+            lab.stop()
