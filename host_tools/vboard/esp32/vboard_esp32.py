@@ -492,3 +492,5 @@ def install():
     mods['tls'] = _install_tls(real_tls, int(env('VBOARD_TLS_SESSIONS') or '1'))
     if 'ssl' in mods:
         del mods['ssl']      # micropython-lib's ssl imports tls: let it find the board's
+    for name in ('time', 'machine', 'hashlib', 'sys'):
+        mods['u' + name] = mods[name]     # the old u-names reach the same modules
