@@ -52,10 +52,9 @@ def main():
         return
     plat, cfg, prov = r
     r = None
-    from phone import clock
-    clock.floor(prov.signed_ts, events.default)   # the clock is at least what was signed
     from phone import link
     link.contexts(prov)         # its ~3 KB blocks first, while the freed heap is in one piece
+    link.clock.after_provisioning(prov, events.default)     # phone.clock: link imported it
     from phone.agent import Agent
     supervise(lambda: Agent(plat, prov, settings=cfg), events.default, cfg,
               _watchdog(plat.profile))

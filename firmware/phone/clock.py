@@ -100,6 +100,21 @@ def floor(t, events=None):
         set_time(t, 'floor', events)
 
 
+def after_provisioning(prov, events):
+    """Boot, once provisioning is unloaded (its heap would not have had room for this): the
+    floor from the signed files in force (prov.signed_ts), then SNTP to the servers of DHCP
+    option 42 (prov.ntp) in phone.sntp, dropped again: the agent never needs it."""
+    floor(prov.signed_ts, events)
+    if prov.ntp:
+        import sys
+        from phone import sntp
+        sntp.query(prov.ntp, 800, events)
+        sys.modules.pop('phone.sntp', None)
+        pkg = sys.modules.get('phone')
+        if pkg is not None and hasattr(pkg, 'sntp'):
+            delattr(pkg, 'sntp')
+
+
 def define_time_date(body, events=None):
     """DefineTimeDate (body of message 0x0094): systemTime (UTC seconds) at offset 32, else
     the date fields (year, month, weekday, day, hour, minute, second) taken as UTC."""
@@ -123,3 +138,4 @@ def _unix(y, mo, d, h, mi, s):
     doy = (153 * (mo - 3 if mo > 2 else mo + 9) + 2) // 5 + d - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
     return days * 86400 + h * 3600 + mi * 60 + s
+

@@ -281,7 +281,7 @@ def parse(b, n, xid=None, mac=None):
         if c in (3, 6, 150) and (not v or len(v) % 4):
             raise Ignored('option %d has length %d, not a list of IPv4 addresses' % (c, len(v)))
         # options we know; any other is kept in Reply.unknown and otherwise skipped
-        if c not in (1, 3, 6, 12, 15, 51, 52, 53, 54, 56, 57, 58, 59, 61, 66, 150):
+        if c not in (1, 3, 6, 12, 15, 42, 51, 52, 53, 54, 56, 57, 58, 59, 61, 66, 150):
             r.unknown.append(c)
     mt = opts.get(53)
     if mt is None:
@@ -316,6 +316,7 @@ class Lease:
         self.router = None
         self.routers = []
         self.dns = []
+        self.ntp = []               # option 42 (for phone.clock's SNTP)
         self.domain = None
         self.tftp_servers = []
         self.opt150 = []
@@ -395,6 +396,9 @@ def lease_from(reply, configured=None, resolve=None, events=None, fallback=None,
         L.router = L.routers[0]
     if 6 in o:
         L.dns = _ip_list(o[6])
+    v = o.get(42)
+    if v and not len(v) % 4:    # a malformed list costs only the clock its source
+        L.ntp = _ip_list(v)
     if 15 in o:
         try:
             L.domain = o[15].decode().rstrip('\x00')

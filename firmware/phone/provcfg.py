@@ -167,6 +167,7 @@ def result(p, ev, c, mac):
     # with phone.clock once these modules are gone)
     f = getattr(p, 'floor', None)
     r.signed_ts = max(p.trust.ts if p.trust is not None else 0, f[0] if f else 0)
+    r.ntp = getattr(p, 'ntp', ())
     return r
 
 

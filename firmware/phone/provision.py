@@ -181,6 +181,8 @@ class Provisioner:
             self.lease = (lease.ip, lease.server_id, lease.lease_s, lease.t1_s, lease.t2_s,
                           lease.acquired_ms)
             self.ip = lease.ip
+            if lease.ntp:       # option 42: boot's SNTP query (provcfg.result passes it on)
+                self.ntp = tuple(lease.ntp[:2])
             return lease.tftp_servers
         except (dhcp.DhcpError, OSError) as e:
             ev.emit('dhcp_unavailable', reason=str(e))

@@ -38,7 +38,7 @@ from host_tools.lab import cnfxml
 from host_tools.lab.callmanager import CallManager
 from host_tools.lab.callmanager import SECURE_PORT as CM_PORT
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
-from host_tools.lab import netns
+from host_tools.lab import netns, ntp
 from host_tools.lab.eventlog import EventLog
 from host_tools.lab.recorder import Recorder, RecorderError
 from host_tools.lab.services import LoggedDnsmasq, LoggedTftp, start_with_fallback
@@ -202,6 +202,7 @@ class Lab:
         self.srst: SrstRouter | None = None
         self.tftp: LoggedTftp | LoggedDnsmasq | None = None
         self.dhcp: LoggedDnsmasq | None = None
+        self.ntp: ntp.SntpServer | None = None
         self.recorder: Recorder | None = None
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.files: dict[str, Any] = {}
@@ -297,6 +298,8 @@ class Lab:
         if topo is not None:
             if self.callmanager is not None and topo.hq.running:
                 steps.append(("callmanager", lambda: topo.hq.run(self.callmanager.stop(), 10)))  # type: ignore[union-attr]
+            if self.ntp is not None and topo.branch.running:
+                steps.append(("ntp", lambda: topo.branch.run(self._close_ntp(), 5)))
             if self.srst is not None and topo.branch.running:
                 steps.append(("srst", lambda: topo.branch.run(self.srst.stop(), 10)))  # type: ignore[union-attr]
             steps.append(("topology", topo.down))
@@ -405,14 +408,28 @@ class Lab:
         topo = self._topo()
         assert isinstance(topo, NetnsTopology) and topo.branch_ns is not None
         a = topo.addr
+        # The branch router serves NTP (as `ntp master` does) and DHCP names it (option 42):
+        # the phone's first clock source after the signed files' floor.
+        extra = [f"--dhcp-boot=,,{self.endpoints['tftp'][0]}"]
+        try:
+            self.ntp = topo.branch.run(ntp.start(a.router, ntp.PORT, self._emitter("ntp")), 5)
+            self.endpoints["ntp"] = (a.router, ntp.PORT)
+            extra.append(f"--dhcp-option=42,{a.router}")
+        except OSError as e:
+            self.log("ntp_unavailable", error=str(e))
         self.dhcp = LoggedDnsmasq(topo.branch_ns, topo.LAN_BRIDGE, dhcp_range=a.dhcp_range,
                                   option150=[self.endpoints["tftp"][0]], router=a.router,
                                   lease=self.dhcp_lease,
                                   workdir=self.workdir / "dnsmasq-branch",
                                   # siaddr = the TFTP server too (dnsmasq would put itself)
-                                  extra=[f"--dhcp-boot=,,{self.endpoints['tftp'][0]}"],
+                                  extra=extra,
                                   emit=self._emitter("dhcp")).start()
         self.endpoints["dhcp"] = (a.router, 67)
+
+    async def _close_ntp(self) -> None:
+        if self.ntp is not None:
+            self.ntp.close()
+            self.ntp = None
 
     def _topo(self) -> Topology:
         if self.topology is None:

@@ -134,3 +134,25 @@ def test_dates_to_unix_seconds():
     for t in (0, 951782400, 1709164800, SIGNED, SIGNED + 86400 * 59 + 1, 4102444799):
         g = time.gmtime(t - EPOCH)
         eq(clock._unix(g[0], g[1], g[2], g[3], g[4], g[5]), t, str(g[:6]))
+
+
+class _Prov:
+    signed_ts = SIGNED
+    ntp = ('127.0.0.1',)        # nothing answers NTP there
+
+
+def test_after_provisioning_floor_then_sntp_module_dropped():
+    import sys
+    _power_up()
+    e, out = _events()
+    p = _Prov()
+    p.ntp = ()
+    clock.after_provisioning(p, e)
+    eq((clock.now(), clock.source), (SIGNED, 'floor'))
+    assert 'phone.sntp' not in sys.modules
+    clock.after_provisioning(_Prov(), e)          # a silent server: bounded, an event, gone
+    assert '"ev":"sntp_failed"' in out.text(), out.text()
+    eq(clock.source, 'floor')
+    assert 'phone.sntp' not in sys.modules
+    import phone
+    assert not hasattr(phone, 'sntp')

@@ -371,3 +371,13 @@ def test_configured_server_is_the_last_resort():
     srv.sendto(reply(opts=[(1, ips('255.255.255.0'))]), to)
     srv.sendto(reply(dhcp.ACK, opts=[(1, ips('255.255.255.0'))]), to)
     eq(c.acquire(total_ms=3000).tftp_servers, ['198.51.100.7'])
+
+
+def test_option42_ntp_servers_are_kept():
+    r = parse(reply(dhcp.ACK, opts=GOOD + [(42, ips('192.0.2.123', '198.51.100.123'))]))
+    assert 42 not in r.unknown
+    eq(dhcp.lease_from(r).ntp, ['192.0.2.123', '198.51.100.123'])
+    eq(dhcp.lease_from(parse(reply(dhcp.ACK, opts=GOOD))).ntp, [])
+    # a malformed NTP list costs the clock its source, not the phone its lease
+    L = dhcp.lease_from(parse(reply(dhcp.ACK, opts=GOOD + [(42, b'\x01\x02\x03')])))
+    eq((L.ntp, L.opt150[0]), ([], '203.0.113.10'))
