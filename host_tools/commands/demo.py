@@ -86,7 +86,8 @@ _board.kind = "board"  # type: ignore[attr-defined]
 class View:
     """What the live view shows; updated from the runner's threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, board: str = "virtual") -> None:
+        self.board = board
         self.lock = threading.Lock()
         self.state = "BOOT"
         self.primary = "-"
@@ -134,7 +135,9 @@ class View:
         with self.lock:
             self.mode = lab.mode
             self.hosts = {
-                "phone": f"virtual board (MicroPython unix port), {a.phone if lab.mode == 'loopback' else 'DHCP on 192.0.2.0/24'}",
+                "phone": (f"{self.board} (ESP32-faithful virtual board)" if self.board != "virtual"
+                          else "virtual board (MicroPython unix port)")
+                + f", {a.phone if lab.mode == 'loopback' else 'DHCP on 192.0.2.0/24'}",
                 "branch router": f"SRST router sim {lab.endpoints['srst'][0]}:{lab.endpoints['srst'][1]}, "
                                  f"credentials {lab.endpoints['credentials'][1]}"
                                  + (", DHCP (dnsmasq, option 150)" if lab.dhcp else ""),
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                                  timeout="90s" if short else "600s"))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    view = View()
+    view = View(args.board)
     live_ok = console.is_terminal and not args.plain
     if not live_ok:
         def show(s: runner.Stamped) -> None:
