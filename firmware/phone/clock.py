@@ -3,6 +3,8 @@
 # checks and logs want it, so the agent sets it from what it already trusts:
 #   floor(t)   the timestamp of a verified trust list or signed config: the time is at least
 #              that (a lower bound; the clock is moved forward to it, never back);
+#   sntp       one query to the NTP servers of DHCP option 42 at boot (phone.sntp), never
+#              below the floor;
 #   sccp       DefineTimeDate from the call manager or SRST router the phone registered with
 #              over its pinned TLS link (systemTime, UTC).
 # now() is None while the time is unknown (a clock before 2020 was never set); utc() is the
@@ -23,7 +25,7 @@ _SET_AFTER = const(1577836800)   # 2020-01-01T00:00:00Z: a clock before it was n
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0   # ports counting from 2000
 
 _offset = 0          # seconds added to the platform clock (where it cannot be set)
-source = None        # what the time came from: None, 'platform', 'floor', 'sccp'
+source = None        # what the time came from: None, 'platform', 'floor', 'sntp', 'sccp'
 floor_s = 0          # the highest signed-file timestamp seen (Unix seconds)
 
 
