@@ -20,7 +20,7 @@ from host_tools import boards as boardlib
 from host_tools.events import Event, EventReader
 from host_tools.scenario import faults
 from host_tools.scenario.metrics import Action, Stamped, compute, matches, verdicts
-from host_tools.scenario.spec import Scenario, Step
+from host_tools.scenario.spec import Scenario, Step, for_board
 
 DEFAULT_HEAP = "192K"   # the whole story on the 64-bit unix port, with room (docs/decisions.md)
 
@@ -170,6 +170,7 @@ def _run(sc: Scenario, opts: RunOptions) -> Result:
         folder = work / "board"
         vboard_kind = _board_kind(opts.board, sc.board.get("profile"))
         profile = faithful.profile_name(vboard_kind) if vboard_kind else sc.board.get("profile")
+        res.scenario = sc = for_board(sc, _limited(profile))
         if vboard_kind:
             res.board = vboard_kind
             if lab.mode != "netns":
@@ -183,8 +184,8 @@ def _run(sc: Scenario, opts: RunOptions) -> Result:
                              env=lab.phone_env(), on_output=tap.feed, board=vboard_kind)
         res.started = t0 = time.monotonic()
         board.start()
-        _timeline(sc, lab, board, tap, actions, t0, opts.on_action)
-        _finish(sc, tap, t0, lab)
+        last = _timeline(sc, lab, board, tap, actions, t0, opts.on_action)
+        _finish(sc, tap, t0, lab, last)
     except RunError as e:
         res.error = str(e)
     finally:
@@ -194,6 +195,17 @@ def _run(sc: Scenario, opts: RunOptions) -> Result:
         _lab_failed(res, lab)
         _epilogue(res, lab, opts, work, own_tmp)
     return _conclude(res)
+
+
+def _limited(profile: str | None) -> bool:
+    """A `limited` board profile (one TLS session, no standby link): the scenario is read
+    for that kind of board (spec.for_board)."""
+    if not profile or profile == "virtual":
+        return False
+    try:
+        return boardlib.load(profile).limited
+    except Exception:  # noqa: BLE001 - an unknown profile fails where the board is made
+        return False
 
 
 def _board_kind(board: str, profile: str | None) -> str | None:
@@ -242,6 +254,7 @@ def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
     actions = res.actions
     h.attach(tap)
     lab = None
+    res.scenario = sc = for_board(sc, _limited(getattr(h, "profile", None)))
     try:
         res.started = t0 = time.monotonic()
         try:
@@ -252,8 +265,8 @@ def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
         res.mode = lab.mode
         if opts.on_lab:
             opts.on_lab(lab)
-        _timeline(sc, lab, h, tap, actions, t0, opts.on_action)
-        _finish(sc, tap, t0, lab)
+        last = _timeline(sc, lab, h, tap, actions, t0, opts.on_action)
+        _finish(sc, tap, t0, lab, last)
     except RunError as e:
         res.error = str(e)
     finally:
@@ -295,7 +308,9 @@ def _conclude(res: Result) -> Result:
     sc = res.scenario
     res.metrics = compute(res.events, res.actions)
     res.expectations = verdicts(sc.expect, res.events, res.metrics)
-    if sc.until and res.error is None and not any(matches(sc.until, s.event) for s in res.events):
+    since = res.actions[-1].host if res.actions else float("-inf")
+    if sc.until and res.error is None and not any(
+            s.host >= since and matches(sc.until, s.event) for s in res.events):
         res.error = f"the run ended ({sc.timeout:.0f} s timeout) before {sc.until!r}"
     return res
 
@@ -327,7 +342,8 @@ def _merge_settings(folder: Path, extra: dict[str, Any]) -> None:
 
 
 def _timeline(sc: Scenario, lab: Any, board: Any, tap: Tap, actions: list[Action], t0: float,
-              on_action: Callable[[Action], None] | None) -> None:
+              on_action: Callable[[Action], None] | None) -> float:
+    """The steps in order; returns when the last one was done (t0 without steps)."""
     prev = t0
     for step in sc.timeline:
         if step.after is not None:
@@ -351,6 +367,7 @@ def _timeline(sc: Scenario, lab: Any, board: Any, tap: Tap, actions: list[Action
         if on_action:
             on_action(act)
         prev = act.host
+    return prev
 
 
 def _sleep_until(t: float) -> None:
@@ -392,16 +409,18 @@ def _perform(step: Step, lab: Any, board: Any) -> None:
         raise RunError(f"unknown action {step.action}")
 
 
-def _finish(sc: Scenario, tap: Tap, t0: float, lab: Any = None) -> None:
-    """The run ends at the `until` event (or the timeout); without one, after `duration`;
-    at once when a lab server crashes (the run has failed)."""
+def _finish(sc: Scenario, tap: Tap, t0: float, lab: Any = None, last: float | None = None) -> None:
+    """The run ends at the `until` event after the last step (`last`; or the timeout), so
+    a reboot's own event ends it, not the one before; without one, after `duration`; at once
+    when a lab server crashes (the run has failed)."""
+    since = t0 if last is None else last
     end = t0 + (sc.timeout if sc.until else min(sc.timeout, sc.duration or 0.0))
     failures = getattr(lab, "failures", None)
     while True:
         left = end - time.monotonic()
         if left <= 0:
             return
-        if sc.until and tap.wait(sc.until, t0, min(left, 1.0)) is not None:
+        if sc.until and tap.wait(sc.until, since, min(left, 1.0)) is not None:
             return
         if not sc.until:
             _sleep_until(time.monotonic() + min(left, 1.0))

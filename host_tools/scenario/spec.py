@@ -66,13 +66,31 @@ The rules (anything else is refused with one line naming the file and line):
                 events/no_events lists; ctl_rejected, config_rejected,
                 registered_over_standby bool. A scenario without [expect] and `until` passes
                 when its run ends without an error (a smoke run).
+  [expect.limited]  the same keys, for a `limited` board only (each replaces [expect]'s).
+  until         the run ends at the first such event after the last timeline step (with no
+                timeline, after power-up); a step's `after` waits for an event after the
+                previous step. So `until = "standby_up"` after a reboot step waits for the
+                reboot's own standby link, at any CPU speed.
+
+Board kinds. A `limited` board profile (no PSRAM: one TLS session, so no standby link; the
+firmware says `standby_disabled` at start and connects to the SRST router fresh at failover)
+cannot live what a standby-holding board lives; a scenario is read for it as follows
+(for_board), and everything else is proven as written:
+  after/until   `standby_up` waits for `registered:primary` (where a full board would open
+                its standby link, a limited one is settled);
+  events        `standby_up` becomes `standby_disabled` (the board must say why it has none);
+  no_events     `standby_disabled` becomes `standby_up` (it must never open one);
+  registered_over_standby = true  becomes false (a limited board's failover is never over a
+                standby link: proving that is the budget honoured);
+  [expect.limited]  then replaces whole keys, for what a scenario means on such a board.
+Boards that hold a standby link never see any of this: they prove [expect] as written.
 """
 from __future__ import annotations
 
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -247,6 +265,10 @@ EXPECT_KEYS: dict[str, Check] = {
     "max_boot_to_registered_ms": _MS, "max_standby_up_ms": _MS, "events": _event_list,
     "no_events": _event_list, "ctl_rejected": _BOOL, "config_rejected": _BOOL,
     "registered_over_standby": _BOOL, "max_registrations": _int(0, 100_000)}
+BOARD_KINDS = ("limited",)             # [expect.KIND]: expectations for that kind of board
+LIMITED_AFTER = {"standby_up": "registered:primary"}
+LIMITED_EVENTS = {"standby_up": "standby_disabled"}
+LIMITED_NO_EVENTS = {"standby_disabled": "standby_up"}
 ACTIONS: dict[str, dict[str, Check]] = {
     # action -> allowed extra keys and their checks
     "wan_cut": {"kind": _one_of(WAN_KINDS)},
@@ -324,6 +346,7 @@ class Scenario:
     duration: float | None           # stop after this long (seconds)
     until: str | None                # or when this event arrives (after the timeline)
     timeout: float                   # hard limit
+    expect_kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # [expect.limited]
 
 
 class _Lines:
@@ -409,11 +432,22 @@ def loads(text: str, path: Path | None = None) -> Scenario:
              lines.of_key("tftp", lines.of_table("lab")))
     board = table("board", BOARD_KEYS)
     settings = _settings(data.get("settings", {}), lab, lines, fail)
-    expect = table("expect", EXPECT_KEYS)
-    both = set(expect.get("events", [])) & set(expect.get("no_events", []))
-    if both:
-        fail(f"[expect] {', '.join(sorted(both))} in both events and no_events",
-             lines.of_key("no_events", lines.of_table("expect")))
+    kinds = {k: data.get("expect", {}).get(k) for k in BOARD_KINDS
+             if k in data.get("expect", {})}
+    expect = table("expect", {**EXPECT_KEYS, **{k: _typed(dict, "a table") for k in BOARD_KINDS}})
+    for k in kinds:
+        expect.pop(k)
+    _both(expect, "expect", lines, fail)
+    for kind, t in kinds.items():
+        start = lines.of_table(f"expect.{kind}")
+        for k, v in t.items():
+            if k not in EXPECT_KEYS:
+                fail(f"[expect.{kind}] unknown key {k!r} (known: {', '.join(sorted(EXPECT_KEYS))})",
+                     lines.of_key(k, start))
+            why = EXPECT_KEYS[k](v)
+            if why:
+                fail(f"[expect.{kind}] {k} {why}", lines.of_key(k, start))
+        _both({**expect, **t}, f"expect.{kind}", lines, fail)
 
     duration = _seconds(data, "duration")
     until = data.get("until")
@@ -435,7 +469,39 @@ def loads(text: str, path: Path | None = None) -> Scenario:
     _check_schedule(steps, timeout, fail)
     return Scenario(name=name, description=data.get("description", ""), path=path, lab=lab,
                     board=board, settings=settings, timeline=steps, expect=expect,
-                    duration=duration, until=until, timeout=timeout)
+                    duration=duration, until=until, timeout=timeout,
+                    expect_kinds={k: dict(v) for k, v in kinds.items()})
+
+
+def _both(expect: dict[str, Any], where: str, lines: _Lines, fail: Any) -> None:
+    both = set(expect.get("events", [])) & set(expect.get("no_events", []))
+    if both:
+        fail(f"[{where}] {', '.join(sorted(both))} in both events and no_events",
+             lines.of_key("no_events", lines.of_table(where)))
+
+
+def for_board(sc: Scenario, limited: bool) -> Scenario:
+    """The scenario as a board of this kind can live it (see "Board kinds" above): itself
+    for a board that holds a standby link; for a limited one, its standby anchors and
+    expectations translated and [expect.limited] applied. The original is not changed."""
+    if not limited:
+        return sc
+
+    def event(spec: str, table: dict[str, str]) -> str:
+        return table.get(spec, spec)
+
+    steps = [replace(st, after=event(st.after, LIMITED_AFTER) if st.after else None)
+             for st in sc.timeline]
+    exp = dict(sc.expect)
+    if "events" in exp:
+        exp["events"] = [event(e, LIMITED_EVENTS) for e in exp["events"]]
+    if "no_events" in exp:
+        exp["no_events"] = [event(e, LIMITED_NO_EVENTS) for e in exp["no_events"]]
+    if exp.get("registered_over_standby") is True:
+        exp["registered_over_standby"] = False
+    exp.update(sc.expect_kinds.get("limited", {}))
+    return replace(sc, timeline=steps, expect=exp,
+                   until=event(sc.until, LIMITED_AFTER) if sc.until else None)
 
 
 def _seconds(data: dict[str, Any], key: str) -> float | None:
