@@ -145,12 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", choices=modules(), help="run just this benchmark")
     ap.add_argument("--serial", action="store_true", help="one benchmark at a time")
     ap.add_argument("--readme", action="store_true",
-                    help="only rewrite README.md's figures from the JSON in --out, then stop")
+                    help="only rewrite README.md's figures (and docs/benchmarks.md's tables) "
+                         "from the JSON in --out, then stop; with --only, just those "
+                         "benchmarks' (the others keep what they have)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     console = Console()
     if args.readme:
-        console.print(_readme.update(args.out))
+        console.print(_readme.update(args.out, only=args.only))
         return 0
     if args.long and args.quick:
         ap.error("--long and --quick do not go together")
