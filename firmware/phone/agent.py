@@ -10,6 +10,7 @@
 # All state lives in the Agent object, so several agents can share one interpreter (fleets).
 # Every transition emits a `state` event; the host measures its figures from the events.
 import gc
+import sys
 import time
 
 try:
@@ -128,11 +129,7 @@ class Agent:
         if not self._limited:
             self._tasks.append(asyncio.create_task(self._standby_keeper()))
         if getattr(prov, 'lease', None):
-            # A lease the agent got itself (unix port): renewed, rebound, or given up here.
-            from phone import lease as _lease
-            self._tasks.append(asyncio.create_task(_lease.keep(
-                self.platform, prov.lease, self.events, self.s, self._address_lost,
-                self._address_back)))
+            self._tasks.append(asyncio.create_task(self._keep_lease(prov.lease)))
         try:
             await self._serve()
         finally:
@@ -504,6 +501,28 @@ class Agent:
                 await self._sleep_or_wake(_jitter(delay), self._kick, cond=gone)
                 delay = self._grow(delay)
 
+    async def _keep_lease(self, st):
+        """A lease the agent got itself: renewed, rebound, or given up (phone.lease). The
+        module is loaded for one step and dropped while the next one is awaited: between
+        renewals the agent holds the keeper's state (plain values) and this timer only."""
+        while True:
+            k = None
+            try:
+                from phone import lease
+                k = lease.Keeper(self.platform, st, self.events, self.s, self._address_lost,
+                                 self._address_back)
+                ms = await k.step()
+                st = k.state()
+            except MemoryError as e:        # the module itself did not fit
+                ms = self.s.retry_max_ms
+                self.events.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=ms)
+            finally:
+                k = lease = None
+                _unload('lease')
+            if ms is None:
+                return
+            await asyncio.sleep_ms(ms)
+
     async def _address_lost(self, reason):
         """The DHCP lease is gone (phone.lease): no link may go on using the address. The
         serve loop then finds nothing registered and retries from TRYING with its backoff;
@@ -559,6 +578,13 @@ async def _reach(host, port, timeout_ms):
     finally:
         if s is not None:
             s.close()
+
+
+def _unload(name):
+    sys.modules.pop('phone.' + name, None)
+    pkg = sys.modules.get('phone')
+    if pkg is not None and hasattr(pkg, name):
+        delattr(pkg, name)
 
 
 def _jitter(ms):

@@ -7,8 +7,10 @@
 #   address goes at once (event dhcp_lost), the links are taken down (the agent's TRYING path)
 #   and a new DISCOVER starts over, with backoff, until a server answers; the same address
 #   back wakes the agent, another one restarts the board (everything built on the old one).
-# phone.dhcp is imported for one exchange and dropped after it (provisioning dropped it too):
-# between exchanges the keeper holds plain values only.
+# phone.dhcp is imported for one exchange and dropped after it (provisioning dropped it too).
+# The agent goes further (Agent._keep_lease): it loads this module for one step() at a time
+# and drops it while it waits for the next one, holding the keeper's state() (a few plain
+# values) and a timer; tests and tools may keep a Keeper and run() it.
 import gc
 import sys
 import time
@@ -81,12 +83,13 @@ async def drive(c, g):
 
 class Keeper:
     """lease: (ip, server_id, lease_s, t1_s, t2_s, bound_ms) as provisioning handed it on
-    (bound_ms: ticks_ms when the REQUEST that got it left). down(reason): a coroutine that
-    takes the links down; up(): the address is back. kw: phone.dhcp.Client options."""
+    (bound_ms: ticks_ms when the REQUEST that got it left), or a keeper's state(). down(reason):
+    a coroutine that takes the links down; up(): the address is back. kw: phone.dhcp.Client
+    options."""
 
     def __init__(self, plat, lease, events, settings, down, up, **kw):
         self.plat = plat
-        self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound = lease
+        self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound = lease[:6]
         self.ev = events
         self.s = settings
         self.down = down
@@ -94,6 +97,14 @@ class Keeper:
         self.kw = kw
         self.renewals = 0
         self.old = None             # the address lost, while DISCOVER starts over
+        self.due = False            # T1 reached (dhcp_bound said): extend at the next step
+        if len(lease) > 6:
+            self.renewals, self.old, self.due = lease[6:]
+
+    def state(self):
+        """Everything the keeper knows, as plain values: Keeper(.., state, ..) goes on."""
+        return (self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound,
+                self.renewals, self.old, self.due)
 
     def _client(self, dhcp):
         # the phone's own options (option 12, the board's interface), then the keeper's kw
@@ -107,39 +118,50 @@ class Keeper:
         return time.ticks_diff(time.ticks_add(self.bound, ms), time.ticks_ms())
 
     async def run(self):
-        """Keep the lease for as long as the agent runs. No exception ends it: a socket that
-        cannot be opened, a full heap, are events, and the lease is looked at again later
-        (from where it stands then: past T1, an exchange at once)."""
+        """Keep the lease for as long as the agent runs (step() after step())."""
         while True:
-            try:
-                return await self._run()
-            except (OSError, MemoryError) as e:
-                _drop('dhcp', 'hw')
-                self.ev.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=self.s.retry_max_ms)
-                await asyncio.sleep_ms(self.s.retry_max_ms)
-
-    async def _run(self):
-        while True:
-            if self.ip is None:             # lost (and not back yet): ask again
-                if not await self._start_over():
-                    return
-                continue
-            t = times(self.lease_s, self.t1_s, self.t2_s)
-            if t is None:
-                self.ev.emit('dhcp_kept', ip=self.ip, reason='infinite lease: nothing to renew')
+            ms = await self.step()
+            if ms is None:
                 return
-            t1, t2, end = t
+            await asyncio.sleep_ms(ms)
+
+    async def step(self):
+        """Do what is due now; the ms to wait before the next step, or None when there is
+        nothing more to do (an infinite lease, a board restarting for a new address). No
+        exception ends the keeper: a socket that cannot be opened, a full heap, are events,
+        and the lease is looked at again later (from where it stands then: past T1, an
+        exchange at once)."""
+        try:
+            return await self._step()
+        except (OSError, MemoryError) as e:
+            _drop('dhcp', 'hw')
+            self.due = False
+            self.ev.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=self.s.retry_max_ms)
+            return self.s.retry_max_ms
+
+    async def _step(self):
+        if self.ip is None:                 # lost (and not back yet): ask again
+            if not await self._start_over():
+                return None
+        t = times(self.lease_s, self.t1_s, self.t2_s)
+        if t is None:
+            self.ev.emit('dhcp_kept', ip=self.ip, reason='infinite lease: nothing to renew')
+            return None
+        t1, t2, end = t
+        if not self.due:
             left = self._at(t1)
             self.ev.emit('dhcp_bound', ip=self.ip, server=self.sid, lease_s=self.lease_s,
                          renew_in_ms=left, rebind_in_ms=self._at(t2), ends_in_ms=self._at(end))
+            self.due = True
             if left > 0:
-                await asyncio.sleep_ms(left)
-            got = await self._extend(self.sid, t2, end)
-            if got is None:
-                got = await self._extend(None, end, end)
-            if got:
-                continue
+                return left
+        self.due = False
+        got = await self._extend(self.sid, t2, end)
+        if got is None:
+            got = await self._extend(None, end, end)
+        if not got:
             await self._lost('NAK' if got is False else 'expired')
+        return 0
 
     async def _extend(self, sid, until, end):
         """One RENEWING (sid: unicast to it) or REBINDING (None: broadcast) stage until
@@ -216,7 +238,3 @@ class Keeper:
         self.up()
         return True
 
-
-def keep(plat, lease, events, settings, down, up, **kw):
-    """The keeper's coroutine, for asyncio.create_task."""
-    return Keeper(plat, lease, events, settings, down, up, **kw).run()
