@@ -1,5 +1,8 @@
 # Agent timing settings: defaults here, overrides from settings.json on the board (or a dict).
 # Every number that decides how fast the agent detects, fails over and re-homes is here.
+# The checks of names, types and ranges are in phone.setcheck, loaded only to check.
+import sys
+
 try:
     import json
 except ImportError:
@@ -36,49 +39,6 @@ DEFAULTS = {
 }
 
 
-# Bounds (lo, hi) of the integer settings. A name not listed: names ending in _ms take _MS
-# (0 would be a storm or an instant timeout), other numbers _COUNT. Strings are 1..64 chars.
-_MS = (100, 3600000)
-_COUNT = (0, 1000000)
-LIMITS = {
-    'probe_after_ms': (0, 3600000),     # 0: no extra probe
-    'max_missed': (1, 100),
-    'monitor_s': (0, 86400),
-    'tftp_retries': (0, 100),
-    'tftp_blksize': (512, 65464),       # RFC 2348
-    'tftp_windowsize': (1, 64),         # RFC 7440
-    'max_file_bytes': (1024, 1048576),
-    'tftp_min_blksize': (8, 65464),
-    'provision_deadline_ms': (0, 3600000),  # 0: none
-}
-
-
-def limits(k):
-    return LIMITS.get(k) or (_MS if k.endswith('_ms') else _COUNT)
-
-
-def check(k, v):
-    """Raise ValueError naming the setting when `v` is not a legal value for `k`."""
-    if k not in DEFAULTS:
-        raise ValueError('unknown setting %r' % k)
-    d = DEFAULTS[k]
-    if d is None or type(d) is int:
-        if v is None and d is None:
-            return
-        if type(v) is not int:
-            raise ValueError('setting %s must be an integer, not %r' % (k, v))
-        lo, hi = limits(k)
-        if v < lo or v > hi:
-            raise ValueError('setting %s=%d is out of range %d..%d' % (k, v, lo, hi))
-    elif type(d) is float:
-        if type(v) is not float and type(v) is not int:
-            raise ValueError('setting %s must be a number, not %r' % (k, v))
-    elif type(v) is not type(d):
-        raise ValueError('setting %s must be %s, not %r' % (k, type(d).__name__, v))
-    elif type(d) is str and not 0 < len(v) <= 64:
-        raise ValueError('setting %s must be 1..64 characters' % k)
-
-
 class Settings:
     def __init__(self, overrides=None):
         for k in DEFAULTS:
@@ -88,15 +48,17 @@ class Settings:
 
     def update(self, d):
         """Every value is checked (name, type, range) before any is applied: a bad
-        settings.json raises ValueError and the board halts with that reason."""
-        if not isinstance(d, dict):
-            raise ValueError('settings must be a JSON object, not %s' % type(d).__name__)
-        for k in d:
-            check(k, d[k])
-        lo = d.get('retry_min_ms', self.retry_min_ms)
-        hi = d.get('retry_max_ms', self.retry_max_ms)
-        if lo > hi:
-            raise ValueError('setting retry_min_ms=%d is above retry_max_ms=%d' % (lo, hi))
+        settings.json raises ValueError and the board halts with that reason. The checks
+        (phone.setcheck) are loaded for this and dropped after: the agent never needs them."""
+        from phone import setcheck
+        try:
+            setcheck.check_all(self, d)
+        finally:
+            setcheck = None
+            sys.modules.pop('phone.setcheck', None)
+            pkg = sys.modules.get('phone')
+            if pkg is not None and hasattr(pkg, 'setcheck'):
+                delattr(pkg, 'setcheck')
         for k in d:
             setattr(self, k, d[k])
 

@@ -513,7 +513,7 @@ def _settings(t: dict[str, Any], lab: dict[str, Any], lines: _Lines, fail: Any) 
     """The firmware's own check (phone/settings.py), key by key for the line, then the
     whole settings.json the board will get (the lab's short-timer settings merged first)."""
     import host_tools.fw  # noqa: F401 - puts firmware/ on sys.path
-    from phone import settings as fw
+    from phone import setcheck as fw  # DEFAULTS, check(), Settings: as the board checks
 
     start = lines.of_table("settings")
     for k, v in t.items():

@@ -22,7 +22,7 @@ import pytest
 
 import host_tools.fw  # noqa: F401 - firmware/ on sys.path
 from host_tools import ROOT, cli
-from phone import settings as fw_settings
+from phone import setcheck as fw_settings  # DEFAULTS, limits(): the board's checks
 
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
 
