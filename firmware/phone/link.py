@@ -170,6 +170,29 @@ def contexts(prov):
         context('srst', prov.srst[2], prov.identity)
 
 
+class _Opened:
+    """The context handed to open_connection, keeping the socket it wraps. open_connection
+    wraps before it waits for the TCP connect; a connect that times out (a silent WAN) leaves
+    that socket to us, and its Mbed TLS session holds ~20 KB of IDF heap until closed. Left to
+    the GC, a board without PSRAM (one session) refused the next connect with ENOMEM."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.sock = None
+
+    def wrap_socket(self, sock, **kw):
+        self.sock = self.ctx.wrap_socket(sock, **kw)
+        return self.sock
+
+    def close(self):
+        s, self.sock = self.sock, None
+        if s is not None:
+            try:
+                s.close()
+            except Exception:
+                pass
+
+
 class Link:
     def __init__(self, role, host, port, anchor, identity, events, settings, on_down=None,
                  on_reset=None):
@@ -214,13 +237,14 @@ class Link:
         timeout_ms = timeout_ms or self.s.connect_timeout_ms
         self.mode = CONNECTING
         t0 = time.ticks_ms()
+        opened = None
         try:
             a = self.anchor                # None: plain SCCP (security mode 1 only)
+            opened = _Opened(self._context()) if a else None
             # No server_hostname: the pin is the certificate's bytes, CN included (no SNI
             # either: phones reach their servers by address).
             self._r, self._w = await asyncio.wait_for_ms(
-                asyncio.open_connection(self.host, self.port, ssl=self._context() if a else None),
-                timeout_ms)
+                asyncio.open_connection(self.host, self.port, ssl=opened), timeout_ms)
             self._reader = sccp.FrameReader(self._r, accept=_RX, keep=_KEEP)
             self._last_rx = time.ticks_ms()
             self._tasks = [asyncio.create_task(self._read_loop())]
@@ -228,6 +252,8 @@ class Link:
             await self._request(sccp.keepalive(), (_KEEPALIVE_ACK,), left, 'KeepAliveAck')
         except Exception as e:
             why = _why(e, self.anchor)
+            if self._w is None and opened is not None:
+                opened.close()             # the TCP connect never completed (a silent WAN)
             await self._teardown()
             self.mode = DOWN
             raise LinkError(why)
