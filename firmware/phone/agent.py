@@ -545,6 +545,83 @@ class Agent:
         self._kick.set()
 
 
+# -- the supervisor (phone.boot runs it once provisioning is unloaded) --------------------
+def supervise(make, ev, cfg, wdt=None):
+    """Run the agent `make()` returns until it ends normally (stop, or a Reset, which
+    restarts the board). Anything escaping it is an event `agent_crashed` and a new agent
+    after a backoff (retry_min_ms doubling to retry_max_ms; back to retry_min_ms after an
+    agent that ran retry_max_ms). `wdt`: a machine.WDT, fed while an agent runs and
+    between runs, so only a wedged interpreter lets it reset the board."""
+    from phone.boot import _why
+    delay = cfg.retry_min_ms
+    while True:
+        t0 = time.ticks_ms()
+        try:
+            asyncio.run(_guarded(make(), wdt))
+            return
+        except KeyboardInterrupt:
+            ev.emit('stopped', reason='interrupted')
+            return
+        except Exception as e:      # MemoryError included; SystemExit (a reset) goes through
+            if time.ticks_diff(time.ticks_ms(), t0) >= cfg.retry_max_ms:
+                delay = cfg.retry_min_ms
+            gc.collect()
+            ev.emit('agent_crashed', where='agent', reason=_why(e), restart_ms=delay,
+                    heap_free=gc.mem_free())
+        asyncio.new_event_loop()    # drop the dead agent's tasks
+        gc.collect()
+        _pause(delay, wdt)
+        delay = min(delay * 2, cfg.retry_max_ms)
+
+
+async def _guarded(agent, wdt):
+    feeder = asyncio.create_task(_feed(wdt)) if wdt is not None else None
+    try:
+        await agent.run()
+    finally:
+        if feeder is not None:
+            feeder.cancel()
+
+
+async def _feed(wdt):
+    while True:
+        wdt.feed()
+        await asyncio.sleep_ms(_FEED_MS)
+
+
+def _pause(ms, wdt):
+    end = time.ticks_add(time.ticks_ms(), ms)
+    while True:
+        if wdt is not None:
+            wdt.feed()
+        left = time.ticks_diff(end, time.ticks_ms())
+        if left <= 0:
+            return
+        time.sleep_ms(min(left, _FEED_MS))
+
+
+_FEED_MS = 1000
+
+
+def watchdog(profile):
+    """The hardware watchdog on a board (profile "watchdog_ms", default 120 s, 0: off);
+    None on the unix port. Once armed it cannot be stopped: a host tool that interrupts the
+    agent (deploy) has that long before the board resets."""
+    from phone.boot import _why
+    from phone.platform import IS_UNIX
+    ms = profile.get('watchdog_ms', 120000)
+    if IS_UNIX or not ms:
+        return None
+    try:
+        from machine import WDT
+        wdt = WDT(timeout=ms)
+    except Exception as e:          # no WDT on this port, or a timeout it refuses
+        _events.emit('watchdog_off', reason=_why(e))
+        return None
+    _events.emit('watchdog_on', timeout_ms=ms)
+    return wdt
+
+
 async def _reach(host, port, timeout_ms):
     """Plain TCP connect to (host, port), closed at once: None when it was accepted, else the
     reason. No TLS session, no asyncio stream: the socket is closed on every path."""

@@ -10,7 +10,7 @@
 #     must follow the announced backoff, not the ~30 ms loop of the wake events;
 #   - garbage, a RegisterReject loop, a Reset on a standby link;
 #   - anything that escapes the agent is turned into an event and a restart by the supervisor
-#     (phone.boot.supervise).
+#     (phone.agent.supervise).
 import json
 import struct
 import time
@@ -375,7 +375,7 @@ async def test_unexpected_error_in_a_loop_is_an_event():
 
 
 def test_supervisor_restarts_a_crashed_agent():
-    from phone import boot
+    from phone import agent
     out = CaptureOut()
     ev = Events(out=out)
     runs = []
@@ -394,7 +394,7 @@ def test_supervisor_restarts_a_crashed_agent():
         def feed(self):
             fed.append(1)
 
-    boot.supervise(Crashing, ev, Settings({'retry_min_ms': 100, 'retry_max_ms': 400}), Dog())
+    agent.supervise(Crashing, ev, Settings({'retry_min_ms': 100, 'retry_max_ms': 400}), Dog())
     eq(len(runs), 3, 'agent runs')
     crashes = _events(out, 'agent_crashed')
     eq(len(crashes), 2, 'agent_crashed events')
