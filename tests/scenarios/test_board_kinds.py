@@ -9,7 +9,7 @@ import pytest
 
 from host_tools import ROOT
 from host_tools.events import Event
-from host_tools.scenario import runner, spec
+from host_tools.scenario import metrics, runner, spec
 from host_tools.scenario.metrics import Action, Stamped
 
 LIMITED_SC = '''
@@ -123,3 +123,16 @@ def test_finish_waits_for_the_until_event_after_the_last_step():
     tap.wait = wait  # type: ignore[method-assign]
     runner._finish(sc, tap, t0=t0, last=t0 + 0.5)
     assert asked == [t0 + 0.5]
+
+
+def test_a_fresh_srst_session_is_no_register_over_standby():
+    """A limited board's failover opens its SRST session fresh: its Register is no figure
+    for register-over-standby (the report would otherwise show it as one)."""
+    evs = [_stamped(0.0, "boot"), _stamped(0.1, "registered", link="primary"),
+           _stamped(4.0, "registered", link="srst", over_standby=False, register_ms=284)]
+    m = metrics.compute(evs, [Action(1.0, "wan_cut", {"kind": "blackhole"})])
+    assert m["failover_ms"] == 3000
+    assert m["register_over_standby_ms"] is None
+    assert m["failovers"][0]["register_ms"] == 284
+    evs[-1] = _stamped(4.0, "registered", link="srst", over_standby=True, register_ms=9)
+    assert metrics.compute(evs, [Action(1.0, "wan_cut")])["register_over_standby_ms"] == 9
