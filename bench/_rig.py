@@ -288,6 +288,17 @@ def stats(values: Sequence[float]) -> dict[str, Any]:
             "best": round(v[0]), "p90": round(p90)}
 
 
+def load_note(table: list[dict]) -> str:
+    """The host's 1-min load average over a benchmark's labs (each series records it at its
+    start and end): figures taken on a busy machine say so."""
+    loads = [x for t in table for x in t.get("load", []) if x is not None]
+    if not loads:
+        return "Host load average: not recorded."
+    return (f"Host load average (1 min) at the labs' start and end: {min(loads)}-{max(loads)} "
+            f"on {os.cpu_count()} cores (every lab of the benchmark, the others of its PLACE "
+            f"group and anything else on the machine).")
+
+
 def sec(ms: float | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.2f} s"
 

@@ -155,7 +155,7 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
             continue
         where = "" if board == "host speed" else f" ({board}, ESP32 speed)"
         cmp = f"target {target}" if target != "-" else (
-            "host CPU, not an ESP32" if board == "host speed" else "part of the boot above")
+            "host CPU, not an ESP32" if board == "host speed" else "no target of its own")
         out.append((measure.replace("boot -> ", "cold boot -> ") + where,
                     f"median {med}, worst {worst}", cmp))
     return out

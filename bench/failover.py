@@ -189,6 +189,7 @@ def summarize(results: list[dict], quick: bool) -> dict:
     reg_all = _rig.stats([x["register_ms"] for x in all_runs])
     step_all = _rig.stats([x["step_ms"] for x in all_runs])
     notes = _notes(host, reg_all, step_all) + _faithful_notes(table)
+    notes.append(_rig.load_note(table))
     if errors:
         notes.append(f"{len(errors)} run(s) not counted: " + "; ".join(errors[:3]))
     return {"title": "Failover: WAN cut -> registered with the SRST router (virtual board at "

@@ -188,6 +188,7 @@ def summarize(results: list[dict]) -> dict:
                       "errors": g["errors"], "runs": runs})
         errors += g["errors"]
     notes = _notes(table)
+    notes.append(_rig.load_note(table))
     if errors:
         notes.append(f"{len(errors)} run(s) not counted: " + "; ".join(errors[:3]))
     return {"title": "Failover on a limited board (one TLS session) vs with a standby session "

@@ -1,0 +1,64 @@
+"""The ESP32-faithful series of the benchmarks (boot, failover, limited): their plans and
+the target columns of their tables and headlines, from made-up runs (no lab). The targets
+at ESP32 speed: boot -> registered under 15 s, register over the standby session under
+500 ms, failover median under 10 s."""
+from __future__ import annotations
+
+from bench import boot, failover, limited
+
+OLIMEX = "virtual:olimex-esp32-poe-iso-wrover"
+WT32 = "virtual:wt32-eth01"
+
+
+def _run(fo: int, reg: int) -> dict:
+    return {"failover_ms": fo, "detect_ms": fo - reg, "step_ms": reg, "register_ms": reg,
+            "over_standby": True, "reason": "x", "rehome_ms": 1000}
+
+
+def test_plans_have_the_faithful_series(monkeypatch) -> None:
+    monkeypatch.delenv("BENCH_FAILOVER_BOARDS", raising=False)
+    monkeypatch.delenv("BENCH_LIMITED_BOARDS", raising=False)
+    full = [s for s in failover.plan(False) if s.board == OLIMEX]
+    assert sum(s.runs for s in full) >= 20 and {(s.kind, s.keepalive) for s in full} == {
+        ("blackhole", 30)}
+    assert 1 <= sum(s.runs for s in failover.plan(True) if s.board == OLIMEX) <= 3
+    lim = [s for s in limited.plan(False) if s.board == WT32]
+    assert sum(s.runs for s in lim) >= 20 and all(s.limited for s in lim)
+    monkeypatch.setenv("BENCH_FAILOVER_BOARDS", "none")
+    assert not [s for s in failover.plan(True) if s.board != "virtual"]
+
+
+def test_failover_targets_pass_and_fail() -> None:
+    base = {"kind": "blackhole", "keepalive": 30, "errors": [], "settings": {},
+            "short_timers": False, "load": [1.0, 2.0]}
+    res = failover.summarize([
+        {**base, "label": "blackhole", "board": "virtual", "runs": [_run(7000, 15)] * 3},
+        {**base, "label": "blackhole, a", "board": OLIMEX, "runs": [_run(6000, 140)] * 3},
+        {**base, "label": "blackhole, b", "board": "virtual:b", "runs": [_run(12000, 600)] * 3},
+    ], False)
+    target = {r[0]: r[-1] for r in res["rows"]}
+    assert target["blackhole"] == "-"
+    assert target["blackhole, a"] == "median < 10 s: pass; register < 500 ms: pass"
+    assert target["blackhole, b"] == "median < 10 s: FAIL; register < 500 ms: FAIL"
+    assert res["register_over_standby"]["median"] == 15      # host speed only
+    rows = failover.headline(res)
+    assert any("olimex-esp32-poe-iso-wrover at ESP32 speed" in m and "(pass)" in c
+               for m, _, c in rows)
+    assert any(m.startswith("register over the open standby session, b") and "(FAIL)" in c
+               for m, _, c in rows)
+
+
+def test_boot_target_on_the_worst_boot() -> None:
+    def sample(ms: int) -> dict:
+        return {"registered_ms": ms, "link": "primary", "provisioned_ms": ms // 2,
+                "offline": False, "standby_ms": None}
+    res = boot.summarize([
+        {"board": OLIMEX, "limited": False, "load": [1, 1], "seconds": 1, "errors": [],
+         "samples": [dict(sample(7000), standby_ms=9000)] * 2},
+        {"board": WT32, "limited": True, "load": [1, 1], "seconds": 1, "errors": [],
+         "samples": [sample(7000), sample(16000)]},
+    ])
+    reg = {r[0]: r[-1] for r in res["rows"] if "registered" in r[1]}
+    assert reg == {"olimex-esp32-poe-iso-wrover": "< 15 s: pass", "wt32-eth01": "< 15 s: FAIL"}
+    assert not [r for r in res["rows"] if r[0] == "wt32-eth01" and "standby" in r[1]]
+    assert any("target < 15 s: FAIL" == c for _, _, c in boot.headline(res))
