@@ -1,0 +1,79 @@
+# What the running agent keeps loaded (docs/decisions.md "Heap after issues 11 and 12"): the
+# lease keeper (phone.lease) only for a step, phone.limited only on a limited board, the
+# settings checks (phone.setcheck) only while settings are checked.
+import sys
+import time
+
+try:
+    import asyncio
+except ImportError:
+    import uasyncio as asyncio
+
+from fwtest import eq
+from phone.agent import Agent
+from phone.events import Events
+from phone.platform import Platform
+from phone.provision import Provisioned
+from phone.settings import Settings
+
+
+class _Null:
+    def write(self, s):
+        return len(s)
+
+
+def _agent(profile=None):
+    p = {'name': 't', 'chip': 'unix', 'network': {'kind': 'HOST'}}
+    p.update(profile or {})
+    log = []
+    ev = Events(out=_Null())
+    ev.listeners.append(lambda name, t, f: log.append((name, f)))
+    return Agent(Platform(p, mac=b'\x02\x00\x00\x00\x00\x01'), Provisioned(), ev,
+                 Settings()), log
+
+
+def test_lease_keeper_is_not_resident_between_steps():
+    a, log = _agent()
+    # a 2-minute lease that started now: the first step says dhcp_bound and waits for T1
+    st = ('192.0.2.10', '192.0.2.1', 120, None, None, time.ticks_ms())
+
+    async def main():
+        t = asyncio.create_task(a._keep_lease(st))
+        await asyncio.sleep_ms(200)
+        loaded = 'phone.lease' in sys.modules
+        t.cancel()
+        await asyncio.sleep_ms(10)
+        return loaded
+
+    eq(asyncio.run(main()), False, 'phone.lease loaded while waiting for T1')
+    bound = [f for n, f in log if n == 'dhcp_bound']
+    eq(len(bound), 1, 'dhcp_bound events')
+    assert 59000 <= bound[0]['renew_in_ms'] <= 60000, bound
+
+
+def test_keeper_state_goes_on_where_it_stopped():
+    from phone import lease
+    a, log = _agent()
+    k = lease.Keeper(a.platform, ('192.0.2.10', '192.0.2.1', 0xFFFFFFFF, None, None, 0),
+                     a.events, a.s, None, None)
+    eq(asyncio.run(k.step()), None, 'infinite lease: nothing more to do')
+    st = ('192.0.2.10', '192.0.2.1', 120, 30, 90, time.ticks_ms(), 3, None, True)
+    k = lease.Keeper(a.platform, st, a.events, a.s, None, None)
+    eq(k.state(), st)
+    eq(k.renewals, 3)
+
+
+def test_limited_code_only_on_a_limited_board():
+    _agent()
+    eq('phone.limited' in sys.modules, False, 'phone.limited loaded on a full board')
+    a, _ = _agent({'limited': True})
+    eq('phone.limited' in sys.modules, True, 'phone.limited on a limited board')
+
+
+def test_settings_checks_are_dropped_after_checking():
+    from phone import settings
+    s = Settings({'retry_min_ms': 500})
+    eq(s.retry_min_ms, 500)
+    eq('phone.setcheck' in sys.modules, False, 'phone.setcheck left loaded')
+    eq(hasattr(settings, 'check') or hasattr(settings, 'LIMITS'), False,
+       'checks resident in phone.settings')
