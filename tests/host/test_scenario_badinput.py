@@ -52,7 +52,7 @@ class Mutant:
 @dataclass
 class Assign:
     index: int                      # first line
-    end: int                        # last line (multi-line strings)
+    end: int                        # last line (multi-line strings and arrays)
     section: str                    # "", lab, board, settings, expect, timeline
     entry: int                      # timeline entry index
     key: str
@@ -79,6 +79,12 @@ def _assignments(text: str, doc: dict[str, Any]) -> list[Assign]:
             while end + 1 < len(lines) and '"""' not in lines[end + 1]:
                 end += 1
             end += 1
+        elif m.group(2).startswith("[") and m.group(2).count("[") > m.group(2).count("]"):
+            # an array over several lines: up to the line that closes it
+            depth = m.group(2).count("[") - m.group(2).count("]")
+            while depth > 0 and end + 1 < len(lines):
+                end += 1
+                depth += lines[end].count("[") - lines[end].count("]")
         key = m.group(1)
         if section == "timeline":
             value = doc["timeline"][entry][key]
