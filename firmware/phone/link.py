@@ -112,11 +112,13 @@ def _pin(der):
     def check(cert, depth):
         if depth:
             return 0                      # the chain above the leaf decides nothing
+        # Compared in place: a copy of the certificate (1-2 KB) may not fit a heap fragmented
+        # by then (a limited board at failover), and a MemoryError here refused the pinned one.
+        if cert == der:
+            _refused.pop(der, None)
+            return 0
         try:
             b = bytes(cert)
-            if b == der:
-                _refused.pop(der, None)
-                return 0
             _refused[der] = 'server certificate %s is not the pinned %s' % (_name(b), _name(der))
         except Exception:                 # MemoryError: refuse all the same
             pass
