@@ -6,8 +6,10 @@ PORT    ?=
 BOARD   ?= virtual
 FIRMWARE?=
 ARGS    ?=
+# The ESP32-faithful virtual boards `make test-faithful` runs the scenario library on.
+FAITHFUL?= olimex-esp32-poe-iso-wrover wt32-eth01
 
-.PHONY: setup demo test test-firmware bench bench-quick flash deploy repl lab-up lab-down vboard clean
+.PHONY: setup demo test test-faithful test-firmware bench bench-quick flash deploy repl lab-up lab-down vboard clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -17,6 +19,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(ARGS)
+
+# The whole scenario library on each faithful board in turn, at its calibrated CPU speed
+# (about 10 minutes a profile; every profile runs, the target fails if any did).
+test-faithful: setup
+	@rc=0; for p in $(FAITHFUL); do echo "== scenarios on virtual:$$p"; \
+	  $(PY) -m pytest tests/scenarios/test_scenarios.py --board virtual:$$p $(ARGS) || rc=1; \
+	done; exit $$rc
 
 test-firmware: setup
 	$(PY) -m pytest tests/firmware $(ARGS)

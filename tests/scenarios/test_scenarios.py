@@ -2,7 +2,9 @@
 otherwise), a board running the agent, the scenario's faults and expectations.
 
 Default: a fresh virtual board per scenario; `--board virtual:PROFILE` a fresh ESP32-faithful
-board of that hardware profile (docs/vboard.md). With the HIL plugin's `--board PORT` (or
+board of that hardware profile (docs/vboard.md), at its calibrated CPU speed; on a `limited`
+profile (one TLS session, no standby link) each scenario is read for that board
+(spec.for_board, docs/reports.md). With the HIL plugin's `--board PORT` (or
 `labgrid:PLACE`) the same scenarios run on that board through its `board` fixture, in a lab
 on `--lab-interface IF` (the bench NIC its Ethernet is plugged into)."""
 from __future__ import annotations
