@@ -52,11 +52,14 @@ def main():
         return
     plat, cfg, prov = r
     r = None
-    from phone import link
-    link.contexts(prov)         # its ~3 KB blocks first, while the freed heap is in one piece
-    link.clock.after_provisioning(prov, events.default)     # phone.clock: link imported it
-    # The supervisor and the watchdog live in phone.agent: provisioning never needs them.
+    # phone.agent (it imports phone.link) before the TLS contexts: its code lies below them
+    # and the heap above stays in one piece for the sessions (the whole story passes at 106K
+    # this way, and fails there with the agent loaded after the contexts). The supervisor
+    # and the watchdog live in phone.agent: provisioning never needs them.
     from phone import agent
+    link = agent._link
+    link.contexts(prov)         # its ~3 KB blocks first, before the agent's own objects
+    link.clock.after_provisioning(prov, events.default)     # phone.clock: link imported it
     agent.supervise(lambda: agent.Agent(plat, prov, settings=cfg), events.default, cfg,
                     agent.watchdog(plat.profile))
 
