@@ -5,6 +5,10 @@
 # Socket A (127.0.0.1) is the server of the lease; socket B (127.0.0.2) stands for the
 # broadcast address, so where a REQUEST arrives tells RENEWING from REBINDING.
 # timeout: 90
+# heap: 128K
+# (the test's own DHCP server shares the interpreter, and the keeper loads a second copy of
+# phone.dhcp at each exchange while the test holds its own: the keeper's heap is measured by
+# tests/firmware/test_agent_heap.py and the memory bench, not here)
 import socket
 import sys
 import time
