@@ -102,6 +102,10 @@ def context(slot, anchor, identity):
 # bytes written to the deferred handshake's write).
 _REFUSED = const(-0x3000)
 _refused = {}          # pinned DER -> why its callback last refused (gone once it accepts)
+# The pin whose callback refused last: set without allocating (a slot of an existing list), so
+# a refusal is told apart from another fatal handshake error (-0x3000 too, e.g. out of memory)
+# even when the heap could not hold the reason.
+_last_refused = [None]
 
 
 def _pin(der):
@@ -115,8 +119,10 @@ def _pin(der):
         # Compared in place: a copy of the certificate (1-2 KB) may not fit a heap fragmented
         # by then (a limited board at failover), and a MemoryError here refused the pinned one.
         if cert == der:
+            _last_refused[0] = None
             _refused.pop(der, None)
             return 0
+        _last_refused[0] = der
         try:
             b = bytes(cert)
             _refused[der] = 'server certificate %s is not the pinned %s' % (_name(b), _name(der))
@@ -242,6 +248,8 @@ class Link:
         opened = None
         try:
             a = self.anchor                # None: plain SCCP (security mode 1 only)
+            if a and _last_refused[0] is a[0]:
+                _last_refused[0] = None    # a refusal is told by this handshake's callback
             opened = _Opened(self._context()) if a else None
             # No server_hostname: the pin is the certificate's bytes, CN included (no SNI
             # either: phones reach their servers by address).
@@ -492,9 +500,13 @@ def _why(e, anchor=None):
     if isinstance(e, LinkError):
         return str(e)
     if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
-        why = _refused.get(anchor[0]) if anchor and e.args[0] == _REFUSED else None
-        if why:
-            return 'TLS: ' + why
+        if e.args[0] == _REFUSED:
+            if not anchor or _last_refused[0] is not anchor[0]:
+                # not our callback's refusal: Mbed TLS's own fatal error (out of memory...)
+                return 'TLS: handshake failed, not a certificate refusal (%d)' % e.args[0]
+            why = _refused.get(anchor[0])
+            if why:
+                return 'TLS: ' + why
         if e.args[0] in _TLS_ERRORS:
             return '%s (%d)' % (_TLS_ERRORS[e.args[0]], e.args[0])
         try:

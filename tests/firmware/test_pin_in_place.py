@@ -39,3 +39,28 @@ def test_other_certificate_refused_and_named():
     eq(got, -0x3000, 'verdict on another certificate with the heap locked')
     eq(check(memoryview(bytearray(PINNED)), 0), 0, 'the pinned one after a refusal')
     assert PINNED not in _link._refused
+
+
+def test_fatal_handshake_error_is_not_called_a_refusal():
+    # -0x3000 is also Mbed TLS's own fatal error (out of memory in the handshake, seen on
+    # virtual:wt32-eth01): it was reported as "not the pinned one" though no certificate
+    # had been refused.
+    anchor = (PINNED, 'pinned')
+    err = OSError(-0x3000)
+    _link._last_refused[0] = None
+    why = _link._why(err, anchor)
+    assert 'not a certificate refusal' in why and 'pinned' not in why, why
+    check = _link._pin(PINNED)
+    other = memoryview(OTHER)
+    micropython.heap_lock()
+    try:
+        check(other, 0)                       # refused with no heap for the reason
+    finally:
+        micropython.heap_unlock()
+    why = _link._why(err, anchor)
+    assert 'not the pinned one' in why, why
+    check(memoryview(OTHER), 0)               # refused with its reason
+    why = _link._why(err, anchor)
+    assert 'is not the pinned' in why and 'sha256:' in why, why
+    eq(_link._why(err, (OTHER, 'other')).find('not a certificate refusal') > 0, True,
+       'another link pinned elsewhere')
