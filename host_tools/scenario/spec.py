@@ -50,8 +50,9 @@ The rules (anything else is refused with one line naming the file and line):
   [board]       heap "96K"/"2M" 8K..512M; profile: a board profile in boards/: a unix-chip
                 one runs as is, a hardware one on the ESP32-faithful board virtual:PROFILE
                 (its heap, clock, DHCP, TLS budget and CPU speed; `heap` is then ignored).
-  [settings]    names, types and ranges of firmware/phone/settings.py (its check(), the
-                firmware's own: an unknown or bad setting would halt the board); with
+  [settings]    names, types and ranges of firmware/phone/settings.py's DEFAULTS, checked by
+                phone/setcheck.py (the firmware's own check: an unknown or bad setting
+                would halt the board); with
                 short_timers the lab's settings are merged first and the result checked.
   [[timeline]]  action wan_cut (kind blackhole|unreachable|link_down|cm_reset),
                 wan_restore, flap (period > 0.1 s, count 1..1000, kind), reboot_phone,
@@ -510,7 +511,7 @@ def _seconds(data: dict[str, Any], key: str) -> float | None:
 
 
 def _settings(t: dict[str, Any], lab: dict[str, Any], lines: _Lines, fail: Any) -> dict[str, Any]:
-    """The firmware's own check (phone/settings.py), key by key for the line, then the
+    """The firmware's own check (phone/setcheck.py), key by key for the line, then the
     whole settings.json the board will get (the lab's short-timer settings merged first)."""
     import host_tools.fw  # noqa: F401 - puts firmware/ on sys.path
     from phone import setcheck as fw  # DEFAULTS, check(), Settings: as the board checks
