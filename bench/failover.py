@@ -33,7 +33,7 @@ from bench import _rig
 from bench._rig import Rig, RigError, RigSpec
 
 KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
-REAL_CUT_MS = (30000, 35000)       # real phones, cable pulled, 30 s keepalive (protocols.md 5)
+REAL_CUT_MS = (30000, 35000)       # real phones, cable pulled, 30 s keepalive (docs/failover.md)
 REAL_STANDBY_MS = (10000, 20000)   # real phones with a standby connection, after the loss
 FAITHFUL = ("virtual:olimex-esp32-poe-iso-wrover",)
 TARGET_FAILOVER_MS = 10000         # median, silent cut, at ESP32 speed (issue target)
@@ -243,7 +243,7 @@ def _notes(table: list[dict], reg: dict, step: dict) -> list[str]:
            "registered:srst line; 'detected': median to its primary_lost line; 'register "
            "over standby': Register -> RegisterAck on the open standby session, median/worst; "
            "'standby': failovers that used the standby session.",
-           "Real phones (protocols.md 5): 30-35 s for a silent cut at the 30 s keepalive; "
+           "Real phones (docs/failover.md): 30-35 s for a silent cut at the 30 s keepalive; "
            "cm_reset (connections reset) is noticed at once by both, so it is compared with "
            "their 10-20 s from noticing to registered over a standby connection.",
            "Agent settings: firmware defaults (probe_after_ms 5000, ack_timeout_ms 2000, "

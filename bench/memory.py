@@ -21,6 +21,7 @@ from pathlib import Path
 from host_tools import memcheck, micropython
 
 CAP = "96K"
+STORY_MAX = "128K"        # the whole story's smallest heap is searched up to this
 
 
 def _k(n: int | None) -> str:
@@ -50,12 +51,14 @@ def _story(fw: Path, work: Path, quick: bool) -> tuple[dict, list[list]]:
             runs[h] = memcheck.story(fw, h, work / f"story-{h}", sample=False)
             return runs[h].ok
 
-        try:    # the first try is at the cap; the agent's phases need more than provisioning
-            least = memcheck.smallest(passes, "84K", CAP, step=2048, confirm=2,
+        cap = micropython.parse_size(CAP)
+        passes(cap)
+        try:    # searched above the cap too: a story that outgrew it still has a figure
+            least = memcheck.smallest(passes, "84K", STORY_MAX, step=2048, confirm=2,
                                       what="the whole story")
         except memcheck.MemcheckError:
             least = None
-        s = runs[micropython.parse_size(CAP)]
+        s = runs[cap]
         story.update(ok=s.ok, step=s.step, seconds=s.seconds, smallest_heap=least)
         rows.append([f"whole story at {CAP} (loopback lab)",
                      "pass" if s.ok else f"FAIL at {s.step}",
@@ -137,7 +140,7 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
     story = res.get("story") or {}
     if story.get("smallest_heap"):
         out.append(("smallest heap for the whole story (64-bit unix port, .mpy)",
-                    _k(story["smallest_heap"]), "an ESP32 without PSRAM: a heap near 110 KB (platform.md)"))
+                    _k(story["smallest_heap"]), "an ESP32 without PSRAM: a 112 KB heap (boards/wt32-eth01.json, docs/vboard.md)"))
     if sm:
         out.append((f"smallest heap for provisioning, {' / '.join(sm)}",
                     " / ".join(_k(v) for v in sm.values()), "-"))

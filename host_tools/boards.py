@@ -7,7 +7,7 @@ from pathlib import Path
 from host_tools import BOARDS, cliargs
 
 CHIPS = {"unix", "esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6", "esp32c5", "esp32p4"}
-# MicroPython image offsets per chip (platform.md): ESP32/S2 0x1000, S3/C3/C6 0x0, C5/P4 0x2000.
+# MicroPython image offsets per chip (docs/boards.md): ESP32/S2 0x1000, S3/C3/C6 0x0, C5/P4 0x2000.
 IMAGE_OFFSET = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0,
                 "esp32c6": 0x0, "esp32c5": 0x2000, "esp32p4": 0x2000}
 NET_KINDS = {"LAN", "WLAN", "HOST"}

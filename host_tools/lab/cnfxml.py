@@ -1,4 +1,4 @@
-"""`SEP<MAC>.cnf.xml` as the lab's call manager writes it (protocols.md section 3).
+"""`SEP<MAC>.cnf.xml` as the lab's call manager writes it (the elements docs/lab.md and docs/security.md rely on).
 
 The SRST router certificate goes inside `<srstInfo>` as `<certificate>` (base64 DER, one
 line) plus `<certHash>` (base64 SHA-256 of the DER): the project's convention, since no public

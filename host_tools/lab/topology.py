@@ -1,7 +1,7 @@
 """The lab's network: three hosts (phone, branch router, HQ) and the WAN between branch and HQ,
 with the faults a WAN has. Two modes behind one interface:
 
-Namespace mode (root), as in DESIGN.md "Lab topology":
+Namespace mode (root), as docs/lab.md draws it:
 
     [phone ns] eth0 --lan-- lanN [branch ns: br-lan 192.0.2.1] wan0 --wan-- wan0 [hq ns]
      DHCP client        DHCP (dnsmasq), SRST router sim,          198.51.100.2, services on

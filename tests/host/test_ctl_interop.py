@@ -1,7 +1,7 @@
 """Independent-path check of the trust-list format.
 
-The writer and reader below are written from the format description (the team's
-protocols.md, section 2), separately from host_tools/ctlbuild.py and firmware/phone/ctl.py:
+The writer and reader below are written from the format description (the TLV format of
+usecallmanagernz/certutils' tlvfile), separately from host_tools/ctlbuild.py and firmware/phone/ctl.py:
 a file built here must be accepted by the firmware's parser (on CPython and on MicroPython),
 ctlbuild's output must read the same through this reader (with the signature checked by
 `cryptography`) and through the firmware, and both writers must agree byte for byte.
