@@ -9,7 +9,7 @@ ARGS    ?=
 # The ESP32-faithful virtual boards `make test-faithful` runs the scenario library on.
 FAITHFUL?= olimex-esp32-poe-iso-wrover wt32-eth01
 
-.PHONY: setup demo test test-faithful test-firmware bench bench-quick flash deploy repl lab-up lab-down vboard clean
+.PHONY: setup demo test test-long test-faithful test-firmware bench bench-quick flash deploy repl lab-up lab-down vboard clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -22,9 +22,13 @@ test: setup
 
 # The whole scenario library on each faithful board in turn, at its calibrated CPU speed
 # (about 10 minutes a profile; every profile runs, the target fails if any did).
+# The scenarios that last minutes by design (tests/scenarios/test_scenarios.py LONG).
+test-long: setup
+	PHONELAB_LONG=1 $(PY) -m pytest tests/scenarios/test_scenarios.py -k "$(shell $(PY) -c 'import sys; sys.path.insert(0, "tests/scenarios"); from test_scenarios import LONG; print(" or ".join(sorted(LONG)))')" $(ARGS)
+
 test-faithful: setup
 	@rc=0; for p in $(FAITHFUL); do echo "== scenarios on virtual:$$p"; \
-	  $(PY) -m pytest tests/scenarios/test_scenarios.py --board virtual:$$p $(ARGS) || rc=1; \
+	  PHONELAB_LONG=1 $(PY) -m pytest tests/scenarios/test_scenarios.py --board virtual:$$p $(ARGS) || rc=1; \
 	done; exit $$rc
 
 test-firmware: setup
