@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -207,6 +208,40 @@ def sleep_until_wall(t: float) -> None:
     while (left := t - time.time()) > 0:
         time.sleep(min(left, 0.2))
 
+
+
+def script_records(cmd: Sequence[str], quota: Any, what: str) -> list[dict]:
+    """Run a MicroPython bench script that prints "ready", waits for "go" on stdin, then
+    prints one JSON record per line until one with "done": the records. With `quota` (a
+    host_tools.vboard.cpuquota.Quota) the process runs under it from "go" on, so its
+    start-up is not measured at ESP32 speed."""
+    from host_tools import micropython
+    from host_tools.vboard import cpuquota
+    proc = subprocess.Popen(list(cmd), env=micropython.environ(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, bufsize=1)
+    handle = None
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        first = proc.stdout.readline().strip()
+        if first != "ready":
+            raise RuntimeError(f"{what} script: {first or proc.stdout.read()}")
+        if quota is not None:
+            handle = cpuquota.limit(proc.pid, quota, required=True)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out = []
+        for line in proc.stdout:
+            rec = json.loads(line)
+            if rec.get("done"):
+                break
+            out.append(rec)
+        return out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if handle is not None:
+            handle.close()
 
 def workdir(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=BENCH_TMP))

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
 
+from bench import _rig
 from host_tools import micropython, pki as labpki
 from host_tools.lab.callmanager import CallManager
 from host_tools.vboard import cpuquota
@@ -66,31 +66,7 @@ def handshakes(work: Path, p: labpki.Pki, port: int, reps: int,
     args.write_text(json.dumps({"host": "127.0.0.1", "port": port, "cn": p.ccm.cn, "reps": reps,
                                 "idle_ms": 1000, **{k: str(v) for k, v in files.items()}}))
     cmd = micropython.command([str(SCRIPT), str(args)], heap=HEAP)
-    proc = subprocess.Popen(cmd, env=micropython.environ(), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, bufsize=1)
-    handle = None
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        first = proc.stdout.readline().strip()
-        if first != "ready":
-            raise RuntimeError(f"handshake script: {first or proc.stdout.read()}")
-        if quota is not None:
-            handle = cpuquota.limit(proc.pid, quota, required=True)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        out = []
-        for line in proc.stdout:
-            rec = json.loads(line)
-            if rec.get("done"):
-                break
-            out.append(rec)
-        return out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if handle is not None:
-            handle.close()
+    return _rig.script_records(cmd, quota, "handshake")
 
 
 def _summary(recs: list[dict]) -> dict:

@@ -12,10 +12,10 @@ board measurement. Target (issue 12): the 8 KB CTL verified in under 2 s at ESP3
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
+from bench import _rig
 from host_tools import ctlbuild, micropython, pki as labpki
 from host_tools.vboard import cpuquota
 
@@ -43,32 +43,8 @@ def _measure(work: Path, ctls: list[Path], quota: cpuquota.Quota | None, quick: 
     args = work / ("args-quota.json" if quota else "args.json")
     args.write_text(json.dumps({"hash_kb": hash_kb, "ctls": [str(c) for c in ctls],
                                 "reps": 1 if quick and quota else 3}))
-    proc = subprocess.Popen(micropython.command([str(SCRIPT), str(args)], heap=HEAP),
-                            env=micropython.environ(), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, bufsize=1)
-    handle = None
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        first = proc.stdout.readline().strip()
-        if first != "ready":
-            raise RuntimeError(f"sha512 script: {first or proc.stdout.read()}")
-        if quota is not None:
-            handle = cpuquota.limit(proc.pid, quota, required=True)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        out = []
-        for line in proc.stdout:
-            rec = json.loads(line)
-            if rec.get("done"):
-                break
-            out.append(rec)
-        return out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if handle is not None:
-            handle.close()
+    return _rig.script_records(micropython.command([str(SCRIPT), str(args)], heap=HEAP), quota,
+                               "sha512")
 
 
 def _kbs(rec: dict) -> float:
