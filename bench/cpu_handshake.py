@@ -16,16 +16,15 @@ ESP32 "~2 s for 2048 RSA keys" (espressif/esp-idf issue 630, 2017); ESP32-WROOM-
 client certificate, IDF 4.4, up to 2.5 s (espressif/esp-idf issue 8852, 2022)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import tempfile
-import threading
 from pathlib import Path
 
 from bench import _rig
 from host_tools import micropython, pki as labpki
 from host_tools.lab.callmanager import CallManager
+from host_tools.lab.nsloop import NsLoop
 from host_tools.vboard import cpuquota
 
 PLACE = "alone"
@@ -39,20 +38,6 @@ PUBLISHED_S = (
     ("Mbed TLS ESP32, 2048-bit RSA", 2.0, 2.0, "espressif/esp-idf#630"),
     ("ESP32-WROOM-32, client certificate (IDF 4.4)", 2.0, 2.5, "espressif/esp-idf#8852"),
 )
-
-
-class _Loop:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def handshakes(work: Path, p: labpki.Pki, port: int, reps: int,
@@ -84,7 +69,7 @@ def run(quick: bool) -> dict:
         cpuquota.detect()
     except cpuquota.CpuQuotaError as e:
         return {"title": "TLS handshake", "columns": ["not run"], "rows": [[str(e)]]}
-    loop = _Loop()
+    loop = NsLoop("cpu-handshake").start()   # the simulator's loop, in a thread
     with tempfile.TemporaryDirectory(prefix="phonelab-hs-") as tmp:
         work = Path(tmp)
         p = labpki.make_pki(work / "pki", phone_macs=[MAC])
@@ -97,7 +82,7 @@ def run(quick: bool) -> dict:
             slow = _summary(handshakes(work, p, port, reps, quota))
         finally:
             loop.run(cm.stop())
-            loop.close()
+            loop.stop()
     rows = [["host speed", fast["median_s"], fast["min_s"], fast["max_s"], fast["n"]],
             [f"{PROFILE} quota ({quota.quota_us}/{quota.period_us} us)", slow["median_s"],
              slow["min_s"], slow["max_s"], slow["n"]]]
