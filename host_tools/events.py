@@ -2,6 +2,7 @@
 
 A line is an event when it is a JSON object whose first keys are "t" (int, ms) and "ev" (str);
 anything else (REPL prompts, prints, tracebacks) is passed through as text.
+Which events there are, their fields and when they come: docs/events.md.
 """
 from __future__ import annotations
 

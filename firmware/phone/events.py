@@ -1,5 +1,7 @@
 # One JSON line per event on the console: {"t": ms, "ev": "name", ...}.
 # The host tools (host_tools/events.py) pick these lines out of ordinary REPL output.
+# Every event the firmware emits, with its fields: docs/events.md (a host test keeps the two
+# in step: a new event or field goes there too).
 import sys
 import time
 
