@@ -31,8 +31,8 @@ from typing import Any
 
 from bench import _rig
 from bench._rig import Rig, RigError, RigSpec
+from host_tools.lab.names import WAN_KINDS as KINDS
 
-KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
 REAL_CUT_MS = (30000, 35000)       # real phones, cable pulled, 30 s keepalive (docs/failover.md)
 REAL_STANDBY_MS = (10000, 20000)   # real phones with a standby connection, after the loss
 FAITHFUL = ("virtual:olimex-esp32-poe-iso-wrover",)

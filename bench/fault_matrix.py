@@ -22,8 +22,8 @@ from typing import Any
 from bench import (_cases, _cases_alive, _cases_dhcp, _cases_provisioning, _cases_trust,
                    _readme, _rig)
 from bench._rig import Rig, RigError, RigSpec
+from host_tools.lab.names import WAN_KINDS as KINDS
 
-KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
 PHASES = {
     "provisioning": ("wan_provisioning",
                      "provisions from its stored config, registers with SRST, re-homes after "

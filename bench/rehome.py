@@ -21,8 +21,8 @@ from typing import Any
 
 from bench import _rig
 from bench._rig import Rig, RigError, RigSpec
+from host_tools.lab.names import WAN_KINDS as KINDS
 
-KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Any
 
 from bench import _rig
 from bench._rig import Rig, RigError, RigSpec
+from host_tools.lab.names import WAN_KINDS as KINDS
 
-KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
 SETTINGS = {"probe_after_ms": 300, "ack_timeout_ms": 300, "max_missed": 2,
             "retry_min_ms": 100, "retry_max_ms": 400, "monitor_s": 0}
 

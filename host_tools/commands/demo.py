@@ -21,6 +21,7 @@ from rich.table import Table
 
 from host_tools import cliargs
 from host_tools.events import render
+from host_tools.lab.names import MODES, WAN_KINDS
 from host_tools.scenario import report, runner, spec
 
 STORY = '''
@@ -57,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--real-timers", action="store_true",
                    help="the real defaults (keepalive 30 s, connectionMonitorDuration 120 s): "
                         "takes several minutes")
-    p.add_argument("--kind", default="blackhole", choices=spec.WAN_KINDS, help="WAN fault kind")
-    p.add_argument("--mode", choices=("auto", "netns", "loopback"), default="auto")
+    p.add_argument("--kind", default="blackhole", choices=WAN_KINDS, help="WAN fault kind")
+    p.add_argument("--mode", choices=MODES, default="auto")
     p.add_argument("--heap", type=cliargs.heap_size(), help=f"virtual board heap (default {runner.DEFAULT_HEAP})")
     p.add_argument("--board", default="virtual", type=_board,
                    help="'virtual' (default) or 'virtual:PROFILE', the ESP32-faithful board of a "

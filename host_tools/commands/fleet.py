@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from host_tools import ROOT, cliargs
+from host_tools.lab.names import MODES, WAN_KINDS
 
 DEFAULT_JSON = ROOT / "out" / "fleet"
 
@@ -31,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fail-over", action="store_true",
                    help="after boot, cut the WAN and measure until every phone is on the SRST router")
     p.add_argument("--cut", default="blackhole",
-                   choices=["blackhole", "unreachable", "link_down", "cm_reset"], help="WAN fault")
-    p.add_argument("--mode", default="auto", choices=["auto", "netns", "loopback"],
+                   choices=WAN_KINDS, help="WAN fault")
+    p.add_argument("--mode", default="auto", choices=MODES,
                    help="lab topology (namespaces when root)")
     p.add_argument("--timers", default="short", choices=["short", "long"],
                    help="lab timers: short (keepalive 5 s, as the demo) or long (30 s, real defaults)")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import ROOT, cliargs
+from host_tools.lab.names import MODES, SERVERS, TFTP_KINDS, WAN_KINDS
 
 DEFAULT_DIR = ROOT / "build" / "lab"
 STATE = "lab-state.json"
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "lists, phone configs, and the servers. With --interface, "
                                      "serve a real board on that Ethernet interface.")
     _dir(up, output=True)
-    up.add_argument("--mode", default="auto", choices=["auto", "netns", "loopback"],
+    up.add_argument("--mode", default="auto", choices=MODES,
                     help="namespaces (root) or loopback; auto picks namespaces when it can")
     up.add_argument("--interface", metavar="IF", type=cliargs.name,
                     help="bridge this real Ethernet interface into the lab's branch LAN (bench)")
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="take --interface even though it has IPv4 addresses (restored on down)")
     up.add_argument("--mac", action="append", default=[], metavar="MAC", type=cliargs.mac,
                     help="a phone (repeatable; default 00:11:22:AA:BB:CC)")
-    up.add_argument("--tftp", default="auto", choices=["auto", "lab", "dnsmasq"],
+    up.add_argument("--tftp", default="auto", choices=TFTP_KINDS,
                     help="TFTP server: the lab's (fault injection) or dnsmasq's")
     up.add_argument("--short-timers", action="store_true",
                     help="keepalive 5 s, re-home after 10 s (demos)")
@@ -62,10 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=run_status)
 
-    cut = acts.add_parser("cut", help="cut the WAN: blackhole, unreachable, link_down, cm_reset")
+    cut = acts.add_parser("cut", help=f"cut the WAN: {', '.join(WAN_KINDS)}")
     _dir(cut)
     cut.add_argument("kind", nargs="?", default="blackhole",
-                     choices=["blackhole", "unreachable", "link_down", "cm_reset"])
+                     choices=WAN_KINDS)
     cut.set_defaults(func=lambda a: _control(a, "wan_cut", kind=a.kind))
 
     rs = acts.add_parser("restore", help="restore the WAN")
@@ -77,14 +78,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     fl.add_argument("period_s", type=cliargs.number(0, 3600, lo_open=True, name="seconds"))
     fl.add_argument("count", type=cliargs.integer(1, 100000))
     fl.add_argument("--kind", default="blackhole",
-                    choices=["blackhole", "unreachable", "link_down", "cm_reset"])
+                    choices=WAN_KINDS)
     fl.set_defaults(func=lambda a: _control(a, "flap", period_s=a.period_s, count=a.count,
                                             kind=a.kind))
 
     for name, what in (("kill", "stop a server as if it died"), ("restart", "start a server again")):
-        k = acts.add_parser(name, help=f"{what}: callmanager, srst, tftp, dhcp")
+        k = acts.add_parser(name, help=f"{what}: {', '.join(SERVERS)}")
         _dir(k)
-        k.add_argument("server", choices=["callmanager", "srst", "tftp", "dhcp"])
+        k.add_argument("server", choices=SERVERS)
         k.set_defaults(func=lambda a, n=name: _control(a, n, name=a.server))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from host_tools import cliargs
 from host_tools.events import render
+from host_tools.lab.names import MODES
 from host_tools.scenario import report, runner, spec
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pcap", type=cliargs.output_file, help="capture the phone's interface into this pcap")
     p.add_argument("--keylog", type=cliargs.output_file, help="write the TLS key log (decrypts the capture)")
     p.add_argument("--heap", type=cliargs.heap_size(), help=f"MicroPython heap of the virtual board (default {runner.DEFAULT_HEAP})")
-    p.add_argument("--mode", choices=("auto", "netns", "loopback"), help="override [lab] mode")
+    p.add_argument("--mode", choices=MODES, help="override [lab] mode")
     p.add_argument("--picture", type=cliargs.picture_file, help="timeline picture (PNG or SVG; default beside the report)")
     p.add_argument("-q", "--quiet", action="store_true", help="no live event stream")
     p.add_argument("--check", action="store_true", help="only validate the scenario file")

@@ -26,6 +26,7 @@ import pytest
 
 from host_tools import FIRMWARE
 from host_tools.hil import specs as _specs
+from host_tools.lab.names import MODES
 
 VBOARD_HEAP = "192K"  # = host_tools.scenario.runner.DEFAULT_HEAP (docs/decisions.md)
 
@@ -63,7 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="deploy .py sources instead of .mpy")
     group.addoption("--hil-no-deploy", action="store_true",
                     help="use the boards as they are (no deploy at session start)")
-    group.addoption("--lab-mode", default="auto", choices=("auto", "netns", "loopback"),
+    group.addoption("--lab-mode", default="auto", choices=MODES,
                     help="topology of the `lab` fixture for virtual boards (default auto: "
                          "namespaces when root)")
     group.addoption("--lab-interface", action="append", default=None, metavar="IF",

@@ -40,6 +40,7 @@ from host_tools.lab.callmanager import SECURE_PORT as CM_PORT
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
 from host_tools.lab import netns, ntp
 from host_tools.lab.eventlog import EventLog
+from host_tools.lab.names import SCCP_SERVERS, SERVERS, TFTP_KINDS
 from host_tools.lab.recorder import Recorder, RecorderError
 from host_tools.lab.services import LoggedDnsmasq, LoggedTftp, start_with_fallback
 from host_tools.lab.srst import SECURE_PORT as SRST_PORT
@@ -48,8 +49,6 @@ from host_tools.lab.topology import (NetnsTopology, Topology, exit_on_signals, m
 
 DEFAULT_MAC = "001122AABBCC"
 TFTP_PORT = 69
-SERVERS = ("callmanager", "srst", "tftp", "dhcp")
-TFTP_KINDS = ("auto", "lab", "dnsmasq")
 
 # Demo timers: keepalives and re-home in seconds rather than minutes.
 SHORT_TIMERS = {"keepalive": 5, "secondary_keepalive": 10, "connection_monitor": 10}
@@ -620,8 +619,8 @@ class Lab:
 
     def hang(self, name: str, on: bool = True) -> None:
         """A hung SCCP server: TCP stays up, nothing is answered."""
-        if name not in ("callmanager", "srst"):
-            raise LabError("hang applies to callmanager or srst")
+        if name not in SCCP_SERVERS:
+            raise LabError(f"hang applies to {' or '.join(SCCP_SERVERS)}")
         srv = self.callmanager if name == "callmanager" else self.srst
         loop = self._topo().hq if name == "callmanager" else self._topo().branch
         loop.call(srv.hang, on)  # type: ignore[union-attr]

@@ -35,11 +35,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from host_tools.lab import netns
+from host_tools.lab.names import MODES, WAN_KINDS
 from host_tools.lab.nsloop import NsLoop
 from host_tools.lab.wanrelay import BLACKHOLE, PASS, REFUSE, WanRelay
 
-WAN_KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
-MODES = ("netns", "loopback")
 
 _counter = itertools.count(1)
 _live: "weakref.WeakSet[Topology]" = weakref.WeakSet()
@@ -558,7 +557,7 @@ def make_topology(mode: str = "auto", *, phones: int = 1, phone_macs: list[str] 
         return NetnsTopology(phones=phones, phone_macs=phone_macs, interface=interface, emit=emit)
     if mode == "loopback":
         return LoopbackTopology(emit=emit)
-    raise TopologyError(f"mode {mode!r}: one of auto, {', '.join(MODES)}")
+    raise TopologyError(f"mode {mode!r}: one of {', '.join(MODES)}")
 
 
 def cleanup_from_state(state: dict) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from host_tools.lab.names import SCCP_SERVERS
 from host_tools.scenario.metrics import CUT_ACTIONS
 
 # Lanes, top to bottom. "fault" spans are shaded across all lanes; "action" spans are
@@ -175,7 +176,7 @@ def _instant_label(a: dict[str, Any]) -> str | None:
         return f"{a.get('file')} {a.get('with')}"
     if act == "tftp_fault":
         return "TFTP fault"
-    if act in ("hang", "kill", "restart") and a.get("server") not in ("callmanager", "srst"):
+    if act in ("hang", "kill", "restart") and a.get("server") not in SCCP_SERVERS:
         return f"{a.get('server')} {act}" + ("" if a.get("on", True) else " off")
     return None
 
@@ -203,13 +204,13 @@ def fault_spans(actions: list[dict], end: float) -> list[Span]:
         elif act == "flap":
             close("wan", t)                    # the flap takes the WAN over, ends restored
             out.extend(_flap_spans(a, end))
-        elif act == "kill" and server in ("callmanager", "srst"):
+        elif act == "kill" and server in SCCP_SERVERS:
             opened.setdefault(f"kill:{server}", (t, f"{server} killed"))
-        elif act == "restart" and server in ("callmanager", "srst"):
+        elif act == "restart" and server in SCCP_SERVERS:
             close(f"kill:{server}", t)
-        elif act == "hang" and server in ("callmanager", "srst") and a.get("on", True):
+        elif act == "hang" and server in SCCP_SERVERS and a.get("on", True):
             opened.setdefault(f"hang:{server}", (t, f"{server} hung"))
-        elif act == "hang" and server in ("callmanager", "srst"):
+        elif act == "hang" and server in SCCP_SERVERS:
             close(f"hang:{server}", t)
         elif (label := _instant_label(a)) is not None:
             out.append(Span("action", t, t, label))

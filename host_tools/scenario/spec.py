@@ -96,14 +96,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-WAN_KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
-SERVERS = ("callmanager", "srst", "tftp", "dhcp")
-HANG_SERVERS = ("callmanager", "srst")
+from host_tools.lab.names import MODES, SCCP_SERVERS, SERVERS, TFTP_KINDS, WAN_KINDS
+
 REPLACEMENTS = ("tampered", "unknown_sast", "truncated", "bad_signature", "garbage")
 FILES = ("ctl", "itl", "config")
 STATES = ("PRIMARY", "FALLBACK", "REHOME", "TRYING", "PROVISION", "BOOT")
-MODES = ("auto", "netns", "loopback")
-TFTP_KINDS = ("auto", "lab", "dnsmasq")
 HASHES = ("sha1", "sha256", "sha512")
 KEY_SIZES = (1024, 2048, 3072, 4096)
 MAX_SECONDS = 86400.0                  # every duration: at most a day
@@ -279,7 +276,7 @@ ACTIONS: dict[str, dict[str, Check]] = {
     "reboot_phone": {},
     "kill": {"server": _one_of(SERVERS)},
     "restart": {"server": _one_of(SERVERS)},
-    "hang": {"server": _one_of(HANG_SERVERS), "on": _BOOL},
+    "hang": {"server": _one_of(SCCP_SERVERS), "on": _BOOL},
     "replace_file": {"file": _one_of(FILES), "with": _one_of(REPLACEMENTS)},
     "tftp_fault": {"loss": _loss, "seed": _int(0, 2**32 - 1), "missing": _file_names,
                    "clear": _BOOL},
