@@ -45,7 +45,8 @@ from host_tools.lab.recorder import Recorder, RecorderError
 from host_tools.lab.services import LoggedDnsmasq, LoggedTftp, start_with_fallback
 from host_tools.lab.srst import SECURE_PORT as SRST_PORT
 from host_tools.lab.srst import SrstRouter
-from host_tools.lab.topology import (NetnsTopology, Topology, exit_on_signals, make_topology)
+from host_tools.lab.topology import NetnsTopology, Topology, make_topology
+from host_tools.signals import exit_on_signals
 
 DEFAULT_MAC = "001122AABBCC"
 TFTP_PORT = 69

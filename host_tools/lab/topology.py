@@ -26,8 +26,6 @@ import atexit
 import itertools
 import json
 import os
-import signal
-import socket
 import threading
 import time
 import weakref
@@ -578,7 +576,7 @@ def cleanup_from_state(state: dict) -> list[str]:
     return done
 
 
-# -- cleanup on exit and on signals ------------------------------------------------------------
+# -- cleanup on exit ------------------------------------------------------------------------------
 
 @atexit.register
 def _down_all() -> None:
@@ -587,48 +585,3 @@ def _down_all() -> None:
             topo.down()
         except Exception:
             pass
-
-
-def exit_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Callable[[], None]:
-    """Turn SIGTERM/SIGHUP into SystemExit in the main thread, so `with` blocks and atexit
-    clean up; handlers someone else installed are left alone. Returns an undo function."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    old: dict[int, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    for s in signals:
-        cur = signal.getsignal(s)
-        if cur in (signal.SIG_DFL, None):
-            old[s] = cur
-            signal.signal(s, handler)
-
-    def undo() -> None:
-        for s, h in old.items():
-            if signal.getsignal(s) is handler:
-                signal.signal(s, h if h is not None else signal.SIG_DFL)
-    return undo
-
-
-# -- probes (tests, `lab up` self-check) --------------------------------------------------------
-
-def tcp_probe(host: str, port: int, timeout: float = 1.0) -> str:
-    """'open', 'refused', 'unreachable' (ICMP), 'timeout' or the error, for a TCP connect."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    t0 = time.monotonic()
-    try:
-        s.connect((host, port))
-        return "open"
-    except ConnectionRefusedError:
-        return "refused"
-    except socket.timeout:
-        return "timeout"
-    except OSError as e:
-        if e.errno in (113, 101):        # EHOSTUNREACH, ENETUNREACH
-            return "unreachable"
-        return f"error: {e} after {time.monotonic() - t0:.1f}s"
-    finally:
-        s.close()

@@ -19,12 +19,13 @@ from host_tools import pki as labpki
 from host_tools.lab import netns
 from host_tools.lab.lab import run_folder
 from host_tools.lab.recorder import Recorder, RecorderError, capture_tool
-from host_tools.lab.topology import Capture, exit_on_signals
+from host_tools.lab.topology import Capture
 from host_tools.replay import capture as caplib
 from host_tools.replay.plan import Plan
 from host_tools.replay.servers import DhcpResponder, ReplayTftp
 from host_tools.scenario.metrics import Stamped
 from host_tools.scenario.runner import DEFAULT_HEAP, Tap, install_firmware
+from host_tools.signals import exit_on_signals
 
 PHONE_IF = "eth0"
 END_EVENTS = ("provisioned", "provision_retry", "provision_failed")

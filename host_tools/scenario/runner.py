@@ -126,7 +126,7 @@ def run(sc: Scenario, opts: RunOptions | None = None) -> Result:
     """SIGTERM and SIGHUP end the run as an exception would (SIGINT already does): the lab
     stops and the run folder goes. A run killed outright (SIGKILL) is swept by the next lab
     (host_tools.lab.lab.sweep_stale_runs)."""
-    from host_tools.lab.topology import exit_on_signals
+    from host_tools.signals import exit_on_signals
     undo = exit_on_signals()
     try:
         return _run(sc, opts or RunOptions())

@@ -23,9 +23,10 @@ from host_tools import pki as labpki
 from host_tools.commands.ctl import run_ctltool, verify_args
 from host_tools.lab import cnfxml, netns
 from host_tools.lab.lab import Lab
+from host_tools.lab.probe import tcp_probe
 from host_tools.lab.sccp_client import SccpClient
 from host_tools.lab.topology import (NetnsTopology, TopologyError, check_bench_interface,
-                                     make_topology, tcp_probe)
+                                     make_topology)
 from host_tools.lab.wanrelay import BLACKHOLE, PASS, REFUSE, WanRelay
 
 MAC = "001122AABBCC"
