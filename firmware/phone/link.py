@@ -39,26 +39,9 @@ REGISTERED = 'REGISTERED'
 _MIN_TICK_MS = const(20)
 _KA = sccp.keepalive()
 _KEEP = const(512)           # body bytes buffered: what a phone reads is < 100 bytes
-# SCCP message ids the phone reads (phone.sccp keeps its constants private: each public
-# name would cost the board a qstr)
-_REGISTER_ACK = const(0x0081)
-_DEFINE_TIME_DATE = const(0x0094)
-_BUTTON_TEMPLATE = const(0x0097)
-_DISPLAY_TEXT = const(0x0099)
-_CAPABILITIES_REQ = const(0x009B)
-_REGISTER_REJECT = const(0x009D)
-_RESET = const(0x009F)
-_KEEPALIVE_ACK = const(0x0100)
-_DISPLAY_PROMPT_STATUS = const(0x0112)
-_DISPLAY_NOTIFY = const(0x0114)
-_UNREGISTER_ACK = const(0x0118)
-_REGISTER_TOKEN_ACK = const(0x011A)
-_REGISTER_TOKEN_REJECT = const(0x011B)
-_DISPLAY_PRI_NOTIFY = const(0x0120)
-_RX = (_REGISTER_ACK, _REGISTER_REJECT, _CAPABILITIES_REQ, _KEEPALIVE_ACK, _DEFINE_TIME_DATE,
-       _RESET, _UNREGISTER_ACK, _REGISTER_TOKEN_ACK, _REGISTER_TOKEN_REJECT, _DISPLAY_TEXT,
-       _DISPLAY_NOTIFY, _DISPLAY_PRI_NOTIFY, _DISPLAY_PROMPT_STATUS, _BUTTON_TEMPLATE)
-_DISPLAYS = (_DISPLAY_TEXT, _DISPLAY_NOTIFY, _DISPLAY_PRI_NOTIFY, _DISPLAY_PROMPT_STATUS)
+# What the phone reads and shows as a 'display' event (the ids: phone.sccp's table)
+_DISPLAYS = (sccp.DISPLAY_TEXT, sccp.DISPLAY_NOTIFY, sccp.DISPLAY_PRI_NOTIFY,
+             sccp.DISPLAY_PROMPT_STATUS)
 
 
 class LinkError(Exception):
@@ -255,11 +238,11 @@ class Link:
             # either: phones reach their servers by address).
             self._r, self._w = await asyncio.wait_for_ms(
                 asyncio.open_connection(self.host, self.port, ssl=opened), timeout_ms)
-            self._reader = sccp.FrameReader(self._r, accept=_RX, keep=_KEEP)
+            self._reader = sccp.FrameReader(self._r, accept=sccp.PHONE_RX, keep=_KEEP)
             self._last_rx = time.ticks_ms()
             self._tasks = [asyncio.create_task(self._read_loop())]
             left = max(100, timeout_ms - time.ticks_diff(time.ticks_ms(), t0))
-            await self._request(sccp.keepalive(), (_KEEPALIVE_ACK,), left, 'KeepAliveAck')
+            await self._request(sccp.keepalive(), (sccp.KEEPALIVE_ACK,), left, 'KeepAliveAck')
         except Exception as e:
             why = _why(e, self.anchor)
             if self._w is None and opened is not None:
@@ -278,9 +261,10 @@ class Link:
             raise LinkError('cannot register in mode ' + self.mode)
         self.mode = REGISTERING
         try:
-            mid, body = await self._request(register_frame, (_REGISTER_ACK, _REGISTER_REJECT),
+            mid, body = await self._request(register_frame,
+                                            (sccp.REGISTER_ACK, sccp.REGISTER_REJECT),
                                             timeout_ms or self.s.register_timeout_ms, 'RegisterAck')
-            if mid == _REGISTER_REJECT:
+            if mid == sccp.REGISTER_REJECT:
                 text = 'rejected: ' + sccp.parse_register_reject(body)
             else:
                 text = None
@@ -311,7 +295,7 @@ class Link:
         """Unregister and close; the caller reopens a standby session when it wants one."""
         if self.mode == REGISTERED:
             try:
-                await self._request(sccp.unregister(), (_UNREGISTER_ACK,),
+                await self._request(sccp.unregister(), (sccp.UNREGISTER_ACK,),
                                     timeout_ms or self.s.register_timeout_ms, 'UnregisterAck')
             except Exception as e:
                 self.events.emit('unregister_failed', link=self.role, reason=_why(e, self.anchor))
@@ -381,21 +365,21 @@ class Link:
                 self._last_rx = time.ticks_ms()
                 self._ka_out = False
                 self._missed = 0
-                if mid == _KEEPALIVE_ACK:
+                if mid == sccp.KEEPALIVE_ACK:
                     pass
-                elif mid == _CAPABILITIES_REQ:
+                elif mid == sccp.CAPABILITIES_REQ:
                     await self._send(sccp.capabilities_res())
-                elif mid == _RESET:
+                elif mid == sccp.RESET:
                     kind = sccp.parse_u32(r.body(), 'Reset')
                     self.events.emit('reset_requested', link=self.role, kind=kind)
                     if self.on_reset is not None:
                         self.on_reset(self, kind)
                 elif mid in _DISPLAYS:
                     self.events.emit('display', link=self.role, text=sccp.parse_display(mid, r.body()))
-                elif mid == _DEFINE_TIME_DATE:
+                elif mid == sccp.DEFINE_TIME_DATE:
                     # the server's time, over the pinned session: the phone's clock
                     clock.define_time_date(r.body(), self.events)
-                elif mid == _REGISTER_TOKEN_REJECT:
+                elif mid == sccp.REGISTER_TOKEN_REJECT:
                     self.events.emit('token_reject', link=self.role)
                 if self._want is not None and mid in self._want:
                     self._got_id = mid

@@ -20,26 +20,50 @@ class SccpError(Exception):
     pass
 
 
-# Private constants: a public name costs the board a qstr and a dict slot; phone.sccp_lab
-# has them all under their public names.
-_HEADER_SIZE = const(12)
-_MAX_BODY = const(2048)      # a sane limit: the largest message we handle is ~300 bytes
-_REGISTER = const(0x0001)
-_TIME_DATE_REQ = const(0x000D)
-_BUTTON_TEMPLATE_REQ = const(0x000E)
-_CAPABILITIES_RES = const(0x0010)
-_UNREGISTER = const(0x0027)
-_DISPLAY_TEXT = const(0x0099)
-_DISPLAY_PROMPT_STATUS = const(0x0112)
-_DISPLAY_NOTIFY = const(0x0114)
-_DISPLAY_PRI_NOTIFY = const(0x0120)
+HEADER_SIZE = const(12)
+MAX_BODY = const(2048)       # a sane limit: the largest message we handle is ~300 bytes
+
+# The message ids: the one table, for the agent (phone.link), the lab (phone.sccp_lab re-exports
+# it, with the names) and the tests. Public, so each costs the board a qstr and a module dict
+# slot (~20 bytes): nothing more goes here than the ids of the messages we send or read.
+# phone -> server
+KEEPALIVE = const(0x0000)
+REGISTER = const(0x0001)
+IP_PORT = const(0x0002)
+TIME_DATE_REQ = const(0x000D)
+BUTTON_TEMPLATE_REQ = const(0x000E)
+CAPABILITIES_RES = const(0x0010)
+ALARM = const(0x0020)
+UNREGISTER = const(0x0027)
+REGISTER_TOKEN_REQ = const(0x0029)
+# server -> phone
+REGISTER_ACK = const(0x0081)
+DEFINE_TIME_DATE = const(0x0094)
+BUTTON_TEMPLATE = const(0x0097)
+DISPLAY_TEXT = const(0x0099)
+CAPABILITIES_REQ = const(0x009B)
+REGISTER_REJECT = const(0x009D)
+RESET = const(0x009F)
+KEEPALIVE_ACK = const(0x0100)
+DISPLAY_PROMPT_STATUS = const(0x0112)
+DISPLAY_NOTIFY = const(0x0114)
+CLEAR_NOTIFY = const(0x0115)     # not read by the agent (docs/decisions.md, issue 13)
+UNREGISTER_ACK = const(0x0118)
+REGISTER_TOKEN_ACK = const(0x011A)
+REGISTER_TOKEN_REJECT = const(0x011B)
+DISPLAY_PRI_NOTIFY = const(0x0120)
+
+# What the agent reads (phone.link's FrameReader accepts these; anything else is skipped).
+PHONE_RX = (REGISTER_ACK, REGISTER_REJECT, CAPABILITIES_REQ, KEEPALIVE_ACK, DEFINE_TIME_DATE,
+            RESET, UNREGISTER_ACK, REGISTER_TOKEN_ACK, REGISTER_TOKEN_REJECT, DISPLAY_TEXT,
+            DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS, BUTTON_TEMPLATE)
 
 DEVICE_7911 = const(307)
 
 # Display labels a server may send as "\x1e" + code instead of text (Wireshark: DisplayLabels_36).
 _LABELS_36 = {0o012: 'CM Fallback Service Operating', 0o014: 'Waiting To Rehome'}
 
-_MAX_CAPS = const(18)
+MAX_CAPS = const(18)         # CapabilitiesRes: slots of its array
 # CapabilitiesRes: (payloadCapability, maxFramesPerPacket): G.711 u-law, A-law, G.729
 _CAPS = ((4, 40), (2, 40), (11, 60))
 
@@ -58,10 +82,10 @@ def _u32(b, off):
 
 def body_length(header):
     """Validate a 12-byte header; return the body length. Raises SccpError."""
-    if len(header) < _HEADER_SIZE:
+    if len(header) < HEADER_SIZE:
         raise SccpError('truncated header')
     n = _u32(header, 0)
-    if n < 4 or n - 4 > _MAX_BODY:
+    if n < 4 or n - 4 > MAX_BODY:
         raise SccpError('bad length %d' % n)
     return n - 4
 
@@ -131,7 +155,7 @@ def keepalive():
 def register(name, ip, device_type=DEVICE_7911, mac=None, load_name=''):
     """Register, the long form (124-byte body: MAC and firmware load name), as a phone sends
     it (phone.sccp_lab.register has every field and the short form)."""
-    return frame(_REGISTER, _fixed(name, 16) + struct.pack('<II', 0, 1) + ip_bytes(ip)
+    return frame(REGISTER, _fixed(name, 16) + struct.pack('<II', 0, 1) + ip_bytes(ip)
                  + struct.pack('<IIIBBHII', device_type, 5, 0, 11, 0, 0, 0, 0)
                  + mac_bytes(mac if mac is not None else name) + bytes(6)
                  + struct.pack('<II', 0, 1) + bytes(20) + _fixed(load_name, 32))
@@ -139,24 +163,24 @@ def register(name, ip, device_type=DEVICE_7911, mac=None, load_name=''):
 
 def capabilities_res(caps=_CAPS):
     """caps: (payloadCapability, maxFramesPerPacket) pairs; the array is fixed at 18 slots."""
-    caps = caps[:_MAX_CAPS]
+    caps = caps[:MAX_CAPS]
     body = struct.pack('<I', len(caps))
     for payload, frames in caps:
         body += struct.pack('<II', payload, frames) + bytes(8)
-    body += bytes(16 * (_MAX_CAPS - len(caps)))
-    return frame(_CAPABILITIES_RES, body)
+    body += bytes(16 * (MAX_CAPS - len(caps)))
+    return frame(CAPABILITIES_RES, body)
 
 
 def button_template_req():
-    return frame(_BUTTON_TEMPLATE_REQ)
+    return frame(BUTTON_TEMPLATE_REQ)
 
 
 def time_date_req():
-    return frame(_TIME_DATE_REQ)
+    return frame(TIME_DATE_REQ)
 
 
 def unregister(reason=0):
-    return frame(_UNREGISTER, struct.pack('<I', reason))
+    return frame(UNREGISTER, struct.pack('<I', reason))
 
 
 # ---------------------------------------------------------------- decoders
@@ -188,11 +212,11 @@ def parse_u32(body, what='message'):
 def parse_display(msg_id, body):
     """Text of DisplayText / DisplayNotify / DisplayPriNotify / DisplayPromptStatus, with
     "\\x1e"+code labels expanded. ClearNotify -> ''."""
-    if msg_id == _DISPLAY_TEXT:
+    if msg_id == DISPLAY_TEXT:
         off = 0
-    elif msg_id == _DISPLAY_NOTIFY or msg_id == _DISPLAY_PROMPT_STATUS:
+    elif msg_id == DISPLAY_NOTIFY or msg_id == DISPLAY_PROMPT_STATUS:
         off = 4
-    elif msg_id == _DISPLAY_PRI_NOTIFY:
+    elif msg_id == DISPLAY_PRI_NOTIFY:
         off = 8
     else:
         return ''
@@ -234,15 +258,15 @@ class FrameReader:
     Timeouts belong to the caller (socket timeout, asyncio.wait_for); a timeout or error
     inside a frame leaves the stream out of step, so the connection must then be dropped."""
 
-    def __init__(self, stream, accept=None, max_body=_MAX_BODY, keep=None):
+    def __init__(self, stream, accept=None, max_body=MAX_BODY, keep=None):
         self.stream = stream
         self.accept = accept
         self.max_body = max_body
         self.keep = keep = max_body if keep is None else min(keep, max_body)
-        self.buf = bytearray(_HEADER_SIZE + keep)
+        self.buf = bytearray(HEADER_SIZE + keep)
         self.mv = memoryview(self.buf)
-        self.hdr = self.mv[:_HEADER_SIZE]
-        self._views = {0: self.mv[_HEADER_SIZE:_HEADER_SIZE]}
+        self.hdr = self.mv[:HEADER_SIZE]
+        self._views = {0: self.mv[HEADER_SIZE:HEADER_SIZE]}
         self.msg_id = -1
         self.size = 0
         self.version = 0
@@ -252,7 +276,7 @@ class FrameReader:
     def _view(self, n):
         v = self._views.get(n)
         if v is None:
-            v = self.mv[_HEADER_SIZE:_HEADER_SIZE + n]
+            v = self.mv[HEADER_SIZE:HEADER_SIZE + n]
             if len(self._views) < 24:
                 self._views[n] = v
         return v

@@ -1,7 +1,7 @@
 # SCCP, the lab's side: what call managers and SRST routers send and read (server-side
-# encoders and decoders), decode() of any message, message names, split(), the constants under
-# their public names, the full Register (every field, short form) and FrameReader.read() for
-# blocking streams. Everything of phone.sccp (the phone's side: what the agent loads) is
+# encoders and decoders), decode() of any message, message names, split(), the full Register
+# (every field, short form) and FrameReader.read() for blocking streams. Everything of
+# phone.sccp (the phone's side: what the agent loads, with the one table of message ids) is
 # re-exported, so the simulators and the tests use this one module. Never imported by the
 # agent: on a board it would only cost RAM. Common subset of MicroPython and CPython.
 import struct
@@ -15,36 +15,6 @@ try:
 except ImportError:  # CPython
     def const(x):
         return x
-
-HEADER_SIZE = const(12)
-MAX_BODY = const(2048)       # a sane limit: the largest message we handle is ~300 bytes
-
-# phone -> server
-KEEPALIVE = const(0x0000)
-REGISTER = const(0x0001)
-IP_PORT = const(0x0002)
-TIME_DATE_REQ = const(0x000D)
-BUTTON_TEMPLATE_REQ = const(0x000E)
-CAPABILITIES_RES = const(0x0010)
-ALARM = const(0x0020)
-UNREGISTER = const(0x0027)
-REGISTER_TOKEN_REQ = const(0x0029)
-# server -> phone
-REGISTER_ACK = const(0x0081)
-DEFINE_TIME_DATE = const(0x0094)
-BUTTON_TEMPLATE = const(0x0097)
-DISPLAY_TEXT = const(0x0099)
-CAPABILITIES_REQ = const(0x009B)
-REGISTER_REJECT = const(0x009D)
-RESET = const(0x009F)
-KEEPALIVE_ACK = const(0x0100)
-DISPLAY_PROMPT_STATUS = const(0x0112)
-DISPLAY_NOTIFY = const(0x0114)
-CLEAR_NOTIFY = const(0x0115)
-UNREGISTER_ACK = const(0x0118)
-REGISTER_TOKEN_ACK = const(0x011A)
-REGISTER_TOKEN_REJECT = const(0x011B)
-DISPLAY_PRI_NOTIFY = const(0x0120)
 
 # Reset types (Reset body), UnregisterAck status
 RESET_RESET = const(1)
@@ -64,29 +34,29 @@ G711_ALAW = const(2)
 G711_ULAW = const(4)
 G729 = const(11)
 
-# What each side reads; anything else is skipped by FrameReader.
-PHONE_RX = (REGISTER_ACK, REGISTER_REJECT, CAPABILITIES_REQ, KEEPALIVE_ACK, DEFINE_TIME_DATE,
-            BUTTON_TEMPLATE, RESET, UNREGISTER_ACK, REGISTER_TOKEN_ACK, REGISTER_TOKEN_REJECT,
-            DISPLAY_TEXT, DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS, CLEAR_NOTIFY)
 LABELS_36 = _phone._LABELS_36
 
+# Wireshark's names, for the ids of phone.sccp's table
 NAMES = {
-    0x0000: 'KeepAlive', 0x0001: 'Register', 0x0002: 'IpPort', 0x000D: 'TimeDateReq',
-    0x000E: 'ButtonTemplateReq', 0x0010: 'CapabilitiesRes', 0x0020: 'Alarm',
-    0x0027: 'Unregister', 0x0029: 'RegisterTokenReq', 0x0081: 'RegisterAck',
-    0x0094: 'DefineTimeDate', 0x0097: 'ButtonTemplate', 0x0099: 'DisplayText',
-    0x009B: 'CapabilitiesReq', 0x009D: 'RegisterReject', 0x009F: 'Reset',
-    0x0100: 'KeepAliveAck', 0x0112: 'DisplayPromptStatus', 0x0114: 'DisplayNotify',
-    0x0115: 'ClearNotify', 0x0118: 'UnregisterAck', 0x011A: 'RegisterTokenAck',
-    0x011B: 'RegisterTokenReject', 0x0120: 'DisplayPriNotify',
+    KEEPALIVE: 'KeepAlive', REGISTER: 'Register', IP_PORT: 'IpPort',
+    TIME_DATE_REQ: 'TimeDateReq', BUTTON_TEMPLATE_REQ: 'ButtonTemplateReq',
+    CAPABILITIES_RES: 'CapabilitiesRes', ALARM: 'Alarm', UNREGISTER: 'Unregister',
+    REGISTER_TOKEN_REQ: 'RegisterTokenReq', REGISTER_ACK: 'RegisterAck',
+    DEFINE_TIME_DATE: 'DefineTimeDate', BUTTON_TEMPLATE: 'ButtonTemplate',
+    DISPLAY_TEXT: 'DisplayText', CAPABILITIES_REQ: 'CapabilitiesReq',
+    REGISTER_REJECT: 'RegisterReject', RESET: 'Reset', KEEPALIVE_ACK: 'KeepAliveAck',
+    DISPLAY_PROMPT_STATUS: 'DisplayPromptStatus', DISPLAY_NOTIFY: 'DisplayNotify',
+    CLEAR_NOTIFY: 'ClearNotify', UNREGISTER_ACK: 'UnregisterAck',
+    REGISTER_TOKEN_ACK: 'RegisterTokenAck', REGISTER_TOKEN_REJECT: 'RegisterTokenReject',
+    DISPLAY_PRI_NOTIFY: 'DisplayPriNotify',
 }
 
+# What the servers read (the phone's side: phone.sccp.PHONE_RX); anything else is skipped.
 SERVER_RX = (KEEPALIVE, REGISTER, IP_PORT, TIME_DATE_REQ, BUTTON_TEMPLATE_REQ, CAPABILITIES_RES,
              ALARM, UNREGISTER, REGISTER_TOKEN_REQ)
 
 FALLBACK_TEXT = 'CM Fallback Service Operating'
 
-_MAX_CAPS = const(18)      # as in phone.sccp (a private const is not importable)
 _MAX_BUTTONS = const(42)
 _REGISTER_LONG = const(124)   # body size of the long Register form
 
@@ -279,7 +249,7 @@ def parse_register(body):
 def parse_capabilities_res(body):
     """-> list of (payloadCapability, maxFramesPerPacket)"""
     _need(body, 4, 'CapabilitiesRes')
-    n = min(_u32(body, 0), _MAX_CAPS)
+    n = min(_u32(body, 0), MAX_CAPS)
     _need(body, 4 + 16 * n, 'CapabilitiesRes')
     return [struct.unpack_from('<II', body, 4 + 16 * i) for i in range(n)]
 

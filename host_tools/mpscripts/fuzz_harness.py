@@ -232,23 +232,20 @@ class AStream(Stream):
         return Stream.readinto(self, buf)
 
 
-# what phone.link reads (its _RX), and what it does with each message; ids as numbers, so
-# the harness needs no constant the firmware may trim
-_LINK_RX = (0x81, 0x9D, 0x9B, 0x100, 0x94, 0x9F, 0x118, 0x11A, 0x11B, 0x99, 0x114, 0x120, 0x112,
-            0x97)
-
-
+# what phone.link does with each message it reads (sccp.PHONE_RX); ClearNotify too, which
+# the lab decodes (read with accept=None)
 def _sccp_dispatch(sccp, mid, body, ev):
-    if mid == 0x81:
+    if mid == sccp.REGISTER_ACK:
         ka, tmpl, sec, proto, feat = sccp.parse_register_ack(body)
         ev.emit('registered', keepalive=ka, template=tmpl, secondary=sec)
-    elif mid == 0x9D:
+    elif mid == sccp.REGISTER_REJECT:
         ev.emit('register_rejected', text=sccp.parse_register_reject(body))
-    elif mid == 0x9F:
+    elif mid == sccp.RESET:
         ev.emit('reset_requested', kind=sccp.parse_u32(body, 'Reset'))
-    elif mid == 0x118 or mid == 0x11B:
+    elif mid == sccp.UNREGISTER_ACK or mid == sccp.REGISTER_TOKEN_REJECT:
         sccp.parse_u32(body)
-    elif mid in (0x99, 0x114, 0x120, 0x112, 0x115):
+    elif mid in (sccp.DISPLAY_TEXT, sccp.DISPLAY_NOTIFY, sccp.DISPLAY_PRI_NOTIFY,
+                 sccp.DISPLAY_PROMPT_STATUS, sccp.CLEAR_NOTIFY):
         ev.emit('display', text=sccp.parse_display(mid, body))
 
 
@@ -258,7 +255,7 @@ def run_sccp(flags, b):
     from phone import sccp
     keep = (512, None, 16, 100)[flags & 3]          # 512: what phone.link keeps
     step = (1 << 30, 1, 7, 13)[(flags >> 2) & 3]    # bytes per readinto (TLS records)
-    accept = None if flags & 0x10 else _LINK_RX
+    accept = None if flags & 0x10 else sccp.PHONE_RX
     ev = events()
     r = sccp.FrameReader(AStream(b, step), accept=accept, keep=keep)
     seen = []
