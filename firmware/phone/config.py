@@ -9,6 +9,8 @@
 # <ports><ethernetPhonePort>), <srstInfo> (name, srstOption, ipAddr1..3, port1..3, isSecure and,
 # by our convention, <certificate> = base64 DER or a PEM block, with an optional <certHash> =
 # base64 (or hex) SHA-256 of the DER), deviceSecurityMode, connectionMonitorDuration.
+# Where each comes from, and which is the lab's convention: docs/protocols.md, "The
+# configuration file".
 #
 # Common MicroPython/CPython subset (host tools import it too). Kept small on purpose: the
 # unix port compiles a module's whole parse tree at import, under the same heap cap.

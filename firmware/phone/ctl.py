@@ -2,7 +2,8 @@
 # (phone.pkcs1: RSA PKCS#1 v1.5 with SHA-1/256/512) and the phone's trust rules.
 # Format: as usecallmanagernz/certutils' tlvfile and sgnfile write it (tag u8, length u16
 # BE, value; padding tag 13 is one bare byte; header, then records or the .sgn payload;
-# signature over the file minus its TLV).
+# signature over the file minus its TLV). Every element, with its sources: docs/protocols.md,
+# "CTL and ITL files" and "Signed files (.sgn)".
 # Streaming: one pass over the file, a record at a time, hashed as it is read; only the
 # header (< 2 KiB), one record and the SAST certificates are held, so a file may be bigger
 # than the heap. Any malformed, tampered or untrusted input raises CtlError(reason).

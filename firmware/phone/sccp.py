@@ -6,7 +6,7 @@
 #
 # Frame: u32 LE length (= 4 + body), u32 LE header version (0), u32 LE message id, body.
 # Bodies are little-endian, except IPv4 addresses (network order). Field layouts follow
-# Wireshark's skinny dissector (tshark is the check for our bytes; see docs/sccp.md).
+# Wireshark's skinny dissector (tshark is the check for our bytes; docs/protocols.md, "SCCP").
 import struct
 
 try:
