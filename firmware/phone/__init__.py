@@ -1,1 +1,1 @@
-# Secure SRST phone agent: one module per concern (see README, "Firmware layout").
+# Secure SRST phone agent: one module per concern (docs/development.md, "The firmware modules").
