@@ -79,7 +79,7 @@ class Bench:
         self.work = work
         self.root = work / "root"
         self.fw = work / "fw"
-        self.lab: netns.Lab | None = None
+        self.lab: netns.NamespaceSet | None = None
         self.phone: netns.Namespace | None = None
 
     def __enter__(self) -> "Bench":
@@ -89,7 +89,7 @@ class Bench:
             (self.root / _name(label)).write_bytes(rng.randbytes(n))
         _build_firmware(self.fw, self.work / "build")
         netns.sweep_stale()
-        self.lab = netns.Lab("btftp")
+        self.lab = netns.NamespaceSet("btftp")
         phone, srv = self.lab.namespace("phone"), self.lab.namespace("srv")
         self.lab.veth(phone, srv, a_addr=f"{PHONE_IP}/24", b_addr=f"{SRV_IP}/24",
                       a_name="eth0", b_name="eth0")

@@ -28,7 +28,7 @@ class BoardError(ValueError):
 
 
 @dataclass(frozen=True)
-class Board:
+class BoardProfile:
     name: str
     data: dict
     path: Path
@@ -153,7 +153,7 @@ def _pins(data: dict) -> list[tuple[str, int]]:
     return out
 
 
-def load(name_or_path: str | Path) -> Board:
+def load(name_or_path: str | Path) -> BoardProfile:
     p = Path(name_or_path)
     if not p.suffix:
         p = BOARDS / f"{name_or_path}.json"
@@ -166,12 +166,12 @@ def load(name_or_path: str | Path) -> Board:
     validate(data, str(p))
     if data["name"] != p.stem:
         raise BoardError(f'{p}: "name" is {data["name"]!r} but the file is {p.stem!r}')
-    return Board(name=data["name"], data=data, path=p)
+    return BoardProfile(name=data["name"], data=data, path=p)
 
 
 def names() -> list[str]:
     return sorted(p.stem for p in BOARDS.glob("*.json"))
 
 
-def all_boards() -> list[Board]:
+def all_boards() -> list[BoardProfile]:
     return [load(n) for n in names()]

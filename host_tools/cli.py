@@ -1,5 +1,8 @@
-"""`phonelab`: the command line. Each subcommand lives in its own module, which exposes
-`register(subparsers)`; the parser it adds sets `func(args) -> int`.
+"""`phonelab`: the command line. Each subcommand lives in its own module in
+host_tools/commands/ (the one home of commands), which exposes `register(subparsers)`; the
+parser it adds sets `func(args) -> int`. As in mpremote, argparse stays in that layer: the work
+is done by plain functions elsewhere (host_tools.deploy.deploy, host_tools.flash.flash, ...),
+which take values, not an argparse Namespace.
 
 Errors: a command raises the project's own error types (any exception class defined in a
 `host_tools` module, e.g. ScenarioError, PkiError, cliargs.InputError) or an OSError naming a
@@ -15,25 +18,9 @@ import os
 import subprocess
 import sys
 
-# One line per command module; order is the order of `phonelab --help`.
-COMMANDS = [
-    "host_tools.commands.demo",
-    "host_tools.commands.boards",
-    "host_tools.commands.certs",
-    "host_tools.commands.config",
-    "host_tools.commands.ctl",
-    "host_tools.vboard.cli",
-    "host_tools.deploy",
-    "host_tools.flash",
-    "host_tools.provision",
-    "host_tools.repl",
-    "host_tools.status",
-    "host_tools.commands.lab",
-    "host_tools.commands.run",
-    "host_tools.commands.replay",
-    "host_tools.commands.report",
-    "host_tools.commands.fleet",
-]
+# One name per module of host_tools/commands/; order is the order of `phonelab --help`.
+COMMANDS = ["demo", "boards", "certs", "config", "ctl", "vboard", "deploy", "flash", "identity",
+            "repl", "status", "lab", "run", "replay", "report", "fleet"]
 
 EXIT_ERROR = 2          # the input or the environment is wrong (as argparse's usage errors)
 EXIT_INTERNAL = 70      # a bug (EX_SOFTWARE)
@@ -47,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the Python traceback of an internal error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(name).register(sub)
+        importlib.import_module(f"host_tools.commands.{name}").register(sub)
     return parser
 
 

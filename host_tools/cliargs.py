@@ -13,6 +13,7 @@ turns into a one-line error like every other error type of the project.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
@@ -296,6 +297,16 @@ def pattern(regex: str, example: str, name: str) -> Callable[[str], str]:
         return text
     check.__name__ = name
     return check
+
+
+@_kind("pattern")
+def ip_address(text: str) -> str:
+    """An IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+    return text
 
 
 @_kind("name")

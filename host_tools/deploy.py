@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import base64
 import hashlib
@@ -21,14 +20,13 @@ import re
 import shlex
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from host_tools import FIRMWARE, boards, cliargs
+from host_tools import FIRMWARE, boards
 
 MANIFEST = "/.deploy.json"
 CHUNK = 2048  # bytes per write command; base64 keeps the command under 3 KB (board-heap friendly)
@@ -133,7 +131,7 @@ def _packages(firmware: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def build_items(firmware: Path, board: boards.Board, fmt: MpyFormat | None,
+def build_items(firmware: Path, board: boards.BoardProfile, fmt: MpyFormat | None,
                 workdir: Path) -> list[Item]:
     """Everything the board should hold; fmt None means sources only."""
     items = [Item("/board.json", board.path.read_bytes())]
@@ -189,7 +187,7 @@ del _vh, _vw, _vf, _vd
 """
 
 
-class Board:
+class RawRepl:
     """The few operations deploy needs, on mpremote's SerialTransport (pty, tty, socket://)."""
 
     def __init__(self, port: str, wait: float = 2.0) -> None:
@@ -215,7 +213,7 @@ class Board:
             except Exception as e:  # pyserial errors for bad URLs and devices
                 raise DeployError(f"cannot open {port}: {e}") from None
 
-    def __enter__(self) -> Board:
+    def __enter__(self) -> RawRepl:
         try:
             self.t.enter_raw_repl(soft_reset=True)  # stops main.py, gives a fresh heap
         except self._error as e:
@@ -307,7 +305,7 @@ def plan(items: list[Item], on_board: dict[str, str | None], old_files: set[str]
 
 
 def keep_mac(items: list[Item], on_board: str | None) -> str | None:
-    """The board's /board.json may hold the MAC `phonelab provision` wrote (the phone's
+    """The board's /board.json may hold the MAC `phonelab identity` wrote (the phone's
     identity); a new profile without one keeps it. Returns the MAC kept, if any."""
     try:
         mac = json.loads(on_board or "{}").get("mac")
@@ -329,7 +327,7 @@ def deploy(port: str, board: str = "virtual", source: bool = False, force: bool 
 
     profile = boards.load(board)
     console = Console(quiet=not show, highlight=False, soft_wrap=True)
-    with Board(port) as b, tempfile.TemporaryDirectory(prefix="phonelab-deploy-") as tmp:
+    with RawRepl(port) as b, tempfile.TemporaryDirectory(prefix="phonelab-deploy-") as tmp:
         info = b.info()
         fmt = None
         if not source:
@@ -343,7 +341,7 @@ def deploy(port: str, board: str = "virtual", source: bool = False, force: bool 
         items = build_items(firmware, profile, fmt, Path(tmp))
         mac = keep_mac(items, b.read_text("/board.json"))
         if mac:
-            console.print(f"keeping the MAC {mac} that phonelab provision put in /board.json")
+            console.print(f"keeping the MAC {mac} that phonelab identity put in /board.json")
         try:
             old = json.loads(b.read_text(MANIFEST) or "{}")
         except ValueError:
@@ -388,29 +386,3 @@ def deploy(port: str, board: str = "virtual", source: bool = False, force: bool 
             b.soft_reset()
             console.print("soft reset: boot.py and main.py are starting")
     return result
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("deploy", help="copy the firmware to a board (compiled to .mpy), "
-                                      "only what changed",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", required=True,
-                   help="serial device, vboard pty, or socket://HOST:PORT")
-    p.add_argument("--board", default="virtual", metavar="NAME", type=cliargs.board_profile(),
-                   help="board profile copied as board.json (default %(default)s)")
-    p.add_argument("--source", action="store_true", help="copy .py sources instead of .mpy")
-    p.add_argument("--force", action="store_true", help="copy every file, changed or not")
-    p.add_argument("--no-reset", action="store_true", help="do not soft reset afterwards")
-    p.add_argument("--firmware", type=cliargs.input_dir, default=FIRMWARE, metavar="DIR",
-                   help="firmware tree to deploy (default: the repository's firmware/)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        deploy(args.port, board=args.board, source=args.source, force=args.force,
-               reset=not args.no_reset, firmware=args.firmware)
-    except (DeployError, boards.BoardError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0

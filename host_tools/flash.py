@@ -7,22 +7,20 @@
    --baud (default 460800); if that fails (long cables, cheap USB bridges) the whole write is
    done again at 115200. Progress is a rich bar; esptool's own chatter shows with --verbose.
 3. The board is reset, MicroPython's first boot makes its filesystem, then
-   host_tools.deploy copies the agent and the profile, and host_tools.provision the identity
+   host_tools.deploy copies the agent and the profile, and host_tools.identity the identity
    (phone certificate and key, SAST pin, MAC, WLAN credentials) when those options are given.
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import os
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from host_tools import boards, cliargs, espimage
+from host_tools import boards, espimage
 
 ROM_BAUD = 115200         # every ESP ROM bootloader starts at this rate
 DEFAULT_BAUD = 460800
@@ -168,7 +166,7 @@ def _close(esp: Any) -> None:
         pass
 
 
-def _session(port: str, profile: boards.Board, data: bytes, baud: int, erase: bool,
+def _session(port: str, profile: boards.BoardProfile, data: bytes, baud: int, erase: bool,
              before: str) -> None:
     """One esptool session: connect, check the chip, stub, baud, (erase), write, reset."""
     from esptool import cmds
@@ -255,15 +253,15 @@ def flash(port: str, board: str, firmware: str | Path, *, baud: int = DEFAULT_BA
     return result
 
 
-# -- after the flash: wait for MicroPython, deploy, provision ----------------------------------------
+# -- after the flash: wait for MicroPython (deploy and identity follow) ----------------------------------
 def wait_for_micropython(port: str, timeout: float = BOOT_WAIT_S) -> None:
     """Until the board answers in the raw REPL (first boot formats the filesystem)."""
-    from host_tools.deploy import Board, DeployError
+    from host_tools.deploy import DeployError, RawRepl
     deadline = time.monotonic() + timeout
     last = ""
     while True:
         try:
-            with Board(port):
+            with RawRepl(port):
                 return
         except DeployError as e:
             last = str(e)
@@ -271,47 +269,3 @@ def wait_for_micropython(port: str, timeout: float = BOOT_WAIT_S) -> None:
             raise FlashError(f"MicroPython did not answer on {port} within {timeout:.0f} s "
                              f"after flashing ({last})")
         time.sleep(1.0)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from host_tools.provision import add_identity_arguments
-    p = sub.add_parser("flash", help="flash MicroPython to an ESP32 board, then deploy the agent "
-                                     "and the phone identity",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--board", required=True, metavar="NAME", type=cliargs.board_profile(),
-                   help="board profile (boards/NAME.json): chip and flash offset")
-    p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or rfc2217://HOST:PORT")
-    p.add_argument("--firmware", required=True, type=cliargs.input_file("firmware", limit=32 << 20),
-                   metavar="IMAGE.bin",
-                   help="MicroPython firmware image for the board's chip (from micropython.org)")
-    p.add_argument("--erase", action="store_true", help="erase the whole flash first "
-                   "(first flash of a board, or to wipe its filesystem)")
-    p.add_argument("--baud", type=cliargs.integer(9600, 5000000), default=DEFAULT_BAUD,
-                   help=f"write speed (default %(default)s; falls back to {ROM_BAUD} on failure)")
-    p.add_argument("--before", choices=BEFORE, default="default-reset",
-                   help="how to enter the bootloader (esptool's --before; default %(default)s)")
-    p.add_argument("--no-deploy", action="store_true",
-                   help="only flash MicroPython; do not deploy the agent or an identity")
-    p.add_argument("--source", action="store_true", help="deploy .py sources instead of .mpy")
-    p.add_argument("-v", "--verbose", action="store_true", help="show esptool's messages")
-    add_identity_arguments(p, required=False)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from host_tools import deploy, provision
-    try:
-        ident = provision.identity_from_args(args)  # read and checked before flashing
-        flash(args.port, args.board, args.firmware, baud=args.baud, erase=args.erase,
-              before=args.before, verbose=args.verbose)
-        if args.no_deploy:
-            return 0
-        wait_for_micropython(args.port)
-        deploy.deploy(args.port, board=args.board, source=args.source, reset=ident is None)
-        if ident is not None:
-            provision.provision(args.port, ident)
-    except (FlashError, espimage.ImageError, boards.BoardError, deploy.DeployError,
-            provision.ProvisionError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -11,7 +11,6 @@ loop cannot select on) get a small two-thread loop doing the same.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -155,12 +154,3 @@ def repl(port: str, raw_events: bool = False) -> int:
         transport.close()
     print()
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("repl", help="serial REPL of a board (mpremote's) with event lines rendered",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", required=True, help="serial device, vboard pty, or URL")
-    p.add_argument("--raw-events", action="store_true",
-                   help="also show each event's JSON line as the board wrote it")
-    p.set_defaults(func=lambda args: repl(args.port, args.raw_events))

@@ -14,11 +14,9 @@ AgentStatus is also what the HIL fixtures use to follow a board.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from host_tools.events import Event, EventReader, render
 
@@ -29,7 +27,7 @@ PROBLEMS = {"halted", "provision_failed", "no_identity", "profile_error", "stopp
 
 
 @dataclass
-class Link:
+class LinkStatus:
     mode: str                      # "registered", "standby", "down"
     host: str | None = None
     port: int | None = None
@@ -43,7 +41,7 @@ class AgentStatus:
     state: str | None = None
     device: str | None = None
     board: str | None = None
-    links: dict[str, Link] = field(default_factory=dict)
+    links: dict[str, LinkStatus] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     last_t: int | None = None
     events: int = 0
@@ -60,17 +58,18 @@ class AgentStatus:
         elif name == "state":
             self.state = f.get("state")
         elif name == "registered":
-            self.links[f.get("link", "primary")] = Link("registered", f.get("host"), f.get("port"),
-                                                        f.get("cm"), t=e.t)
+            self.links[f.get("link", "primary")] = LinkStatus("registered", f.get("host"),
+                                                              f.get("port"), f.get("cm"), t=e.t)
         elif name == "standby_up":
-            self.links["srst"] = Link("standby", f.get("host"), f.get("port"), t=e.t)
+            self.links["srst"] = LinkStatus("standby", f.get("host"), f.get("port"), t=e.t)
         elif name in ("link_down", "standby_failed", "register_failed"):
             role = f.get("link", "srst")
-            self.links[role] = Link("down", f.get("host"), f.get("port"), f.get("cm"),
-                                    str(f.get("reason")), t=e.t)
+            self.links[role] = LinkStatus("down", f.get("host"), f.get("port"), f.get("cm"),
+                                          str(f.get("reason")), t=e.t)
         elif name == "primary_lost":
-            old = self.links.get("primary", Link("down"))
-            self.links["primary"] = Link("down", old.host, old.port, old.cm, str(f.get("reason")), e.t)
+            old = self.links.get("primary", LinkStatus("down"))
+            self.links["primary"] = LinkStatus("down", old.host, old.port, old.cm,
+                                               str(f.get("reason")), e.t)
         elif name == "rehomed":
             if "srst" in self.links and self.links["srst"].mode == "registered":
                 self.links["srst"].mode = "standby"
@@ -148,8 +147,8 @@ def _listen(ser: object, reader: EventReader, status: AgentStatus, seconds: floa
 
 
 def board_facts(port: str) -> dict:
-    from host_tools.deploy import Board
-    with Board(port) as b:
+    from host_tools.deploy import RawRepl
+    with RawRepl(port) as b:
         out = b.exec(_BOARD_FACTS).decode().strip().splitlines()[-1]
     return json.loads(out)
 
@@ -181,50 +180,3 @@ def status(port: str, listen: float = 3.0, reset: bool = False, echo: bool = Fal
     return StatusReport(port, None, st, note=f"no events and no REPL prompt within {listen:.0f} s: "
                         f"the agent is probably running and quiet (stable); --reset follows a "
                         f"fresh boot")
-
-
-def print_report(r: StatusReport) -> None:
-    running = {True: "running", False: "not running", None: "unknown"}[r.running]
-    print(f"agent on {r.port}: {running}")
-    if r.status.events:
-        print("\n".join(r.status.lines()))
-    if r.note:
-        print(f"  ({r.note})")
-    if r.board is not None:
-        b = r.board
-        print(f"  board profile: {b.get('board')}   MAC: {b.get('mac') or 'from the NIC'}   "
-              f"store: {b.get('store')}")
-        have = [n for n, size in b.get("files", {}).items() if size is not None]
-        print(f"  stored: {', '.join(have) or 'nothing'}   deployed: {b.get('deployed')}")
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="the agent's state and links, from its event stream",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", required=True, help="serial device, vboard pty, or URL")
-    from host_tools import cliargs
-    p.add_argument("--listen", type=cliargs.duration(0, 24 * 3600), default=None, metavar="S",
-                   help="seconds to listen (default 3, or 20 with --reset)")
-    p.add_argument("--reset", action="store_true", help="restart the agent and follow its boot")
-    p.add_argument("--events", action="store_true", help="print the events as they come")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    import serial
-    from host_tools.deploy import DeployError
-    listen = args.listen if args.listen is not None else (20.0 if args.reset else 3.0)
-    try:
-        r = status(args.port, listen, reset=args.reset, echo=args.events and not args.json)
-    except (serial.SerialException, OSError) as e:
-        print(f"error: cannot open {args.port}: {e}", file=sys.stderr)
-        return 1
-    except DeployError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(asdict(r), indent=1))
-    else:
-        print_report(r)
-    return 0 if r.running is not False else 3

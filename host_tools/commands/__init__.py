@@ -1,0 +1,2 @@
+"""`phonelab` subcommands, one module each: argparse here, the work in plain functions
+elsewhere (host_tools.cli lists them)."""

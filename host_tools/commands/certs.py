@@ -44,15 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ip_pair(text: str) -> str:
-    import ipaddress
     name, sep, addr = text.partition("=")
     if not sep or name not in pki.STANDARD:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not NAME=ADDR with NAME one of {', '.join(pki.STANDARD)}")
-    try:
-        ipaddress.ip_address(addr)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{addr!r} is not an IP address") from None
+    cliargs.ip_address(addr)
     return text
 
 

@@ -79,7 +79,7 @@ class BoardHandle:
 
     def exec(self, code: str) -> str:
         with self._port_free():
-            with deploy.Board(self.tool_port) as b:
+            with deploy.RawRepl(self.tool_port) as b:
                 return b.exec(code).decode()
 
     def _port_free(self):  # a context manager: the port is free for mpremote inside
@@ -192,7 +192,7 @@ class SerialHandle(BoardHandle):
 
     def _profile_on_board(self) -> str:
         try:
-            with deploy.Board(self.port) as b:
+            with deploy.RawRepl(self.port) as b:
                 text = b.read_text("/board.json")
         except deploy.DeployError as e:
             raise BoardError(f"{self.name}: {e}") from None

@@ -6,7 +6,7 @@ lab's identity and settings, and put it on the lab's network.
   lab's phone host (namespace prefix and environment);
 - real board (serial port, labgrid place): the lab bridges the bench interface
   (--lab-interface IF, namespace mode, root) into its branch LAN; the board gets the profile
-  overrides and settings over the raw REPL and its identity with host_tools.provision.
+  overrides and settings over the raw REPL and its identity with host_tools.identity.
 Each worker's phone has its own MAC, so parallel labs never share a device name.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def start_lab(board: BoardHandle, workdir: Path, mac: str, mode: str = "auto",
             lab.prepare_board_folder(board.folder, mac, profile=BOARDS / f"{board.profile}.json")
             board.relaunch(prefix=lab.phone_prefix(), env=lab.phone_env())
         else:
-            provision_real(board, lab, mac)
+            prepare_real_board(board, lab, mac)
             board.reset()
     except BaseException:
         lab.stop()
@@ -55,20 +55,20 @@ def start_lab(board: BoardHandle, workdir: Path, mac: str, mode: str = "auto",
     return lab
 
 
-def provision_real(board: BoardHandle, lab: object, mac: str) -> None:
+def prepare_real_board(board: BoardHandle, lab: object, mac: str) -> None:
     """What prepare_board_folder does for a folder, done over the board's serial port."""
-    from host_tools import provision
-    from host_tools.deploy import Board
+    from host_tools.deploy import RawRepl
+    from host_tools.identity import PhoneIdentity, put_identity
     overrides = lab.profile_overrides()          # type: ignore[attr-defined]
     settings = lab.board_settings()              # type: ignore[attr-defined]
     ident = lab.pki.phones[mac]                  # type: ignore[attr-defined]
     with board._port_free():
-        with Board(board.tool_port) as b:
+        with RawRepl(board.tool_port) as b:
             profile = json.loads(b.read_text("/board.json") or "{}")
             profile.update(overrides)
             b.write("/board.json", json.dumps(profile, indent=1).encode(), lambda n: None)
             if settings:
                 b.write("/settings.json", json.dumps(settings, indent=1).encode(), lambda n: None)
-        provision.provision(board.tool_port, provision.Identity(
+        put_identity(board.tool_port, PhoneIdentity(
             mac=mac, cert_der=ident.cert_der, cn=f"SEP{mac}", key_der=ident.key_der),
             reset=False, show=False)

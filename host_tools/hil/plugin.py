@@ -12,7 +12,7 @@ of a hardware profile, docs/vboard.md) or `--board /dev/ttyUSB0`, repeatable.
 
 Fixtures: `board` (a handle, see host_tools.hil.handles; one per worker for the session),
 `event_stream` (that board's events from the start of the test), `lab` (host_tools.lab.Lab
-around this worker's board, which it provisions and puts on the lab's network: a provisioned
+around this worker's board, which it gives the lab's identity and puts on the lab's network: a
 board in its own lab; real boards need --lab-interface), `board_spec`, `board_specs`.
 Plugins built on this one get `pytest_phonelab_board_ready(board, config)` (firmware deployed)
 and `pytest_phonelab_lab_ready(board, lab, config)` (board in the lab, agent restarted).
@@ -37,11 +37,11 @@ class HilHooks:
     @pytest.hookspec
     def pytest_phonelab_board_ready(self, board: object, config: pytest.Config) -> None:
         """The worker's board is up with the firmware deployed, before any test uses it
-        (e.g. provision an identity from the lab's PKI)."""
+        (e.g. put an identity from the lab's PKI on it)."""
 
     @pytest.hookspec
     def pytest_phonelab_lab_ready(self, board: object, lab: object, config: pytest.Config) -> None:
-        """The worker's lab runs and the board is provisioned for it and restarted."""
+        """The worker's lab runs and the board is set up for it and restarted."""
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -153,7 +153,7 @@ def event_stream(board: object) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def lab(board: object, board_specs: list[_specs.BoardSpec], board_spec: _specs.BoardSpec,
         request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """This worker's lab (host_tools.lab.Lab) with the board provisioned for it and restarted
+    """This worker's lab (host_tools.lab.Lab) with the board set up for it and restarted
     on its network. One per worker, so parallel boards never share a lab."""
     from host_tools.hil import labboard
     config = request.config

@@ -2,9 +2,9 @@
 documentation ranges, commands (and Python threads) inside a namespace, and cleanup that always
 runs (context manager, atexit, and a sweep of namespaces left by dead processes).
 
-    with netns.Lab("dhcp") as lab:
-        phone, srv = lab.namespace("phone"), lab.namespace("srv")
-        link = lab.veth(phone, srv, b_addr="192.0.2.1/24", a_name="eth0", b_name="eth0")
+    with netns.NamespaceSet("dhcp") as nset:
+        phone, srv = nset.namespace("phone"), nset.namespace("srv")
+        link = nset.veth(phone, srv, b_addr="192.0.2.1/24", a_name="eth0", b_name="eth0")
         phone.run(["ip", "addr"])
 
 Names: namespaces are `pl<pid>-<n>-<role>`; interfaces are created as `v<pid>x<n>a|b` (the
@@ -38,7 +38,7 @@ CLONE_NEWNET = 0x40000000
 DOC_NETS = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
 
 _counter = itertools.count(1)
-_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
+_labs: "weakref.WeakSet[NamespaceSet]" = weakref.WeakSet()
 _usable: str | None | bool = False  # False: not checked yet; None: usable; str: why not
 T = TypeVar("T")
 
@@ -177,7 +177,7 @@ def sweep_stale() -> list[str]:
 # Namespaces and links
 # ---------------------------------------------------------------------------------------
 class Namespace:
-    def __init__(self, lab: "Lab", name: str, role: str) -> None:
+    def __init__(self, lab: "NamespaceSet", name: str, role: str) -> None:
         self.lab = lab
         self.name = name
         self.role = role
@@ -293,7 +293,7 @@ class Veth:
     b_if: str
 
 
-class Lab:
+class NamespaceSet:
     """A set of namespaces and links that disappears on close() (or at exit)."""
 
     def __init__(self, tag: str = "lab") -> None:
@@ -307,7 +307,7 @@ class Lab:
         self._closed = False
         _labs.add(self)
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> "NamespaceSet":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -410,5 +410,5 @@ def udp_listening(ns: Namespace, port: int, addr: str | None = None) -> bool:
     return False
 
 
-__all__ = ["Lab", "Namespace", "Veth", "NetnsError", "unusable_reason", "usable", "sweep_stale",
-           "enter_current_thread", "check_doc_address", "wait_for", "udp_listening", "DOC_NETS"]
+__all__ = ["NamespaceSet", "Namespace", "Veth", "NetnsError", "unusable_reason", "usable",
+           "sweep_stale", "enter_current_thread", "check_doc_address", "wait_for", "udp_listening", "DOC_NETS"]

@@ -262,7 +262,7 @@ class NetnsTopology(Topology):
         self.phone_macs = list(phone_macs or [])
         self.interface = interface
         self._iface_saved: dict | None = None
-        self._ns: netns.Lab | None = None
+        self._ns: netns.NamespaceSet | None = None
         self.phone_ns: list[netns.Namespace] = []
         self.branch_ns: netns.Namespace | None = None
         self.hq_ns: netns.Namespace | None = None
@@ -272,7 +272,7 @@ class NetnsTopology(Topology):
         if self._is_up:
             return self
         netns.sweep_stale()
-        self._ns = lab = netns.Lab("srst")
+        self._ns = lab = netns.NamespaceSet("srst")
         _live.add(self)
         self._is_up = True
         try:
@@ -285,7 +285,7 @@ class NetnsTopology(Topology):
                   interface=self.interface)
         return self
 
-    def _build(self, lab: netns.Lab) -> None:
+    def _build(self, lab: netns.NamespaceSet) -> None:
         a = self.addr
         self.phone_ns = [lab.namespace("phone" if self.phones == 1 else f"phone{i}")
                          for i in range(self.phones)]

@@ -81,7 +81,7 @@ def run(plan: Plan, opts: ReplayOptions | None = None) -> ReplayRun:
     res = ReplayRun(plan)
     undo = exit_on_signals()
     try:
-        with netns.Lab("replay") as nl:
+        with netns.NamespaceSet("replay") as nl:
             _session(nl, plan, opts, work, res)
     finally:
         undo()
@@ -95,7 +95,7 @@ def run(plan: Plan, opts: ReplayOptions | None = None) -> ReplayRun:
     return res
 
 
-def _session(nl: netns.Lab, plan: Plan, opts: ReplayOptions, work: Path, res: ReplayRun) -> None:
+def _session(nl: netns.NamespaceSet, plan: Plan, opts: ReplayOptions, work: Path, res: ReplayRun) -> None:
     from host_tools.vboard import VirtualBoard
 
     phone, net = nl.namespace("phone"), nl.namespace("net")
@@ -140,7 +140,7 @@ def _session(nl: netns.Lab, plan: Plan, opts: ReplayOptions, work: Path, res: Re
     res.unanswered.sort(key=lambda e: e.get("time", 0))
 
 
-def _network(nl: netns.Lab, phone: netns.Namespace, net: netns.Namespace, plan: Plan) -> None:
+def _network(nl: netns.NamespaceSet, phone: netns.Namespace, net: netns.Namespace, plan: Plan) -> None:
     for ns in (phone, net):
         ns.run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                 "net.ipv6.conf.default.disable_ipv6=1"], check=False)

@@ -169,7 +169,7 @@ def test_stored_unsigned_config_is_not_used_once_there_is_trust(tmp_path):
     ph = Phone(tmp_path)
     r = ph.boot({CFG: 'cfg1.xml'})            # no trust yet: a plain cluster, mode 1
     assert r is not None and not r.secure
-    ph.put('sast.der', 'sast.der')            # then `phonelab provision --sast`
+    ph.put('sast.der', 'sast.der')            # then `phonelab identity --sast`
     eq(ph.boot(None), None)                   # offline: only the stored config is there
     assert 'not signed' in ph.reason('config_rejected')
     eq(ph.events('provisioned'), [])

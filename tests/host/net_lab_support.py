@@ -113,7 +113,7 @@ def _run_client(folder: Path, heap: str, argfile: str, ns: netns.Namespace | Non
 # -- the namespace pair --------------------------------------------------------------------------
 @dataclass
 class Pair:
-    lab: netns.Lab
+    lab: netns.NamespaceSet
     phone: netns.Namespace
     srv: netns.Namespace
     mac: str
@@ -127,7 +127,7 @@ def pair(tag: str, phone_addr: str | None = None, dhcp_client: bool = False) -> 
     test starts something). Everything is deleted afterwards, whatever happens."""
     skip_without_netns()
     netns.sweep_stale()
-    with netns.Lab(tag) as lab:
+    with netns.NamespaceSet(tag) as lab:
         phone, srv = lab.namespace("phone"), lab.namespace("srv")
         lab.veth(phone, srv, a_addr=phone_addr, b_addr=f"{SRV_IP}/24", a_name="eth0",
                  b_name="eth0")

@@ -30,20 +30,20 @@ STUBS = [
     ("host_tools.scenario.runner", "run"),
     ("host_tools.commands.lab", "_serve"),
     ("host_tools.commands.lab", "_detach"),
-    ("host_tools.vboard.cli", "VirtualBoard"),
+    ("host_tools.commands.vboard", "VirtualBoard"),
     ("host_tools.fleet.run", "run"),
     ("host_tools.replay.session", "run"),
     ("host_tools.replay.recording", "replay_recording"),
     ("host_tools.deploy", "deploy"),
     ("host_tools.flash", "flash"),
-    ("host_tools.provision", "provision"),
+    ("host_tools.identity", "put_identity"),
     ("host_tools.repl", "repl"),
     ("host_tools.status", "status"),
 ]
 # Free text: any value is legitimate, so no bad value exists to generate.
 FREE = {("ctl", "build", "filename"), ("ctl", "sign", "filename")}
 # A board's --port is only checked by opening it, which the stubs replace.
-PORT_COMMANDS = ("deploy", "flash", "provision", "repl", "status")
+PORT_COMMANDS = ("deploy", "flash", "identity", "repl", "status")
 PORT = "socket://127.0.0.1:9"        # a board port; never opened (the stubs stop first)
 
 
@@ -224,14 +224,17 @@ def kind_of(path: tuple[str, ...], a: argparse.Action) -> tuple[str, dict[str, A
 
 
 def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """(command path, parser) for every leaf command."""
+    """(command path, parser) for every leaf command (by its name, not its aliases)."""
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         yield path, parser
         return
     for sub in subs:
-        for name, p in sub.choices.items():
-            yield from walk(p, path + (name,))
+        seen: set[int] = set()
+        for name, p in sub.choices.items():      # a command's name comes before its aliases
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield from walk(p, path + (name,))
 
 
 def takes_value(a: argparse.Action) -> bool:
@@ -339,10 +342,10 @@ def generate(tmp: Path) -> tuple[list[Case], dict[str, Path], list[str]]:
         positionals = [a for a in actions if not a.option_strings]
         required = [a for a in actions if a.option_strings and a.required]
         good = {a.dest: good_value(path, a, samples, tmp) for a in actions}
-        if "port" in good and path[0] in ("deploy", "flash", "provision", "repl", "status"):
+        if "port" in good and path[0] in PORT_COMMANDS:
             good["port"] = PORT
         opt_part = [x for a in required for x in (a.option_strings[-1], good[a.dest])]
-        if path == ("provision",):
+        if path == ("identity",):
             opt_part += ["--sast", good["sast"]]
         if path[0] == "certs":
             opt_part += ["--key-size", "1024"]
@@ -352,7 +355,7 @@ def generate(tmp: Path) -> tuple[list[Case], dict[str, Path], list[str]]:
             if a.option_strings:
                 rest = [x for b in required if b is not a
                         for x in (b.option_strings[-1], good[b.dest])]
-                if path == ("provision",) and a.dest != "sast":
+                if path == ("identity",) and a.dest != "sast":
                     rest += ["--sast", good["sast"]]
                 if path[0] == "certs" and a.dest != "key_size":
                     rest += ["--key-size", "1024"]

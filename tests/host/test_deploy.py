@@ -118,7 +118,7 @@ def test_deploy_keeps_the_mac_provision_wrote(board, folder, firmware):
 
 def test_hashes_of_named_files_only(board, folder):
     (folder / "a.txt").write_bytes(b"abc")
-    with deploy.Board(board.port_for_mpremote) as b:
+    with deploy.RawRepl(board.port_for_mpremote) as b:
         got = b.hashes(["/a.txt", "/missing"], [])       # no folder to walk: files only
     assert got == {"/a.txt": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
                    "/missing": None}

@@ -151,7 +151,7 @@ def test_silent_port_says_how_to_enter_the_bootloader(image):
     assert time.monotonic() - t < 20
 
 
-# -- the whole command: flash, "boot", deploy, provision ----------------------------------------
+# -- the whole command: flash, "boot", deploy, identity -----------------------------------------
 class ChipThenMicroPython:
     """The pty is the ROM until a finished write and the end of that esptool session; then it
     is the console of a virtual board, as if the flashed MicroPython had booted."""
@@ -193,7 +193,7 @@ class ChipThenMicroPython:
         self.vboard.stop()
 
 
-def test_phonelab_flash_then_deploys_and_provisions(tmp_path, image):
+def test_phonelab_flash_then_deploys_and_puts_the_identity(tmp_path, image):
     ident = pki.make_identity("SEP00112233AABB", "PHONE", key_size=1024).write(tmp_path / "pki")
     sast = pki.make_identity("sast", "SAST", key_size=1024).write(tmp_path / "pki")
     board = ChipThenMicroPython(tmp_path / "board")
@@ -215,6 +215,6 @@ def test_phonelab_flash_then_deploys_and_provisions(tmp_path, image):
     assert (folder / "state" / "phone.der").read_bytes() == ident.cert_der
     assert (folder / "state" / "phone.key").read_bytes() == ident.key_der
     assert (folder / "state" / "sast.der").read_bytes() == sast.cert_der
-    assert "flashed" in out and "provisioned SEP00112233AABB" in out
+    assert "flashed" in out and "identity of SEP00112233AABB" in out
     for secret in (ident.key_pem.decode().splitlines()[1], ident.key_der.hex()[:40]):
         assert secret not in out

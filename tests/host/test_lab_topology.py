@@ -518,7 +518,7 @@ def test_lab_up_interface_needs_consent_and_refuses_the_default_route():
 @pytest.mark.netns
 def test_lab_bench_interface_serves_a_board_and_is_given_back(tmp_path, lab_pki):
     need_netns()
-    with netns.Lab("bench") as nl:
+    with netns.NamespaceSet("bench") as nl:
         board = nl.namespace("board")
         dev = f"pb{os.getpid() % 100000}"
         # a veth stands in for the bench NIC: one end in the host, the board behind the other

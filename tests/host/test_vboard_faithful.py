@@ -208,7 +208,7 @@ def test_watchdog_not_fed_resets_the_board(tmp_path):
 
 
 def test_vboard_cli_takes_a_faithful_board():
-    from host_tools.vboard import cli
+    from host_tools.commands import vboard as cli
     assert cli._board_arg("virtual:wt32-eth01") == "virtual:wt32-eth01"
     assert cli._board_arg("virtual") == "virtual"
     import argparse

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MicroPython heap, like a small board (default %(default)s)")
     p.add_argument("--port", type=cliargs.port, default=0, metavar="N",
                    help="TCP port for socket://127.0.0.1:N (default 0: a free port)")
-    p.add_argument("--host", default="127.0.0.1", type=_address, help="address the TCP endpoint listens on")
+    p.add_argument("--host", default="127.0.0.1", type=cliargs.ip_address,
+                   help="address the TCP endpoint listens on")
     p.add_argument("--no-tcp", action="store_true", help="no socket:// endpoint")
     p.add_argument("--no-pty", action="store_true", help="no pty endpoint")
     p.add_argument("--board", default="virtual", metavar="NAME|virtual:PROFILE",
@@ -47,18 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--console", action="store_true",
                    help="also print the board's console output here")
     p.set_defaults(func=run)
-
-
-def _address(text: str) -> str:
-    import ipaddress
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
-    return text
-
-
-_address.kind = "pattern"  # type: ignore[attr-defined]
 
 
 def _board_arg(text: str) -> str:

@@ -1,4 +1,6 @@
-"""`phonelab provision`: put a phone's identity on a board that runs the agent.
+"""`phonelab identity`: put a phone's identity on a board that runs the agent (not to be
+confused with the agent's provisioning, firmware/phone/provision.py: CTL, ITL and configuration
+from TFTP at boot, which this feeds).
 
 What goes where (the names the firmware's phone.store and phone.provision read):
 
@@ -16,11 +18,9 @@ exception message or shown in progress output: errors while writing them say whi
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,7 @@ IDENTITY = "identity.json"
 WLAN_FILE = "/wlan.json"     # firmware/phone/platform.py reads wlan.json from the root
 
 
-class ProvisionError(RuntimeError):
+class IdentityError(RuntimeError):
     pass
 
 
@@ -41,12 +41,12 @@ def normalize_mac(text: str) -> str:
     try:
         return pki_mac(text.strip())
     except PkiError as e:
-        raise ProvisionError(str(e)) from None
+        raise IdentityError(str(e)) from None
 
 
 @dataclass(frozen=True)
-class Identity:
-    """What provisioning puts on a board. repr() never shows the secrets."""
+class PhoneIdentity:
+    """What `phonelab identity` puts on a board. repr() never shows the secrets."""
     mac: str | None = None
     cert_der: bytes | None = None
     cn: str | None = None
@@ -66,12 +66,12 @@ def _load_cert(path: Path, what: str) -> tuple[bytes, object]:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ProvisionError(f"cannot read the {what} {path}: {e.strerror}") from None
+        raise IdentityError(f"cannot read the {what} {path}: {e.strerror}") from None
     try:
         cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
                 else x509.load_der_x509_certificate(data))
     except ValueError:
-        raise ProvisionError(f"{path} is not a certificate (PEM or DER)") from None
+        raise IdentityError(f"{path} is not a certificate (PEM or DER)") from None
     return cert.public_bytes(serialization.Encoding.DER), cert
 
 
@@ -88,17 +88,17 @@ def _load_key(path: Path) -> tuple[bytes, object]:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ProvisionError(f"cannot read the key file {path}: {e.strerror}") from None
+        raise IdentityError(f"cannot read the key file {path}: {e.strerror}") from None
     try:
         key = (serialization.load_pem_private_key(data, None) if b"-----BEGIN" in data
                else serialization.load_der_private_key(data, None))
     except TypeError:
-        raise ProvisionError(f"{path} is an encrypted key: the board needs it unencrypted "
-                             f"(openssl pkey -in KEY -out plain.key.pem)") from None
+        raise IdentityError(f"{path} is an encrypted key: the board needs it unencrypted "
+                            f"(openssl pkey -in KEY -out plain.key.pem)") from None
     except Exception:  # never chain: a parser's message could quote bytes
-        raise ProvisionError(f"{path} is not a private key (PEM or DER)") from None
+        raise IdentityError(f"{path} is not a private key (PEM or DER)") from None
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-        raise ProvisionError(f"{path}: only RSA and EC keys work with the board's TLS")
+        raise IdentityError(f"{path}: only RSA and EC keys work with the board's TLS")
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     return der, key
@@ -106,15 +106,15 @@ def _load_key(path: Path) -> tuple[bytes, object]:
 
 def load_identity(mac: str | None = None, cert: str | Path | None = None,
                   key: str | Path | None = None, sast: str | Path | None = None,
-                  wlan: str | Path | None = None) -> Identity:
+                  wlan: str | Path | None = None) -> PhoneIdentity:
     """Read and check everything before a board is touched."""
     from cryptography.hazmat.primitives import serialization
     if (cert is None) != (key is None):
-        raise ProvisionError("--cert and --key go together (the phone certificate and its key)")
+        raise IdentityError("--cert and --key go together (the phone certificate and its key)")
     if cert is not None and mac is None:
-        raise ProvisionError("--mac is needed with --cert (the phone's MAC, as in SEP<MAC>)")
+        raise IdentityError("--mac is needed with --cert (the phone's MAC, as in SEP<MAC>)")
     if not any(x is not None for x in (mac, cert, sast, wlan)):
-        raise ProvisionError("nothing to provision: give --mac/--cert/--key, --sast or --wlan")
+        raise IdentityError("no identity given: give --mac/--cert/--key, --sast or --wlan")
     out: dict[str, object] = {}
     if mac is not None:
         out["mac"] = normalize_mac(mac)
@@ -123,36 +123,36 @@ def load_identity(mac: str | None = None, cert: str | Path | None = None,
         key_der, k = _load_key(Path(key))
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         if c.public_key().public_bytes(*spki) != k.public_key().public_bytes(*spki):  # type: ignore[attr-defined]
-            raise ProvisionError(f"the key in {key} does not belong to the certificate {cert}")
+            raise IdentityError(f"the key in {key} does not belong to the certificate {cert}")
         cn = _cn(c)
         if cn and re.fullmatch(r"SEP[0-9A-Fa-f]{12}", cn) and cn[3:].upper() != out["mac"]:
-            raise ProvisionError(f"the certificate is for {cn}, but --mac says "
-                                 f"SEP{out['mac']}: wrong certificate or wrong MAC?")
+            raise IdentityError(f"the certificate is for {cn}, but --mac says "
+                                f"SEP{out['mac']}: wrong certificate or wrong MAC?")
         out.update(cert_der=cert_der, cn=cn, key_der=key_der)
     if sast is not None:
         sast_der, s = _load_cert(Path(sast), "SAST certificate")
         out.update(sast_der=sast_der, sast_cn=_cn(s))
     if wlan is not None:
         out["wlan"] = _load_wlan(Path(wlan))
-    return Identity(**out)  # type: ignore[arg-type]
+    return PhoneIdentity(**out)  # type: ignore[arg-type]
 
 
 def _load_wlan(path: Path) -> bytes:
     try:
         obj = json.loads(path.read_text())
     except OSError as e:
-        raise ProvisionError(f"cannot read {path}: {e.strerror}") from None
+        raise IdentityError(f"cannot read {path}: {e.strerror}") from None
     except (ValueError, RecursionError):
-        raise ProvisionError(f'{path} is not JSON: want {{"ssid": "...", "key": "..."}}') from None
+        raise IdentityError(f'{path} is not JSON: want {{"ssid": "...", "key": "..."}}') from None
     if not (isinstance(obj, dict) and isinstance(obj.get("ssid"), str) and obj["ssid"]
             and isinstance(obj.get("key", ""), str)):
-        raise ProvisionError(f'{path}: want {{"ssid": "...", "key": "..."}} (strings)')
+        raise IdentityError(f'{path}: want {{"ssid": "...", "key": "..."}} (strings)')
     return json.dumps({"ssid": obj["ssid"], "key": obj.get("key", "")}).encode()
 
 
 # -- the board side ----------------------------------------------------------------------------
 @dataclass
-class ProvisionResult:
+class IdentityResult:
     port: str
     store: str
     written: list[str] = field(default_factory=list)
@@ -164,28 +164,29 @@ def _put(b: object, path: str, data: bytes, secret: bool) -> None:
         b.write(path, data, lambda n: None)  # type: ignore[attr-defined]
     except DeployError as e:
         if secret:  # the board's error text is not ours to vouch for: say which file only
-            raise ProvisionError(f"writing {path} to the board failed; the board's message "
-                                 f"is withheld because the file is secret") from None
-        raise ProvisionError(f"writing {path} to the board failed: {e}") from None
+            raise IdentityError(f"writing {path} to the board failed; the board's message "
+                                f"is withheld because the file is secret") from None
+        raise IdentityError(f"writing {path} to the board failed: {e}") from None
 
 
-def provision(port: str, ident: Identity, reset: bool = True, show: bool = True) -> ProvisionResult:
+def put_identity(port: str, ident: PhoneIdentity, reset: bool = True,
+                 show: bool = True) -> IdentityResult:
     from rich.console import Console
-    from host_tools.deploy import Board, DeployError
+    from host_tools.deploy import DeployError, RawRepl
 
     console = Console(quiet=not show, highlight=False)
     try:
-        with Board(port) as b:
+        with RawRepl(port) as b:
             text = b.read_text("/board.json")
             if text is None:
-                raise ProvisionError(f"no /board.json on the board at {port}: deploy the agent "
-                                     f"first (phonelab deploy --port {port} --board NAME)")
+                raise IdentityError(f"no /board.json on the board at {port}: deploy the agent "
+                                    f"first (phonelab deploy --port {port} --board NAME)")
             try:
                 profile = json.loads(text)
             except ValueError:
-                raise ProvisionError("/board.json on the board is not JSON: deploy again") from None
+                raise IdentityError("/board.json on the board is not JSON: deploy again") from None
             store = str(profile.get("store", STORE_DEFAULT)).rstrip("/") or STORE_DEFAULT
-            result = ProvisionResult(port=port, store=store)
+            result = IdentityResult(port=port, store=store)
             files: list[tuple[str, bytes, bool, str]] = []   # path, data, secret, what
             if ident.cert_der is not None and ident.key_der is not None:
                 files.append((f"{store}/{PHONE_CERT}", ident.cert_der, False,
@@ -223,61 +224,17 @@ def provision(port: str, ident: Identity, reset: bool = True, show: bool = True)
             on_board = b.hashes([f[0] for f in files], [])
             bad = [p for p, data, _s, _w in files if on_board.get(p) != hashlib.sha256(data).hexdigest()]
             if bad:
-                raise ProvisionError(f"read-back check failed for {', '.join(bad)}: the board's "
-                                     f"filesystem may be full or damaged")
-            console.print(f"provisioned {ident.device or 'the board'} on {port} "
+                raise IdentityError(f"read-back check failed for {', '.join(bad)}: the board's "
+                                    f"filesystem may be full or damaged")
+            console.print(f"identity of {ident.device or 'the board'} on {port} "
                           f"({len(files)} file(s), checked)")
             if reset:
                 b.soft_reset()
                 console.print("soft reset: the agent starts with its identity")
     except DeployError as e:
-        raise ProvisionError(str(e)) from None
+        raise IdentityError(str(e)) from None
     return result
 
 
 def _sha(data: bytes | None) -> str | None:
     return hashlib.sha256(data).hexdigest() if data is not None else None
-
-
-# -- command line -------------------------------------------------------------------------------
-def add_identity_arguments(p: argparse.ArgumentParser, required: bool) -> None:
-    g = p.add_argument_group("phone identity" + ("" if required else " (optional)"))
-    from host_tools import cliargs
-    g.add_argument("--mac", type=cliargs.mac, help="the phone's MAC (device name SEP<MAC>)")
-    g.add_argument("--cert", type=cliargs.cert_file, metavar="PEM|DER",
-                   help="phone certificate (LSC)")
-    g.add_argument("--key", type=cliargs.key_file, metavar="PEM|DER",
-                   help="the certificate's private key (unencrypted; never printed)")
-    g.add_argument("--sast", type=cliargs.cert_file, metavar="PEM|DER",
-                   help="SAST certificate to pin (trust anchor for the first CTL)")
-    g.add_argument("--wlan", type=cliargs.input_file("json", utf8=True), metavar="wlan.json",
-                   help='WLAN credentials {"ssid": ..., "key": ...} (never commit this file)')
-
-
-def identity_from_args(args: argparse.Namespace) -> Identity | None:
-    given = [getattr(args, n) for n in ("mac", "cert", "key", "sast", "wlan")]
-    if not any(v is not None for v in given):
-        return None
-    return load_identity(args.mac, args.cert, args.key, args.sast, args.wlan)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("provision", help="put the phone identity (certificate, key, SAST pin, "
-                                         "MAC, WLAN) on a board",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", required=True, help="serial device, vboard pty, or URL")
-    p.add_argument("--no-reset", action="store_true", help="do not soft reset afterwards")
-    add_identity_arguments(p, required=True)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        ident = identity_from_args(args)
-        if ident is None:
-            raise ProvisionError("nothing to provision: give --mac/--cert/--key, --sast or --wlan")
-        provision(args.port, ident, reset=not args.no_reset)
-    except ProvisionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -1,4 +1,4 @@
-"""`phonelab provision` on a virtual board: files where the firmware reads them, DER on the
+"""`phonelab identity` on a virtual board: files where the firmware reads them, DER on the
 board, and no trace of a private key (or WLAN key) in any output, log or error."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from host_tools import deploy, pki, provision
+from host_tools import cli, deploy, identity, pki
 from host_tools.vboard import VirtualBoard
 
 BIN = Path(sys.executable).parent
@@ -58,14 +58,14 @@ def assert_clean(text: str, ids: dict) -> None:
         assert s not in text, f"secret material in output: {s[:12]}..."
 
 
-def test_provision_puts_the_identity_where_the_firmware_reads_it(board, ids, capsys, caplog):
+def test_the_identity_goes_where_the_firmware_reads_it(board, ids, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     folder = board.folder
     phone = ids["phone"]
-    ident = provision.load_identity(MAC, phone.cert_path, phone.key_path, ids["sast"].cert_path,
-                                    ids["wlan"])
+    ident = identity.load_identity(MAC, phone.cert_path, phone.key_path, ids["sast"].cert_path,
+                                   ids["wlan"])
     assert "key_der" not in repr(ident) and WLAN_KEY not in repr(ident)
-    result = provision.provision(board.port_for_mpremote, ident)
+    result = identity.put_identity(board.port_for_mpremote, ident)
     assert (folder / "state" / "phone.der").read_bytes() == phone.cert_der      # PEM -> DER
     assert (folder / "state" / "phone.key").read_bytes() == phone.key_der       # PKCS#8 DER
     assert (folder / "state" / "sast.der").read_bytes() == ids["sast"].cert_der
@@ -77,9 +77,9 @@ def test_provision_puts_the_identity_where_the_firmware_reads_it(board, ids, cap
     assert "/state/phone.key" in result.written
     out = capsys.readouterr()
     assert_clean(out.out + out.err + caplog.text, ids)
-    assert "private key" in out.out and "provisioned SEP00112233AABB" in out.out
+    assert "private key" in out.out and "identity of SEP00112233AABB" in out.out
     # the firmware's own code reads them back (phone.store, phone.platform) on the board
-    with deploy.Board(board.port_for_mpremote) as b:
+    with deploy.RawRepl(board.port_for_mpremote) as b:
         got = b.exec("from phone.store import Store\nfrom phone import platform\n"
                      "s = Store('/state')\n"
                      "p = platform.Platform(platform.load_profile())\n"
@@ -90,7 +90,7 @@ def test_provision_puts_the_identity_where_the_firmware_reads_it(board, ids, cap
 
 def test_cli_output_never_shows_the_key(board, ids):
     phone = ids["phone"]
-    r = subprocess.run([str(BIN / "phonelab"), "provision", "--port", board.url, "--mac", MAC,
+    r = subprocess.run([str(BIN / "phonelab"), "identity", "--port", board.url, "--mac", MAC,
                         "--cert", str(phone.cert_path), "--key", str(phone.key_path),
                         "--wlan", str(ids["wlan"])],
                        capture_output=True, text=True, timeout=60)
@@ -111,37 +111,45 @@ def test_bad_inputs_are_refused_before_the_board(ids, tmp_path):
         (dict(mac=MAC, cert=phone.cert_path, key=phone.cert_path), "is not a private key"),
         (dict(cert=phone.cert_path, key=phone.key_path), "--mac is needed"),
         (dict(mac=MAC, cert=phone.cert_path), "go together"),
-        (dict(), "nothing to provision"),
+        (dict(), "no identity given"),
     ]
     for kwargs, msg in cases:
-        with pytest.raises(provision.ProvisionError, match=msg) as e:
-            provision.load_identity(**kwargs)
+        with pytest.raises(identity.IdentityError, match=msg) as e:
+            identity.load_identity(**kwargs)
         assert_clean(str(e.value), ids)
         assert e.value.__cause__ is None
     bad = tmp_path / "wlan.json"
     bad.write_text('{"ssid": 5}')
-    with pytest.raises(provision.ProvisionError, match="ssid"):
-        provision.load_identity(wlan=bad)
+    with pytest.raises(identity.IdentityError, match="ssid"):
+        identity.load_identity(wlan=bad)
 
 
 def test_a_failed_key_write_withholds_the_board_message(board, ids):
     folder = board.folder
     (folder / "state" / "phone.key.tmp").mkdir(parents=True)   # opening it for writing fails
     phone = ids["phone"]
-    ident = provision.load_identity(MAC, phone.cert_path, phone.key_path)
-    with pytest.raises(provision.ProvisionError, match="phone.key to the board failed; the board's "
-                                                       "message is withheld") as e:
-        provision.provision(board.port_for_mpremote, ident, show=False)
+    ident = identity.load_identity(MAC, phone.cert_path, phone.key_path)
+    with pytest.raises(identity.IdentityError, match="phone.key to the board failed; the board's "
+                                                     "message is withheld") as e:
+        identity.put_identity(board.port_for_mpremote, ident, show=False)
     assert e.value.__cause__ is None and e.value.__suppress_context__
     assert_clean(str(e.value), ids)
     (folder / "state" / "phone.key.tmp").rmdir()
     (folder / "state" / "phone.der.tmp").mkdir()                # a public file: say why
-    with pytest.raises(provision.ProvisionError, match="(?s)phone.der to the board failed: .*EISDIR"):
-        provision.provision(board.port_for_mpremote, ident, show=False)
+    with pytest.raises(identity.IdentityError, match="(?s)phone.der to the board failed: .*EISDIR"):
+        identity.put_identity(board.port_for_mpremote, ident, show=False)
 
 
 def test_needs_a_deployed_board(tmp_path, ids):
     with VirtualBoard(tmp_path / "bare", tcp_port=0) as b:
-        ident = provision.load_identity(sast=ids["sast"].cert_path)
-        with pytest.raises(provision.ProvisionError, match="deploy the agent first"):
-            provision.provision(b.url, ident, show=False)
+        ident = identity.load_identity(sast=ids["sast"].cert_path)
+        with pytest.raises(identity.IdentityError, match="deploy the agent first"):
+            identity.put_identity(b.url, ident, show=False)
+
+
+def test_provision_is_the_old_name_of_the_identity_command():
+    """`phonelab provision` (its name until issue 13) still works: an alias, not a second command."""
+    parser = cli.build_parser()
+    new = parser.parse_args(["identity", "--port", "x", "--mac", MAC])
+    old = parser.parse_args(["provision", "--port", "x", "--mac", MAC])
+    assert old.func is new.func and old.mac == new.mac
