@@ -6,7 +6,7 @@ Per parser: inputs tried, accepted, rejected by error class, crashes (an excepti
 does not document, or the interpreter dying), hangs (no answer within 5 s, nor within 50 s
 when tried again in a fresh process), unclear rejections (a documented class without a
 message), the slowest answer, and the heap the second half of the run kept for good (a leak
-shows there). Inputs come from the structure-aware generators of host_tools/fuzz/gen.py
+shows there). Inputs come from the structure-aware generators of host_tools/fuzz/gen/
 driven by a seeded PRNG (the tests drive the same generators through hypothesis); the corpus
 is built with seeded keys, so a run is reproducible: same seed, same inputs. Quick: 1,000
 inputs per parser; full: 5,000; --long (or BENCH_FUZZ_INPUTS): 20,000. Two parsers run at a
