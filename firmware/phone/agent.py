@@ -9,14 +9,10 @@
 # their result (a provision.Provisioned) and reports BOOT/PROVISION as done.
 # All state lives in the Agent object, so several agents can share one interpreter (fleets).
 # Every transition emits a `state` event; the host measures its figures from the events.
+import asyncio
 import gc
 import sys
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from phone import events as _events
 from phone import link as _link

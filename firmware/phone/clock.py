@@ -15,11 +15,7 @@
 # offset kept here that now()/utc() add.
 import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 _SET_AFTER = const(1577836800)   # 2020-01-01T00:00:00Z: a clock before it was never set
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0   # ports counting from 2000

@@ -15,22 +15,10 @@
 # Common MicroPython/CPython subset (host tools import it too). Kept small on purpose: the
 # unix port compiles a module's whole parse tree at import, under the same heap cap.
 import binascii
+import hashlib
+import json
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
-
-try:
-    import hashlib
-except ImportError:  # pragma: no cover
-    import uhashlib as hashlib
-
-try:
-    import json
-except ImportError:  # pragma: no cover
-    import ujson as json
+from micropython import const
 
 BUF_SIZE = const(1024)      # read chunk; also the longest tag (name + attributes) accepted
 _TEXT_MAX = const(256)      # longest text of an ordinary field

@@ -14,13 +14,9 @@
 #   sg = verify_sgn(path, [tl])                     .sgn -> payload_off / payload_len
 from binascii import hexlify
 
-from phone import pkcs1
+from micropython import const
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from phone import pkcs1
 
 ROLE_SAST = const(0)
 ROLE_CCM = const(1)

@@ -2,11 +2,7 @@
 # Works on a buffer (bytes, bytearray or memoryview) by offsets, so nothing is copied until a
 # caller asks for a value. Every malformed input raises DerError (a ValueError), never an
 # IndexError. Common subset of MicroPython and CPython (the host imports it too).
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 BOOLEAN = const(0x01)
 INTEGER = const(0x02)

@@ -15,16 +15,11 @@
 # (event "dhcp_ignored") and the client keeps waiting for a good one.
 #
 # Written in the common MicroPython/CPython subset so the lab and host tests can import it.
-import time
-
 import select
 import socket
+import time
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from micropython import const
 
 try:
     ticks_ms = time.ticks_ms

@@ -2,13 +2,9 @@
 # The host tools (host_tools/events.py) pick these lines out of ordinary REPL output.
 # Every event the firmware emits, with its fields: docs/events.md (a host test keeps the two
 # in step: a new event or field goes there too).
+import json
 import sys
 import time
-
-try:
-    import json
-except ImportError:  # some minimal ports ship only ujson
-    import ujson as json
 
 
 class Events:

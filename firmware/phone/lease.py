@@ -11,20 +11,12 @@
 # The agent goes further (Agent._keep_lease): it loads this module for one step() at a time
 # and drops it while it waits for the next one, holding the keeper's state() (a few plain
 # values) and a timer; tests and tools may keep a Keeper and run() it.
+import asyncio
 import gc
 import sys
 import time
 
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 _MAX_S = const(432000)      # leases past 5 days are kept as 5-day ones (ticks_diff range)
 _FLOOR_MS = const(60000)    # RFC 2131: at least 60 s between REQUESTs ...

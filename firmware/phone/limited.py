@@ -2,13 +2,9 @@
 # registration is the one TLS session, so the primary is watched with plain TCP connects and
 # re-homing closes the SRST session before the call manager's opens (docs/failover.md).
 # The Agent loads this module only on such a board; `self` below is that Agent.
+import asyncio
 import gc
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from phone import link as _link
 from phone.agent import FALLBACK, REHOME, TRYING, _jitter

@@ -14,12 +14,8 @@
 #     (KeepAlive is idempotent and always answered, so probes never break the protocol);
 #   - a KeepAlive unanswered for `ack_timeout_ms` is missed; `max_missed` misses in a row
 #     declare the peer dead. Worst-case detection: probe_after + max_missed * ack_timeout.
+import asyncio
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 try:
     import tls as ssl                # the port's own module: micropython-lib's `ssl` wrapper

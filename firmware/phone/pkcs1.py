@@ -3,11 +3,7 @@
 # Common subset of MicroPython and CPython.
 import hashlib
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 SHA1 = const(1)
 SHA256 = const(2)

@@ -2,12 +2,8 @@
 # hardware side (LAN/WLAN, LED driver, the unix port's interface address) is phone.hw, loaded
 # only when a board needs it. On the unix port (virtual board) the network is whatever
 # namespace the process runs in.
+import json
 import sys
-
-try:
-    import json
-except ImportError:
-    import ujson as json
 
 IS_UNIX = sys.platform == 'linux'
 PROFILE_FILE = 'board.json'

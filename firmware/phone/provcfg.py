@@ -5,11 +5,7 @@
 # router with the certificate from the config, pinned in the store).
 import gc
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 from phone.provision import _VERIFY, Provisioned, _drop
 

@@ -18,11 +18,7 @@
 import sys
 import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 _SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443
 _PIN = 'sast.der'            # SAST certificate provisioned at flash time (optional)

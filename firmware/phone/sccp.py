@@ -9,11 +9,7 @@
 # Wireshark's skinny dissector (tshark is the check for our bytes; docs/protocols.md, "SCCP").
 import struct
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 
 class SccpError(Exception):

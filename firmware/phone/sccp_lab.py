@@ -6,15 +6,11 @@
 # agent: on a board it would only cost RAM. Common subset of MicroPython and CPython.
 import struct
 
+from micropython import const
+
 from phone import sccp as _phone
 from phone.sccp import *  # noqa: F401,F403 - the phone's side, re-exported
 from phone.sccp import _fixed, _need, _text, _u32
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
 
 # Reset types (Reset body), UnregisterAck status
 RESET_RESET = const(1)

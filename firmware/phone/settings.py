@@ -1,12 +1,8 @@
 # Agent timing settings: defaults here, overrides from settings.json on the board (or a dict).
 # Every number that decides how fast the agent detects, fails over and re-homes is here.
 # The checks of names, types and ranges are in phone.setcheck, loaded only to check.
+import json
 import sys
-
-try:
-    import json
-except ImportError:
-    import ujson as json
 
 DEFAULTS = {
     # dead-peer detection on the primary (docs/failover.md)

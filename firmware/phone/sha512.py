@@ -6,16 +6,13 @@
 # speed) where the port has a native emitter, else the pure-Python rounds below on big ints.
 # `native` is the engine module or None; setting it to None forces pure Python (tests).
 # On CPython (host tools) prefer hashlib.sha512; this module is identical in result.
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 try:
     from phone import sha512n as native
-except (ImportError, SyntaxError, ValueError, NameError):
-    # no micropython module (CPython), no native emitter, or an .mpy for another arch
+except (ImportError, SyntaxError, ValueError, NameError, AttributeError):
+    # CPython (host_tools.fw's micropython stand-in has no viper), no native emitter, or an
+    # .mpy for another arch
     native = None
 
 _BLOCK = const(128)

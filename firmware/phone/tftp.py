@@ -15,20 +15,11 @@
 # recv() (one short-lived object per block).
 #
 # Written in the common MicroPython/CPython subset.
+import select
+import socket
 import time
 
-try:
-    import socket
-    import select
-except ImportError:  # pragma: no cover
-    import usocket as socket
-    import uselect as select
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
+from micropython import const
 
 try:
     ticks_ms = time.ticks_ms

@@ -2,13 +2,9 @@
 # validity, signature algorithm, and the span of the signed TBS part (for signature checks).
 # Malformed certificates raise X509Error (a ValueError). Kept small: it is compiled on
 # the board. Common subset of MicroPython and CPython.
-from phone import der
+from micropython import const
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from phone import der
 
 MAX_CERT = const(8192)   # bigger "certificates" are refused before anything is copied
 RSA_OID = '1.2.840.113549.1.1.1'

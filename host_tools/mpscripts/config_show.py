@@ -4,12 +4,8 @@
 # Prints the parsed config as one JSON object. A signed file (.cnf.xml.sgn) is read past its
 # header (the signature is not checked here: `phonelab ctl verify` does that).
 # Exit 0 parsed, 1 rejected (`error: reason` on stderr), 2 usage error.
+import json
 import sys
-
-try:
-    import json
-except ImportError:
-    import ujson as json
 
 from phone import config
 

@@ -3,13 +3,9 @@
 #   ctltool.py dump FILE
 #   ctltool.py verify FILE [--sast CERT]... [--trust TLV]... [--cert CERT]... [--now Y,M,D,h,m,s]
 # Prints one JSON object. Exit 0 valid (or dumped), 1 invalid, 2 usage error.
+import json
 import sys
 import time
-
-try:
-    import json
-except ImportError:
-    import ujson as json
 
 from phone import ctl, pkcs1, x509
 

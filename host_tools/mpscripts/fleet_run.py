@@ -19,14 +19,10 @@
 # (each phone's state and links), the final heap, fleet_done.
 # fleet_tune.py (beside this script) adapts the unix port to hundreds of agents per process.
 import gc
+import json
 import os
 import sys
 import time
-
-try:
-    import json
-except ImportError:
-    import ujson as json
 
 T0 = time.ticks_ms()
 

@@ -12,13 +12,9 @@
 #              lease's server list
 # Keyword dicts are passed straight to phone.dhcp.Client / phone.tftp.Client.
 import gc
+import json
 import os
 import sys
-
-try:
-    import json
-except ImportError:
-    import ujson as json
 
 from phone import dhcp, events, tftp
 

@@ -11,14 +11,10 @@
 #   - garbage, a RegisterReject loop, a Reset on a standby link;
 #   - anything that escapes the agent is turned into an event and a restart by the supervisor
 #     (phone.agent.supervise).
+import asyncio
 import json
 import struct
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from fwtest import CaptureOut, eq
 from phone import link as _link

@@ -1,13 +1,9 @@
 # What the running agent keeps loaded (docs/decisions.md "Heap after issues 11 and 12"): the
 # lease keeper (phone.lease) only for a step, phone.limited only on a limited board, the
 # settings checks (phone.setcheck) only while settings are checked.
+import asyncio
 import sys
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from fwtest import eq
 from phone.agent import Agent

@@ -7,13 +7,9 @@
 # wrap_socket the sessions wrapped before and not yet closed (their socket's fileno() is -1
 # once closed) must be none, and a sampler task checks the same every few milliseconds.
 # Before the fix the agent opened the standby session to the SRST router beside the primary.
+import asyncio
 import json
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from fwtest import CaptureOut, eq
 from phone import link as _link

@@ -9,13 +9,9 @@
 # second phone the first one's certificate. One phone then loses its call manager: it fails
 # over to the SRST router while the other stays registered, and each event line names its
 # phone ("ph").
+import asyncio
 import json
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from fwtest import CaptureOut, eq
 from phone import link as _link

@@ -11,15 +11,11 @@
 # timeout: 90
 # (128K: this file, the support network module, both compiled from source, and the server
 # thread share the heap with the firmware; the boot's own heap: tests/host/test_provision_heap.py.)
+import _thread
+import asyncio
 import socket
 import sys
 import time
-import _thread
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 import network
 from fwtest import eq

@@ -9,14 +9,10 @@
 # (the test's own DHCP server shares the interpreter, and the keeper loads a second copy of
 # phone.dhcp at each exchange while the test holds its own: the keeper's heap is measured by
 # tests/firmware/test_agent_heap.py and the memory bench, not here)
+import asyncio
 import socket
 import sys
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from fwtest import eq
 from phone import dhcp, lease

@@ -2,13 +2,9 @@
 # 4.3.2 and 4.4.5), driven by phone.lease.drive (asyncio) and by the blocking Client.run:
 # the packet's shape, the answers it takes, the retransmission schedule. (The keeper's
 # timers: test_lease.py; separate files so each compiles inside the 96K heap.)
+import asyncio
 import socket
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from fwtest import eq
 from phone import dhcp, lease

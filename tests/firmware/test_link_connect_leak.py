@@ -5,13 +5,9 @@
 # connect - to the SRST router, during a boot in a WAN outage - failed with ENOMEM, for good
 # (virtual:wt32-eth01, scenario boot-during-outage). Before the fix the socket stayed open.
 # The silent peer: a listener whose accept queue is full, so the kernel drops further SYNs.
+import asyncio
 import socket
 import time
-
-try:
-    import asyncio
-except ImportError:
-    import uasyncio as asyncio
 
 from fwtest import CaptureOut, eq
 from phone import link as _link
