@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools import BOARDS, cliargs
+from host_tools import BOARDS, readers
 
 CHIPS = {"unix", "esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6", "esp32c5", "esp32p4"}
 # MicroPython image offsets per chip (docs/boards.md): ESP32/S2 0x1000, S3/C3/C6 0x0, C5/P4 0x2000.
@@ -160,8 +160,8 @@ def load(name_or_path: str | Path) -> BoardProfile:
     if not p.exists():
         raise BoardError(f"no board profile {name_or_path!r}; known boards: {', '.join(names())}")
     try:
-        data = cliargs.read_json(p, "board")
-    except cliargs.InputError as e:
+        data = readers.read_json(p, "board")
+    except readers.InputError as e:
         raise BoardError(str(e)) from None
     validate(data, str(p))
     if data["name"] != p.stem:

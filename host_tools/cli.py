@@ -5,7 +5,7 @@ is done by plain functions elsewhere (host_tools.deploy.deploy, host_tools.flash
 which take values, not an argparse Namespace.
 
 Errors: a command raises the project's own error types (any exception class defined in a
-`host_tools` module, e.g. ScenarioError, PkiError, cliargs.InputError) or an OSError naming a
+`host_tools` module, e.g. ScenarioError, PkiError, readers.InputError) or an OSError naming a
 file; `main` prints them as one line, `phonelab CMD: error: ...`, and exits 2. Anything else
 is a bug: one line `phonelab CMD: internal error: ...` with a hint, exit 70, and the
 traceback with `phonelab --debug` (or PHONELAB_DEBUG=1). Bad argument values are refused by

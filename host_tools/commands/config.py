@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host_tools import ROOT, cliargs, micropython
+from host_tools import ROOT, cliargs, micropython, readers
 
 CONFIG_SHOW = ROOT / "host_tools" / "mpscripts" / "config_show.py"
 # MicroPython's dicts come back in hash order; print in reading order.
@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def show(path: str | Path, heap: str = micropython.DEFAULT_HEAP) -> dict:
     """Parse `path` with phone.config on MicroPython; ValueError(reason) when rejected."""
     try:
-        p = cliargs.check_file(path, "config")
-    except cliargs.InputError as e:
+        p = readers.check_file(path, "config")
+    except readers.InputError as e:
         raise ValueError(str(e)) from None
     proc = subprocess.run(
         micropython.command([str(CONFIG_SHOW), str(p.resolve())], heap=heap),

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host_tools import ROOT, cliargs, micropython
+from host_tools import ROOT, cliargs, micropython, readers
 
 CTLTOOL = ROOT / "host_tools" / "mpscripts" / "ctltool.py"
 
@@ -82,7 +82,7 @@ def _record(text: str) -> str:
     try:
         _role, path = ctlbuild.parse_role_spec(text)
         cliargs.check_cert(path)
-    except (ctlbuild.CtlBuildError, cliargs.InputError) as e:
+    except (ctlbuild.CtlBuildError, readers.InputError) as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
@@ -95,7 +95,7 @@ _record.kind = "pattern"  # type: ignore[attr-defined]
 def _identity(cert: str, key: str | None, role: str):
     from host_tools import pki
     if key is None:
-        text = cliargs.read_bytes(cert, "cert")
+        text = readers.read_bytes(cert, "cert")
         if b"PRIVATE KEY-----" not in text:
             stem = Path(cert).name.split(".")[0]
             guess = Path(cert).with_name(f"{stem}.key.pem")
@@ -132,7 +132,7 @@ def run_sign(args: argparse.Namespace) -> int:
     src = Path(args.file)
     try:
         signer = _identity(args.tftp_cert, args.tftp_key, "TFTP")
-        data = ctlbuild.build_sgn(signer, cliargs.read_bytes(src), filename=args.filename or src.name,
+        data = ctlbuild.build_sgn(signer, readers.read_bytes(src), filename=args.filename or src.name,
                                   hash_name=args.hash, timestamp=args.timestamp)
         out = ctlbuild.write(args.out or f"{src}.sgn", data)
     except (ctlbuild.CtlBuildError, pki.PkiError, ValueError, OSError) as e:

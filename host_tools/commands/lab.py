@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from host_tools import ROOT, cliargs
+from host_tools import ROOT, cliargs, readers
 from host_tools.lab.names import MODES, SERVERS, TFTP_KINDS, WAN_KINDS
 
 DEFAULT_DIR = ROOT / "build" / "lab"
@@ -345,7 +345,7 @@ def _control(args: argparse.Namespace, cmd: str, **kw: Any) -> int:
 
 def _read_state(path: Path) -> dict | None:
     try:
-        return cliargs.read_json(path, "json")
+        return readers.read_json(path, "json")
     except (OSError, ValueError):
         return None
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from host_tools import cliargs
+from host_tools import cliargs, readers
 from host_tools.events import render
 from host_tools.scenario import report as reportlib, runner, spec
 from host_tools.replay import capture as caplib
@@ -23,7 +23,7 @@ from host_tools.replay import compare, plan as planlib, recording, session
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="serve a capture's DHCP answers and TFTP files back to a "
                        "virtual board and compare (needs root: network namespaces)")
-    p.add_argument("capture", type=cliargs.input_file("capture", limit=cliargs.LIMITS["pcap"]), help="pcap or pcapng of a phone's boot, or the JSON "
+    p.add_argument("capture", type=cliargs.input_file("capture", limit=readers.LIMITS["pcap"]), help="pcap or pcapng of a phone's boot, or the JSON "
                    "report of a `phonelab run` (a lab recording) to run again")
     p.add_argument("--timing", choices=planlib.TIMINGS, default="captured",
                    help="answer with the captured delays (default) or as fast as possible")
@@ -64,7 +64,7 @@ def _identity_dir(text: str) -> Path:
     for d in (folder, folder / "state"):
         if (d / "phone.der").exists() and (d / "phone.key").exists():
             for name in ("phone.der", "phone.key"):
-                cliargs._arg(lambda t: cliargs.check_file(t, "cert"), str(d / name))
+                cliargs._arg(lambda t: readers.check_file(t, "cert"), str(d / name))
             return folder
     raise argparse.ArgumentTypeError(f"{folder}: no phone.der and phone.key (nor in state/)")
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from host_tools import cliargs
+from host_tools import cliargs, readers
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load(path: Path) -> dict[str, Any]:
     """A report dict, or ValueError saying what is wrong with the file."""
     from host_tools.scenario import report
-    return report.check(cliargs.read_json(path, "report"), path)
+    return report.check(readers.read_json(path, "report"), path)
 
 
 def show_cmd(args: argparse.Namespace) -> int:

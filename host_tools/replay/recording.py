@@ -31,11 +31,11 @@ class RecordingError(ValueError):
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
-    from host_tools import cliargs
+    from host_tools import readers
     p = Path(path)
     try:
-        rep = cliargs.read_json(p, "report")
-    except cliargs.InputError as e:
+        rep = readers.read_json(p, "report")
+    except readers.InputError as e:
         raise RecordingError(str(e)) from None
     if not isinstance(rep, dict) or not {"scenario", "actions", "events"} <= set(rep):
         raise RecordingError(f"{p}: not a `phonelab run` report (needs scenario, actions, events)")
