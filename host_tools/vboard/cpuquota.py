@@ -377,8 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--sweep", action="store_true", help="remove groups left by killed hosts")
     args, rest = p.parse_known_args(argv)
     if args.calibrate:
-        from bench import cpu_calibration
-        return cpu_calibration.main(rest)
+        # a benchmark program of the repository (bench/ is not part of host_tools): run it
+        import subprocess
+
+        from host_tools import ROOT
+        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+        return subprocess.call([sys.executable, "-m", "bench.cpu_calibration", *rest],
+                               env={**os.environ, "PYTHONPATH": path})
     if rest:
         p.error("unrecognized arguments: " + " ".join(rest))
     try:
