@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from bench._cases import Result
 from bench._rig import Rig
 from host_tools import ctlbuild, pki as labpki
 from host_tools.scenario import faults as scfaults
+from phone.store import (  # type: ignore[import-not-found]
+    CONFIG, CONFIG_RAW, CTL, SAST_PIN)
 
 T_2020 = 1577836800          # what an attacker replays: a file signed in 2020
 OTHER_PHONE = "0011223344FF"
@@ -64,7 +67,7 @@ def pinned_sast_rogue_tftp(rig: Rig, mode: int = 1) -> Result:
     CTL and ITL signed by a rogue SAST and an unsigned config with security mode `mode`, no
     .sgn. Then the real files come back."""
     lab = rig.lab
-    (rig.folder / "state" / "sast.der").write_bytes(lab.pki.sast.cert_der)
+    (rig.folder / "state" / SAST_PIN).write_bytes(lab.pki.sast.cert_der)
     scfaults.replace_file(lab, "ctl", "unknown_sast")
     scfaults.replace_file(lab, "itl", "unknown_sast")
     xml, sgn = _config_paths(rig)
@@ -75,7 +78,7 @@ def pinned_sast_rogue_tftp(rig: Rig, mode: int = 1) -> Result:
     rig.wait("provision_retry", rej.host, 30)
     time.sleep(2.0)                                         # a retry or two more
     t_back = time.monotonic()
-    stored = sorted(n for n in rig.store_hashes() if n in ("ctl.tlv", "config.xml", "config.json"))
+    stored = sorted(n for n in rig.store_hashes() if n in (CTL, CONFIG_RAW, CONFIG))
     bad = [s.event.ev for s in rig.since(t, None)
            if s.event.ev in ("provisioned", "config_accepted", "registered", "ctl_accepted")]
     # the real files back: the phone provisions and registers over TLS
@@ -119,7 +122,7 @@ def config_replay(rig: Rig, how: str = "other") -> Result:
     reg = rig.wait("registered", t, 60)
     rig.wait("standby_up", reg.host, 30)
     after = rig.store_hashes()
-    kept = all(before.get(n) == after.get(n) for n in ("config.xml", "config.json"))
+    kept = all(before.get(n) == after.get(n) for n in (CONFIG_RAW, CONFIG))
     accepted = rig.since(t, "config_accepted")
     reason = rej.event.get("reason") or ""
     prov = rig.since(t, "provisioned")
@@ -144,14 +147,14 @@ def ctl_rollback(rig: Rig) -> Result:
         p.sast, [R("SAST", p.sast2.cert), R("CCM", old_ccm.cert, dns=p.ccm.cn, ip=c_host),
                  R("TFTP", p.tftp.cert), R("CAPF", p.capf.cert)],
         hash_name=lab.hash_name, timestamp=T_2020)
-    before = rig.store_hashes().get("ctl.tlv")
+    before = rig.store_hashes().get(CTL)
     _serve(Path(lab.tftp_root) / "CTLFile.tlv", data)
     t = rig.reboot()
     rej = rig.wait_for(lambda e: e.ev == "ctl_rejected" and e.get("kind") == "CTL", t, 60,
                        "ctl_rejected for the CTL")
     reg = rig.wait("registered", t, 60)
     rig.wait("standby_up", reg.host, 30)
-    kept = rig.store_hashes().get("ctl.tlv") == before
+    kept = rig.store_hashes().get(CTL) == before
     reason = rej.event.get("reason") or ""
     ok = (reason.startswith("older than the CTL in force") and kept
           and reg.event.get("link") == "primary" and not _plain(rig, t))

@@ -20,10 +20,12 @@ from __future__ import annotations
 import os
 import time
 
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from bench import _rig
 from bench._rig import Rig, RigSpec
+from phone.store import PHONE_CERT, PHONE_KEY  # type: ignore[import-not-found]
 
-KEEP = ("phone.key", "phone.der")        # phone.store.PHONE_KEY, PHONE_CERT
+KEEP = (PHONE_KEY, PHONE_CERT)          # the phone's identity, kept between boots
 PLACE = "alone"
 FAITHFUL = ("virtual:olimex-esp32-poe-iso-wrover", "virtual:wt32-eth01")
 TARGET_REGISTERED_MS = 15000             # boot -> registered at ESP32 speed (issue target)

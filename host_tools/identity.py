@@ -2,7 +2,7 @@
 confused with the agent's provisioning, firmware/phone/provision.py: CTL, ITL and configuration
 from TFTP at boot, which this feeds).
 
-What goes where (the names the firmware's phone.store and phone.provision read):
+What goes where (the names are phone.store's):
 
     <store>/phone.der      the phone certificate (LSC), DER      <store> is the profile's
     <store>/phone.key      its private key, PKCS#8 DER           "store" ('/state' by default)
@@ -24,10 +24,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STORE_DEFAULT = "/state"
-PHONE_CERT = "phone.der"     # firmware/phone/store.py
-PHONE_KEY = "phone.key"
-SAST_PIN = "sast.der"        # firmware/phone/provision.py
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
+from phone.store import (  # type: ignore[import-not-found]  # the store's names
+    BASE as STORE_DEFAULT, PHONE_CERT, PHONE_KEY, SAST_PIN)
+
 IDENTITY = "identity.json"
 WLAN_FILE = "/wlan.json"     # firmware/phone/platform.py reads wlan.json from the root
 

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 from pathlib import Path
 
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from host_tools import BOARDS, ROOT, micropython
 from host_tools.events import Event, EventReader
+from phone.store import PHONE_CERT, PHONE_KEY  # type: ignore[import-not-found]
 
 PROVISION_RUN = ROOT / "host_tools" / "mpscripts" / "provision_run.py"
 MAC = "001122AABBCC"
@@ -215,8 +217,8 @@ class ProvisionLab:
         (folder / "board.json").write_text(json.dumps(prof, indent=2) + "\n")
         (folder / "settings.json").write_text(json.dumps(SETTINGS) + "\n")
         ident = self.pki.phones[self.mac]
-        (state / "phone.der").write_bytes(ident.cert_der)
-        (state / "phone.key").write_bytes(ident.key_der)
+        (state / PHONE_CERT).write_bytes(ident.cert_der)
+        (state / PHONE_KEY).write_bytes(ident.key_der)
         return folder
 
     def provision(self, fw: Path, heap: str | int = "96K", sample: bool = False,

@@ -18,7 +18,9 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from host_tools.events import Event, EventReader, render
+from phone import store  # type: ignore[import-not-found]
 
 PROBLEMS = {"halted", "provision_failed", "no_identity", "profile_error", "stopped",
             "no_fallback", "ctl_rejected", "config_rejected", "cm_untrusted", "dhcp_failed",
@@ -99,6 +101,7 @@ class StatusReport:
 
 
 # -- reading the board ----------------------------------------------------------------------------
+# the store's folder and files, by phone.store's names
 _BOARD_FACTS = """\
 import os, json
 def _st(p):
@@ -110,13 +113,13 @@ try:
     _b = json.load(open('/board.json'))
 except Exception:
     _b = {}
-_s = _b.get('store', '/state')
+_s = _b.get('store', %r)
 print(json.dumps({'board': _b.get('name'), 'mac': _b.get('mac'), 'store': _s,
-    'files': dict((n, _st(_s + '/' + n)) for n in ('phone.der', 'phone.key', 'sast.der',
-        'ctl.tlv', 'config.json', 'srst.der')),
+    'files': dict((n, _st(_s + '/' + n)) for n in %r),
     'deployed': _st('/.deploy.json') is not None, 'main': _st('/main.py') is not None}))
 del _st, _b, _s
-"""
+""" % (store.BASE, (store.PHONE_CERT, store.PHONE_KEY, store.SAST_PIN, store.CTL, store.CONFIG,
+                    store.SRST_CERT))
 
 
 def _open(port: str) -> object:

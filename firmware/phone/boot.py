@@ -26,9 +26,9 @@ def provision():
                 heap_used=gc.mem_alloc())
     events.emit('state', state='PROVISION', prev='BOOT')
     from phone import provision
-    from phone.store import Store, StoreError
+    from phone.store import BASE, Store, StoreError
     try:
-        store = Store(profile.get('store', '/state'))
+        store = Store(profile.get('store', BASE))
     except StoreError as e:
         events.emit('halted', reason=str(e))
         return None

@@ -104,13 +104,10 @@ def after_provisioning(prov, events):
     option 42 (prov.ntp) in phone.sntp, dropped again: the agent never needs it."""
     floor(prov.signed_ts, events)
     if prov.ntp:
-        import sys
-        from phone import sntp
+        from phone import drop, sntp
         sntp.query(prov.ntp, 800, events)
-        sys.modules.pop('phone.sntp', None)
-        pkg = sys.modules.get('phone')
-        if pkg is not None and hasattr(pkg, 'sntp'):
-            delattr(pkg, 'sntp')
+        sntp = None
+        drop('sntp')
 
 
 def define_time_date(body, events=None):

@@ -444,12 +444,10 @@ def parse_file(path, bufsize=BUF_SIZE, offset=0):
 
 
 # -- the stored copies: raw XML (for the record) and the parsed JSON (what boot reads) -----
-RAW_NAME = 'config.xml'
-PARSED_NAME = 'config.json'
-
-
+# (the store's names: phone.store is loaded wherever there is a Store to read)
 def save(store, cfg):
-    store.write_bytes(PARSED_NAME, cfg.dumps().encode())
+    from phone.store import CONFIG
+    store.write_bytes(CONFIG, cfg.dumps().encode())
 
 
 def load(store):
@@ -458,18 +456,19 @@ def load(store):
     stored; ConfigError when the stored XML is bad, or when the phone has trust (a pinned SAST
     or a stored CTL) and the config is not a signed one with security mode 2 or 3 (one stored
     before the trust, or whose signature record was lost with a re-parse)."""
-    if not store.exists(RAW_NAME):
+    from phone.store import CONFIG, CONFIG_RAW, CTL, SAST_PIN
+    if not store.exists(CONFIG_RAW):
         return None
     buf = bytearray(BUF_SIZE)
     size = crc = 0
-    with open(store.path(RAW_NAME), 'rb') as f:
+    with open(store.path(CONFIG_RAW), 'rb') as f:
         n = f.readinto(buf)
         while n:
             crc = binascii.crc32(memoryview(buf)[0:n], crc)
             size += n
             n = f.readinto(buf)
     buf = c = None
-    data = store.read_bytes(PARSED_NAME)
+    data = store.read_bytes(CONFIG)
     if data:
         try:
             c = loads(data)
@@ -478,9 +477,9 @@ def load(store):
         except ConfigError:
             c = None
     if c is None:
-        c = parse_file(store.path(RAW_NAME))
+        c = parse_file(store.path(CONFIG_RAW))
         save(store, c)
-    if store.exists('sast.der') or store.exists('ctl.tlv'):    # trust: never less
+    if store.exists(SAST_PIN) or store.exists(CTL):    # trust: never less
         if not c.sgn:
             raise ConfigError('stored configuration is not signed and the phone has trust')
         if c.security_mode not in (2, 3):

@@ -2,12 +2,14 @@
 # drops it): the config downloaded (signed when the trust list has a TFTP certificate),
 # verified, parsed and stored; then what the connection state machine needs (a
 # provision.Provisioned: call managers with their certificate from the trust list, the SRST
-# router with the certificate from the config, pinned in the store).
+# router with the certificate from the config, pinned in the store). One unit with
+# phone.provision and phone.provtrust: see phone/provision.py.
 import gc
 
 from micropython import const
 
-from phone.provision import _VERIFY, Provisioned, _drop
+from phone import drop
+from phone.store import CONFIG_RAW, PHONE_CERT, PHONE_KEY, SRST_CERT
 
 _SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443
 
@@ -29,7 +31,7 @@ def fetch(p, ev, servers, dev):
         # (timestamp, security mode) of the stored signed config, which a new one must reach;
         # read once per boot. Unsigned or unreadable: no floor from it.
         floor = (0, 0)
-        if p.store.exists('config.xml'):
+        if p.store.exists(CONFIG_RAW):
             from phone import config as _config
             try:
                 c = _config.load(p.store)
@@ -38,13 +40,13 @@ def fetch(p, ev, servers, dev):
             except _config.ConfigError:
                 pass
             c = _config = None
-            _drop('config')
+            drop('config')
         p.floor = floor
     if signed:
-        got = p._download(ev, servers, (('CFG', (dev + '.cnf.xml.sgn',), 'config.sgn'),))
+        got = p.download(ev, servers, (('CFG', (dev + '.cnf.xml.sgn',), 'config.sgn'),))
     else:
-        got = p._download(ev, servers, (('CFG', (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
-                                            'config.xml'),))
+        got = p.download(ev, servers, (('CFG', (dev + '.cnf.xml', 'XMLDefault.cnf.xml'),
+                                            CONFIG_RAW),))
     _, w, name = got[0]
     got = None
     if w is None:
@@ -71,7 +73,7 @@ def fetch(p, ev, servers, dev):
             if sgn[0] < floor[0]:
                 raise ctl.CtlError('older than the stored configuration (timestamp %d < %d)'
                                    % (sgn[0], floor[0]))
-            raw = p.store.begin('config.xml')
+            raw = p.store.begin(CONFIG_RAW)
             raw.close()
             ctl.copy_payload(sg, raw.tmp)
         except ctl.CtlError as e:
@@ -84,7 +86,7 @@ def fetch(p, ev, servers, dev):
             return
         finally:
             sg = ctl = None
-            _drop(*_VERIFY)
+            drop(*p.VERIFY)
         w.abort()                         # the .sgn wrapper is not kept
         w = raw
     from phone import config as _config
@@ -131,7 +133,8 @@ def _cm_anchor(p, cm):
     return (der, pick[0]) if len(der) == pick[4] else None
 
 
-def result(p, ev, c, mac):
+def result(p, ev, c, mac, r):
+    """Fill r (a provision.Provisioned) with what the agent needs; returns it."""
     mode, cms_cfg, srst_cfg, monitor_s = c
     # With trust the links are TLS whatever the config says (a mode-1 config is refused
     # before this; this is the last line against plain text)
@@ -144,11 +147,10 @@ def result(p, ev, c, mac):
         else:
             cms.append((cm['name'], cm['host'], cm['port'], None))
     srst, why = _srst(p, mode, srst_cfg, ev)
-    cert = p.store.read_bytes('phone.der')
-    key = p.store.read_bytes('phone.key')
+    cert = p.store.read_bytes(PHONE_CERT)
+    key = p.store.read_bytes(PHONE_KEY)
     if cert is None or key is None:
         ev.emit('no_identity', reason='phone certificate or key missing from the store')
-    r = Provisioned()
     r.ip = p.ip
     r.mac = mac
     r.lease = p.lease
@@ -173,9 +175,9 @@ def _srst(p, mode, s, ev):
                else 'the configuration carries no SRST certificate')
         # Never an unpinned SRST link: no standby, no fallback. The old pin goes too, so it
         # cannot outlive the signed config that carried it.
-        if p.store.exists('srst.der'):
+        if p.store.exists(SRST_CERT):
             try:
-                p.store.remove('srst.der')
+                p.store.remove(SRST_CERT)
             except Exception:       # a stale file is never used to connect: only a record
                 pass
             ev.emit('srst_unpinned', reason=why)
@@ -192,9 +194,9 @@ def _srst(p, mode, s, ev):
         return None, 'SRST certificate unreadable: %s' % e
     finally:
         x509 = None
-        _drop('x509', 'der')
-    if p.store.read_bytes('srst.der') != der:
-        p.store.write_bytes('srst.der', der)
+        drop('x509', 'der')
+    if p.store.read_bytes(SRST_CERT) != der:
+        p.store.write_bytes(SRST_CERT, der)
         ev.emit('srst_pinned', cn=cn, sha256=s['cert_sha256'])
     host, port = s['servers'][0]
     return (host, port + _SECURE_OFFSET, (der, cn)), None

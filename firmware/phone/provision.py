@@ -6,26 +6,26 @@
 # reached the agent continues from the stored state: that is how a phone boots during a WAN
 # outage.
 #
-# Memory: this runs before the agent's TLS links exist, and unload() drops its modules
-# afterwards, so provisioning and the links never need the heap at the same time. Within a
-# pass, every step imports what it needs and drops it before the next one, so only one step's
-# modules are loaded at a time: dhcp (alone); tftp (the trust lists, downloaded into temporary
-# store files); provtrust + ctl + x509 + der + pkcs1 (their verification); tftp again (the
-# config); provcfg + ctl + pkcs1 (its signature); config (parsing); x509 (the SRST
-# certificate's name). The step code itself lives in provtrust and provcfg for that reason.
-# The trust list in force is kept as plain values (_Trust), never as ctl objects: their
-# classes' methods would keep ctl loaded. Nothing kept refers to a dropped module's class.
-import sys
+# One unit in three modules, loaded in steps: phone.provision (this one: the pass, DHCP and
+# the downloads), phone.provtrust (the trust-list step) and phone.provcfg (the config step and
+# the result). They are split for the heap alone. Provisioning runs before the agent's TLS
+# links exist, and unload() drops its modules afterwards, so provisioning and the links never
+# need the heap at the same time. Within a pass, every step imports what it needs and drops it
+# before the next one, so only one step's modules are loaded at a time: dhcp (alone); tftp
+# (the trust lists, downloaded into temporary store files); provtrust + ctl + x509 + der +
+# pkcs1 (their verification); tftp again (the config); provcfg + ctl + pkcs1 (its signature);
+# config (parsing); x509 (the SRST certificate's name). The step modules import nothing from
+# this one (no import cycle): each step is a function given the Provisioner, whose public
+# attributes are the unit's shared surface: its state (store, s, trust, required, floor, ip,
+# lease, ntp, offline), download(), Trust and VERIFY; modules are dropped with phone.drop().
+# The trust list in force is kept as plain values (Provisioner.Trust), never as ctl objects:
+# their classes' methods would keep ctl loaded. Nothing kept refers to a dropped module's class.
 import time
 
-from micropython import const
+from phone import drop
 
-_SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443
-_PIN = 'sast.der'            # SAST certificate provisioned at flash time (optional)
-_CTL = 'ctl.tlv'             # store names (phone.store)
 _MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'sha512n', 'config', 'store',
             'hw', 'provtrust', 'provcfg', 'provision')
-_VERIFY = ('ctl', 'x509', 'der', 'pkcs1', 'sha512', 'sha512n')
 
 
 class Provisioned:
@@ -38,13 +38,6 @@ class Provisioned:
     holds the result, after unload()."""
 
 
-class _Trust:
-    """The trust list in force, as plain values: sast (DER certificates: the anchors for the
-    next one), tftp ((serial, n, e) of its TFTP and CCM+TFTP keys, which sign configs), ccm
-    ((cn, dns, ip, offset, length) of its CCM and CCM+TFTP certificates in the file at
-    `path`)."""
-
-
 def run(platform, store, settings, events, tftp_port=69):
     """Provision, retrying with backoff until something usable exists (fresh or stored)."""
     p = Provisioner(store, settings, tftp_port)
@@ -53,21 +46,18 @@ def run(platform, store, settings, events, tftp_port=69):
 
 def unload():
     """Drop the provisioning modules so their heap goes back to the agent."""
-    for m in _MODULES:
-        _drop(m)
-
-
-def _drop(*names):
-    import gc
-    pkg = sys.modules.get('phone')
-    for name in names:
-        sys.modules.pop('phone.' + name, None)
-        if pkg is not None and hasattr(pkg, name):
-            delattr(pkg, name)
-    gc.collect()
+    drop(*_MODULES)
 
 
 class Provisioner:
+    class Trust:
+        """The trust list in force, as plain values: path, ts, sast (DER certificates: the
+        anchors for the next one), tftp ((serial, n, e) of its TFTP and CCM+TFTP keys, which
+        sign configs), ccm ((cn, dns, ip, offset, length) of its CCM and CCM+TFTP certificates
+        in the file at `path`). Made by phone.provtrust."""
+
+    # What verification loads (dropped after each check)
+    VERIFY = ('ctl', 'x509', 'der', 'pkcs1', 'sha512', 'sha512n')
     # Per pass (set by _begin): the ticks_ms the pass must end by (None: no bound), the TFTP
     # servers that never answered (asked last), provision_deadline said, list bound said.
     until = None
@@ -79,7 +69,7 @@ class Provisioner:
         self.store = store
         self.s = settings
         self.tftp_port = tftp_port
-        self.trust = None            # _Trust in force (from the CTL)
+        self.trust = None            # Trust in force (from the CTL)
         self.offline = False
         self.ip = None
         # (ip, server_id, lease_s, t1_s, t2_s, bound_ms) of the lease this pass got, for
@@ -95,7 +85,7 @@ class Provisioner:
                 prov = self._once(plat, ev)
             except MemoryError as e:
                 # Keep the board alive: drop what the pass loaded and try again later.
-                _drop('dhcp', 'tftp', 'config', 'hw', 'provtrust', 'provcfg', *_VERIFY)
+                drop('dhcp', 'tftp', 'config', 'hw', 'provtrust', 'provcfg', *self.VERIFY)
                 ev.emit('provision_failed', reason='out of memory: %s' % e)
                 prov = None
             if prov is not None:
@@ -113,20 +103,21 @@ class Provisioner:
         self.offline = True
         got = None
         if servers:
-            got = self._download(ev, servers, (
-                ('CTL', ('CTL' + dev + '.tlv', 'CTLFile.tlv'), _CTL),
-                ('ITL', ('ITL' + dev + '.tlv', 'ITLFile.tlv'), 'itl.tlv')))
+            from phone.store import CTL, ITL      # loaded by boot; not by Provisioned's users
+            got = self.download(ev, servers, (
+                ('CTL', ('CTL' + dev + '.tlv', 'CTLFile.tlv'), CTL),
+                ('ITL', ('ITL' + dev + '.tlv', 'ITLFile.tlv'), ITL)))
         from phone import provtrust     # this step's code, dropped after it
         provtrust.check(self, ev, got)
         provtrust = None
-        _drop('provtrust')
+        drop('provtrust')
         if got and not (got[-1][1] is None and got[-1][2] == 'unreachable'):
             self.offline = False
             got = None
             from phone import provcfg
             provcfg.fetch(self, ev, servers, dev)
             provcfg = None
-            _drop('provcfg', 'provtrust')
+            drop('provcfg', 'provtrust')
         got = None
         from phone import config as _config
         try:
@@ -135,7 +126,7 @@ class Provisioner:
             ev.emit('config_rejected', source='store', reason=str(e))
             cfg = None
         if cfg is None:
-            _drop('config')
+            drop('config')
             ev.emit('provision_failed', reason='no configuration: ' + (
                 'TFTP unreachable and none stored' if self.offline else
                 'none accepted from TFTP and none usable stored (see config_rejected)'))
@@ -145,13 +136,13 @@ class Provisioner:
                 ms=time.ticks_diff(time.ticks_ms(), t0))
         c = (cfg.security_mode, cfg.call_managers, cfg.srst, cfg.monitor_s)
         cfg = _config = None
-        _drop('config')
+        drop('config')
         from phone import provcfg
         try:
-            return provcfg.result(self, ev, c, mac)
+            return provcfg.result(self, ev, c, mac, Provisioned())
         finally:
             provcfg = None
-            _drop('provcfg', 'provtrust')
+            drop('provcfg', 'provtrust')
 
     def _network(self, plat, ev):
         """Address and TFTP server list (150 > 66 > siaddr > profile's tftp_server). The agent
@@ -185,7 +176,7 @@ class Provisioner:
             return fallback
         finally:
             lease = dhcp = None
-            _drop('dhcp', 'hw')     # not needed again until the next boot
+            drop('dhcp', 'hw')     # not needed again until the next boot
 
     def _begin(self):
         """Start a pass: its deadline (provision_deadline_ms from now), no silent server yet."""
@@ -208,7 +199,7 @@ class Provisioner:
         self.offline = True
         return True
 
-    def _download(self, ev, servers, wanted):
+    def download(self, ev, servers, wanted):
         """wanted: (kind, names, dest) items. For each, the first of `names` that a server has
         goes into a store Writer for `dest` (closed, not committed yet), all with one TFTP
         client; then tftp is dropped. Returns [(kind, writer, name)], with writer None and
@@ -270,5 +261,5 @@ class Provisioner:
                     break
         finally:
             c = tftp = None
-            _drop('tftp')
+            drop('tftp')
         return out

@@ -3,24 +3,26 @@
 # against the SASTs in force (or the one pinned at flash time; none: first use), committed or
 # dropped; never one older than the one in force (rollback), never first use once the phone
 # has trust (a pinned SAST or a stored CTL). The trust list in force is kept as plain values
-# (provision._Trust), never as ctl objects: their classes' methods would keep ctl loaded.
+# (Provisioner.Trust), never as ctl objects: their classes' methods would keep ctl loaded.
+# One unit with phone.provision and phone.provcfg: see phone/provision.py.
 import gc
 
-from phone.provision import _CTL, _PIN, _VERIFY, _Trust, _drop
+from phone import drop
+from phone.store import CTL, ITL, SAST_PIN
 
 
 def check(p, ev, got):
     """The stored trust list (when none is in force yet), then the downloaded CTL/ITL
-    (`got` from _download, or None): verified against the SASTs in force (or the one
+    (`got` from Provisioner.download, or None): verified against the SASTs in force (or the one
     pinned at flash time; none: first use), refused when older than the one in force,
     committed or dropped. Sets p.required: the phone has trust (a pinned SAST or a stored
     CTL), so it never takes less (no first use, no unsigned config, no plain text)."""
     from phone import ctl
     pin = None
-    stored = p.store.exists(_CTL)
-    p.required = stored or p.store.exists(_PIN)
+    stored = p.store.exists(CTL)
+    p.required = stored or p.store.exists(SAST_PIN)
     if p.trust is None:
-        pin = p.store.read_bytes(_PIN)
+        pin = p.store.read_bytes(SAST_PIN)
         if stored:
             gc.collect()        # an RSA check next (see below)
             try:
@@ -28,7 +30,7 @@ def check(p, ev, got):
                 # signature, and the pinned SAST must still be one of its SASTs (whichever
                 # of them signed it: either token may sign a CTL; a phone moved to another
                 # cluster by pinning that cluster's SAST drops the old list here).
-                tl = ctl.load_trust(p.store.path(_CTL))
+                tl = ctl.load_trust(p.store.path(CTL))
                 if pin and pin not in tl.sast_certs():
                     raise ctl.CtlError('stored trust list does not list the pinned SAST')
                 p.trust = _compact(p, ctl, tl)
@@ -48,7 +50,7 @@ def check(p, ev, got):
             if name != 'unreachable':
                 ev.emit('trust_missing', kind=kind, reason=name)
             continue
-        dest = _CTL if kind == 'CTL' else 'itl.tlv'
+        dest = CTL if kind == 'CTL' else ITL
         # A file identical to the stored one needs no second check (the usual boot: saves
         # an RSA verification and its heap): the CTL when it is the trust list in force
         # (verified this boot), the ITL when, besides, the CTL (its anchors) is unchanged.
@@ -92,7 +94,7 @@ def check(p, ev, got):
         if kind == 'CTL':
             # Certificates are read back from the file: the committed name now holds the
             # verified bytes.
-            tl.path = p.store.path(_CTL)
+            tl.path = p.store.path(CTL)
             p.trust = _compact(p, ctl, tl)
             p.required = True
             # The ITL next is checked against the SASTs now in force (one copy of them,
@@ -100,11 +102,11 @@ def check(p, ev, got):
             anchors = p.trust.sast
         tl = None
     got = ctl = None
-    _drop(*_VERIFY)
+    drop(*p.VERIFY)
 
 
 def _compact(p, ctl, tl):
-    t = _Trust()
+    t = p.Trust()
     t.path = tl.path
     t.ts = tl.timestamp or 0
     t.sast = tl.sast_certs()

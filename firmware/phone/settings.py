@@ -2,7 +2,6 @@
 # Every number that decides how fast the agent detects, fails over and re-homes is here.
 # The checks of names, types and ranges are in phone.setcheck, loaded only to check.
 import json
-import sys
 
 DEFAULTS = {
     # dead-peer detection on the primary (docs/failover.md)
@@ -46,15 +45,12 @@ class Settings:
         """Every value is checked (name, type, range) before any is applied: a bad
         settings.json raises ValueError and the board halts with that reason. The checks
         (phone.setcheck) are loaded for this and dropped after: the agent never needs them."""
-        from phone import setcheck
+        from phone import drop, setcheck
         try:
             setcheck.check_all(self, d)
         finally:
             setcheck = None
-            sys.modules.pop('phone.setcheck', None)
-            pkg = sys.modules.get('phone')
-            if pkg is not None and hasattr(pkg, 'setcheck'):
-                delattr(pkg, 'setcheck')
+            drop('setcheck')
         for k in d:
             setattr(self, k, d[k])
 

@@ -15,13 +15,16 @@
 # `open`) is the one injection point, for tests.
 import os
 
+BASE = '/state'                 # the store's folder unless the board profile says ("store")
+# The store's file names: the one definition, for the firmware and the host tools.
 CTL = 'ctl.tlv'
 ITL = 'itl.tlv'
-CONFIG_RAW = 'config.xml'       # as downloaded (same names as phone.config uses)
+CONFIG_RAW = 'config.xml'       # as downloaded
 CONFIG = 'config.json'          # parsed, what boot reads
 SRST_CERT = 'srst.der'          # the pinned SRST router certificate (DER)
 PHONE_KEY = 'phone.key'         # the phone's own key and certificate (DER)
 PHONE_CERT = 'phone.der'
+SAST_PIN = 'sast.der'           # the SAST certificate pinned at flash time (optional)
 
 TMP = '.tmp'
 BAK = '.bak'
@@ -142,7 +145,7 @@ class Writer:
 
 
 class Store:
-    def __init__(self, base='/state', fs=None, replace=None):
+    def __init__(self, base=BASE, fs=None, replace=None):
         """Open (create) the store in folder `base` and recover from an interrupted write.
         replace: True/False forces rename-over / stepwise replace; None detects it."""
         self.os = fs or os

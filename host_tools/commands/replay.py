@@ -13,11 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from host_tools import cliargs, readers
 from host_tools.events import render
 from host_tools.scenario import report as reportlib, runner, spec
 from host_tools.replay import capture as caplib
 from host_tools.replay import compare, plan as planlib, recording, session
+from phone.store import PHONE_CERT, PHONE_KEY  # type: ignore[import-not-found]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,8 +64,8 @@ def _identity_dir(text: str) -> Path:
     """A folder with phone.der and phone.key (or state/ with them), each a readable file."""
     folder = cliargs.input_dir(text)
     for d in (folder, folder / "state"):
-        if (d / "phone.der").exists() and (d / "phone.key").exists():
-            for name in ("phone.der", "phone.key"):
+        if (d / PHONE_CERT).exists() and (d / PHONE_KEY).exists():
+            for name in (PHONE_CERT, PHONE_KEY):
                 cliargs._arg(lambda t: readers.check_file(t, "cert"), str(d / name))
             return folder
     raise argparse.ArgumentTypeError(f"{folder}: no phone.der and phone.key (nor in state/)")

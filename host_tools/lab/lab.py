@@ -31,6 +31,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from host_tools import BOARDS
 from host_tools import ctlbuild
 from host_tools import pki as labpki
@@ -47,6 +48,7 @@ from host_tools.lab.srst import SECURE_PORT as SRST_PORT
 from host_tools.lab.srst import SrstRouter
 from host_tools.lab.topology import NetnsTopology, Topology, make_topology
 from host_tools.signals import exit_on_signals
+from phone.store import PHONE_CERT, PHONE_KEY  # type: ignore[import-not-found]
 
 DEFAULT_MAC = "001122AABBCC"
 TFTP_PORT = 69
@@ -540,8 +542,8 @@ class Lab:
         if settings:
             (root / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
         ident = p.phones[m]
-        (store / "phone.der").write_bytes(ident.cert_der)
-        (store / "phone.key").write_bytes(ident.key_der)
+        (store / PHONE_CERT).write_bytes(ident.cert_der)
+        (store / PHONE_KEY).write_bytes(ident.key_der)
         self.log("board_folder_prepared", folder=str(root), mac=m)
         return root
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from host_tools import pki as labpki
 from host_tools.lab import netns
 from host_tools.lab.lab import run_folder
@@ -26,6 +27,7 @@ from host_tools.replay.servers import DhcpResponder, ReplayTftp
 from host_tools.scenario.metrics import Stamped
 from host_tools.scenario.runner import DEFAULT_HEAP, Tap, install_firmware
 from host_tools.signals import exit_on_signals
+from phone.store import PHONE_CERT, PHONE_KEY  # type: ignore[import-not-found]
 
 PHONE_IF = "eth0"
 END_EVENTS = ("provisioned", "provision_retry", "provision_failed")
@@ -211,9 +213,9 @@ def _identity(mac: str, folder: Path | None) -> Any:
     certificate: provisioning does not use it, only the TLS links after it."""
     if folder is not None:
         for d in (folder, folder / "state"):
-            if (d / "phone.der").exists() and (d / "phone.key").exists():
-                return SimpleNamespace(cert_der=(d / "phone.der").read_bytes(),
-                                       key_der=(d / "phone.key").read_bytes())
+            if (d / PHONE_CERT).exists() and (d / PHONE_KEY).exists():
+                return SimpleNamespace(cert_der=(d / PHONE_CERT).read_bytes(),
+                                       key_der=(d / PHONE_KEY).read_bytes())
         raise ReplayError(f"{folder}: no phone.der and phone.key (nor in state/)")
     return labpki.make_identity(f"SEP{mac}", "PHONE", cn=f"SEP{mac}")
 

@@ -188,16 +188,16 @@ def copy_in(st, name, path):
 
 
 def test_stored_copy(tmp_path):
-    from phone.store import Store
+    from phone.store import CONFIG, CONFIG_RAW, Store
     st = Store(tmp_path + '/state')
     eq(config.load(st), None)
-    copy_in(st, config.RAW_NAME, SEP)
+    copy_in(st, CONFIG_RAW, SEP)
     eq(config.load(st).security_mode, 3)    # parsed, and the JSON saved
-    assert st.exists(config.PARSED_NAME)
+    assert st.exists(CONFIG)
     # boot uses the JSON while it matches the raw XML
-    js = st.read_bytes(config.PARSED_NAME)
-    st.write_bytes(config.PARSED_NAME, js.replace(b'"security_mode": 3', b'"security_mode": 2'))
+    js = st.read_bytes(CONFIG)
+    st.write_bytes(CONFIG, js.replace(b'"security_mode": 3', b'"security_mode": 2'))
     eq(config.load(st).security_mode, 2)
-    copy_in(st, config.RAW_NAME, DEFAULT)
+    copy_in(st, CONFIG_RAW, DEFAULT)
     eq(config.load(st).root, 'Default')     # raw XML changed: parsed again
-    eq(config.loads(st.read_bytes(config.PARSED_NAME)).root, 'Default')
+    eq(config.loads(st.read_bytes(CONFIG)).root, 'Default')

@@ -1,5 +1,5 @@
 # timeout: 90
-# Provisioning bounded in time (phone.tftp and phone.provision.Provisioner._download) against
+# Provisioning bounded in time (phone.tftp and phone.provision.Provisioner.download) against
 # small UDP TFTP servers on loopback addresses: a server that drips its blocks (in a thread),
 # servers that never answer (a bound socket that only counts the read requests), and an
 # address where nothing listens (ICMP port unreachable). Each bound is shown by what the
@@ -227,7 +227,7 @@ def test_a_server_whose_oack_is_refused_counts_as_none():
     ev, out = events()
     p = provisioner(port)
     try:
-        got = p._download(ev, ['127.0.0.1'], WANTED)
+        got = p.download(ev, ['127.0.0.1'], WANTED)
     finally:
         srv.close()
     eq(got, [('CTL', None, 'unreachable')])
@@ -247,7 +247,7 @@ def test_only_the_first_servers_are_asked_and_silent_ones_briefly():
     ev, out = events()
     p = provisioner(port, tftp_max_servers=3, tftp_silent_retries=0, tftp_retries=1,
                     tftp_timeout_ms=100)
-    got = p._download(ev, ips, WANTED)
+    got = p.download(ev, ips, WANTED)
     asked = [len(s.rrqs()) for s in servers]
     for s in socks:
         s.close()
@@ -267,7 +267,7 @@ def test_a_server_that_never_answered_is_skipped_for_the_next_files():
     ev, out = events()
     p = provisioner(port, tftp_silent_retries=0, tftp_retries=1, tftp_timeout_ms=200)
     try:
-        got = p._download(ev, ['127.0.0.2', '127.0.0.1'], WANTED)
+        got = p.download(ev, ['127.0.0.2', '127.0.0.1'], WANTED)
     finally:
         srv.close()
     asked = silent.rrqs()
@@ -288,7 +288,7 @@ def test_the_pass_deadline_ends_a_dripping_transfer_and_the_stored_state_is_used
     ev, out = events()
     p = provisioner(port, tftp_min_rate=0, tftp_timeout_ms=1000, provision_deadline_ms=300)
     try:
-        got = p._download(ev, ['127.0.0.1'], WANTED)
+        got = p.download(ev, ['127.0.0.1'], WANTED)
     finally:
         srv.close()
     eq(got, [('CTL', None, 'unreachable')])
@@ -297,6 +297,6 @@ def test_the_pass_deadline_ends_a_dripping_transfer_and_the_stored_state_is_used
     eq(names(out).count('provision_deadline'), 1)
     assert p.offline
     # a later step of the same pass (the config) asks nothing either
-    got = p._download(ev, ['127.0.0.1'], (('CFG', ('SEP001122AABBCC.cnf.xml',), 'c.xml'),))
+    got = p.download(ev, ['127.0.0.1'], (('CFG', ('SEP001122AABBCC.cnf.xml',), 'c.xml'),))
     eq(got, [('CFG', None, 'unreachable')])
     eq(names(out).count('provision_deadline'), 1)

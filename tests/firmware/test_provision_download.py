@@ -1,4 +1,4 @@
-# Provisioning's downloads (phone.provision.Provisioner._download): which file names it asks
+# Provisioning's downloads (phone.provision.Provisioner.download): which file names it asks
 # which TFTP server for. A server that answers "file not found" for the per-device name
 # (CTLSEP<MAC>.tlv, SEP<MAC>.cnf.xml) is asked for the next name before the next server is
 # tried: the next server is there for when the first does not answer.
@@ -73,7 +73,7 @@ def download(files):
     fake = Servers(files)
     phone.tftp = fake                   # what `from phone import tftp` finds; dropped after
     p = provision.Provisioner(Store(), Settings())
-    out = p._download(Events(out=CaptureOut()), ['10.0.0.1', '10.0.0.2'], WANTED)
+    out = p.download(Events(out=CaptureOut()), ['10.0.0.1', '10.0.0.2'], WANTED)
     return fake.asked, out
 
 

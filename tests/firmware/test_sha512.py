@@ -136,10 +136,11 @@ def test_pkcs1_hash_factory():
 def test_provisioning_unloads_the_native_engine_with_the_rest():
     # the engine and its table are provisioning's: the agent gets their heap back
     import sys
-    from phone.provision import _VERIFY, _drop
+    from phone import drop
+    from phone.provision import Provisioner
     if NATIVE is None:
         raise AssertionError('phone.sha512n did not load')
     S.sha512(b'abc').digest()
-    _drop(*_VERIFY)
+    drop(*Provisioner.VERIFY)
     eq('phone.sha512n' in sys.modules, False)
     eq('phone.sha512' in sys.modules, False)

@@ -95,7 +95,7 @@ class Phone:
             return got
 
         p._network = network
-        p._download = download
+        p.download = download
         try:
             return p._once(Plat(), ev)
         finally:
