@@ -17,16 +17,13 @@
 # Written in the common MicroPython/CPython subset so the lab and host tests can import it.
 import select
 import socket
-import time
 
 from micropython import const
 
-try:
-    ticks_ms = time.ticks_ms
-    ticks_diff = time.ticks_diff
-    ticks_add = time.ticks_add
-except AttributeError:  # CPython
-    from phone.compat import ticks_add, ticks_diff, ticks_ms
+from phone import drop
+from phone.udp import addr_ip, sockaddr, ticks_add, ticks_diff, ticks_ms, wait
+
+drop('udp')     # its functions live as long as this module's (phone/udp.py)
 
 # Message types (option 53). Names that nothing outside uses are private: a public name
 # costs the board a qstr and a module dict slot.
@@ -114,19 +111,6 @@ def _ip_list(v):
 
 def _u32(b, i=0):
     return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
-
-
-def addr_ip(addr):
-    """The IPv4 string of a socket address, whichever form the port uses (tuple on ESP32
-    and CPython, raw sockaddr bytes on the unix port)."""
-    if isinstance(addr, tuple):
-        return addr[0]
-    fam_ip_port = socket.sockaddr(addr)
-    return ip_str(fam_ip_port[1])
-
-
-def sockaddr(host, port):
-    return socket.getaddrinfo(host, port)[0][-1]
 
 
 def resolve_name(name):
@@ -517,13 +501,7 @@ class Client:
 
     def readable(self, ms):
         """Wait up to ms for an answer on the socket (0: just look)."""
-        if ms < 0:
-            ms = 0
-        if self._ipoll is not None:
-            for _ in self._ipoll(ms):
-                return True
-            return False
-        return bool(self.poller.poll(ms))
+        return wait(self.poller, self._ipoll, ms)
 
     def _recv(self):
         # MicroPython sockets have no recv_into, and their readinto() keeps reading until

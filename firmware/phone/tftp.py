@@ -17,16 +17,13 @@
 # Written in the common MicroPython/CPython subset.
 import select
 import socket
-import time
 
 from micropython import const
 
-try:
-    ticks_ms = time.ticks_ms
-    ticks_diff = time.ticks_diff
-    ticks_add = time.ticks_add
-except AttributeError:  # CPython
-    from phone.compat import ticks_add, ticks_diff, ticks_ms
+from phone import drop
+from phone.udp import addr_ip, sockaddr, ticks_add, ticks_diff, ticks_ms, wait
+
+drop('udp')     # its functions live as long as this module's (phone/udp.py)
 
 # Opcodes and error codes (RFC 1350, 2347). Private: a public name would cost the board a
 # qstr and a module dict slot each, and nothing outside uses them.
@@ -198,17 +195,6 @@ def parse_oack(b, n):
     return out
 
 
-def addr_ip(addr):
-    if isinstance(addr, tuple):
-        return addr[0]
-    ip = socket.sockaddr(addr)[1]
-    return '%d.%d.%d.%d' % (ip[0], ip[1], ip[2], ip[3])
-
-
-def sockaddr(host, port):
-    return socket.getaddrinfo(host, port)[0][-1]
-
-
 # ---------------------------------------------------------------------------------------
 # The client
 # ---------------------------------------------------------------------------------------
@@ -265,15 +251,6 @@ class Client:
     def _open(self, server):
         """A fresh UDP socket for one transfer (tests override this)."""
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-
-    def _wait(self, ms):
-        if ms < 0:
-            ms = 0
-        if self._ipoll is not None:     # bound once per transfer: no allocation per wait
-            for _ in self._ipoll(ms):
-                return True
-            return False
-        return bool(self._poller.poll(ms))
 
     def _send(self, b):
         try:
@@ -369,7 +346,7 @@ class Client:
         p.register(s, select.POLLIN)
         self._sock = s
         self._poller = p
-        self._ipoll = getattr(p, 'ipoll', None)
+        self._ipoll = getattr(p, 'ipoll', None)    # bound once per transfer: no allocation per wait
         try:
             sip = addr_ip(dest)
             timeout = self.timeout_ms
@@ -398,7 +375,7 @@ class Client:
                         raise self._late(st)
                     if e_left < left:
                         left = e_left
-                if left <= 0 or not self._wait(left):
+                if left <= 0 or not wait(self._poller, self._ipoll, left):
                     if end is not None and ticks_diff(end, ticks_ms()) <= 0:
                         continue
                     tries += 1
@@ -535,7 +512,7 @@ class Client:
                         raise e
                     if e_left < left:
                         left = e_left
-                if left <= 0 or not self._wait(left):
+                if left <= 0 or not wait(self._poller, self._ipoll, left):
                     if end is not None and ticks_diff(end, ticks_ms()) <= 0:
                         continue
                     tries += 1

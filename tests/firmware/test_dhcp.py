@@ -381,3 +381,12 @@ def test_option42_ntp_servers_are_kept():
     # a malformed NTP list costs the clock its source, not the phone its lease
     L = dhcp.lease_from(parse(reply(dhcp.ACK, opts=GOOD + [(42, b'\x01\x02\x03')])))
     eq((L.ntp, L.opt150[0]), ([], '203.0.113.10'))
+
+
+def test_udp_plumbing_lives_with_the_clients():
+    # phone.udp is dropped once a client has its names: unloading phone.dhcp or phone.tftp
+    # (phone.lease, phone.provision) frees it too
+    import sys
+    from phone import tftp
+    eq('phone.udp' in sys.modules, False)
+    eq(dhcp.wait is tftp.wait, False)       # each client's own copy, gone with it
