@@ -28,7 +28,7 @@ def _back_home(rig: Rig) -> tuple[float, float]:
     """Restore the WAN, wait until re-homed and the standby link is up again."""
     t_back = rig.restore()
     rh = rig.wait("rehomed", t_back, 90)
-    rig.wait("standby_up", rh.host, 60)
+    rig.settled(rh.host, 60)
     return t_back, rh.host
 
 
@@ -79,7 +79,8 @@ def wan_registered(rig: Rig, kind: str) -> Result:
     reg = rig.wait("registered:srst", t_cut, 30)
     t_back, t_home = _back_home(rig)
     over = bool(reg.event.get("over_standby"))
-    return over, (f"SRST over standby={over} {_s(t_cut, reg.host)} after the cut, re-homed "
+    # a limited board has no standby link: a fresh, pinned TLS session at failover
+    return over != rig.spec.limited, (f"SRST over standby={over} {_s(t_cut, reg.host)} after the cut, re-homed "
                   f"{_s(t_back, t_home)} after restore"), \
         {"failover_ms": round((reg.host - t_cut) * 1000)}
 
@@ -143,10 +144,28 @@ def srst_down(rig: Rig) -> Result:
                       f"standby back {_s(t_up, sb.host)} after the restart"), {}
 
 
+def srst_down_limited(rig: Rig) -> Result:
+    """A limited board holds no session with the router while on the call manager: its
+    loss changes nothing, and the router back changes nothing either."""
+    time.sleep(1.0)
+    t = time.monotonic()
+    rig.lab.kill("srst")
+    time.sleep(5.0)
+    t_up = time.monotonic()
+    rig.lab.restart("srst")
+    time.sleep(2.0)
+    moved = [s.event.ev for s in rig.since(t) if s.event.ev in
+             ("primary_lost", "link_down", "register_failed", "standby_failed")
+             or (s.event.ev == "state" and s.event.get("state") != "PRIMARY")]
+    return not moved, (f"router down {t_up - t:.0f} s: "
+                       f"{', '.join(moved) if moved else 'nothing changed'}, primary kept"), {}
+
+
 def srst_down_wan_cut(rig: Rig) -> Result:
     t = time.monotonic()
     rig.lab.kill("srst")
-    rig.wait_any(["link_down:srst", "standby_failed"], t, 30)
+    if not rig.spec.limited:                # a limited board has no standby link to lose
+        rig.wait_any(["link_down:srst", "standby_failed"], t, 30)
     time.sleep(1.0)
     t_cut = rig.cut("blackhole")
     tr = rig.wait_state("TRYING", t_cut, 40)
@@ -155,7 +174,8 @@ def srst_down_wan_cut(rig: Rig) -> Result:
     reg = rig.wait("registered:primary", t_back, 60)
     t_up = time.monotonic()
     rig.lab.restart("srst")
-    rig.wait("standby_up", t_up, 30)
+    if not rig.spec.limited:
+        rig.wait("standby_up", t_up, 30)
     return True, (f"no service (TRYING {_s(t_cut, tr.host)} after the cut), call manager "
                   f"again {_s(t_back, reg.host)} after restore, standby back with the "
                   f"router"), {}
@@ -165,7 +185,7 @@ def tftp_down_boot(rig: Rig) -> Result:
     rig.lab.kill("tftp")
     boot = rig.wait("boot", rig.reboot(), 30)
     reg = rig.wait("registered", boot.host, 90)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     rig.lab.restart("tftp")
     prov = _first(rig, boot.host, "provisioned")
     offline = bool(prov and prov.get("offline"))
@@ -183,7 +203,7 @@ def tftp_down_first_boot(rig: Rig) -> Result:
     t_up = time.monotonic()
     rig.lab.restart("tftp")
     reg = rig.wait("registered", t_up, 90)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     retries = len(rig.since(rig.booted, "provision_retry"))
     link = reg.event.get("link")
     return link == "primary", (f"provision_failed ({fail.event.get('reason')}), {retries} "
@@ -196,7 +216,7 @@ def tftp_lossy(rig: Rig, loss: float = 0.2) -> Result:
     boot = rig.wait("boot", rig.reboot(), 30)
     reg = rig.wait("registered", boot.host, 120)
     rig.lab.tftp.faults = Faults()
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     prov = _first(rig, boot.host, "provisioned")
     offline = bool(prov and prov.get("offline"))
     done = [s.event for s in rig.since(boot.host, "tftp_done") if s.host <= reg.host]
@@ -214,7 +234,7 @@ def dhcp_slow(rig: Rig, delay_s: int = 3) -> Result:
     boot = rig.wait("boot", rig.reboot(), 30)
     lease = rig.wait("dhcp_lease", boot.host, 60)
     reg = rig.wait("registered", lease.host, 60)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     ms = lease.event.get("ms") or 0
     link = reg.event.get("link")
     return (ms >= delay_s * 1000 - 500 and link == "primary"), (
@@ -264,6 +284,28 @@ def srst_cert_replaced(rig: Rig) -> Result:
                 f"{'standby came up anyway; ' if up else ''}primary kept"), {"reason": reason}
 
 
+def srst_cert_at_failover(rig: Rig) -> Result:
+    """Limited board (no standby link): the replaced certificate shows only at failover.
+    The router is refused with a reason that names the certificate, never registered."""
+    _new_srst_cert(rig)
+    rig.lab.restart("srst")
+    time.sleep(1.0)
+    t_cut = rig.cut("blackhole")
+    fail = rig.wait_for(lambda e: _answered("register_failed")(e) and e.get("link") == "srst",
+                        t_cut, 60, "register_failed from the router")
+    time.sleep(3.0)
+    on_srst = rig.since(t_cut, "registered:srst")
+    t_back = rig.restore()
+    reg = rig.wait("registered:primary", t_back, 90)
+    reason = fail.event.get("reason")
+    ok = _clear(reason) and not on_srst
+    return ok, (f"SRST refused at failover {_s(t_cut, fail.host)} after the cut: "
+                f"register_failed reason={reason!r}"
+                f"{'' if _clear(reason) else ' (does not say certificate)'}; "
+                f"{'REGISTERED with it anyway; ' if on_srst else ''}call manager "
+                f"{_s(t_back, reg.host)} after restore"), {"reason": reason}
+
+
 def srst_cert_reissued(rig: Rig) -> Result:
     new = _new_srst_cert(rig)
     t = time.monotonic()
@@ -276,11 +318,12 @@ def srst_cert_reissued(rig: Rig) -> Result:
         return False, "the call manager had no session to send Reset on", {}
     boot = rig.wait("boot", t_reset, 30)
     pin = rig.wait("srst_pinned", boot.host, 60)
-    sb = rig.wait("standby_up", boot.host, 60)
+    sb = rig.settled(boot.host, 60)
     want = hashlib.sha256(new.cert_der).hexdigest()
     ok = pin.event.get("sha256") == want
     return ok, (f"Reset -> re-provisioned, new certificate pinned "
-                f"({'matches' if ok else 'does NOT match'} the router's), standby up "
+                f"({'matches' if ok else 'does NOT match'} the router's), "
+                f"{'registered' if rig.spec.limited else 'standby up'} "
                 f"{_s(t_reset, sb.host)} after the Reset"), {}
 
 
@@ -292,12 +335,16 @@ def cm_cert_replaced(rig: Rig) -> Result:
     t = time.monotonic()
     rig.lab.restart("callmanager")
     reg = rig.wait("registered:srst", t, 30)
-    pf = rig.wait_for(_answered("probe_failed"), reg.host, 30, "probe_failed from the call manager")
+    # a limited board watches the primary with TCP only: its TLS try is the re-home
+    ev = "register_failed" if rig.spec.limited else "probe_failed"
+    pf = rig.wait_for(_answered(ev), reg.host, 30, f"{ev} from the call manager")
+    rig.wait_state("FALLBACK", pf.host, 30)
     time.sleep(4.0)
     back = rig.since(t, "registered:primary")
     reason = pf.event.get("reason")
     ok = not back and rig.state() == "FALLBACK"
-    return ok, (f"failed over to SRST, probes refused (reason={reason!r}"
+    what = "the re-home's TLS refused" if rig.spec.limited else "probes refused"
+    return ok, (f"failed over to SRST, {what} (reason={reason!r}"
                 f"{'' if _clear(reason) else ', does not say certificate'}), never "
                 f"registered with the unknown call manager"), {"reason": reason}
 
@@ -307,7 +354,7 @@ def ctl_unknown_sast(rig: Rig) -> Result:
     boot = rig.wait("boot", rig.reboot(), 30)
     rej = rig.wait("ctl_rejected", boot.host, 30)
     reg = rig.wait("registered:primary", boot.host, 60)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     return True, (f"ctl_rejected ({rej.event.get('reason')}), stored trust list kept, "
                   f"registered with the call manager"), {}
 
@@ -315,7 +362,8 @@ def ctl_unknown_sast(rig: Rig) -> Result:
 PROCEDURES: dict[str, Callable[..., Result]] = {
     "wan_provisioning": wan_provisioning, "wan_registration": wan_registration,
     "wan_registered": wan_registered, "wan_fallback": wan_fallback, "wan_rehome": wan_rehome,
-    "srst_down": srst_down, "srst_down_wan_cut": srst_down_wan_cut,
+    "srst_down": srst_down, "srst_down_limited": srst_down_limited,
+    "srst_down_wan_cut": srst_down_wan_cut, "srst_cert_at_failover": srst_cert_at_failover,
     "tftp_down_boot": tftp_down_boot, "tftp_down_first_boot": tftp_down_first_boot,
     "tftp_lossy": tftp_lossy, "dhcp_slow": dhcp_slow, "srst_cert_replaced": srst_cert_replaced,
     "srst_cert_reissued": srst_cert_reissued, "cm_cert_replaced": cm_cert_replaced,

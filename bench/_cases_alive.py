@@ -43,7 +43,7 @@ def cm_quirk_after_ack(rig: Rig, quirk: str) -> Result:
     t_ok = time.monotonic()
     _quirk(rig, None)
     home = rig.wait("rehomed", t_ok, 60)
-    rig.wait("standby_up", home.host, 60)
+    rig.settled(home.host, 60)
     ok = hits >= 1 and not crashed and state == "FALLBACK"
     return ok, (f"{hits} registration(s) dropped by the call manager; with SRST "
                 f"{reg.host - t:.1f} s after the drop, back in FALLBACK "
@@ -87,9 +87,45 @@ def srst_cert_backoff(rig: Rig) -> Result:
         {"tries": len(fails), "per_minute": per_min, "gaps_ok": gaps_ok}
 
 
+def srst_cert_backoff_failover(rig: Rig) -> Result:
+    """Limited board (no standby link): the router's other certificate shows at failover.
+    With the WAN cut, every try of the call manager and then the router fails; each
+    `retrying` announces the wait, and the next try of the router comes no sooner."""
+    _new_srst_cert(rig)
+    rig.lab.restart("srst")
+    time.sleep(1.0)
+    t_cut = rig.cut("blackhole")
+    rig.wait_for(lambda e: e.ev == "register_failed" and e.get("link") == "srst", t_cut, 60,
+                 "register_failed from the router")
+    time.sleep(WATCH_S)
+    evs = [s.event for s in rig.since(t_cut) if s.event.ev == "retrying" or
+           (s.event.ev == "register_failed" and s.event.get("link") == "srst")]
+    fails = [e for e in evs if e.ev == "register_failed"]
+    # each retrying's retry_ms must pass before the next router try
+    gaps_ok, waits, last_retry = True, [], None
+    for e in evs:
+        if e.ev == "retrying":
+            last_retry = e
+            waits.append(e.get("retry_ms"))
+        elif last_retry is not None:
+            gaps_ok = gaps_ok and e.t - last_retry.t >= (last_retry.get("retry_ms") or 0)
+    doubling = all(b == min(a * 2, RETRY_MAX) for a, b in zip(waits, waits[1:]))
+    on_srst = rig.since(t_cut, "registered:srst")
+    t_back = rig.restore()
+    reg = rig.wait("registered:primary", t_back, 90)
+    span_s = (fails[-1].t - fails[0].t) / 1000 if len(fails) > 1 else 0.0
+    ok = len(fails) >= 2 and gaps_ok and doubling and bool(waits) and not on_srst
+    return ok, (f"{len(fails)} router tries in {span_s:.1f} s after the cut, announced "
+                f"retry_ms {waits[:8]}, every try after its announced wait: {gaps_ok}; "
+                f"{'REGISTERED with the router; ' if on_srst else 'never registered with it; '}"
+                f"call manager {reg.host - t_back:.1f} s after restore"), \
+        {"tries": len(fails), "gaps_ok": gaps_ok}
+
+
 PROCEDURES: dict[str, Callable[..., Result]] = {
     "cm_quirk_after_ack": cm_quirk_after_ack,
     "srst_cert_backoff": srst_cert_backoff,
+    "srst_cert_backoff_failover": srst_cert_backoff_failover,
 }
 CASES: list[dict[str, Any]] = [
     {"fault": "call manager closes right after RegisterAck", "phase": "registered",
@@ -103,5 +139,8 @@ CASES: list[dict[str, Any]] = [
     {"fault": "SRST certificate changed (pin is the old one)", "phase": "registered",
      "expected": "standby tries per minute match the announced backoff (each gap >= the "
                  "announced retry_ms, doubling to retry_max_ms); primary kept",
-     "proc": "srst_cert_backoff"},
+     "proc": "srst_cert_backoff",
+     "limited": {"expected": "no standby link: at failover the router is refused; each try "
+                             "comes after the announced retry_ms (doubling to retry_max_ms); "
+                             "call manager after restore", "proc": "srst_cert_backoff_failover"}},
 ]

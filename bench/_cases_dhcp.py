@@ -26,7 +26,7 @@ def _short_lease(rig: Rig, lease: str) -> tuple[Any, Any]:
     boot = rig.wait("boot", rig.reboot(), 30)
     got = rig.wait("dhcp_lease", boot.host, 60)
     reg = rig.wait("registered:primary", got.host, 60)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     return got, reg
 
 
@@ -63,7 +63,7 @@ def dhcp_gone_mid_lease(rig: Rig, lease: str = "2m", away_s: float = 5.0) -> Res
     rig.lab.restart("dhcp")
     again = rig.wait("dhcp_lease", t_back, 90)
     reg = rig.wait("registered:primary", again.host, 90)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     restarted = bool(rig.since(lost.host, "boot"))
     t0 = got.event.t
     renew_s = (renew.event.t - t0) / 1000

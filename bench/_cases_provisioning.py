@@ -31,7 +31,7 @@ def _boot_to_primary(rig: Rig, timeout: float = 120) -> tuple[Any, Any, Any]:
     boot = rig.wait("boot", rig.reboot(), 30)
     prov = rig.wait("provisioned", boot.host, timeout)
     reg = rig.wait("registered", prov.host, 60)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     return boot, prov, reg
 
 

@@ -86,7 +86,7 @@ def pinned_sast_rogue_tftp(rig: Rig, mode: int = 1) -> Result:
         scfaults.restore_file(lab, which)
     lab.write_configs()
     reg = rig.wait("registered", t_back, 60)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     plain = _plain(rig, t)
     reason = rej.event.get("reason") or ""
     ok = (not bad and not stored and not plain and "unsigned" in reason
@@ -120,7 +120,7 @@ def config_replay(rig: Rig, how: str = "other") -> Result:
     t = rig.reboot()
     rej = rig.wait("config_rejected", t, 60)
     reg = rig.wait("registered", t, 60)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     after = rig.store_hashes()
     kept = all(before.get(n) == after.get(n) for n in (CONFIG_RAW, CONFIG))
     accepted = rig.since(t, "config_accepted")
@@ -153,7 +153,7 @@ def ctl_rollback(rig: Rig) -> Result:
     rej = rig.wait_for(lambda e: e.ev == "ctl_rejected" and e.get("kind") == "CTL", t, 60,
                        "ctl_rejected for the CTL")
     reg = rig.wait("registered", t, 60)
-    rig.wait("standby_up", reg.host, 30)
+    rig.settled(reg.host, 30)
     kept = rig.store_hashes().get(CTL) == before
     reason = rej.event.get("reason") or ""
     ok = (reason.startswith("older than the CTL in force") and kept

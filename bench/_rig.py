@@ -3,7 +3,7 @@
 parallel processes, statistics, and the stamps of events.
 
     with Rig(workdir, RigSpec(keepalive=30, settings={"monitor_s": 1})) as rig:
-        rig.wait("standby_up", rig.booted, 60)
+        rig.settled(rig.booted, 60)
         t_cut = rig.cut("blackhole")
         reg = rig.wait("registered:srst", t_cut, 40)      # runner.Stamped: .host, .event
         rig.restore()
@@ -55,6 +55,16 @@ class RigSpec:
     def faithful(self) -> str | None:
         from host_tools.vboard import faithful
         return self.board if faithful.is_faithful(self.board) else None
+
+    @property
+    def limited(self) -> bool:
+        """A board with room for one TLS session (profile `limited`): no standby link."""
+        if not self.faithful:
+            return False
+        from host_tools import BOARDS
+        from host_tools.vboard import faithful
+        prof = json.loads((BOARDS / f"{faithful.profile_name(self.faithful)}.json").read_text())
+        return bool(prof.get("limited"))
 
 
 class Rig:
@@ -130,6 +140,15 @@ class Rig:
     # -- events ----------------------------------------------------------------------------
     def wait(self, spec: str, since: float, timeout: float) -> Stamped:
         return self.wait_for(lambda e: matches(spec, e), since, timeout, repr(spec))
+
+    def settled(self, since: float, timeout: float) -> Stamped:
+        """Serving the call manager and ready for the next fault: the standby link up beside
+        it, or on a limited board (one TLS session, no standby) registered with it."""
+        if not self.spec.limited:
+            return self.wait("standby_up", since, timeout)
+        return self.wait_for(lambda e: e.ev == "rehomed" or (
+            e.ev == "registered" and e.get("link") == "primary"), since, timeout,
+            "registered with the call manager")
 
     def wait_any(self, specs: Sequence[str], since: float, timeout: float) -> Stamped:
         return self.wait_for(lambda e: any(matches(x, e) for x in specs), since, timeout,
