@@ -146,9 +146,12 @@ class Rig:
         it, or on a limited board (one TLS session, no standby) registered with it."""
         if not self.spec.limited:
             return self.wait("standby_up", since, timeout)
-        return self.wait_for(lambda e: e.ev == "rehomed" or (
+        reg = self.wait_for(lambda e: e.ev == "rehomed" or (
             e.ev == "registered" and e.get("link") == "primary"), since, timeout,
             "registered with the call manager")
+        if reg.event.ev == "registered":          # PRIMARY is said right after it
+            self.wait_state("PRIMARY", reg.host, 10)
+        return reg
 
     def wait_any(self, specs: Sequence[str], since: float, timeout: float) -> Stamped:
         return self.wait_for(lambda e: any(matches(x, e) for x in specs), since, timeout,
