@@ -7,16 +7,18 @@
 #   address goes at once (event dhcp_lost), the links are taken down (the agent's TRYING path)
 #   and a new DISCOVER starts over, with backoff, until a server answers; the same address
 #   back wakes the agent, another one restarts the board (everything built on the old one).
-# phone.dhcp is imported for one exchange and dropped after it (provisioning dropped it too).
+# phone.dhcpcore (a renewal) or phone.dhcp (DISCOVER after a loss) is imported for one
+# exchange and dropped after it (provisioning dropped them too).
 # The agent goes further (Agent._keep_lease): it loads this module for one step() at a time
 # and drops it while it waits for the next one, holding the keeper's state() (a few plain
 # values) and a timer; tests and tools may keep a Keeper and run() it.
 import asyncio
 import gc
-import sys
 import time
 
 from micropython import const
+
+from phone import drop
 
 _MAX_S = const(432000)      # leases past 5 days are kept as 5-day ones (ticks_diff range)
 _FLOOR_MS = const(60000)    # RFC 2131: at least 60 s between REQUESTs ...
@@ -45,17 +47,8 @@ def floor_ms(end):
     return max(_FLOOR_MIN_MS, min(_FLOOR_MS, end // 16))
 
 
-def _drop(*names):
-    pkg = sys.modules.get('phone')
-    for name in names:
-        sys.modules.pop('phone.' + name, None)
-        if pkg is not None and hasattr(pkg, name):
-            delattr(pkg, name)
-    gc.collect()
-
-
 async def drive(c, g):
-    """Run a phone.dhcp exchange generator without blocking the event loop: its socket is
+    """Run a phone.dhcpcore exchange generator without blocking the event loop: its socket is
     looked at every _STEP_MS until the wait it asked for is over. Returns its result."""
     try:
         ms = next(g)
@@ -76,7 +69,7 @@ async def drive(c, g):
 class Keeper:
     """lease: (ip, server_id, lease_s, t1_s, t2_s, bound_ms) as provisioning handed it on
     (bound_ms: ticks_ms when the REQUEST that got it left), or a keeper's state(). down(reason):
-    a coroutine that takes the links down; up(): the address is back. kw: phone.dhcp.Client
+    a coroutine that takes the links down; up(): the address is back. kw: phone.dhcpcore.Client
     options."""
 
     def __init__(self, plat, lease, events, settings, down, up, **kw):
@@ -126,7 +119,7 @@ class Keeper:
         try:
             return await self._step()
         except (OSError, MemoryError) as e:
-            _drop('dhcp', 'hw')
+            drop('dhcp', 'dhcpcore', 'hw')
             self.due = False
             self.ev.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=self.s.retry_max_ms)
             return self.s.retry_max_ms
@@ -162,8 +155,8 @@ class Keeper:
             return None
         gc.collect()
         a0 = gc.mem_alloc()
-        from phone import dhcp
-        c = self._client(dhcp)
+        from phone import dhcpcore
+        c = self._client(dhcpcore)
         r = None
         try:
             c._setup()
@@ -172,14 +165,14 @@ class Keeper:
             used = gc.mem_alloc() - a0      # everything the exchange allocated (no collect)
             if r is None:
                 return None
-            if r.mtype != dhcp.ACK:
+            if r.mtype != dhcpcore.ACK:
                 return False
-            lease_s, t1_s, t2_s, s = dhcp.terms(r)
+            lease_s, t1_s, t2_s, s = dhcpcore.terms(r)
             self.bound = c.t_sent           # a lease runs from its REQUEST (RFC 2131 4.4.1)
         finally:
             c.close()
-            c = r = dhcp = None
-            _drop('dhcp')
+            c = r = dhcpcore = None
+            drop('dhcpcore')
         self.lease_s = lease_s or self.lease_s
         self.t1_s, self.t2_s = t1_s, t2_s
         self.sid = s or sid or self.sid
@@ -193,7 +186,7 @@ class Keeper:
         ip, self.ip, self.old = self.ip, None, self.ip
         self.ev.emit('dhcp_lost', ip=ip, reason=why, renewals=self.renewals)
         self.plat.drop_lease(ip)
-        _drop('hw')
+        drop('hw')
         await self.down('address %s lost (%s)' % (ip, why))
 
     async def _start_over(self):
@@ -214,7 +207,7 @@ class Keeper:
             finally:
                 c.close()
                 c = L = dhcp = None
-                _drop('dhcp', 'hw')
+                drop('dhcp', 'dhcpcore', 'hw')
             if got is None:
                 self.ev.emit('dhcp_retry', retry_ms=delay)
                 await asyncio.sleep_ms(delay)

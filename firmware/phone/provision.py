@@ -24,7 +24,7 @@ import time
 
 from phone import drop
 
-_MODULES = ('dhcp', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'sha512n', 'config', 'store',
+_MODULES = ('dhcp', 'dhcpcore', 'tftp', 'ctl', 'x509', 'der', 'pkcs1', 'sha512', 'sha512n', 'config', 'store',
             'hw', 'provtrust', 'provcfg', 'provision')
 
 
@@ -85,7 +85,7 @@ class Provisioner:
                 prov = self._once(plat, ev)
             except MemoryError as e:
                 # Keep the board alive: drop what the pass loaded and try again later.
-                drop('dhcp', 'tftp', 'config', 'hw', 'provtrust', 'provcfg', *self.VERIFY)
+                drop('dhcp', 'dhcpcore', 'tftp', 'config', 'hw', 'provtrust', 'provcfg', *self.VERIFY)
                 ev.emit('provision_failed', reason='out of memory: %s' % e)
                 prov = None
             if prov is not None:
@@ -176,7 +176,7 @@ class Provisioner:
             return fallback
         finally:
             lease = dhcp = None
-            drop('dhcp', 'hw')     # not needed again until the next boot
+            drop('dhcp', 'dhcpcore', 'hw')     # not needed again until the next boot
 
     def _begin(self):
         """Start a pass: its deadline (provision_deadline_ms from now), no silent server yet."""

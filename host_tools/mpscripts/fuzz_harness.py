@@ -145,8 +145,8 @@ MAC = b'\x00\x11\x22\x33\x44\x55'
 
 
 def run_dhcp(flags, b):
-    from phone import dhcp
-    fake_net(dhcp)
+    from phone import dhcp, dhcpcore
+    fake_net(dhcpcore)
     dgs = datagrams(b)
     buf = bytearray(1024)
     first = None
@@ -154,8 +154,8 @@ def run_dhcp(flags, b):
         n = min(len(d), len(buf))
         buf[:n] = d[:n]
         try:
-            dhcp.parse(memoryview(buf), n, XID if flags & 1 else None, MAC if flags & 1 else None)
-        except dhcp.Ignored as e:
+            dhcpcore.parse(memoryview(buf), n, XID if flags & 1 else None, MAC if flags & 1 else None)
+        except dhcpcore.Ignored as e:
             if first is None:
                 first = e
             if not e.reason:

@@ -3,7 +3,7 @@
 import socket
 
 from fwtest import CaptureOut, eq, raises
-from phone import dhcp
+from phone import dhcp, dhcpcore
 from phone.events import Events
 
 MAC = b'\x02\x00\x5e\x10\x00\x01'
@@ -20,7 +20,7 @@ def names(out):
     return [json.loads(l)['ev'] for l in out.lines()]
 
 
-def reply(mtype=dhcp.OFFER, xid=XID, mac=MAC, yiaddr='192.0.2.50', siaddr='0.0.0.0',
+def reply(mtype=dhcpcore.OFFER, xid=XID, mac=MAC, yiaddr='192.0.2.50', siaddr='0.0.0.0',
           opts=None, op=2, cookie=True, end=True, server_id='192.0.2.1', raw_opts=b'',
           pad=True):
     """A server message as a bytearray."""
@@ -29,8 +29,8 @@ def reply(mtype=dhcp.OFFER, xid=XID, mac=MAC, yiaddr='192.0.2.50', siaddr='0.0.0
     b[1] = 1
     b[2] = 6
     b[4:8] = bytes(((xid >> 24) & 255, (xid >> 16) & 255, (xid >> 8) & 255, xid & 255))
-    b[16:20] = dhcp.ip_bytes(yiaddr)
-    b[20:24] = dhcp.ip_bytes(siaddr)
+    b[16:20] = dhcpcore.ip_bytes(yiaddr)
+    b[20:24] = dhcpcore.ip_bytes(siaddr)
     b[28:34] = mac
     if cookie:
         b[236:240] = b'\x63\x82\x53\x63'
@@ -38,7 +38,7 @@ def reply(mtype=dhcp.OFFER, xid=XID, mac=MAC, yiaddr='192.0.2.50', siaddr='0.0.0
     if mtype is not None:
         o += bytes((53, 1, mtype))
     if server_id:
-        o += bytes((54, 4)) + dhcp.ip_bytes(server_id)
+        o += bytes((54, 4)) + dhcpcore.ip_bytes(server_id)
     for code, val in (opts or []):
         o += bytes((code, len(val))) + val
     o += raw_opts
@@ -51,11 +51,11 @@ def reply(mtype=dhcp.OFFER, xid=XID, mac=MAC, yiaddr='192.0.2.50', siaddr='0.0.0
 
 
 def ips(*a):
-    return b''.join(dhcp.ip_bytes(x) for x in a)
+    return b''.join(dhcpcore.ip_bytes(x) for x in a)
 
 
 def parse(b, xid=XID, mac=MAC):
-    return dhcp.parse(b, len(b), xid, mac)
+    return dhcpcore.parse(b, len(b), xid, mac)
 
 
 GOOD = [(1, ips('255.255.255.0')), (3, ips('192.0.2.1')), (6, ips('192.0.2.53', '192.0.2.54')),
@@ -65,8 +65,8 @@ GOOD = [(1, ips('255.255.255.0')), (3, ips('192.0.2.1')), (6, ips('192.0.2.53', 
 
 # -- building ---------------------------------------------------------------------------
 def test_discover_layout():
-    tx = bytearray(dhcp.TX_SIZE)
-    n = dhcp.build(tx, dhcp.DISCOVER, XID, MAC, secs=3, hostname='SEP02005E100001')
+    tx = bytearray(dhcpcore.TX_SIZE)
+    n = dhcpcore.build(tx, dhcpcore.DISCOVER, XID, MAC, secs=3, hostname='SEP02005E100001')
     eq(n, 300)
     eq(tx[0], 1)
     eq(bytes(tx[4:8]), b'\x12\x34\xab\xcd')
@@ -75,35 +75,35 @@ def test_discover_layout():
     eq(bytes(tx[28:34]), MAC)
     eq(bytes(tx[236:240]), b'\x63\x82\x53\x63')
     opts = {}
-    assert dhcp._walk(tx, 240, n, opts, 'test')
+    assert dhcpcore._walk(tx, 240, n, opts, 'test')
     eq(opts[53], b'\x01')
     eq(opts[61], b'\x01' + MAC)
     assert 150 in opts[55] and 66 in opts[55] and 1 in opts[55]
     eq(opts[12], b'SEP02005E100001')
-    eq((opts[57][0] << 8) | opts[57][1], dhcp.BUF_SIZE)
+    eq((opts[57][0] << 8) | opts[57][1], dhcpcore.BUF_SIZE)
 
 
 def test_request_and_inform_fields():
-    tx = bytearray(dhcp.TX_SIZE)
-    n = dhcp.build(tx, dhcp.REQUEST, XID, MAC, requested='192.0.2.50', server_id='192.0.2.1')
+    tx = bytearray(dhcpcore.TX_SIZE)
+    n = dhcpcore.build(tx, dhcpcore.REQUEST, XID, MAC, requested='192.0.2.50', server_id='192.0.2.1')
     opts = {}
-    dhcp._walk(tx, 240, n, opts, 'test')
+    dhcpcore._walk(tx, 240, n, opts, 'test')
     eq(opts[53], b'\x03')
     eq(opts[50], ips('192.0.2.50'))
     eq(opts[54], ips('192.0.2.1'))
-    n = dhcp.build(tx, dhcp.INFORM, XID, MAC, ciaddr='192.0.2.77', broadcast=False)
+    n = dhcpcore.build(tx, dhcpcore.INFORM, XID, MAC, ciaddr='192.0.2.77', broadcast=False)
     eq(bytes(tx[12:16]), ips('192.0.2.77'))
     eq(tx[10], 0)
     opts = {}
-    dhcp._walk(tx, 240, n, opts, 'test')
+    dhcpcore._walk(tx, 240, n, opts, 'test')
     eq(opts[53], b'\x08')
     assert 50 not in opts
 
 
 # -- parsing good packets ---------------------------------------------------------------
 def test_parse_good_ack_and_lease():
-    r = parse(reply(dhcp.ACK, siaddr='192.0.2.2', opts=GOOD))
-    eq(r.mtype, dhcp.ACK)
+    r = parse(reply(dhcpcore.ACK, siaddr='192.0.2.2', opts=GOOD))
+    eq(r.mtype, dhcpcore.ACK)
     eq(r.server_id(), '192.0.2.1')
     e, out = ev()
     L = dhcp.lease_from(r, configured='198.51.100.7', events=e)
@@ -139,7 +139,7 @@ def test_option66_name_is_resolved_and_failure_is_an_event():
     eq(dhcp.tftp_order([], 'tftp.branch.example', None, None, resolve, e), ['192.0.2.9'])
     eq(dhcp.tftp_order([], 'nowhere.example', '192.0.2.2', None, resolve, e), ['192.0.2.2'])
     eq(names(out), ['dhcp_resolve_failed'])
-    r = parse(reply(dhcp.ACK, opts=[(66, b'tftp.branch.example\x00')]))
+    r = parse(reply(dhcpcore.ACK, opts=[(66, b'tftp.branch.example\x00')]))
     L = dhcp.lease_from(r, resolve=resolve)
     eq(L.opt66, 'tftp.branch.example')
     eq(L.tftp_servers, ['192.0.2.9'])
@@ -147,7 +147,7 @@ def test_option66_name_is_resolved_and_failure_is_an_event():
 
 def test_unknown_options_are_skipped():
     r = parse(reply(opts=[(224, b'abc'), (43, b'\x01\x02vendor'), (250, b''), (150, ips('203.0.113.10'))]))
-    eq(r.mtype, dhcp.OFFER)
+    eq(r.mtype, dhcpcore.OFFER)
     assert 224 in r.unknown and 250 in r.unknown and 43 in r.unknown
     eq(dhcp.lease_from(r).tftp_servers, ['203.0.113.10'])
 
@@ -168,13 +168,13 @@ def test_option_overload_reads_file_field():
 
 def test_missing_end_is_tolerated_when_not_truncated():
     r = parse(reply(end=False, opts=[(150, ips('203.0.113.1'))]))
-    eq(r.mtype, dhcp.OFFER)
+    eq(r.mtype, dhcpcore.OFFER)
 
 
 # -- malformed packets: ignored with a reason, never a crash ---------------------------------
 def bad(b, match, xid=XID):
-    with raises(dhcp.Ignored, match=match) as r:
-        dhcp.parse(b, len(b), xid, MAC)
+    with raises(dhcpcore.Ignored, match=match) as r:
+        dhcpcore.parse(b, len(b), xid, MAC)
     return r.value
 
 
@@ -188,7 +188,7 @@ def test_malformed_packets_are_ignored_with_reasons():
     bad(reply(opts=[(3, b'')]), 'option 3')
     bad(reply(mtype=None), 'no message type')
     bad(reply(mtype=None, raw_opts=b'\x35\x02\x02\x02'), 'option 53 has length 2')
-    bad(reply(mtype=dhcp.DISCOVER), 'not for a client')
+    bad(reply(mtype=dhcpcore.DISCOVER), 'not for a client')
     bad(reply(opts=[(66, b'')]), 'option 66 is empty')
     bad(reply(opts=[(66, b'\x01\x02bin')]), 'option 66 is not')
     bad(reply(opts=[(52, b'\x07')]), 'overload')
@@ -226,9 +226,9 @@ def test_garbage_never_raises_anything_but_ignored():
             b[240 + random.getrandbits(7) % (len(b) - 240)] = random.getrandbits(8)
         b = b[:240 + random.getrandbits(8) % (len(b) - 240)]
         try:
-            r = dhcp.parse(b, len(b), XID, MAC)
+            r = dhcpcore.parse(b, len(b), XID, MAC)
             dhcp.lease_from(r, resolve=lambda n: '192.0.2.99')
-        except dhcp.Ignored:
+        except dhcpcore.Ignored:
             pass
 
 
@@ -260,7 +260,7 @@ class LoopClient(dhcp.Client):
 def loop(xid=XID, **kw):
     srv, sport = _bound()
     cli, cport = _bound()
-    dhcp._new_xid = lambda: xid
+    dhcpcore.new_xid = lambda: xid
     e, out = ev()
     c = LoopClient(cli, events=e, server='127.0.0.1', server_port=sport, first_ms=150,
                    max_ms=300, **kw)
@@ -277,7 +277,7 @@ def sent_types(srv):
         except OSError:
             break
         opts = {}
-        dhcp._walk(d, 240, len(d), opts, 'sent')
+        dhcpcore._walk(d, 240, len(d), opts, 'sent')
         types.append(opts[53][0])
     return types
 
@@ -289,10 +289,10 @@ def test_exchange_ignores_bad_offers_and_takes_the_good_one():
     srv.sendto(reply(op=1), to)
     srv.sendto(reply(xid=0x0bad), to)                    # another client's: no event
     srv.sendto(reply(opts=GOOD)[:260], to)               # truncated
-    srv.sendto(reply(dhcp.ACK, opts=GOOD), to)           # ACK while selecting
+    srv.sendto(reply(dhcpcore.ACK, opts=GOOD), to)           # ACK while selecting
     srv.sendto(reply(opts=GOOD), to)                     # the good OFFER
-    srv.sendto(reply(dhcp.ACK, server_id='192.0.2.3', opts=GOOD), to)  # other server's ACK
-    srv.sendto(reply(dhcp.ACK, siaddr='192.0.2.2', opts=GOOD), to)
+    srv.sendto(reply(dhcpcore.ACK, server_id='192.0.2.3', opts=GOOD), to)  # other server's ACK
+    srv.sendto(reply(dhcpcore.ACK, siaddr='192.0.2.2', opts=GOOD), to)
     L = c.acquire(total_ms=5000)
     eq(L.ip, '192.0.2.50')
     eq(L.tftp_servers[:3], ['203.0.113.10', '203.0.113.11', '192.0.2.9'])
@@ -300,7 +300,7 @@ def test_exchange_ignores_bad_offers_and_takes_the_good_one():
     eq(evs.count('dhcp_ignored'), 6)
     eq(c.stats['foreign'], 1)
     assert evs.index('dhcp_offer') < evs.index('dhcp_request') < evs.index('dhcp_lease')
-    eq(sent_types(srv), [dhcp.DISCOVER, dhcp.REQUEST])
+    eq(sent_types(srv), [dhcpcore.DISCOVER, dhcpcore.REQUEST])
     text = out.text()
     for reason in ('magic cookie', 'option 150 has length 3', 'not a server reply',
                    'runs past the end', 'ACK while selecting', 'answer from server 192.0.2.3'):
@@ -310,14 +310,14 @@ def test_exchange_ignores_bad_offers_and_takes_the_good_one():
 def test_nak_restarts_discovery():
     srv, to, c, out = loop()
     srv.sendto(reply(opts=GOOD), to)
-    srv.sendto(reply(dhcp.NAK, yiaddr='0.0.0.0', opts=[(56, b'wrong network')]), to)
+    srv.sendto(reply(dhcpcore.NAK, yiaddr='0.0.0.0', opts=[(56, b'wrong network')]), to)
     srv.sendto(reply(yiaddr='192.0.2.51', opts=GOOD), to)
-    srv.sendto(reply(dhcp.ACK, yiaddr='192.0.2.51', opts=GOOD), to)
+    srv.sendto(reply(dhcpcore.ACK, yiaddr='192.0.2.51', opts=GOOD), to)
     L = c.acquire(total_ms=5000)
     eq(L.ip, '192.0.2.51')
     assert 'dhcp_nak' in names(out)
     assert 'wrong network' in out.text()
-    eq(sent_types(srv), [dhcp.DISCOVER, dhcp.REQUEST, dhcp.DISCOVER, dhcp.REQUEST])
+    eq(sent_types(srv), [dhcpcore.DISCOVER, dhcpcore.REQUEST, dhcpcore.DISCOVER, dhcpcore.REQUEST])
 
 
 def test_no_server_means_bounded_retransmission_then_error():
@@ -330,7 +330,7 @@ def test_no_server_means_bounded_retransmission_then_error():
     # 150 + 300 + 300 ms (+- jitter): the first round gives up, no second DISCOVER round
     # without an offer.
     assert 600 < took < 1500, took
-    eq(sent_types(srv), [dhcp.DISCOVER] * 3)
+    eq(sent_types(srv), [dhcpcore.DISCOVER] * 3)
     eq(c.stats['timeouts'], 3)
     evs = names(out)
     assert 'dhcp_timeout' in evs and evs[-1] == 'dhcp_failed'
@@ -351,35 +351,35 @@ def test_unanswered_request_is_retransmitted():
     with raises(dhcp.DhcpError):
         c.acquire(total_ms=3000)
     types = sent_types(srv)
-    eq(types[:3], [dhcp.DISCOVER, dhcp.REQUEST, dhcp.REQUEST])
+    eq(types[:3], [dhcpcore.DISCOVER, dhcpcore.REQUEST, dhcpcore.REQUEST])
 
 
 def test_inform_from_an_existing_address():
     srv, to, c, out = loop()
-    srv.sendto(reply(dhcp.ACK, yiaddr='0.0.0.0', opts=[(150, ips('203.0.113.10')),
+    srv.sendto(reply(dhcpcore.ACK, yiaddr='0.0.0.0', opts=[(150, ips('203.0.113.10')),
                                                       (1, ips('255.255.255.0'))]), to)
     L = c.inform('192.0.2.77', total_ms=3000)
     eq(L.kind, 'inform')
     eq(L.ip, '192.0.2.77')
     eq(L.lease_s, None)
     eq(L.tftp_servers, ['203.0.113.10'])
-    eq(sent_types(srv), [dhcp.INFORM])
+    eq(sent_types(srv), [dhcpcore.INFORM])
 
 
 def test_configured_server_is_the_last_resort():
     srv, to, c, out = loop(tftp_server='198.51.100.7')
     srv.sendto(reply(opts=[(1, ips('255.255.255.0'))]), to)
-    srv.sendto(reply(dhcp.ACK, opts=[(1, ips('255.255.255.0'))]), to)
+    srv.sendto(reply(dhcpcore.ACK, opts=[(1, ips('255.255.255.0'))]), to)
     eq(c.acquire(total_ms=3000).tftp_servers, ['198.51.100.7'])
 
 
 def test_option42_ntp_servers_are_kept():
-    r = parse(reply(dhcp.ACK, opts=GOOD + [(42, ips('192.0.2.123', '198.51.100.123'))]))
+    r = parse(reply(dhcpcore.ACK, opts=GOOD + [(42, ips('192.0.2.123', '198.51.100.123'))]))
     assert 42 not in r.unknown
     eq(dhcp.lease_from(r).ntp, ['192.0.2.123', '198.51.100.123'])
-    eq(dhcp.lease_from(parse(reply(dhcp.ACK, opts=GOOD))).ntp, [])
+    eq(dhcp.lease_from(parse(reply(dhcpcore.ACK, opts=GOOD))).ntp, [])
     # a malformed NTP list costs the clock its source, not the phone its lease
-    L = dhcp.lease_from(parse(reply(dhcp.ACK, opts=GOOD + [(42, b'\x01\x02\x03')])))
+    L = dhcp.lease_from(parse(reply(dhcpcore.ACK, opts=GOOD + [(42, b'\x01\x02\x03')])))
     eq((L.ntp, L.opt150[0]), ([], '203.0.113.10'))
 
 
@@ -389,4 +389,4 @@ def test_udp_plumbing_lives_with_the_clients():
     import sys
     from phone import tftp
     eq('phone.udp' in sys.modules, False)
-    eq(dhcp.wait is tftp.wait, False)       # each client's own copy, gone with it
+    eq(dhcpcore.wait is tftp.wait, False)   # each client's own copy, gone with it

@@ -15,7 +15,7 @@ import sys
 import time
 
 from fwtest import eq
-from phone import dhcp, lease
+from phone import dhcpcore, lease
 from phone.events import Events
 from phone.settings import Settings
 
@@ -36,7 +36,7 @@ def _bind(host, port):
 
 
 def _ip4(s):
-    return dhcp.ip_bytes(s)
+    return dhcpcore.ip_bytes(s)
 
 
 def answer(pkt, mtype, yiaddr=IP, lease_s=None, t1=None, t2=None, sid=A):
@@ -80,9 +80,9 @@ class Server:
                 except OSError:
                     continue
                 opts = {}
-                dhcp._walk(d, 240, len(d), opts, 'client')
+                dhcpcore._walk(d, 240, len(d), opts, 'client')
                 pkt = {'where': where, 't': time.ticks_diff(time.ticks_ms(), self.t0),
-                       'type': opts[53][0], 'ciaddr': dhcp.ip_str(d, 12),
+                       'type': opts[53][0], 'ciaddr': dhcpcore.ip_str(d, 12),
                        'opts': tuple(opts), 'vendor': opts.get(60) == VENDOR,
                        'bcast': bool(d[10] & 0x80), 'xid': bytes(d[4:8])}
                 self.got.append(pkt)
@@ -95,7 +95,7 @@ class Server:
         for _, s in self.socks:
             s.close()
 
-    def at(self, where, mtype=dhcp.REQUEST):
+    def at(self, where, mtype=dhcpcore.REQUEST):
         return [p for p in self.got if p['where'] == where and p['type'] == mtype]
 
 
@@ -200,8 +200,8 @@ def test_times_defaults_and_bounds():
 
 def test_renewal_at_t1_is_unicast_keeps_the_address_and_drops_dhcp():
     def reply(where, p):
-        if where == 'A' and p['type'] == dhcp.REQUEST:
-            return answer(p, dhcp.ACK, lease_s=4, t1=2, t2=3)
+        if where == 'A' and p['type'] == dhcpcore.REQUEST:
+            return answer(p, dhcpcore.ACK, lease_s=4, t1=2, t2=3)
         return None
 
     mods = []
@@ -235,10 +235,10 @@ def test_server_gone_rebinds_then_expires_drops_and_starts_over():
     def reply(where, p):
         if not lost:
             return None                 # the server is gone until the lease has ended
-        if where == 'B' and p['type'] == dhcp.DISCOVER:
-            return answer(p, dhcp.OFFER)
-        if where == 'B' and p['type'] == dhcp.REQUEST:
-            return answer(p, dhcp.ACK, lease_s=60)
+        if where == 'B' and p['type'] == dhcpcore.DISCOVER:
+            return answer(p, dhcpcore.OFFER)
+        if where == 'B' and p['type'] == dhcpcore.REQUEST:
+            return answer(p, dhcpcore.ACK, lease_s=60)
         return None
 
     def until(k, srv, downs, plat):
@@ -263,7 +263,7 @@ def test_server_gone_rebinds_then_expires_drops_and_starts_over():
     eq(len(downs), 1)
     assert 'expired' in downs[0][0], downs
     # then a fresh DISCOVER (broadcast), and the same address back: no restart
-    disc = srv.at('B', dhcp.DISCOVER)
+    disc = srv.at('B', dhcpcore.DISCOVER)
     assert disc and disc[0]['t'] >= plat.dropped[0][1], disc
     eq(plat.applied, [IP])
     eq(plat.resets, 0)
@@ -275,12 +275,12 @@ def test_server_gone_rebinds_then_expires_drops_and_starts_over():
 
 def test_nak_drops_the_address_at_once_and_a_new_address_restarts():
     def reply(where, p):
-        if where == 'A' and p['type'] == dhcp.REQUEST:
-            return answer(p, dhcp.NAK)
-        if where == 'B' and p['type'] == dhcp.DISCOVER:
-            return answer(p, dhcp.OFFER, yiaddr='192.0.2.51')
-        if where == 'B' and p['type'] == dhcp.REQUEST:
-            return answer(p, dhcp.ACK, yiaddr='192.0.2.51', lease_s=60)
+        if where == 'A' and p['type'] == dhcpcore.REQUEST:
+            return answer(p, dhcpcore.NAK)
+        if where == 'B' and p['type'] == dhcpcore.DISCOVER:
+            return answer(p, dhcpcore.OFFER, yiaddr='192.0.2.51')
+        if where == 'B' and p['type'] == dhcpcore.REQUEST:
+            return answer(p, dhcpcore.ACK, yiaddr='192.0.2.51', lease_s=60)
         return None
 
     srv, plat, downs, ups, lines, k, done = run_keeper(
@@ -298,8 +298,8 @@ def test_nak_drops_the_address_at_once_and_a_new_address_restarts():
 
 def test_an_ack_for_another_address_is_not_a_renewal():
     def reply(where, p):
-        if where == 'A' and p['type'] == dhcp.REQUEST:
-            return answer(p, dhcp.ACK, yiaddr='192.0.2.99', lease_s=4)
+        if where == 'A' and p['type'] == dhcpcore.REQUEST:
+            return answer(p, dhcpcore.ACK, yiaddr='192.0.2.99', lease_s=4)
         return None
 
     srv, plat, downs, ups, lines, k, _ = run_keeper(

@@ -7,7 +7,7 @@ import socket
 import time
 
 from fwtest import eq
-from phone import dhcp, lease
+from phone import dhcpcore, lease
 from phone.events import Events
 
 MAC = b'\x02\x00\x5e\x10\x00\x01'
@@ -35,10 +35,10 @@ def answer(p, mtype, yiaddr=IP, lease_s=None, t1=None):
     b[1] = 1
     b[2] = 6
     b[4:8] = p['xid']
-    b[16:20] = dhcp.ip_bytes(yiaddr)
+    b[16:20] = dhcpcore.ip_bytes(yiaddr)
     b[28:34] = MAC
     b[236:240] = b'\x63\x82\x53\x63'
-    b += bytes((53, 1, mtype, 54, 4)) + dhcp.ip_bytes(A)
+    b += bytes((53, 1, mtype, 54, 4)) + dhcpcore.ip_bytes(A)
     for code, v in ((51, lease_s), (58, t1)):
         if v is not None:
             b += bytes((code, 4, (v >> 24) & 255, (v >> 16) & 255, (v >> 8) & 255, v & 255))
@@ -49,7 +49,7 @@ def answer(p, mtype, yiaddr=IP, lease_s=None, t1=None):
 
 
 def renewal_shape(p):
-    eq(p['type'], dhcp.REQUEST)
+    eq(p['type'], dhcpcore.REQUEST)
     eq(p['ciaddr'], IP, 'ciaddr')
     assert 50 not in p['opts'], 'requested-ip option in a renewal'
     assert 54 not in p['opts'], 'server-id option in a renewal'
@@ -63,7 +63,7 @@ def _client():
     out = []
     ev = Events(out=_Null())
     ev.listeners.append(lambda name, t, f: out.append((name, f)))
-    c = dhcp.Client(MAC, ev, port=_port[0] + 1000, bind_ip=A, server=A, server_port=_port[0])
+    c = dhcpcore.Client(MAC, ev, port=_port[0] + 1000, bind_ip=A, server=A, server_port=_port[0])
     c._setup()
     return srv, c, out
 
@@ -76,8 +76,8 @@ def _sent(srv):
         except OSError:
             return got
         opts = {}
-        dhcp._walk(d, 240, len(d), opts, 'sent')
-        got.append({'opts': opts, 'ciaddr': dhcp.ip_str(d, 12), 'bcast': bool(d[10] & 0x80),
+        dhcpcore._walk(d, 240, len(d), opts, 'sent')
+        got.append({'opts': opts, 'ciaddr': dhcpcore.ip_str(d, 12), 'bcast': bool(d[10] & 0x80),
                     'type': opts[53][0], 'xid': bytes(d[4:8]), 'addr': addr})
 
 
@@ -87,8 +87,8 @@ def test_extending_sends_the_renewal_shape_and_takes_the_ack():
         async def serve():
             while True:
                 for p in _sent(srv):
-                    srv.sendto(answer(p, dhcp.ACK, yiaddr='192.0.2.99'), p['addr'])  # not ours
-                    srv.sendto(answer(p, dhcp.ACK, lease_s=120, t1=60), p['addr'])
+                    srv.sendto(answer(p, dhcpcore.ACK, yiaddr='192.0.2.99'), p['addr'])  # not ours
+                    srv.sendto(answer(p, dhcpcore.ACK, lease_s=120, t1=60), p['addr'])
                     return p
                 await asyncio.sleep_ms(5)
 
@@ -101,9 +101,9 @@ def test_extending_sends_the_renewal_shape_and_takes_the_ack():
     finally:
         c.close()
         srv.close()
-    eq(r.mtype, dhcp.ACK)
-    eq(dhcp.terms(r), (120, 60, None, A))
-    eq(p['type'], dhcp.REQUEST)
+    eq(r.mtype, dhcpcore.ACK)
+    eq(dhcpcore.terms(r), (120, 60, None, A))
+    eq(p['type'], dhcpcore.REQUEST)
     renewal_shape(p)
     assert any('we hold ' + IP in f.get('reason', '') for n, f in log if n == 'dhcp_ignored')
 
