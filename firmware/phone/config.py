@@ -25,9 +25,9 @@ _TEXT_MAX = const(256)      # longest text of an ordinary field
 _CERT_MAX = const(8192)     # longest <certificate> text
 _DEPTH_MAX = const(64)
 _NAME_MAX = const(64)       # longest element name: the open ones are kept (64 x 64 bytes)
-DEFAULT_MONITOR_S = const(120)
+_DEFAULT_MONITOR_S = const(120)
 DEFAULT_PORT = const(2000)  # plain SCCP; the TLS port is this + SECURE_OFFSET
-SECURE_OFFSET = const(443)
+SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443 (host tools too)
 _LAST = const(1 << 30)      # sort key of a <member> without a priority
 
 # element name -> key, by parent
@@ -53,7 +53,7 @@ class Config:
     sgn: [timestamp, file name] of the .sgn header it came in (verified), None if unsigned."""
     root = srst = sgn = None
     security_mode = 1
-    monitor_s = DEFAULT_MONITOR_S
+    monitor_s = _DEFAULT_MONITOR_S
     source_size = source_crc = 0
 
     def __init__(self):

@@ -18,21 +18,22 @@ from micropython import const
 
 from phone import pkcs1
 
-ROLE_SAST = const(0)
+# Record roles; private where nothing outside uses them (a public name costs a qstr)
+_ROLE_SAST = const(0)
 ROLE_CCM = const(1)
 ROLE_CCM_TFTP = const(2)
 ROLE_TFTP = const(3)
-ROLE_CAPF = const(4)
-ROLE_SRST = const(5)     # only in an old table; unconfirmed
-ROLE_APP = const(7)
-ROLE_TVS = const(21)
-ROLE_NAMES = {0: 'SAST', 1: 'CCM', 2: 'CCM+TFTP', 3: 'TFTP', 4: 'CAPF', 5: 'SRST', 7: 'APP',
-              21: 'TVS'}
+_ROLE_CAPF = const(4)
+_ROLE_SRST = const(5)    # only in an old table; unconfirmed
+_ROLE_APP = const(7)
+_ROLE_TVS = const(21)
+ROLE_NAMES = {_ROLE_SAST: 'SAST', ROLE_CCM: 'CCM', ROLE_CCM_TFTP: 'CCM+TFTP', ROLE_TFTP: 'TFTP',
+              _ROLE_CAPF: 'CAPF', _ROLE_SRST: 'SRST', _ROLE_APP: 'APP', _ROLE_TVS: 'TVS'}
 
-MAX_HEADER = const(2048)     # a 4096-bit signature plus names fits easily
-MAX_RECORD = const(12288)    # one record: names, key, signature, certificate
-MAX_RECORDS = const(64)
-MAX_SAST = const(2)
+_MAX_HEADER = const(2048)     # a 4096-bit signature plus names fits easily
+_MAX_RECORD = const(12288)    # one record: names, key, signature, certificate
+_MAX_RECORDS = const(64)
+_MAX_SAST = const(2)
 _CHUNK = const(512)
 _SPARE = const(12)            # heap kept for the signature check: this many times its length
 
@@ -119,12 +120,12 @@ class TrustList:
         """The SAST record whose serial matches the header's (None if absent)."""
         want = _minimal(self.serial or b'')
         for r in self.records:
-            if r.role == ROLE_SAST and _minimal(r.serial) == want:
+            if r.role == _ROLE_SAST and _minimal(r.serial) == want:
                 return r
         return None
 
     def sast_certs(self):
-        return [r.cert for r in self.records if r.role == ROLE_SAST and r.cert]
+        return [r.cert for r in self.records if r.role == _ROLE_SAST and r.cert]
 
     def cert(self, rec):
         """A record's DER certificate (read back from the file unless kept)."""
@@ -226,7 +227,7 @@ def _header(f, tl):
     if b[5] != 2 or _u16(b, 6) != 2:
         raise CtlError('no header length')
     hlen = _u16(b, 8)
-    if hlen < 10 or hlen > MAX_HEADER:
+    if hlen < 10 or hlen > _MAX_HEADER:
         raise CtlError('bad header length %d' % hlen)
     tl.header_len = hlen
     first = b
@@ -298,7 +299,7 @@ def _record(b, n, rec, keep):
         if rec.cert_len:
             s = rec.cert_off
             rec.cert_off += rec.offset + 5
-            keep = keep or rec.role == ROLE_SAST
+            keep = keep or rec.role == _ROLE_SAST
             c = x509.parse(b, s, s + rec.cert_len, keep)   # in place unless kept
             if rec.serial and _minimal(rec.serial) != c.serial_bytes:
                 raise CtlError('serial does not match its certificate')
@@ -347,10 +348,10 @@ def _read_trust(path, digest, keep):
             if small[0] != 1 or _u16(small, 1) != 2:
                 raise CtlError('record at %d does not start with its length' % pos)
             rlen = _u16(small, 3)
-            if rlen < 8 or rlen > MAX_RECORD:
+            if rlen < 8 or rlen > _MAX_RECORD:
                 raise CtlError('bad record length %d at %d' % (rlen, pos))
-            if len(tl.records) >= MAX_RECORDS:
-                raise CtlError('more than %d records' % MAX_RECORDS)
+            if len(tl.records) >= _MAX_RECORDS:
+                raise CtlError('more than %d records' % _MAX_RECORDS)
             n = rlen - 5
             if buf is None or n > len(buf):
                 buf = None
@@ -373,8 +374,8 @@ def _read_trust(path, digest, keep):
         tl.kind = 'ITL'
     if not tl.records:
         raise CtlError('trust list has no records')
-    if len([r for r in tl.records if r.role == ROLE_SAST]) > MAX_SAST:
-        raise CtlError('more than %d SAST records' % MAX_SAST)
+    if len([r for r in tl.records if r.role == _ROLE_SAST]) > _MAX_SAST:
+        raise CtlError('more than %d SAST records' % _MAX_SAST)
     return tl
 
 

@@ -4,23 +4,16 @@
 # IndexError. Common subset of MicroPython and CPython (the host imports it too).
 from micropython import const
 
-BOOLEAN = const(0x01)
 INTEGER = const(0x02)
 BIT_STRING = const(0x03)
-OCTET_STRING = const(0x04)
-NULL = const(0x05)
 OID = const(0x06)
-UTF8_STRING = const(0x0C)
-PRINTABLE_STRING = const(0x13)
-T61_STRING = const(0x14)
-IA5_STRING = const(0x16)
+_UTF8_STRING = const(0x0C)
 UTC_TIME = const(0x17)
 GENERALIZED_TIME = const(0x18)
 BMP_STRING = const(0x1E)
 SEQUENCE = const(0x30)
 SET = const(0x31)
 CTX0 = const(0xA0)   # [0] EXPLICIT (certificate version)
-CTX3 = const(0xA3)   # [3] EXPLICIT (extensions)
 
 _MAX_LEN_BYTES = const(4)
 _MAX_OID = const(64)       # content bytes; real ones are < 30 (thousands of arcs ran out of RAM)
@@ -117,7 +110,7 @@ def oid(buf, start, end):
     return '.'.join(parts)
 
 
-def text(buf, start, end, tag=UTF8_STRING):
+def text(buf, start, end, tag=_UTF8_STRING):
     """A string value (UTF8/Printable/IA5/T61 as UTF-8, BMP as UCS-2). Undecodable -> hex."""
     raw = bytes(buf[start:end])
     try:

@@ -43,13 +43,6 @@ class Lease:
         self.acquired_ms = 0
         self.unknown = []
 
-    def remaining_ms(self, now=None):
-        """ms until the lease expires (None for infinite or INFORM answers)."""
-        if self.lease_s is None or self.lease_s == 0xFFFFFFFF:
-            return None
-        now = ticks_ms() if now is None else now
-        return self.lease_s * 1000 - ticks_diff(now, self.acquired_ms)
-
     def as_dict(self):
         return {'ip': self.ip, 'mask': self.mask, 'router': self.router, 'dns': self.dns,
                 'domain': self.domain, 'tftp_servers': self.tftp_servers, 'opt150': self.opt150,

@@ -209,8 +209,6 @@ class Link:
         self._ka_out = False              # a KeepAlive is waiting for its ack
         self._ka_sent = 0
         self._missed = 0
-        self.stats_keepalives = 0
-        self.stats_probes = 0
 
     # -- connection --------------------------------------------------------------------
     def _context(self):
@@ -396,13 +394,13 @@ class Link:
                         if self._missed >= self.s.max_missed:
                             self._fail('no KeepAliveAck (%d missed)' % self._missed)
                             return
-                        await self._keepalive(now, True)
+                        await self._keepalive(now)
                 else:
                     due = time.ticks_diff(now, self._ka_sent) >= self.keepalive_ms
                     probe = (self.probe_after_ms > 0 and
                              time.ticks_diff(now, self._last_rx) >= self.probe_after_ms)
                     if due or probe:
-                        await self._keepalive(now, probe and not due)
+                        await self._keepalive(now)
                 await asyncio.sleep_ms(self._tick())
         except asyncio.CancelledError:
             raise
@@ -416,13 +414,9 @@ class Link:
         t //= 4
         return t if t > _MIN_TICK_MS else _MIN_TICK_MS
 
-    async def _keepalive(self, now, probe):
+    async def _keepalive(self, now):
         self._ka_out = True
         self._ka_sent = now
-        if probe:
-            self.stats_probes += 1
-        else:
-            self.stats_keepalives += 1
         # Straight to the socket, non-blocking and without allocating: the frame is prebuilt
         # and a TLS record is written whole or not at all. A socket that cannot take 12 bytes
         # means a peer that stopped reading: the missing ack will declare it dead.

@@ -6,12 +6,9 @@
 # phone.provision and phone.provtrust: see phone/provision.py.
 import gc
 
-from micropython import const
-
 from phone import drop
 from phone.store import CONFIG_RAW, PHONE_CERT, PHONE_KEY, SRST_CERT
 
-_SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443
 
 
 def fetch(p, ev, servers, dev):
@@ -135,7 +132,7 @@ def _cm_anchor(p, cm):
 
 def result(p, ev, c, mac, r):
     """Fill r (a provision.Provisioned) with what the agent needs; returns it."""
-    mode, cms_cfg, srst_cfg, monitor_s = c
+    mode, cms_cfg, srst_cfg, monitor_s, tls = c     # tls: config.SECURE_OFFSET
     # With trust the links are TLS whatever the config says (a mode-1 config is refused
     # before this; this is the last line against plain text)
     secure = mode in (2, 3) or getattr(p, 'required', False)
@@ -143,10 +140,10 @@ def result(p, ev, c, mac, r):
     for cm in cms_cfg:
         if secure:
             anchor = _cm_anchor(p, cm) if p.trust is not None else None
-            cms.append((cm['name'], cm['host'], cm['port'] + _SECURE_OFFSET, anchor))
+            cms.append((cm['name'], cm['host'], cm['port'] + tls, anchor))
         else:
             cms.append((cm['name'], cm['host'], cm['port'], None))
-    srst, why = _srst(p, mode, srst_cfg, ev)
+    srst, why = _srst(p, mode, srst_cfg, ev, tls)
     cert = p.store.read_bytes(PHONE_CERT)
     key = p.store.read_bytes(PHONE_KEY)
     if cert is None or key is None:
@@ -169,7 +166,7 @@ def result(p, ev, c, mac, r):
     return r
 
 
-def _srst(p, mode, s, ev):
+def _srst(p, mode, s, ev, tls):
     if s is None or not s['servers'] or not s['cert']:
         why = ('no SRST reference in the configuration' if s is None or not s['servers']
                else 'the configuration carries no SRST certificate')
@@ -199,4 +196,4 @@ def _srst(p, mode, s, ev):
         p.store.write_bytes(SRST_CERT, der)
         ev.emit('srst_pinned', cn=cn, sha256=s['cert_sha256'])
     host, port = s['servers'][0]
-    return (host, port + _SECURE_OFFSET, (der, cn)), None
+    return (host, port + tls, (der, cn)), None

@@ -134,7 +134,9 @@ class Provisioner:
         ev.emit('provisioned', offline=self.offline, trust=self.trust is not None,
                 security_mode=cfg.security_mode, cms=len(cfg.call_managers),
                 ms=time.ticks_diff(time.ticks_ms(), t0))
-        c = (cfg.security_mode, cfg.call_managers, cfg.srst, cfg.monitor_s)
+        # what provcfg needs of the config, taken while phone.config is loaded
+        c = (cfg.security_mode, cfg.call_managers, cfg.srst, cfg.monitor_s,
+             _config.SECURE_OFFSET)
         cfg = _config = None
         drop('config')
         from phone import provcfg

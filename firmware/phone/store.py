@@ -61,8 +61,7 @@ def rename_replaces(path, fs=os):
 
 
 class Writer:
-    """Streams one file into NAME.tmp; commit() renames it over NAME, abort() drops it.
-    As a context manager, leaving without commit() aborts."""
+    """Streams one file into NAME.tmp; commit() renames it over NAME, abort() drops it."""
 
     def __init__(self, store, name):
         self.store = store
@@ -135,14 +134,6 @@ class Writer:
         except OSError:
             pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.f is not None:
-            self.abort()
-        return False
-
 
 class Store:
     def __init__(self, base=BASE, fs=None, replace=None):
@@ -172,24 +163,6 @@ class Store:
     def exists(self, name):
         return self._exists(self.path(name))
 
-    def size(self, name):
-        try:
-            return self.os.stat(self.path(name))[6]
-        except OSError:
-            return None
-
-    def names(self):
-        """Stored files (no temporary or backup names)."""
-        return sorted(n for n in self._list() if not (n.endswith(TMP) or n.endswith(BAK)))
-
-    def free(self):
-        """Free bytes on the filesystem, or None if the port cannot tell."""
-        try:
-            st = self.os.statvfs(self.base)
-            return st[1] * st[4]
-        except (OSError, AttributeError):
-            return None
-
     # -- reading ---------------------------------------------------------------------------
     def read_bytes(self, name):
         """The whole file, or None when it is not stored."""
@@ -204,13 +177,6 @@ class Store:
             raise _err('read', name, e)
         finally:
             f.close()
-
-    def reader(self, name):
-        """An open binary file (the caller closes it), or None when not stored."""
-        try:
-            return self._open(self.path(name), 'rb')
-        except OSError:
-            return None
 
     # -- writing ---------------------------------------------------------------------------
     def begin(self, name):

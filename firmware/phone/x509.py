@@ -6,7 +6,7 @@ from micropython import const
 
 from phone import der
 
-MAX_CERT = const(8192)   # bigger "certificates" are refused before anything is copied
+_MAX_CERT = const(8192)   # bigger "certificates" are refused before anything is copied
 RSA_OID = '1.2.840.113549.1.1.1'
 # signature algorithm -> hash code (as in phone.pkcs1: 1 SHA-1, 2 SHA-256, 3 SHA-512)
 SIG_HASH = {'1.2.840.113549.1.1.5': 1, '1.2.840.113549.1.1.11': 2, '1.2.840.113549.1.1.13': 3}
@@ -38,15 +38,6 @@ class Certificate:
             return None
         t = tuple(now[:6])
         return self.not_before <= t <= self.not_after
-
-    def signed_by(self, issuer):
-        """True if `issuer` (a Certificate with an RSA key) signed this certificate."""
-        from phone import pkcs1
-        if issuer.n is None or not self.sig_hash:
-            return False
-        h = pkcs1.new_hash(self.sig_hash)
-        h.update(self.tbs())
-        return pkcs1.check(issuer.n, issuer.e, self.signature, self.sig_hash, h.digest()) is None
 
     def __repr__(self):
         from binascii import hexlify
@@ -80,7 +71,7 @@ def parse(buf, start=0, end=None, copy=True):
     wants the facts of a certificate in a buffer it is about to reuse."""
     if end is None:
         end = len(buf)
-    if end - start > MAX_CERT:
+    if end - start > _MAX_CERT:
         raise X509Error('certificate too big (%d bytes)' % (end - start))
     c = Certificate()
     if copy and isinstance(buf, bytes) and start == 0 and end == len(buf):
@@ -171,14 +162,7 @@ def pem_to_der(text, label='CERTIFICATE'):
 def load(data):
     """A Certificate from DER or PEM (bytes or str)."""
     if isinstance(data, str) or bytes(data[:11]) == b'-----BEGIN ':
-        if len(data) > MAX_CERT * 3 // 2:   # base64 of MAX_CERT bytes, line breaks, labels
+        if len(data) > _MAX_CERT * 3 // 2:   # base64 of _MAX_CERT bytes, line breaks, labels
             raise X509Error('PEM certificate too big (%d bytes)' % len(data))
         data = pem_to_der(data)
     return parse(data)
-
-
-def now():
-    """UTC time tuple for valid_at(); None while the time is unknown (phone.clock: never set,
-    or only a floor from signed files)."""
-    from phone import clock
-    return clock.utc()

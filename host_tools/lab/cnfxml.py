@@ -12,23 +12,23 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from host_tools.pki import normalize_mac  # noqa: F401  (one MAC parser; PkiError is a ValueError)
-
-SECURE_OFFSET = 443          # secure SCCP port = plain port + 443
+from phone.config import DEFAULT_PORT, SECURE_OFFSET  # type: ignore[import-not-found]  # noqa: F401
 
 
 @dataclass(frozen=True)
 class CallManagerRef:
     name: str
     address: str
-    port: int = 2000         # ethernetPhonePort (plain); phones add 443 for TLS
+    port: int = DEFAULT_PORT  # ethernetPhonePort (plain); phones add SECURE_OFFSET for TLS
 
 
 @dataclass(frozen=True)
 class SrstRef:
     name: str
     address: str
-    port: int = 2000
+    port: int = DEFAULT_PORT
     certificate: bytes | None = None   # DER
     secure: bool = True
 
@@ -68,7 +68,7 @@ def build_cnf_xml(mac: str, callmanagers: list[CallManagerRef], srst: SrstRef | 
         _sub(info, "port1", srst.port)
         for i in (2, 3):
             _sub(info, f"ipAddr{i}", "")
-            _sub(info, f"port{i}", 2000)
+            _sub(info, f"port{i}", DEFAULT_PORT)
         _sub(info, "sipIpAddr1", "")
         _sub(info, "sipPort1", 5060)
         _sub(info, "isSecure", "true" if srst.secure else "false")

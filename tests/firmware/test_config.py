@@ -179,12 +179,13 @@ def test_json_roundtrip():
 
 def copy_in(st, name, path):
     buf = bytearray(512)
-    with open(path, 'rb') as f, st.begin(name) as w:
+    w = st.begin(name)
+    with open(path, 'rb') as f:
         n = f.readinto(buf)
         while n:
             w.write(memoryview(buf)[0:n])
             n = f.readinto(buf)
-        w.commit()
+    w.commit()
 
 
 def test_stored_copy(tmp_path):

@@ -63,7 +63,7 @@ def test_itl_and_parse_only():
     eq(tl.kind, 'ITL')
     eq(tl.signer_version, (1, 1))
     eq(tl.filename, 'ITLSEP001122334455.tlv')
-    eq([r.role for r in tl.records], [ctl.ROLE_SAST, ctl.ROLE_CCM_TFTP, ctl.ROLE_TVS, ctl.ROLE_CAPF])
+    eq([ctl.ROLE_NAMES[r.role] for r in tl.records], ['SAST', 'CCM+TFTP', 'TVS', 'CAPF'])
     p = ctl.parse(D + 'ctl_sha1.tlv', keep_certs=True)
     eq(p.digest, None)
     eq(p.records[2].cert, _read('ccm.der'))
