@@ -144,6 +144,17 @@ def _hash_code(hash_name: str | int) -> int:
         raise CtlBuildError(f"unknown hash {hash_name!r}; one of {', '.join(HASHES)}") from None
 
 
+def with_signer(signer: Identity, records: list[Record | bytes]) -> list[Record | bytes]:
+    """The records a trust list signed by `signer` holds: the signer as the first SAST
+    record, unless one already holds its certificate (certutils' `tlvfile --sast` gives the
+    signer as a record itself)."""
+    recs = list(records)
+    if not any(isinstance(r, Record) and r.cert == signer.cert and r.role == "SAST"
+               for r in recs):
+        recs.insert(0, Record("SAST", signer.cert))
+    return recs
+
+
 def build_trust_list(signer: Identity, records: list[Record | bytes], *, filename: str | None = None,
                      hash_name: str | int = "sha1", itl: bool = False,
                      timestamp: int | None = None, add_signer: bool = True) -> bytes:
@@ -153,10 +164,7 @@ def build_trust_list(signer: Identity, records: list[Record | bytes], *, filenam
     if signer.key is None:
         raise CtlBuildError("the signer needs its private key")
     code = _hash_code(hash_name)
-    recs = list(records)
-    if add_signer and not any(isinstance(r, Record) and r.cert == signer.cert and r.role == "SAST"
-                              for r in recs):
-        recs.insert(0, Record("SAST", signer.cert))
+    recs = with_signer(signer, records) if add_signer else list(records)
     if not recs:
         raise CtlBuildError("a trust list needs at least one record")
     filename = filename or ("ITLFile.tlv" if itl else "CTLFile.tlv")

@@ -116,6 +116,7 @@ def run_build(args: argparse.Namespace) -> int:
         for spec in args.record:
             role, path = ctlbuild.parse_role_spec(spec)
             records.append(ctlbuild.Record(role, pki.load_identity(path, role=role).cert))
+        records = ctlbuild.with_signer(signer, records)
         data = ctlbuild.build_trust_list(signer, records, filename=args.filename,
                                          hash_name=args.hash, itl=args.itl,
                                          timestamp=args.timestamp)
@@ -123,7 +124,7 @@ def run_build(args: argparse.Namespace) -> int:
     except (ctlbuild.CtlBuildError, pki.PkiError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {out} ({len(data)} bytes, {len(records) + 1} records incl. signer, {args.hash})")
+    print(f"wrote {out} ({len(data)} bytes, {len(records)} records incl. signer, {args.hash})")
     return 0
 
 

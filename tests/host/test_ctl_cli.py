@@ -43,6 +43,22 @@ def test_build_then_verify_and_dump(lab, tmp_path, capsys, hash_name):
     assert dump["records"][0]["not_after"].endswith("Z")
 
 
+def test_build_counts_the_signer_once(lab, tmp_path, capsys):
+    """certutils' way: the signer given as a SAST record too is one record, not two."""
+    d = lab.out_dir
+    out = tmp_path / "CTLFile.tlv"
+    for records, want in (([f"SAST:{d / 'sast.pem'}", f"CCM:{d / 'ccm.pem'}"], 2),
+                          ([f"CCM:{d / 'ccm.pem'}"], 2),
+                          ([f"SAST:{d / 'sast2.pem'}", f"CCM:{d / 'ccm.pem'}"], 3)):
+        argv = ["ctl", "build", "--sast", str(d / "sast.pem"), "--out", str(out)]
+        for r in records:
+            argv += ["--record", r]
+        assert cli.main(argv) == 0
+        assert f"{want} records incl. signer" in capsys.readouterr().out
+        assert cli.main(["ctl", "dump", str(out)]) == 0
+        assert len(json.loads(capsys.readouterr().out)["records"]) == want
+
+
 def test_itl_and_verify_json(lab, tmp_path, capsys):
     out = tmp_path / "ITLFile.tlv"
     assert _build(lab, out, "--itl", "--timestamp", "1767225600") == 0
