@@ -9,20 +9,23 @@ import gc
 from phone import drop
 from phone.store import CONFIG_RAW, PHONE_CERT, PHONE_KEY, SRST_CERT
 
+_REFUSED = 'config refused'
 
 
 def fetch(p, ev, servers, dev):
     """Download, verify, parse and store the config. Once the phone has trust (p.required)
     only a config signed by a TFTP certificate of the trust list in force is taken, and only
     when its signed header names this phone's file, is not older than the stored one, and
-    keeps security mode 2 or 3 without lowering the stored one."""
+    keeps security mode 2 or 3 without lowering the stored one. Returns None when one was
+    stored, else what went wrong, for provision_failed: 'config refused' (config_rejected
+    said why), 'TFTP unreachable', or 'config not on TFTP (...)'."""
     signed = p.trust is not None and bool(p.trust.tftp)
     if p.required and not signed:
         # e.g. a pinned SAST and a rogue CTL refused: no TFTP key to check a config with
         ev.emit('config_rejected', file=dev + '.cnf.xml', signed=False,
                 reason='unsigned configuration refused: the phone has trust but no trust list '
                        + ('signed by its SAST' if p.trust is None else 'with a TFTP certificate'))
-        return
+        return _REFUSED
     floor = getattr(p, 'floor', None)
     if signed and floor is None:
         # (timestamp, security mode) of the stored signed config, which a new one must reach;
@@ -48,7 +51,7 @@ def fetch(p, ev, servers, dev):
     got = None
     if w is None:
         ev.emit('config_missing', signed=signed, reason=name)
-        return
+        return 'TFTP unreachable' if name == 'unreachable' else 'config not on TFTP (%s)' % name
     sgn = None
     if signed:
         # Signature first (ctl), payload copied out as the raw XML; then ctl is dropped
@@ -80,7 +83,7 @@ def fetch(p, ev, servers, dev):
             if e.memory:        # neither good nor bad: fail the pass, run() retries
                 raise MemoryError(str(e))
             ev.emit('config_rejected', file=name, reason=str(e))
-            return
+            return _REFUSED
         finally:
             sg = ctl = None
             drop(*p.VERIFY)
@@ -98,7 +101,7 @@ def fetch(p, ev, servers, dev):
     except _config.ConfigError as e:
         w.abort()
         ev.emit('config_rejected', file=name, reason=str(e))
-        return
+        return _REFUSED
     cfg.sgn = sgn
     w.commit()
     _config.save(p.store, cfg)

@@ -111,25 +111,27 @@ class Provisioner:
         provtrust.check(self, ev, got)
         provtrust = None
         drop('provtrust')
+        why = 'TFTP unreachable'        # what became of the config from TFTP, if none stored
         if got and not (got[-1][1] is None and got[-1][2] == 'unreachable'):
             self.offline = False
             got = None
             from phone import provcfg
-            provcfg.fetch(self, ev, servers, dev)
+            why = provcfg.fetch(self, ev, servers, dev) or 'config stored'
             provcfg = None
             drop('provcfg', 'provtrust')
         got = None
+        stored = 'none stored'
         from phone import config as _config
         try:
             cfg = _config.load(self.store)
         except _config.ConfigError as e:
             ev.emit('config_rejected', source='store', reason=str(e))
             cfg = None
+            stored = 'the stored one refused'
         if cfg is None:
             drop('config')
-            ev.emit('provision_failed', reason='no configuration: ' + (
-                'TFTP unreachable and none stored' if self.offline else
-                'none accepted from TFTP and none usable stored (see config_rejected)'))
+            ev.emit('provision_failed', reason='no configuration: %s and %s%s' % (
+                why, stored, ' (see config_rejected)' if 'refused' in why + stored else ''))
             return None
         ev.emit('provisioned', offline=self.offline, trust=self.trust is not None,
                 security_mode=cfg.security_mode, cms=len(cfg.call_managers),

@@ -85,6 +85,9 @@ class Phone:
                 w = None
                 why = 'File not found'
                 for n in names:
+                    if serve.get(n) == 'unreachable':
+                        why = 'unreachable'
+                        break
                     if serve.get(n):
                         w = store.begin(dest)
                         _copy(D + serve[n], w)
@@ -92,6 +95,8 @@ class Phone:
                         why = n
                         break
                 got.append((kind, w, why))
+                if why == 'unreachable':
+                    break
             return got
 
         p._network = network
@@ -335,6 +340,39 @@ def test_an_itl_served_as_the_ctl_is_refused(tmp_path):
     reasons = [e['reason'] for e in ph.events('ctl_rejected')]
     eq(reasons, ['ITL served in place of the CTL', 'CTL served in place of the ITL'])
     eq(_bytes(ph.store.path('ctl.tlv')), _bytes(D + 'ctl.tlv'))
+
+
+# -- provision_failed says what failed ----------------------------------------------------
+
+def test_provision_failed_says_the_config_was_refused(tmp_path):
+    ph = Phone(tmp_path, pin=True)
+    eq(ph.boot({CTL: 'ctl.tlv', ITL: 'itl.tlv', SGN: 'cfg_other.sgn'}), None)
+    eq(ph.reason('provision_failed'),
+       'no configuration: config refused and none stored (see config_rejected)')
+    ph = Phone(tmp_path + '/b', pin=True)         # a rogue CTL: no key to check a config
+    eq(ph.boot({CTL: 'ctl_rogue.tlv', CFG: 'cfg1.xml'}), None)
+    eq(ph.reason('provision_failed'),
+       'no configuration: config refused and none stored (see config_rejected)')
+
+
+def test_provision_failed_says_the_stored_config_was_refused(tmp_path):
+    ph = Phone(tmp_path)
+    assert ph.boot({CFG: 'cfg1.xml'}) is not None      # a plain cluster, mode 1
+    ph.put('sast.der', 'sast.der')                     # then trust: the stored one is refused
+    eq(ph.boot(None), None)
+    eq(ph.reason('provision_failed'),
+       'no configuration: TFTP unreachable and the stored one refused (see config_rejected)')
+
+
+def test_provision_failed_says_the_config_was_not_there_or_not_reached(tmp_path):
+    ph = Phone(tmp_path, pin=True)
+    eq(ph.boot({CTL: 'ctl.tlv', ITL: 'itl.tlv'}), None)
+    eq(ph.reason('provision_failed'),
+       'no configuration: config not on TFTP (File not found) and none stored')
+    eq(ph.boot({CTL: 'ctl.tlv', ITL: 'itl.tlv', SGN: 'unreachable'}), None)
+    eq(ph.reason('provision_failed'), 'no configuration: TFTP unreachable and none stored')
+    eq(ph.boot(None), None)
+    eq(ph.reason('provision_failed'), 'no configuration: TFTP unreachable and none stored')
 
 
 # -- the clock: a floor from what provisioning verified -------------------------------------
