@@ -29,10 +29,14 @@ class Action:
 
 
 def matches(spec: str, e: Event) -> bool:
-    """'registered' or 'registered:srst' (the suffix matches any field value)."""
+    """'registered', 'registered:srst' (the suffix matches any field's value) or
+    'state:state=PRIMARY' (that field's value only)."""
     name, _, value = spec.partition(":")
     if e.ev != name:
         return False
+    if "=" in value:
+        field, _, want = value.partition("=")
+        return field in e.fields and str(e.fields[field]) == want
     return not value or any(str(v) == value for v in e.fields.values())
 
 

@@ -38,7 +38,8 @@ The rules (anything else is refused with one line naming the file and line):
                 within `timeout` (a run never goes past its timeout).
                 Without `duration` and `until` a run lasts 5 s; `timeout` defaults to 120 s.
   events        `after`, `until`, `events`, `no_events` name events the firmware emits
-                (an `emit('name'` in firmware/), optionally ":value" (any field's value);
+                (an `emit('name'` in firmware/), optionally ":value" (any field's value)
+                or ":field=value" (that field's);
                 an event may not be in both `events` and `no_events`.
   [lab]         mode auto|netns|loopback; short_timers, dhcp bool; security_mode 1|2|3;
                 tftp auto|lab|dnsmasq (dnsmasq needs namespaces); keepalive and
@@ -77,8 +78,9 @@ Board kinds. A `limited` board profile (no PSRAM: one TLS session, so no standby
 firmware says `standby_disabled` at start and connects to the SRST router fresh at failover)
 cannot live what a standby-holding board lives; a scenario is read for it as follows
 (for_board), and everything else is proven as written:
-  after/until   `standby_up` waits for `registered:primary` (where a full board would open
-                its standby link, a limited one is settled);
+  after/until   `standby_up` waits for `state:state=PRIMARY` (where a full board would open
+                its standby link, a limited one is settled: registered with the call
+                manager, and the state line that follows says so);
   events        `standby_up` becomes `standby_disabled` (the board must say why it has none);
   no_events     `standby_disabled` becomes `standby_up` (it must never open one);
   registered_over_standby = true  becomes false (a limited board's failover is never over a
@@ -110,7 +112,7 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_DURATION = 5.0
 _DURATION = re.compile(r"^\+?(\d+(?:\.\d+)?)(ms|s|m)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_EVENT = re.compile(r"^([a-z][a-z0-9_]*)(?::([A-Za-z0-9_.:-]+))?$")
+_EVENT = re.compile(r"^([a-z][a-z0-9_]*)(?::((?:[a-z][a-z0-9_]*=)?[A-Za-z0-9_.:-]+))?$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 # A value check returns None (fine) or what is wrong.
@@ -200,7 +202,7 @@ def _event(v: Any) -> str | None:
         return f"must be an event name, not {_show(v)}"
     m = _EVENT.match(v)
     if not m:
-        return f"{_show(v)} is not an event (name or name:value, e.g. registered:srst)"
+        return f"{_show(v)} is not an event (name, name:value or name:field=value, e.g. registered:srst)"
     known = firmware_events()
     if known and m.group(1) not in known:
         return f"{_show(v)}: the firmware emits no event {m.group(1)!r}"
@@ -264,7 +266,7 @@ EXPECT_KEYS: dict[str, Check] = {
     "no_events": _event_list, "ctl_rejected": _BOOL, "config_rejected": _BOOL,
     "registered_over_standby": _BOOL, "max_registrations": _int(0, 100_000)}
 BOARD_KINDS = ("limited",)             # [expect.KIND]: expectations for that kind of board
-LIMITED_AFTER = {"standby_up": "registered:primary"}
+LIMITED_AFTER = {"standby_up": "state:state=PRIMARY"}
 LIMITED_EVENTS = {"standby_up": "standby_disabled"}
 LIMITED_NO_EVENTS = {"standby_disabled": "standby_up"}
 ACTIONS: dict[str, dict[str, Check]] = {

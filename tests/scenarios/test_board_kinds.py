@@ -49,8 +49,9 @@ def test_a_full_board_proves_the_scenario_as_written():
 def test_a_limited_board_reads_standby_as_it_can_live_it():
     sc = spec.loads(LIMITED_SC)
     lim = spec.for_board(sc, limited=True)
-    assert lim.until == "registered:primary"
-    assert [st.after for st in lim.timeline] == ["registered:primary", "registered:srst"]
+    # settled: registered, and the state line after it (the final state is read there)
+    assert lim.until == "state:state=PRIMARY"
+    assert [st.after for st in lim.timeline] == ["state:state=PRIMARY", "registered:srst"]
     assert lim.expect["events"] == ["standby_disabled", "registered:srst"]
     assert lim.expect["no_events"] == ["standby_up", "ctl_rejected"]
     assert lim.expect["registered_over_standby"] is False
@@ -136,3 +137,17 @@ def test_a_fresh_srst_session_is_no_register_over_standby():
     assert m["failovers"][0]["register_ms"] == 284
     evs[-1] = _stamped(4.0, "registered", link="srst", over_standby=True, register_ms=9)
     assert metrics.compute(evs, [Action(1.0, "wan_cut")])["register_over_standby_ms"] == 9
+
+
+def test_an_anchor_can_name_the_field():
+    """'state:state=PRIMARY' is the state line into PRIMARY, not one that leaves it
+    (prev=PRIMARY), which 'state:PRIMARY' (any field) would also take."""
+    into = Event(1, "state", {"state": "PRIMARY", "prev": "PROVISION"})
+    out = Event(2, "state", {"state": "FALLBACK", "prev": "PRIMARY"})
+    assert metrics.matches("state:PRIMARY", into) and metrics.matches("state:PRIMARY", out)
+    assert metrics.matches("state:state=PRIMARY", into)
+    assert not metrics.matches("state:state=PRIMARY", out)
+    assert not metrics.matches("state:nope=PRIMARY", into)
+    assert spec._event("state:state=PRIMARY") is None
+    assert "is not an event" in spec._event("state:=PRIMARY")
+
