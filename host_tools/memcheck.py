@@ -99,12 +99,16 @@ micropython.qstr_info()
 """
 
 
-def _run_script(fw: Path, text: str, args: list[str], heap: str = "1M") -> str:
+def _run_script(fw: Path | None, text: str, args: list[str], heap: str = "1M",
+                binary: Path | None = None) -> str:
+    """Run `text` on `binary` (default: the interpreter), the firmware from `fw`, or only
+    from the binary's frozen modules when fw is None."""
     with tempfile.TemporaryDirectory() as d:
         script = Path(d) / "memscript.py"
         script.write_text(text)
-        p = subprocess.run(micropython.command([str(script), *args], heap=heap),
-                           env=_env(fw), capture_output=True, text=True, timeout=60, cwd=d)
+        env = _env(fw) if fw is not None else {**micropython.environ(), "MICROPYPATH": ".frozen"}
+        p = subprocess.run(micropython.command([str(script), *args], heap=heap, binary=binary),
+                           env=env, capture_output=True, text=True, timeout=60, cwd=d)
     if p.returncode != 0:
         raise MemcheckError(f"module RAM run failed:\n{p.stdout}{p.stderr}")
     return p.stdout
@@ -130,6 +134,37 @@ def module_ram(fw: Path, modules: tuple[str, ...] = PROVISION_MODULES + AGENT_MO
     total = next(int(x.split()[1]) for x in out.splitlines() if x.startswith("@t"))
     res["total"] = {"ram": total, "qstrs": _qstrs(next(x for x in out.splitlines()
                                                        if x.startswith("@q")))}
+    return res
+
+
+# -- frozen into the image ----------------------------------------------------------------------
+# scripts/build-frozen-unix.sh builds the unix port twice from one source: with the agent
+# frozen in (firmware/image/unix.py) and without.
+FROZEN_BUILD = ROOT / "build" / "frozen-unix"
+
+
+def frozen_saving(fw: Path, build: Path = FROZEN_BUILD,
+                  modules: tuple[str, ...] = PROVISION_MODULES + AGENT_MODULES
+                  ) -> dict[str, int] | None:
+    """Heap and dynamic qstrs that importing `modules` takes (gc.mem_alloc() after
+    gc.collect(), before and after, as module_ram's total): loaded from the .mpy build `fw` on
+    the build without the agent ("mpy") and frozen into the other ("frozen"). None when
+    scripts/build-frozen-unix.sh has not been run."""
+    frozen, plain = build / "micropython", build / "micropython-plain"
+    if not (frozen.exists() and plain.exists()):
+        return None
+    from host_tools import FIRMWARE, manifest
+    newer = [e.target for e in manifest.files(FIRMWARE / "manifest.py", scripts=False)
+             if e.source.stat().st_mtime > frozen.stat().st_mtime]
+    if newer:
+        raise MemcheckError(f"{frozen} is older than firmware/{newer[0]}: run "
+                            f"`bash scripts/build-frozen-unix.sh` again")
+    res = {}
+    for key, binary, path in (("mpy", plain, fw), ("frozen", frozen, None)):
+        out = _run_script(path, _TOTAL, [",".join(modules)], binary=binary)
+        res[key] = next(int(x.split()[1]) for x in out.splitlines() if x.startswith("@t"))
+        res[key + "_qstrs"] = _qstrs(next(x for x in out.splitlines() if x.startswith("@q")))
+    res["saved"] = res["mpy"] - res["frozen"]
     return res
 
 

@@ -57,8 +57,10 @@ def module_path(*extra: str | Path, source: bool = False) -> str:
     return ":".join([".frozen", str(fw), *map(str, extra)])
 
 
-def command(script_args: list[str], heap: str | int | None = DEFAULT_HEAP) -> list[str]:
-    cmd = [interpreter()]
+def command(script_args: list[str], heap: str | int | None = DEFAULT_HEAP,
+            binary: str | Path | None = None) -> list[str]:
+    """The command line running `script_args` on `binary` (default: interpreter())."""
+    cmd = [str(binary) if binary else interpreter()]
     if heap is not None:
         cmd += ["-X", f"heapsize={parse_size(heap)}"]
     return cmd + script_args

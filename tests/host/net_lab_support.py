@@ -46,15 +46,8 @@ def firmware(tmp_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     if "fw" in _fw_cache:
         return _fw_cache["fw"]
     try:
-        from host_tools import deploy
-        mpy = subprocess.run(micropython.command(["-c", "import sys; print(sys.implementation._mpy)"],
-                                                heap=None), capture_output=True, text=True,
-                             timeout=30, env=micropython.environ()).stdout.strip()
-        cmd = deploy.mpy_cross_command(deploy.MpyFormat.from_sys(int(mpy)))
-        out = tmp_factory.mktemp("netfw-mpy")
-        for src in sorted((FIRMWARE / "phone").glob("*.py")):
-            deploy.compile_file(cmd, src, f"phone/{src.name}", out / "phone" / f"{src.stem}.mpy")
-        _fw_cache["fw"] = (out, HEAP)
+        from host_tools import fwbuild
+        _fw_cache["fw"] = (fwbuild.compiled(), HEAP)
     except Exception:  # noqa: BLE001 - no mpy-cross: run the sources
         _fw_cache["fw"] = (FIRMWARE, "256K")
     return _fw_cache["fw"]

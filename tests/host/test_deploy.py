@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import BOARDS, FIRMWARE, deploy
+from host_tools import BOARDS, FIRMWARE, deploy, manifest
 from host_tools.vboard import VirtualBoard
 
 BIN = Path(sys.executable).parent
@@ -46,11 +46,13 @@ def board(folder: Path):
 
 
 def modules(fw: Path) -> list[str]:
-    return sorted(p.stem for p in (fw / "phone").glob("*.py"))
+    """The phone package's modules that firmware/manifest.py lists."""
+    return sorted(Path(e.target).stem for e in manifest.files(fw / "manifest.py", scripts=False))
 
 
 def test_first_copies_all_then_nothing_then_the_changed_one(board, folder, firmware):
     expected = 3 + len(modules(firmware))  # board.json, boot.py, main.py + phone/*
+    assert (firmware / "phone" / "sccp_lab.py").exists() and "sccp_lab" not in modules(firmware)
     r = phonelab_deploy(board.port_for_mpremote, "--firmware", str(firmware))
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"deployed {expected} file(s)" in r.stdout and "0 unchanged" in r.stdout
@@ -101,6 +103,13 @@ def test_stale_and_shadowing_files_are_removed(board, folder, firmware):
     seen = len(board.events)
     board.reset()
     board.wait_event("boot", timeout=20, since=seen)
+
+
+def test_board_says_what_its_image_has_frozen(board):
+    # the unix port freezes asyncio; a board whose image freezes phone gets no /phone copies
+    with deploy.RawRepl(board.port_for_mpremote) as b:
+        assert b.frozen(["asyncio", "phone"]) == {"asyncio"}
+        assert b.eval("'asyncio' in __import__('sys').modules") is False
 
 
 def test_deploy_keeps_the_mac_provision_wrote(board, folder, firmware):

@@ -69,6 +69,8 @@ def hil(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     (fw / "phone" / "__init__.py").write_text("")
     (fw / "boot.py").write_text("import gc\n")
     (fw / "main.py").write_text(MAIN)
+    (fw / "manifest.py").write_text('metadata(version="0")\nmodule("boot.py")\n'
+                                    'module("main.py")\npackage("phone")\n')
     results = pytester.path / "results"
     results.mkdir()
 
