@@ -36,7 +36,7 @@ class Metadata:
     version: str | None = None
     license: str | None = None
     author: str | None = None
-    set: bool = False
+    given: bool = False         # metadata() was called
 
 
 class Options:
@@ -70,13 +70,13 @@ class Manifest:
                   **_ignored: Any) -> Metadata:
         if description is version is license is author is None and not _ignored:
             return self.metadata
-        if self.metadata.set:
+        if self.metadata.given:
             raise ManifestError("metadata() given twice")
-        self.metadata = Metadata(description, version, license, author, set=True)
+        self.metadata = Metadata(description, version, license, author, given=True)
         return self.metadata
 
     def _need_metadata(self) -> None:
-        if not self.metadata.set:
+        if not self.metadata.given:
             raise ManifestError("metadata() must be the first command in a manifest file")
 
     def _path(self, path: str) -> Path:
