@@ -43,6 +43,7 @@ package(
         "sntp.py",
         "store.py",
         "tftp.py",
+        "udp.py",
         "x509.py",
     ),
 )
