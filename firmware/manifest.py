@@ -25,6 +25,7 @@ package(
         "ctl.py",
         "der.py",
         "dhcp.py",
+        "dhcpcore.py",
         "events.py",
         "hw.py",
         "lease.py",
