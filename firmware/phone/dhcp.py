@@ -10,8 +10,28 @@
 # phone.dhcpcore: keeping a lease (phone.lease) loads that module alone.
 from phone import dhcpcore as _c
 from phone.dhcpcore import (ACK, DISCOVER, INFORM, NAK, OFFER, REQUEST, TOTAL_MS, DhcpError,
-                            Ignored, addr_ip, ip_list, ip_str, is_dotted_quad, sockaddr, terms,
+                            Ignored, addr_ip, ip_bytes, ip_str, sockaddr, terms,
                             text66, ticks_add, ticks_diff, ticks_ms)
+
+
+def is_dotted_quad(s):
+    try:
+        ip_bytes(s)
+        return True
+    except ValueError:
+        return False
+
+
+def ip_list(v):
+    return [ip_str(v, i) for i in range(0, len(v), 4)]
+
+
+def _jitter(span):
+    try:
+        import random
+        return random.getrandbits(16) % (2 * span + 1) - span
+    except ImportError:
+        return 0
 
 
 def resolve_name(name):
@@ -121,6 +141,21 @@ def lease_from(reply, configured=None, resolve=None, events=None, fallback=None,
 class Client(_c.Client):
     """phone.dhcpcore.Client with the exchanges that get a lease: acquire() (DISCOVER ->
     OFFER -> REQUEST -> ACK) and inform() (DHCPINFORM from an address already held)."""
+
+    def _backoff(self, attempt):
+        ms = self.first_ms << attempt if attempt < 16 else self.max_ms
+        if ms > self.max_ms:
+            ms = self.max_ms
+        return ms + _jitter(self.first_ms // 8)
+
+    def run(self, g):
+        """Drive an exchange generator with blocking waits; returns its result."""
+        try:
+            ms = next(g)
+            while True:
+                ms = g.send(self.readable(ms))
+        except StopIteration as e:
+            return e.value
 
     # -- the full exchange ------------------------------------------------------------
     def acquire(self, total_ms=TOTAL_MS):

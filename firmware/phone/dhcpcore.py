@@ -93,18 +93,6 @@ def ip_bytes(s):
     return bytes(out)
 
 
-def is_dotted_quad(s):
-    try:
-        ip_bytes(s)
-        return True
-    except ValueError:
-        return False
-
-
-def ip_list(v):
-    return [ip_str(v, i) for i in range(0, len(v), 4)]
-
-
 def _u32(b, i=0):
     return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
 
@@ -296,14 +284,6 @@ def new_xid():
         return random.getrandbits(32)
 
 
-def _jitter(span):
-    try:
-        import random
-        return random.getrandbits(16) % (2 * span + 1) - span
-    except ImportError:
-        return 0
-
-
 class Client:
     """One DHCP client for one interface. `events` has .emit(name, **fields).
 
@@ -411,25 +391,11 @@ class Client:
     def _secs(self):
         return ticks_diff(ticks_ms(), self.t_start) // 1000
 
-    def _backoff(self, attempt):
-        ms = self.first_ms << attempt if attempt < 16 else self.max_ms
-        if ms > self.max_ms:
-            ms = self.max_ms
-        return ms + _jitter(self.first_ms // 8)
-
     # -- the one send / wait / retransmit loop -------------------------------------------
     # Written as generators: they yield the ms they want to wait for an answer and take back
-    # whether the socket became readable. run() drives them with blocking waits (boot);
-    # phone.lease drives them from an asyncio task (renewal next to the TLS links).
-    def run(self, g):
-        """Drive an exchange generator with blocking waits; returns its result."""
-        try:
-            ms = next(g)
-            while True:
-                ms = g.send(self.readable(ms))
-        except StopIteration as e:
-            return e.value
-
+    # whether the socket became readable. phone.dhcp's Client.run() drives them with
+    # blocking waits (boot); phone.lease drives them from an asyncio task (renewal next to
+    # the TLS links).
     def _await(self, ms, stage, accept, deadline_total):
         """Wait up to ms (and never past deadline_total) for a reply `accept` takes.
         accept(reply) returns None to take it or the reason to ignore it."""
