@@ -113,7 +113,7 @@ def test_extending_retransmits_after_half_the_time_left():
     t0 = time.ticks_ms()
     try:
         # 1600 ms to the deadline, floor 300 ms: REQUESTs at 0, 800, 1200, 1500 ms
-        r = c.run(c.extending(IP, None, time.ticks_add(t0, 1600), 300))
+        r = asyncio.run(lease.drive(c, c.extending(IP, None, time.ticks_add(t0, 1600), 300)))
     finally:
         c.close()
     took = time.ticks_diff(time.ticks_ms(), t0)
