@@ -237,9 +237,9 @@ def script_records(cmd: Sequence[str], quota: Any, what: str) -> list[dict]:
     prints one JSON record per line until one with "done": the records. With `quota` (a
     host_tools.vboard.cpuquota.Quota) the process runs under it from "go" on, so its
     start-up is not measured at ESP32 speed."""
-    from host_tools import micropython
+    from host_tools import fwbuild
     from host_tools.vboard import cpuquota
-    proc = subprocess.Popen(list(cmd), env=micropython.environ(), stdin=subprocess.PIPE,
+    proc = subprocess.Popen(list(cmd), env=fwbuild.environ(), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, bufsize=1)
     handle = None
     try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from host_tools import micropython
+from host_tools import fwbuild, micropython
 from host_tools.lab import dnsmasq as dm
 from host_tools.lab import netns
 from host_tools.lab.tftp_server import Faults, TftpServer
@@ -121,7 +121,7 @@ class Bench:
                          "timeout_ms": 1000, "retries": 5, "max_bytes": 2 << 20}}
         argfile = out / "args.json"
         argfile.write_text(json.dumps(args))
-        env = micropython.environ()
+        env = fwbuild.environ()
         env["MICROPYPATH"] = ":".join([".frozen", str(self.fw)])
         cmd = self.phone.argv(micropython.command([str(FETCH), str(argfile)], heap=HEAP))
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -4,7 +4,8 @@ mpy-cross for the unix port's .mpy format, cached under out/fwcache/<hash of the
 firmware tests and the fuzz harness run it under MicroPython beside the agent).
 
 Every host path that runs firmware code on the MicroPython unix port (firmware tests, the
-`phonelab ctl/config` tools, scenario boards, benchmarks) loads this build: compiling the
+`phonelab ctl/config` tools, scenario boards, benchmarks) loads this build, through
+`environ()` (MICROPYPATH) beside `micropython.command(...)`: compiling the
 sources inside a capped heap would measure the compiler, not the agent. The cache key covers
 the sources and the compiler, so it is never stale; builds go to a temporary folder and are
 renamed into place, so parallel test workers cannot see half a build."""
@@ -30,7 +31,7 @@ def unix_format():
     if not _format:
         out = subprocess.run(micropython.command(["-c", "import sys;print(sys.implementation._mpy)"],
                                                  heap=None), capture_output=True, text=True,
-                             timeout=30, env=micropython.environ(source=True))
+                             timeout=30, env=environ(source=True))
         if out.returncode != 0 or not out.stdout.strip().isdigit():
             raise RuntimeError(f"cannot ask {micropython.interpreter()} for its .mpy format: "
                                f"{(out.stderr or out.stdout).strip()}")
@@ -68,3 +69,18 @@ def compiled(firmware: Path = FIRMWARE) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def module_path(*extra: str | Path, source: bool = False) -> str:
+    """MICROPYPATH for firmware code: this build unless `source` or PHONELAB_FW_SOURCE=1.
+    '.frozen' stays first: the port's asyncio is frozen."""
+    fw = FIRMWARE if source or os.environ.get("PHONELAB_FW_SOURCE") else compiled()
+    return ":".join([".frozen", str(fw), *map(str, extra)])
+
+
+def environ(*extra_path: str | Path, source: bool = False, **more: str) -> dict[str, str]:
+    """The environment that runs firmware code on the unix port (micropython.command)."""
+    env = dict(os.environ)
+    env["MICROPYPATH"] = module_path(*extra_path, source=source)
+    env.update(more)
+    return env

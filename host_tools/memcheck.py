@@ -29,7 +29,7 @@ from typing import Callable
 from pathlib import Path
 
 import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
-from host_tools import BOARDS, ROOT, micropython
+from host_tools import BOARDS, ROOT, fwbuild, micropython
 from host_tools.events import Event, EventReader
 from phone.store import PHONE_CERT, PHONE_KEY  # type: ignore[import-not-found]
 
@@ -49,12 +49,11 @@ class MemcheckError(RuntimeError):
 
 def firmware() -> Path:
     """The firmware as a board runs it: the cached .mpy build."""
-    from host_tools import fwbuild
     return fwbuild.compiled()
 
 
 def _env(fw: Path) -> dict[str, str]:
-    env = micropython.environ()
+    env = fwbuild.environ()
     env["MICROPYPATH"] = ":".join([".frozen", str(fw)])
     return env
 
@@ -106,7 +105,7 @@ def _run_script(fw: Path | None, text: str, args: list[str], heap: str = "1M",
     with tempfile.TemporaryDirectory() as d:
         script = Path(d) / "memscript.py"
         script.write_text(text)
-        env = _env(fw) if fw is not None else {**micropython.environ(), "MICROPYPATH": ".frozen"}
+        env = _env(fw) if fw is not None else {**fwbuild.environ(), "MICROPYPATH": ".frozen"}
         p = subprocess.run(micropython.command([str(script), *args], heap=heap, binary=binary),
                            env=env, capture_output=True, text=True, timeout=60, cwd=d)
     if p.returncode != 0:

@@ -1,4 +1,5 @@
-"""Locating and launching the MicroPython unix port (the virtual board's interpreter)."""
+"""Locating and launching the MicroPython unix port (the virtual board's interpreter). The
+environment that runs firmware code on it (MICROPYPATH: the .mpy build) is host_tools.fwbuild's."""
 from __future__ import annotations
 
 import os
@@ -6,8 +7,6 @@ import re
 import shutil
 import sys
 from pathlib import Path
-
-from host_tools import FIRMWARE
 
 DEFAULT_HEAP = "96K"
 
@@ -46,17 +45,6 @@ def parse_size(text: str | int) -> int:
     return n
 
 
-def module_path(*extra: str | Path, source: bool = False) -> str:
-    """MICROPYPATH for firmware code: the .mpy build (host_tools.fwbuild) unless `source` or
-    PHONELAB_FW_SOURCE=1. '.frozen' stays first: the port's asyncio is frozen."""
-    if source or os.environ.get("PHONELAB_FW_SOURCE"):
-        fw: Path = FIRMWARE
-    else:
-        from host_tools import fwbuild
-        fw = fwbuild.compiled()
-    return ":".join([".frozen", str(fw), *map(str, extra)])
-
-
 def command(script_args: list[str], heap: str | int | None = DEFAULT_HEAP,
             binary: str | Path | None = None) -> list[str]:
     """The command line running `script_args` on `binary` (default: interpreter())."""
@@ -64,10 +52,3 @@ def command(script_args: list[str], heap: str | int | None = DEFAULT_HEAP,
     if heap is not None:
         cmd += ["-X", f"heapsize={parse_size(heap)}"]
     return cmd + script_args
-
-
-def environ(*extra_path: str | Path, source: bool = False, **more: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["MICROPYPATH"] = module_path(*extra_path, source=source)
-    env.update(more)
-    return env

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host_tools import ROOT, cliargs, micropython, readers
+from host_tools import ROOT, cliargs, fwbuild, micropython, readers
 
 CONFIG_SHOW = ROOT / "host_tools" / "mpscripts" / "config_show.py"
 # MicroPython's dicts come back in hash order; print in reading order.
@@ -44,7 +44,7 @@ def show(path: str | Path, heap: str = micropython.DEFAULT_HEAP) -> dict:
         raise ValueError(str(e)) from None
     proc = subprocess.run(
         micropython.command([str(CONFIG_SHOW), str(p.resolve())], heap=heap),
-        env=micropython.environ(), capture_output=True, text=True, timeout=60)
+        env=fwbuild.environ(), capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         msg = proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}"
         raise ValueError(f"{p}: {msg.removeprefix('error: ')}")

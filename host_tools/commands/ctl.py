@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host_tools import ROOT, cliargs, micropython, readers
+from host_tools import ROOT, cliargs, fwbuild, micropython, readers
 
 CTLTOOL = ROOT / "host_tools" / "mpscripts" / "ctltool.py"
 
@@ -149,7 +149,7 @@ def run_ctltool(args: list[str], heap: str | int = micropython.DEFAULT_HEAP,
                 timeout: float = 120) -> tuple[int, dict]:
     """Run ctltool.py under MicroPython; returns (exit code, its JSON answer)."""
     proc = subprocess.run(micropython.command([str(CTLTOOL), *args], heap=heap),
-                          env=micropython.environ(), capture_output=True, text=True,
+                          env=fwbuild.environ(), capture_output=True, text=True,
                           timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from host_tools import ROOT, micropython
+from host_tools import ROOT, fwbuild, micropython
 from host_tools.events import Event, EventReader
 from host_tools.fleet.spec import ProcSpec
 from host_tools.fleet.track import Tracker
@@ -42,7 +42,7 @@ class FleetProc:
 
     def start(self) -> "FleetProc":
         cmd = self.prefix + micropython.command([str(RUNNER), str(self.spec.folder)], heap=self.heap)
-        env = micropython.environ()
+        env = fwbuild.environ()
         env["MICROPYPATH"] = f".frozen:{self.firmware}"
         # spawn: the process gets SIGTERM if this one dies (ip netns exec execs, same pid)
         self.proc = nsloop.spawn(cmd, cwd=str(self.firmware), env=env, stdin=subprocess.DEVNULL,

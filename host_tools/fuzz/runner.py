@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host_tools import ROOT, micropython
+from host_tools import ROOT, fwbuild, micropython
 
 HARNESS = ROOT / "host_tools" / "mpscripts" / "fuzz_harness.py"
 DEFAULT_HEAP = "128K"
@@ -117,7 +117,7 @@ class Harness:
 
     # -- process ---------------------------------------------------------------------
     def start(self) -> None:
-        env = micropython.environ()
+        env = fwbuild.environ()
         env["MICROPYPATH"] = ":".join([".frozen", str(self.fw), str(self.workdir)])
         script = ["-m", "fuzz_harness"] if (self.workdir / "fuzz_harness.mpy").exists() else [str(HARNESS)]
         args = [*script, self.target.name, ",".join(self.target.errors), *map(str, self.trust)]

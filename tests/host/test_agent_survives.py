@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import micropython, pki as labpki
+from host_tools import fwbuild, micropython, pki as labpki
 from host_tools.lab.callmanager import CallManager
 from host_tools.lab.srst import SrstRouter
 
@@ -70,7 +70,7 @@ def run_agent(tmp: Path, p: labpki.Pki, cm: CallManager, srst: SrstRouter | None
             str(srst.ports["tls"]) if srst else "-", _file(tmp, "srst.der", p.srst.cert_der),
             p.srst.cn, _file(tmp, "phone.der", phone.cert_der),
             _file(tmp, "phone.key", phone.key_der), str(seconds), json.dumps(SETTINGS)]
-    out = subprocess.run(micropython.command(args, heap="512K"), env=micropython.environ(),
+    out = subprocess.run(micropython.command(args, heap="512K"), env=fwbuild.environ(),
                          capture_output=True, text=True, timeout=seconds + 60)
     text = out.stdout + out.stderr
     events = []

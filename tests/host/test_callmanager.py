@@ -263,7 +263,7 @@ tls.close()
 def test_micropython_phone_registers(lab, tmp_path):
     """The unix port's Mbed TLS client with the phone certificate, pinned CCM certificate,
     and the firmware's FrameReader over its TLS socket."""
-    from host_tools import micropython
+    from host_tools import fwbuild, micropython
 
     try:
         micropython.interpreter()
@@ -280,7 +280,7 @@ def test_micropython_phone_registers(lab, tmp_path):
                                       str(ph.cert_path.with_suffix(".der")),
                                       str(ph.key_path.with_suffix("").with_suffix(".key.der")),
                                       lab.ccm.cn, str(cm.ports["tls"])]),
-                env=micropython.environ(), stdout=asyncio.subprocess.PIPE,
+                env=fwbuild.environ(), stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT)
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
             return proc.returncode, out.decode()

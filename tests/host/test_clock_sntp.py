@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import micropython
+from host_tools import fwbuild, micropython
 
 SCRIPT = Path(__file__).parent / "mp" / "sntp_check.py"
 NTP_1900 = 2208988800
@@ -63,7 +63,7 @@ def run(port: int, *servers: str) -> str:
         pytest.skip("needs libfaketime's `faketime` (apt-get install faketime)")
     cmd = [faketime, "2000-01-01 00:00:00"] + micropython.command([str(SCRIPT), str(port),
                                                                   *servers])
-    out = subprocess.run(cmd, env=micropython.environ(), capture_output=True, text=True,
+    out = subprocess.run(cmd, env=fwbuild.environ(), capture_output=True, text=True,
                          timeout=30)
     text = out.stdout + out.stderr
     assert "START 2000" in text and "CLOCK" in text, text

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from test_ctl_interop import hand_file, hand_record
 
-from host_tools import micropython
+from host_tools import fwbuild, micropython
 from host_tools.commands.ctl import CTLTOOL
 
 MIN_HEAP_K = 72          # documented in docs/decisions.md ("CTL heap") and the README
@@ -80,7 +80,7 @@ def trust_list(tmp_path_factory) -> tuple[Path, Path]:
 def _verify(ctl: Path, heap: int, engine: str, anchor: Path | None) -> dict:
     script = CTLTOOL if engine == "native" else ctl.parent / "python_engine.py"
     args = [str(script), "verify", str(ctl)] + (["--sast", str(anchor)] if anchor else [])
-    proc = subprocess.run(micropython.command(args, heap=heap), env=micropython.environ(),
+    proc = subprocess.run(micropython.command(args, heap=heap), env=fwbuild.environ(),
                           capture_output=True, text=True, timeout=120)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:

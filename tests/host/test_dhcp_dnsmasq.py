@@ -179,7 +179,7 @@ def test_keeper_renews_with_dnsmasq_and_keeps_the_address(fw, dhcp_pair, tmp_pat
     import json
     import subprocess
 
-    from host_tools import micropython
+    from host_tools import fwbuild, micropython
     from host_tools.events import EventReader
     p = dhcp_pair
     script = tmp_path / "keeper.py"
@@ -187,7 +187,7 @@ def test_keeper_renews_with_dnsmasq_and_keeps_the_address(fw, dhcp_pair, tmp_pat
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"renewals": 2, "ms": 20000}))
     folder, heap = fw
-    env = micropython.environ(PHONE_IF="eth0", PHONE_MAC=p.mac)
+    env = fwbuild.environ(PHONE_IF="eth0", PHONE_MAC=p.mac)
     env["MICROPYPATH"] = ":".join([".frozen", str(folder)])
     with dm.Dnsmasq(p.srv, "eth0", dhcp_range=RANGE, lease="2m",
                     extra=["--dhcp-option=58,3", "--dhcp-option=59,6"],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import micropython, pki as labpki
+from host_tools import fwbuild, micropython, pki as labpki
 from host_tools.lab.callmanager import CallManager
 
 MAC = "001122AABBCC"
@@ -72,7 +72,7 @@ def run_link(tmp: Path, port: int, anchor: bytes | None, cn: str, p: labpki.Pki,
         if faketime is None:
             pytest.skip("needs libfaketime's `faketime` (apt-get install faketime)")
         cmd = [faketime, clock] + cmd
-    out = subprocess.run(cmd, env=micropython.environ(), capture_output=True, text=True,
+    out = subprocess.run(cmd, env=fwbuild.environ(), capture_output=True, text=True,
                          timeout=30)
     text = out.stdout + out.stderr
     assert "RESULT" in text, text

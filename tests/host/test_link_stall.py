@@ -7,7 +7,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from host_tools import micropython, pki as labpki
+from host_tools import fwbuild, micropython, pki as labpki
 
 SCRIPT = Path(__file__).parent / "mp" / "link_check.py"
 
@@ -35,7 +35,7 @@ def test_silent_peer_times_out(tmp_path: Path) -> None:
         out = subprocess.run(
             micropython.command([str(SCRIPT), "127.0.0.1", str(srv.getsockname()[1]),
                                  str(tmp_path / "a.der"), "cucm1", "-", "-", "connect"], heap="128K"),
-            env=micropython.environ(), capture_output=True, text=True, timeout=30)
+            env=fwbuild.environ(), capture_output=True, text=True, timeout=30)
     finally:
         stop.set()
         th.join(2)

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 
-from host_tools import micropython
+from host_tools import fwbuild, micropython
 
 LENGTHS = list(range(0, 301)) + [511, 512, 513, 1023, 4096, 8191, 8192, 20000]
 
@@ -46,7 +46,7 @@ def test_both_engines_match_hashlib(tmp_path):
     proc = subprocess.run(
         micropython.command([str(tmp_path / "run.py"), str(tmp_path / "data.bin"),
                              str(tmp_path / "lengths.json")], heap="256K"),
-        env=micropython.environ(), capture_output=True, text=True, timeout=120)
+        env=fwbuild.environ(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.split("\n")
     assert "native_loaded True" in lines, "phone.sha512n did not load on the x64 unix port"

@@ -27,7 +27,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-from host_tools import micropython
+from host_tools import fwbuild, micropython
 
 NAMES = ["ctl.tlv", "itl.tlv", "config.xml", "srst.der"]
 SEQ = [(n, v) for v in (1, 2) for n in NAMES]      # the deterministic write sequence
@@ -199,7 +199,7 @@ class Rig:
         self.replace = self.tag(out.stdout, "@@REPLACE")[0][0]
 
     def run(self, d: Path, phase: str, crash_at: int = 0) -> subprocess.CompletedProcess:
-        env = micropython.environ(STORE_CRASH_AT=str(crash_at))
+        env = fwbuild.environ(STORE_CRASH_AT=str(crash_at))
         return subprocess.run(micropython.command([str(self.script), self.mode, str(d), phase]),
                               env=env, capture_output=True, text=True, timeout=20)
 
@@ -293,7 +293,7 @@ def test_random_time_kills(tmp_path):
     loop = [(NAMES[i % 4], i // 4 + 1) for i in range(100000)]
     for k in range(25):
         d = rig.fresh(f"r{k}")
-        env = micropython.environ()
+        env = fwbuild.environ()
         p = subprocess.Popen(micropython.command([str(rig.script), "posix", str(d), "loop"]),
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(rnd.uniform(0.005, 0.08))
