@@ -105,7 +105,7 @@ def after_provisioning(prov, events):
     floor(prov.signed_ts, events)
     if prov.ntp:
         from phone import drop, sntp
-        sntp.query(prov.ntp, 800, events)
+        sntp.query(prov.ntp, set_time, 800, events)
         sntp = None
         drop('sntp')
 

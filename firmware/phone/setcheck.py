@@ -1,7 +1,7 @@
 # The checks of the agent's settings (phone/settings.py): names, types and ranges. Loaded by
 # Settings.update() and dropped after it, so the running agent does not carry them; the host
-# (host_tools.scenario.spec) checks a scenario's [settings] with the same code.
-from phone.settings import DEFAULTS, Settings  # noqa: F401 - the host checks a whole file too
+# (host_tools.scenario.spec) checks a scenario's [settings] with the same code. It imports
+# nothing of phone.settings (which loads it): the defaults are handed in.
 
 # Bounds (lo, hi) of the integer settings. A name not listed: names ending in _ms take _MS
 # (0 would be a storm or an instant timeout), other numbers _COUNT. Strings are 1..64 chars.
@@ -24,11 +24,12 @@ def limits(k):
     return LIMITS.get(k) or (_MS if k.endswith('_ms') else _COUNT)
 
 
-def check(k, v):
-    """Raise ValueError naming the setting when `v` is not a legal value for `k`."""
-    if k not in DEFAULTS:
+def check(k, v, defaults):
+    """Raise ValueError naming the setting when `v` is not a legal value for `k`
+    (`defaults`: phone.settings.DEFAULTS, whose values give the types)."""
+    if k not in defaults:
         raise ValueError('unknown setting %r' % k)
-    d = DEFAULTS[k]
+    d = defaults[k]
     if d is None or type(d) is int:
         if v is None and d is None:
             return
@@ -46,13 +47,13 @@ def check(k, v):
         raise ValueError('setting %s must be 1..64 characters' % k)
 
 
-def check_all(s, d):
+def check_all(s, d, defaults):
     """Check the overrides `d` for the Settings `s` (every one, then retry_min_ms against
     retry_max_ms): ValueError naming the first bad one."""
     if not isinstance(d, dict):
         raise ValueError('settings must be a JSON object, not %s' % type(d).__name__)
     for k in d:
-        check(k, d[k])
+        check(k, d[k], defaults)
     lo = d.get('retry_min_ms', s.retry_min_ms)
     hi = d.get('retry_max_ms', s.retry_max_ms)
     if lo > hi:

@@ -47,7 +47,7 @@ class Settings:
         (phone.setcheck) are loaded for this and dropped after: the agent never needs them."""
         from phone import drop, setcheck
         try:
-            setcheck.check_all(self, d)
+            setcheck.check_all(self, d, DEFAULTS)
         finally:
             setcheck = None
             drop('setcheck')

@@ -1,16 +1,16 @@
 # SNTP (RFC 4330) for phone.clock: one query to the NTP servers DHCP named (option 42). Boot
 # imports it once, after provisioning, and drops it: the agent never needs it, and on a board
-# without PSRAM its ~2 KB are the agent's.
+# without PSRAM its ~2 KB are the agent's. It imports nothing of phone.clock (which loads it):
+# the clock's set_time is handed in.
 import time
 
-from phone import clock
 
-
-def query(servers, timeout_ms=800, events=None, port=123):
+def query(servers, set_time, timeout_ms=800, events=None, port=123):
     """One SNTP query to each of `servers` (at most two) until one answers well: sets the
-    clock (source 'sntp', never below the floor). As unauthenticated as the DHCP that
-    named the server, so only a start: DefineTimeDate over a pinned link overrides it, and no
-    trust decision reads the date. Each try is bounded by timeout_ms. Returns the time or None."""
+    clock with set_time (phone.clock's: source 'sntp', never below the floor). As
+    unauthenticated as the DHCP that named the server, so only a start: DefineTimeDate over a
+    pinned link overrides it, and no trust decision reads the date. Each try is bounded by
+    timeout_ms. Returns the time set or None."""
     import socket
     for host in servers[:2]:
         s = None
@@ -33,8 +33,10 @@ def query(servers, timeout_ms=800, events=None, port=123):
                     why = 'an answer that is not to our request'
                     continue
                 t, why = _sntp_time(b)
-                if t is not None and clock.set_time(t, 'sntp', events) is not None:
-                    return t if t > clock.floor_s else clock.floor_s
+                if t is not None:
+                    t = set_time(t, 'sntp', events)     # never below the floor
+                    if t is not None:
+                        return t
                 why = why or 'a time before 2020'
                 break
         except OSError as e:

@@ -513,14 +513,15 @@ def _settings(t: dict[str, Any], lab: dict[str, Any], lines: _Lines, fail: Any) 
     """The firmware's own check (phone/setcheck.py), key by key for the line, then the
     whole settings.json the board will get (the lab's short-timer settings merged first)."""
     import host_tools.fw  # noqa: F401 - puts firmware/ on sys.path
-    from phone import setcheck as fw  # DEFAULTS, check(), Settings: as the board checks
+    from phone import setcheck  # check(): as the board checks
+    from phone.settings import DEFAULTS, Settings
 
     start = lines.of_table("settings")
     for k, v in t.items():
         try:
-            fw.check(k, v)
+            setcheck.check(k, v, DEFAULTS)
         except ValueError as e:
-            known = "" if k in fw.DEFAULTS else f" (known: {', '.join(sorted(fw.DEFAULTS))})"
+            known = "" if k in DEFAULTS else f" (known: {', '.join(sorted(DEFAULTS))})"
             fail(f"[settings] {e}{known}", lines.of_key(k, start))
     merged: dict[str, Any] = {}
     if lab.get("short_timers"):
@@ -528,7 +529,7 @@ def _settings(t: dict[str, Any], lab: dict[str, Any], lines: _Lines, fail: Any) 
         merged.update(SHORT_BOARD_SETTINGS)
     merged.update(t)
     try:
-        fw.Settings(merged)
+        Settings(merged)
     except ValueError as e:
         extra = " (with the lab's short_timers settings)" if lab.get("short_timers") else ""
         fail(f"[settings] {e}{extra}", start)

@@ -22,7 +22,8 @@ import pytest
 
 import host_tools.fw  # noqa: F401 - firmware/ on sys.path
 from host_tools import ROOT, cli
-from phone import setcheck as fw_settings  # DEFAULTS, limits(): the board's checks
+from phone import setcheck as fw_settings  # limits(): the board's checks
+from phone.settings import DEFAULTS  # type: ignore[import-not-found]
 
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
 
@@ -237,7 +238,7 @@ def _after_timeout(a: Assign, doc: dict[str, Any], at: float) -> bool:
 
 def _settings_mutants(text: str) -> Iterator[Mutant]:
     """Every firmware setting: its default (legal), and wrong type, negative, zero, huge."""
-    for k, d in fw_settings.DEFAULTS.items():
+    for k, d in DEFAULTS.items():
         def m(what: str, val: str, legal: str | None) -> Mutant:
             return Mutant(f"[settings] {k} {what}",
                           _add_to_table(text, "settings", f"{k} = {val}").encode(), legal)

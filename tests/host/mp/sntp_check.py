@@ -7,5 +7,5 @@ from phone.events import Events
 
 port = int(sys.argv[1])
 print('START', time.gmtime()[0])
-got = sntp.query(sys.argv[2:], 600, Events(), port)
+got = sntp.query(sys.argv[2:], clock.set_time, 600, Events(), port)
 print('CLOCK', clock.source, clock.utc(), got)
