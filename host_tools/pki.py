@@ -149,7 +149,7 @@ class Identity:
 class Pki:
     out_dir: Path
     sast: Identity
-    sast2: Identity
+    sast2: Identity | None          # a folder of files may hold one SAST (pkifolder)
     ccm: Identity
     tftp: Identity
     ccm_tftp: Identity
@@ -161,8 +161,8 @@ class Pki:
 
     def identities(self) -> list[Identity]:
         cas = [c for c in (self.srst_ca, self.ccm_ca) if c is not None]
-        return [self.sast, self.sast2, self.ccm, self.tftp, self.ccm_tftp, self.srst, self.capf,
-                *self.phones.values(), *cas]
+        return [i for i in (self.sast, self.sast2, self.ccm, self.tftp, self.ccm_tftp, self.srst,
+                            self.capf) if i is not None] + [*self.phones.values(), *cas]
 
     def __getitem__(self, name: str) -> Identity:
         for ident in self.identities():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import ROOT, cliargs, readers
-from host_tools.lab.names import MODES, SERVERS, TFTP_KINDS, WAN_KINDS
+from host_tools.lab.names import MODES, PKI_HELP, SERVERS, TFTP_KINDS, TFTP_ROOT_HELP, WAN_KINDS
 
 DEFAULT_DIR = ROOT / "build" / "lab"
 STATE = "lab-state.json"
@@ -44,13 +44,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--force", action="store_true",
                     help="take --interface even though it has IPv4 addresses (restored on down)")
     up.add_argument("--mac", action="append", default=[], metavar="MAC", type=cliargs.mac,
-                    help="a phone (repeatable; default 00:11:22:AA:BB:CC)")
+                    help="a phone (repeatable; default: the phones --tftp-root has configs "
+                         "for, else --pki has certificates for, else 00:11:22:AA:BB:CC)")
+    up.add_argument("--pki", type=cliargs.input_dir, metavar="DIR", help=PKI_HELP)
+    up.add_argument("--tftp-root", type=cliargs.input_dir, metavar="DIR", help=TFTP_ROOT_HELP)
     up.add_argument("--tftp", default="auto", choices=TFTP_KINDS,
                     help="TFTP server: the lab's (fault injection) or dnsmasq's")
     up.add_argument("--short-timers", action="store_true",
                     help="keepalive 5 s, re-home after 10 s (demos)")
     up.add_argument("--record", action="store_true", help="capture the phone side into DIR/phone.pcap")
-    up.add_argument("--key-size", type=int, default=2048, choices=(1024, 2048, 3072, 4096), help="RSA key size of the lab PKI")
+    up.add_argument("--key-size", type=int, default=2048, choices=(1024, 2048, 3072, 4096),
+                    help="RSA key size of the lab PKI (not with --pki)")
     up.add_argument("--detach", action="store_true", help="run in the background")
     up.set_defaults(func=run_up)
 
@@ -137,12 +141,17 @@ def run_up(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, workdir: Path) -> int:
     from host_tools.lab.control import ControlServer
-    from host_tools.lab.lab import DEFAULT_MAC, Lab
+    from host_tools.lab.lab import Lab, LabError
 
     workdir.mkdir(parents=True, exist_ok=True)
-    lab = Lab(workdir, mode=args.mode, macs=args.mac or [DEFAULT_MAC], interface=args.interface,
-              short_timers=args.short_timers, dhcp=not args.no_dhcp, tftp=args.tftp,
-              record=args.record, key_size=args.key_size)
+    try:
+        lab = Lab(workdir, mode=args.mode, macs=args.mac or None, interface=args.interface,
+                  short_timers=args.short_timers, dhcp=not args.no_dhcp, tftp=args.tftp,
+                  record=args.record, key_size=args.key_size, pki=args.pki,
+                  tftp_files=args.tftp_root)
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     state_path = workdir / STATE
     control: ControlServer | None = None
     try:
@@ -154,6 +163,8 @@ def _serve(args: argparse.Namespace, workdir: Path) -> int:
         control = ControlServer(lab, _control_path(workdir)).start()
         _write_state(state_path, lab, control.path, ready=True)
         _print_summary(lab, args, control.path)
+        for w in lab.warnings:
+            print(f"warning: {w}", file=sys.stderr)
         sys.stdout.flush()
         while True:
             time.sleep(1)
@@ -161,6 +172,9 @@ def _serve(args: argparse.Namespace, workdir: Path) -> int:
         print("\nstopping the lab")
     except SystemExit:               # SIGTERM / SIGHUP (`lab down`)
         print("stopping the lab")
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except Exception as e:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -267,6 +281,9 @@ def _rebuild_argv(args: argparse.Namespace) -> list[str]:
             argv.append("--" + flag.replace("_", "-"))
     if args.interface:
         argv += ["--interface", args.interface]
+    for flag in ("pki", "tftp_root"):
+        if getattr(args, flag):
+            argv += ["--" + flag.replace("_", "-"), str(Path(getattr(args, flag)).resolve())]
     for m in args.mac:
         argv += ["--mac", m]
     return argv

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from host_tools import cliargs
 from host_tools.events import render
-from host_tools.lab.names import MODES
+from host_tools.lab.names import MODES, PKI_HELP, TFTP_ROOT_HELP
 from host_tools.scenario import report, runner, spec
 
 
@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board", default="virtual", type=board_spec,
                    help="'virtual' (default), 'virtual:PROFILE' (the ESP32-faithful board of a "
                         "hardware profile, docs/vboard.md) or a serial port")
-    p.add_argument("--tftp-root", type=cliargs.input_dir, help="serve your own files (trust list, configs) too")
+    p.add_argument("--tftp-root", type=cliargs.input_dir, metavar="DIR", help=TFTP_ROOT_HELP)
+    p.add_argument("--pki", type=cliargs.input_dir, metavar="DIR", help=PKI_HELP)
     p.add_argument("--report", type=cliargs.output_file, help="write the JSON report here "
                    "(default out/reports/NAME.json)")
     p.add_argument("--pcap", type=cliargs.output_file, help="capture the phone's interface into this pcap")
@@ -60,14 +61,18 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{s.host - t0:7.2f}s board {render(s.event)}", flush=True)
 
+    def show_warnings(lab: object) -> None:
+        for w in getattr(lab, "warnings", []):
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+
     def show_action(a: runner.Action) -> None:
         extra = " ".join(f"{k}={v}" for k, v in a.args.items())
         print(f"{a.host - t0:7.2f}s LAB   >>> {a.action} {extra}", flush=True)
 
     out = args.report or Path("out/reports") / f"{sc.name}.json"
-    opts = runner.RunOptions(board=args.board, tftp_root=args.tftp_root, pcap=args.pcap,
-                             keylog=args.keylog, heap=args.heap, mode=args.mode,
-                             on_event=show_event, on_action=show_action)
+    opts = runner.RunOptions(board=args.board, tftp_root=args.tftp_root, pki=args.pki,
+                             pcap=args.pcap, keylog=args.keylog, heap=args.heap, mode=args.mode,
+                             on_event=show_event, on_action=show_action, on_lab=show_warnings)
     print(f"running {sc.name}: {sc.description.splitlines()[0] if sc.description else ''}", flush=True)
     try:
         with runner.report_lock(out):      # a concurrent run with this report is refused

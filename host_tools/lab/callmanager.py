@@ -105,6 +105,7 @@ class CallManager(SccpServer):
         """Ask the SRST router's credentials service for its certificate, authenticating with
         this call manager's own certificate."""
         try:
+            kw.setdefault("security_level", self.tls_security_level)
             der = await fetch_router_certificate(host, port, cert=self.cert, key=self.key,  # type: ignore[arg-type]
                                                  keylog=self.keylog, **kw)
         except Exception as e:

@@ -109,6 +109,8 @@ def read_srst_certificate(xml_text: str) -> bytes | None:
     cert = info.findtext("certificate")
     if not cert or not cert.strip():
         return None
+    if "-----BEGIN" in cert:            # a PEM block, which the phone reads too
+        cert = cert.split("-----", 2)[2].split("-----END", 1)[0]
     der = base64.b64decode("".join(cert.split()))
     h = info.findtext("certHash")
     if h and base64.b64decode(h.strip()) != hashlib.sha256(der).digest():

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from host_tools.lab.sccp_server import Acceptor, load_trust, peer_identity, server_context
+from host_tools.lab.sccp_server import (Acceptor, load_trust, peer_identity, server_context,
+                                        set_security_level)
 
 MAGIC = b"SRCR"
 VERSION = 1
@@ -55,15 +56,19 @@ def parse_response_header(hdr: bytes) -> tuple[int, int]:
     return status, n
 
 
+_BEGIN = b"-----BEGIN CERTIFICATE-----"
 _END = b"-----END CERTIFICATE-----"
 
 
 def _der(cert: bytes | str | Path) -> bytes:
-    """DER of a certificate given as DER, PEM, or a PEM chain file (its first certificate:
-    the leaf, as a server's chain file starts)."""
+    """DER of a certificate given as DER, PEM, or a PEM file with more in it: a chain file
+    (its first certificate: the leaf, as a server's chain file starts) or certutils' files,
+    a private key and then the certificate."""
     data = cert if isinstance(cert, bytes) else Path(cert).read_bytes()
     if b"-----BEGIN" in data:
-        first = data[data.index(b"-----BEGIN"):]
+        if _BEGIN not in data:
+            raise CredentialsError("no certificate in the PEM data")
+        first = data[data.index(_BEGIN):]
         if _END in first:
             first = first[:first.index(_END) + len(_END)]
         return ssl.PEM_cert_to_DER_cert(first.decode())
@@ -84,13 +89,16 @@ class CredentialsService:
     allowed:        certificates (DER/PEM bytes or files) of the call managers allowed to ask
     client_ca:      extra trust for client chains (default: the allowed certificates, which
                     in the lab are self-signed)
+    security_level: OpenSSL's, for a PKI with keys under 2048 bits (sccp_server.set_security_level)
     """
 
     def __init__(self, *, cert: str | Path, key: str | Path, allowed: list[bytes | str | Path],
                  host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  client_ca: str | Path | bytes | None = None, keylog: str | Path | None = None,
-                 emit: Callable[..., Any] | None = None) -> None:
+                 emit: Callable[..., Any] | None = None,
+                 security_level: int | None = None) -> None:
         self.cert, self.key, self.host, self.port = cert, key, host, port
+        self.security_level = security_level
         self.cert_der = _der(cert)
         self.allowed = {hashlib.sha256(_der(a)).hexdigest() for a in allowed}
         self._allowed_der = [_der(a) for a in allowed]
@@ -103,7 +111,7 @@ class CredentialsService:
     async def start(self) -> "CredentialsService":
         if self._acceptor is not None:
             return self
-        ctx = server_context(self.cert, self.key, None, self.keylog)
+        ctx = server_context(self.cert, self.key, None, self.keylog, self.security_level)
         ctx.verify_mode = ssl.CERT_REQUIRED
         _pin_trust(ctx)                      # a CA-signed call manager certificate, allowed
         for der in self._allowed_der:
@@ -155,13 +163,15 @@ async def fetch_router_certificate(host: str, port: int = DEFAULT_PORT, *,
                                    server_ca: str | Path | bytes | None = None,
                                    server_hostname: str | None = None,
                                    keylog: str | Path | None = None,
-                                   timeout: float = 10.0) -> bytes:
+                                   timeout: float = 10.0,
+                                   security_level: int | None = None) -> bytes:
     """Ask a credentials service for the router certificate, authenticating with `cert`.
 
     Without `server_ca` the server is not verified by a CA (the call manager does not know
     the router yet); the answer must then be the very certificate the server presented."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    set_security_level(ctx, security_level)
     ctx.load_cert_chain(str(cert), str(key))
     if server_ca is not None:
         load_trust(ctx, server_ca)

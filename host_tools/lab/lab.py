@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from host_tools import BOARDS
-from host_tools import ctlbuild
+from host_tools import ctlbuild, pkifolder
 from host_tools import pki as labpki
 from host_tools.lab import cnfxml
 from host_tools.lab.callmanager import CallManager
@@ -43,6 +43,7 @@ from host_tools.lab import netns, ntp
 from host_tools.lab.eventlog import EventLog
 from host_tools.lab.names import SCCP_SERVERS, SERVERS, TFTP_KINDS
 from host_tools.lab.recorder import Recorder, RecorderError
+from host_tools.lab.served import TftpFiles
 from host_tools.lab.services import LoggedDnsmasq, LoggedTftp, start_with_fallback
 from host_tools.lab.srst import SECURE_PORT as SRST_PORT
 from host_tools.lab.srst import SrstRouter
@@ -142,7 +143,9 @@ def sweep_stale_runs(base: str | Path | None = None) -> list[str]:
 class Lab:
     """workdir:        everything the lab writes (pki/, tftp/, events.jsonl, lab.json, pcap)
     mode:              'auto' (namespaces when root, else loopback), 'netns', 'loopback'
-    macs:              the phones (12 hex digits); each gets a certificate and a config
+    macs:              the phones (12 hex digits); each gets a certificate and a config.
+                       Default: the phones tftp_files has configs for, else those the pki
+                       folder has certificates for, else DEFAULT_MAC
     interface:         a real Ethernet interface bridged to the branch LAN (bench board)
     separate_phones:   one phone namespace per MAC (default: all share one)
     short_timers:      keepalive 5 s, secondary 10 s, connectionMonitorDuration 10 s
@@ -155,23 +158,38 @@ class Lab:
                        (namespace mode), 'auto' = 'lab'
     keylog:            the simulators write a TLS key log (workdir/tls-keys.log)
     record:            start the recorder with the lab (pcap of the phone's interface)
-    pki:               an existing host_tools.pki.Pki to reuse (must hold the phones)
+    pki:               an existing host_tools.pki.Pki to reuse (must hold the phones), or a
+                       folder: one `phonelab certs` wrote, or certutils-style files
+                       (host_tools.pkifolder); keys under 2048 bits are used with a warning
+    tftp_files:        a folder of TFTP files served in place of the lab's (--tftp-root): the
+                       lab writes no trust list if it has one, no config for a phone it has
+                       one for (host_tools.lab.served); `warnings` says what does not fit
     ccm_ca_signed:     the call manager certificate is issued by the lab's enterprise CA
                        (served with that CA) instead of self-signed (the CUCM default); the
                        SRST router's is always issued by the router's own CA
     """
 
     def __init__(self, workdir: str | Path, mode: str = "auto",
-                 macs: Iterable[str] = (DEFAULT_MAC,), *, interface: str | None = None,
+                 macs: Iterable[str] | None = None, *, interface: str | None = None,
                  separate_phones: bool = False, short_timers: bool = False,
                  keepalive: int | None = None, secondary_keepalive: int | None = None,
                  connection_monitor: int | None = None, security_mode: int = 3,
                  key_size: int = labpki.DEFAULT_KEY_SIZE, hash_name: str = "sha1",
                  dhcp: bool = True, dhcp_lease: int | str = "1h", tftp: str = "auto",
                  keylog: bool = True, record: bool = False,
-                 pki: labpki.Pki | None = None, ccm_ca_signed: bool = False) -> None:
+                 pki: labpki.Pki | str | Path | None = None, ccm_ca_signed: bool = False,
+                 tftp_files: str | Path | None = None) -> None:
         self.workdir = Path(workdir).resolve()
         self.requested_mode = mode
+        try:
+            self.tftp_files = TftpFiles(tftp_files) if tftp_files is not None else None
+        except ValueError as e:
+            raise LabError(str(e)) from None
+        self.warnings: list[str] = []        # what does not fit (weak keys, served files)
+        if macs is None:
+            macs = ((self.tftp_files.macs() if self.tftp_files else [])
+                    or (pkifolder.macs_in(pki) if isinstance(pki, (str, Path)) else [])
+                    or [DEFAULT_MAC])
         self.macs = [labpki.normalize_mac(m) for m in macs]
         if not self.macs:
             raise LabError("a lab needs at least one phone MAC")
@@ -194,7 +212,9 @@ class Lab:
         self.tftp_kind = "lab" if tftp == "auto" else tftp
         self.want_keylog = keylog
         self.want_record = record
-        self.pki: labpki.Pki | None = pki
+        self.pki: labpki.Pki | None = pki if isinstance(pki, labpki.Pki) else None
+        self.pki_folder = Path(pki) if isinstance(pki, (str, Path)) else None
+        self.tls_security_level: int | None = None     # 1 for a PKI with keys under 2048 bits
         self.ccm_ca_signed = ccm_ca_signed
         # filled by start()
         self.mode = "?"
@@ -255,11 +275,20 @@ class Lab:
         for loop in (topo.hq, topo.branch):
             loop.on_crash = lambda name, text: self.log("server_crashed", loop=name, error=text)
         a = topo.addr
-        if self.pki is None:
+        ips = {"srst": a.srst, "ccm": a.hq_front, "tftp": a.hq_front}
+        if self.pki_folder is not None:
+            try:
+                self.pki, notes = pkifolder.load(self.pki_folder, self.macs,
+                                                 private_folder(self.workdir / "pki"), ips)
+            except (labpki.PkiError, OSError) as e:
+                raise LabError(str(e)) from None
+            for note in notes:
+                self.log("pki_note", note=note)
+        elif self.pki is None:
             private_folder(self.workdir / "pki")
-            self.pki = labpki.make_pki(self.workdir / "pki", self.macs, self.key_size,
-                                       ips={"srst": a.srst, "ccm": a.hq_front, "tftp": a.hq_front},
+            self.pki = labpki.make_pki(self.workdir / "pki", self.macs, self.key_size, ips=ips,
                                        ca_signed=["ccm"] if self.ccm_ca_signed else [])
+        self._check_keys()
         missing = [m for m in self.macs if m not in self.pki.phones]
         if missing:
             raise LabError(f"the PKI has no certificate for {', '.join(missing)}")
@@ -268,11 +297,15 @@ class Lab:
                            "self-signed (make it with ca_signed=['ccm'])")
         self.tftp_root = self.workdir / "tftp"
         self.tftp_root.mkdir(exist_ok=True)
+        if self.tftp_files is not None:
+            served = self.tftp_files.copy_to(self.tftp_root)
+            self.log("tftp_files_served", folder=str(self.tftp_files.folder), files=served)
         self._start_srst()
         self._start_callmanager()
         self._start_tftp()
         self.write_configs()
         self.write_trust_lists()
+        self._check_served()
         if self.want_dhcp and isinstance(topo, NetnsTopology):
             self._start_dhcp()
         topo.on_cm_reset = self._cm_reset
@@ -326,6 +359,38 @@ class Lab:
         if self.events is not None:
             self.events.emit("lab", ev, **fields)
 
+    def warn(self, text: str) -> None:
+        """Something the run goes on with but the user should know (printed by the CLI)."""
+        self.warnings.append(text)
+        self.log("lab_warning", warning=text)
+
+    def _check_keys(self) -> None:
+        """Keys under 2048 bits (an older cluster's 1024-bit CAPF) are used with a warning:
+        the simulators' TLS then allows them (OpenSSL security level 1); under 1024, none."""
+        assert self.pki is not None
+        refused, weak = pkifolder.key_sizes(self.pki, self.macs)
+        if refused:
+            raise LabError(f"RSA keys under {pkifolder.MIN_BITS} bits: {', '.join(refused)}")
+        if weak:
+            self.tls_security_level = 1
+            self.warn(f"RSA keys under {pkifolder.WEAK_BITS} bits: {', '.join(weak)}; the "
+                      f"simulators accept them (OpenSSL security level 1)")
+
+    def _check_served(self) -> None:
+        """One warning per thing in --tftp-root's files that does not fit the lab."""
+        if self.tftp_files is None:
+            return
+        p = self.pki
+        assert p is not None
+        for mac in self.tftp_files.macs():
+            if mac not in self.macs:
+                self.warn(f"SEP{mac}.cnf.xml is served but no phone of this lab has that MAC")
+        own = [m for m in self.macs if not self.tftp_files.has_config(m)]
+        for text in self.tftp_files.check(
+                self.tftp_root, self.macs, p.ccm.cert_der, p.tftp.cert_der, p.srst.cert_der,
+                self.endpoints["callmanager"], self.endpoints["srst"], writes_configs=bool(own)):
+            self.warn(text)
+
     def _emitter(self, src: str) -> Callable[..., None]:
         def emit(ev: str, **fields: Any) -> None:
             if self.events is not None:
@@ -354,7 +419,8 @@ class Lab:
                               credentials_port=CREDENTIALS_PORT if port is None else port,
                               keepalive=self.timers["keepalive"],
                               secondary_keepalive=self.timers["secondary_keepalive"],
-                              keylog=self.keylog_path, on_event=hook)
+                              keylog=self.keylog_path, on_event=hook,
+                              tls_security_level=self.tls_security_level)
 
         self.srst = topo.branch.run(start_with_fallback(
             make, lambda s: s.start(), lambda s: s.stop(), topo.mode == "loopback"), 20)
@@ -373,7 +439,8 @@ class Lab:
                                devices=[f"SEP{m}" for m in self.macs],
                                keepalive=self.timers["keepalive"],
                                secondary_keepalive=self.timers["secondary_keepalive"],
-                               keylog=self.keylog_path, on_event=hook)
+                               keylog=self.keylog_path, on_event=hook,
+                               tls_security_level=self.tls_security_level)
 
         self.callmanager = topo.hq.run(start_with_fallback(
             make, lambda s: s.start(), lambda s: s.stop(), topo.mode == "loopback"), 20)
@@ -442,39 +509,60 @@ class Lab:
     def write_configs(self) -> list[Path]:
         """SEP<MAC>.cnf.xml for every phone, written by the call manager with the SRST router
         certificate it asks the credentials service for (across the WAN), plus the .sgn
-        signed by the TFTP certificate."""
+        signed by the TFTP certificate; none for a phone whose config --tftp-root serves."""
         topo, cm, srst, p = self._topo(), self.callmanager, self.srst, self.pki
         assert cm is not None and srst is not None and p is not None
-        s_host, s_port = self.endpoints["srst"]
-        c_host, c_port = self.endpoints["callmanager"]
-        srst_ref = cnfxml.SrstRef(srst.name, s_host, s_port - cnfxml.SECURE_OFFSET)
-        cms = [cnfxml.CallManagerRef(cm.name, c_host, c_port - cnfxml.SECURE_OFFSET)]
-        paths = topo.hq.run(cm.write_phone_configs(
-            self.tftp_root, self.macs, srst=srst_ref, credentials=self.endpoints["credentials"],
-            callmanagers=cms, security_mode=self.security_mode,
-            connection_monitor=self.timers["connection_monitor"]), 30)
-        signed = []
-        for path in paths:
-            sgn = ctlbuild.build_sgn(p.tftp, path.read_bytes(), filename=path.name,
-                                     hash_name=self.hash_name)
-            signed.append(ctlbuild.write(path.with_name(path.name + ".sgn"), sgn))
+        served = [m for m in self.macs if self.tftp_files and self.tftp_files.has_config(m)]
+        own = [m for m in self.macs if m not in served]
+        paths: list[Path] = []
+        signed: list[Path] = []
+        if own:
+            if p.tftp.key is None:
+                raise LabError(f"the TFTP certificate ({p.tftp.cn}) has no private key: the lab "
+                               f"cannot sign the phones' configs (serve them with --tftp-root)")
+            s_host, s_port = self.endpoints["srst"]
+            c_host, c_port = self.endpoints["callmanager"]
+            srst_ref = cnfxml.SrstRef(srst.name, s_host, s_port - cnfxml.SECURE_OFFSET)
+            cms = [cnfxml.CallManagerRef(cm.name, c_host, c_port - cnfxml.SECURE_OFFSET)]
+            paths = topo.hq.run(cm.write_phone_configs(
+                self.tftp_root, own, srst=srst_ref, credentials=self.endpoints["credentials"],
+                callmanagers=cms, security_mode=self.security_mode,
+                connection_monitor=self.timers["connection_monitor"]), 30)
+            for path in paths:
+                sgn = ctlbuild.build_sgn(p.tftp, path.read_bytes(), filename=path.name,
+                                         hash_name=self.hash_name)
+                signed.append(ctlbuild.write(path.with_name(path.name + ".sgn"), sgn))
+            self.log("configs_ready", count=len(paths), srst_cert_from="credentials service")
+        for m in served:
+            for name, out in ((f"SEP{m}.cnf.xml", paths), (f"SEP{m}.cnf.xml.sgn", signed)):
+                if (self.tftp_root / name).is_file():
+                    out.append(self.tftp_root / name)
         self.files["configs"] = [str(x) for x in paths]
         self.files["signed_configs"] = [str(x) for x in signed]
-        self.log("configs_ready", count=len(paths), srst_cert_from="credentials service")
         return paths
 
     def write_trust_lists(self) -> dict[str, Path]:
         """CTLFile.tlv (SAST x2, CCM, TFTP, CAPF) and ITLFile.tlv (TFTP, CCM, CAPF), both
-        signed by the first SAST."""
+        signed by the first SAST; none when --tftp-root serves a trust list of its own."""
         p = self.pki
         assert p is not None
+        if self.tftp_files is not None and self.tftp_files.has_trust():
+            out = {k: self.tftp_root / n
+                   for k, n in (("ctl", "CTLFile.tlv"), ("itl", "ITLFile.tlv"))
+                   if (self.tftp_root / n).is_file()}
+            self.files.update({k: str(v) for k, v in out.items()})
+            return out
+        if p.sast.key is None:
+            raise LabError(f"the SAST certificate ({p.sast.cn}) has no private key: the lab "
+                           f"cannot sign CTLFile.tlv (serve the cluster's with --tftp-root)")
         c_host = self.endpoints["callmanager"][0]
         t_host = self.endpoints["tftp"][0]
         R = ctlbuild.Record
         ccm = R("CCM", p.ccm.cert, dns=p.ccm.cn, ip=c_host)
         tftp = R("TFTP", p.tftp.cert, dns=p.tftp.cn, ip=t_host)
         capf = R("CAPF", p.capf.cert)
-        ctl = ctlbuild.build_trust_list(p.sast, [R("SAST", p.sast2.cert), ccm, tftp, capf],
+        sast2 = [R("SAST", p.sast2.cert)] if p.sast2 is not None else []
+        ctl = ctlbuild.build_trust_list(p.sast, [*sast2, ccm, tftp, capf],
                                         hash_name=self.hash_name)
         itl = ctlbuild.build_trust_list(p.sast, [tftp, ccm, capf], hash_name=self.hash_name,
                                         itl=True)

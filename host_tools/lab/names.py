@@ -12,3 +12,13 @@ SCCP_SERVERS = ("callmanager", "srst")
 MODES = ("auto", "netns", "loopback")
 # TFTP server: the lab's own or dnsmasq's ("auto": the lab's)
 TFTP_KINDS = ("auto", "lab", "dnsmasq")
+
+# The options that bring your own files into the lab (`phonelab run`, `phonelab lab up`)
+PKI_HELP = ("the lab's certificates and keys from DIR: what `phonelab certs` wrote, or "
+            "certutils-style files (certificate and key in NAME.pem) named sast, sast2, ccm, "
+            "tftp, capf, srst, SEP<MAC>; keys under 2048 bits are used with a warning "
+            "(docs/lab.md)")
+TFTP_ROOT_HELP = ("serve DIR's files in place of the lab's: the lab writes no trust list if "
+                  "DIR has one and no config for a phone DIR has one for; DIR's "
+                  "SEP<MAC>.cnf.xml(.sgn) name the phones; what does not fit the lab is a "
+                  "warning (docs/lab.md)")

@@ -86,11 +86,13 @@ class Session:
 
 
 def server_context(cert: str | Path, key: str | Path, client_ca: str | Path | bytes | None,
-                   keylog: str | Path | None = None) -> ssl.SSLContext:
+                   keylog: str | Path | None = None,
+                   security_level: int | None = None) -> ssl.SSLContext:
     """TLS server context; with `client_ca` (file path, or PEM/DER bytes) the client must
-    present a certificate chaining to it."""
+    present a certificate chaining to it. `security_level`: see set_security_level()."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    set_security_level(ctx, security_level)
     ctx.load_cert_chain(str(cert), str(key))
     if client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED
@@ -98,6 +100,14 @@ def server_context(cert: str | Path, key: str | Path, client_ca: str | Path | by
     if keylog:
         ctx.keylog_filename = str(keylog)
     return ctx
+
+
+def set_security_level(ctx: ssl.SSLContext, level: int | None) -> None:
+    """OpenSSL's security level for this context (None: Python's default, 2, which refuses
+    RSA keys under 2048 bits). Level 1 lets a lab whose PKI has older 1024-bit keys (an old
+    cluster's CAPF and the phone certificates it issued) talk TLS (docs/lab.md)."""
+    if level is not None:
+        ctx.set_ciphers(f"DEFAULT:@SECLEVEL={int(level)}")
 
 
 def load_trust(ctx: ssl.SSLContext, ca: str | Path | bytes) -> None:
@@ -229,8 +239,10 @@ class SccpServer:
         idle_factor: float = 3.0,
         handshake_timeout: float = 10.0,
         on_event: EventHook | None = None,
+        tls_security_level: int | None = None,
     ) -> None:
         self.name = name
+        self.tls_security_level = tls_security_level
         self.host = host
         self.listeners = listeners
         self.cert, self.key, self.client_ca, self.keylog = cert, key, client_ca, keylog
@@ -293,7 +305,8 @@ class SccpServer:
     async def start(self) -> "SccpServer":
         if self._acceptors:
             return self
-        ctx = (server_context(self.cert, self.key, self.client_ca, self.keylog)  # type: ignore[arg-type]
+        ctx = (server_context(self.cert, self.key, self.client_ca,  # type: ignore[arg-type]
+                              self.keylog, self.tls_security_level)
                if any(lst.tls for lst in self.listeners) else None)
         for lst in self.listeners:
             acc = Acceptor(lambda r, w, lst=lst: self._serve(r, w, lst),

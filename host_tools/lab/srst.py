@@ -82,7 +82,8 @@ class SrstRouter(SccpServer):
             self.credentials = CredentialsService(
                 cert=cert, key=key, allowed=ccm, host=credentials_host or host,
                 port=credentials_port, keylog=keylog,
-                emit=lambda ev, **f: self.emit(ev, **f))
+                emit=lambda ev, **f: self.emit(ev, **f),
+                security_level=self.tls_security_level)
 
     async def start(self) -> "SrstRouter":
         await super().start()

@@ -1,5 +1,5 @@
-"""Scenario actions on the lab's TFTP side: replacing files with bad ones, TFTP faults, and
-serving the user's own files (--tftp-root)."""
+"""Scenario actions on the lab's TFTP side: replacing files with bad ones, TFTP faults (the
+user's own files, --tftp-root, are the lab's: host_tools.lab.served)."""
 from __future__ import annotations
 
 import shutil
@@ -97,14 +97,3 @@ def tftp_fault(lab: Any, args: dict[str, Any]) -> None:
     if "missing" in args:
         faults.missing = set(args["missing"])
     lab.log("tftp_fault", **{k: v for k, v in args.items()})
-
-
-def use_tftp_root(lab: Any, root: Path) -> None:
-    """Serve the user's own files (trust list, configs) on top of the lab's."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FaultError(f"--tftp-root {root}: not a folder")
-    for f in root.iterdir():
-        if f.is_file():
-            shutil.copyfile(f, Path(lab.tftp_root) / f.name)
-    lab.log("tftp_root_overlay", folder=str(root))

@@ -88,7 +88,8 @@ def install_firmware(folder: Path, workdir: Path) -> None:
 class RunOptions:
     board: str = "virtual"
     workdir: Path | None = None
-    tftp_root: Path | None = None
+    tftp_root: Path | None = None         # served in place of the lab's files (Lab tftp_files)
+    pki: Path | None = None               # the lab's PKI from this folder (host_tools.pkifolder)
     pcap: Path | None = None
     keylog: Path | None = None
     heap: str | None = None
@@ -163,8 +164,6 @@ def _run(sc: Scenario, opts: RunOptions) -> Result:
             lab = Lab(work / "lab", mode=mode, **lab_kw)
             lab.start()
             res.mode = lab.mode
-            if opts.tftp_root is not None:
-                faults.use_tftp_root(lab, opts.tftp_root)
         if opts.on_lab:
             opts.on_lab(lab)
         folder = work / "board"
@@ -248,7 +247,8 @@ def _run_handle(sc: Scenario, opts: RunOptions) -> Result:
     mac = labboard.worker_mac(0)
     # One PKI for every scenario on this board: its trust list pins the first SAST it saw, so
     # a new PKI per lab would (rightly) be refused from the second scenario on.
-    lab_kw.setdefault("pki", _board_pki(mac))
+    if "pki" not in lab_kw:
+        lab_kw["pki"] = _board_pki(mac)
     tap = Tap(opts.on_event)
     res = Result(sc, h.name, "?", tap.events, [], {}, [], console=tap.text)
     actions = res.actions
@@ -288,6 +288,10 @@ def _prologue(sc: Scenario, opts: RunOptions) -> tuple[Path, bool, str, dict[str
     lab_kw.pop("mode", None)
     if opts.pcap is not None:
         lab_kw["record"] = True
+    if opts.pki is not None:
+        lab_kw["pki"] = opts.pki
+    if opts.tftp_root is not None:
+        lab_kw["tftp_files"] = opts.tftp_root
     return work, own_tmp, mode, lab_kw
 
 

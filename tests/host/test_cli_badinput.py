@@ -199,7 +199,7 @@ def _guess(path: tuple[str, ...], a: argparse.Action) -> tuple[str, dict[str, An
         return "input_file", {"what": {"config": "config", "sign": "file"}.get(path[-1], "tlv")}
     if name in files:
         return "input_file", {"what": files[name]}
-    if name in ("tftp_root", "identity"):
+    if name in ("tftp_root", "identity", "pki"):
         return "input_dir", {}
     if name in ("pcap", "keylog", "picture", "output", "json", "record") and t is Path:
         return "output_file", {}
