@@ -4,10 +4,12 @@ file, key first), with an older 1024-bit CAPF and the 1024-bit phone certificate
 and a TFTP folder made the way certutils' tlvfile and sgnfile make theirs
 (certutils_style.py), with a CUCM-style SEP<MAC>.cnf.xml naming the lab's addresses. The
 phone's MAC comes from that file; the phone provisions from the folder, registers, stands
-by and fails over to the SRST router. About 15 s."""
+by and fails over to the SRST router. And `--pki` alone: the lab makes the TFTP files from
+that PKI. Both runs together take about 12 s."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -147,7 +149,28 @@ def test_a_certutils_made_cluster_provisions_registers_and_fails_over(
     cfg = next(e for e in evs if e["ev"] == "config_accepted")
     assert (cfg["file"], cfg["signed"], cfg["security_mode"]) == (f"{DEV}.cnf.xml.sgn", True,
                                                                   3)
-    # what the phone got is the folder's (the lab's own lists have 5 and 4 records)
+    # what the phone got is the folder's (the lab's own lists have 4 and 4 records here)
     got = {e["file"]: e["bytes"] for e in evs if e["ev"] == "tftp_done"}
     assert got == {n: (tftp / n).stat().st_size
                    for n in ("CTLFile.tlv", "ITLFile.tlv", f"{DEV}.cnf.xml.sgn")}
+
+
+@pytest.mark.slow
+def test_a_certutils_made_pki_alone_runs_the_lab(cluster: tuple[Path, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`--pki` alone: the lab writes the trust lists and configs from the folder's
+    certificates, and the phone's certificate is issued by the 1024-bit CAPF, as a CAPF
+    issues an LSC (the folder has none for the default phone)."""
+    pki = tmp_path / "pki"
+    shutil.copytree(cluster[0], pki, ignore=shutil.ignore_patterns("SEP*"))
+    toml = tmp_path / "own-pki.toml"
+    toml.write_text(SCENARIO.replace('mode = "netns"', 'mode = "auto"'))
+    out = tmp_path / "report.json"
+    rc = cli.main(["run", str(toml), "--pki", str(pki), "--report", str(out), "-q"])
+    text = capsys.readouterr()
+    assert rc == 0, text.out + text.err
+    assert "capf (1024 bits), SEP001122AABBCC (1024 bits)" in text.err
+    evs = json.loads(out.read_text())["events"]
+    assert next(e for e in evs if e["ev"] == "boot")["device"] == "SEP001122AABBCC"
+    ctl = [e for e in evs if e["ev"] == "ctl_accepted"]
+    assert [(e["kind"], e["records"]) for e in ctl] == [("CTL", 4), ("ITL", 4)]
