@@ -37,14 +37,14 @@ _SEP = re.compile(r"^SEP([0-9A-F]{12})$", re.I)
 
 
 def _files(folder: Path) -> dict[str, Path]:
-    """stem (lower case, SEP names upper case) -> certificate file."""
+    """stem (lower case, SEP names upper case) -> certificate file (a .pem before a .crt
+    before a .der of the same stem)."""
     out: dict[str, Path] = {}
-    for f in sorted(folder.iterdir()):
-        name = f.name.lower()
-        if not f.is_file() or name.endswith(KEY_SUFFIXES):
-            continue
-        for suffix in CERT_SUFFIXES:
-            if name.endswith(suffix):
+    files = [f for f in sorted(folder.iterdir())
+             if f.is_file() and not f.name.lower().endswith(KEY_SUFFIXES)]
+    for suffix in CERT_SUFFIXES:
+        for f in files:
+            if f.name.lower().endswith(suffix):
                 stem = f.name[: -len(suffix)]
                 sep = _SEP.match(stem)
                 key = f"SEP{sep.group(1).upper()}" if sep else stem.lower()

@@ -78,12 +78,14 @@ def test_a_certutils_folder_is_a_lab_pki(folder, tmp_path, idents):
 
 def test_files_with_keys_beside_them_and_the_phone_s_own(folder, tmp_path, idents):
     srst = idents["srst"]
+    (folder / "sast.der").write_bytes(idents["sast"].cert_der)     # the .pem is read first
     (folder / "srst.crt").write_bytes(srst.cert_pem)
     (folder / "srst.key").write_bytes(srst.key_pem)
     certutils_file(folder, f"sep{MAC.lower()}", idents["phone"])
     assert pkifolder.macs_in(folder) == [MAC]
     p, notes = pkifolder.load(folder, [MAC], tmp_path / "made")
     assert p.srst.cert_der == srst.cert_der and p.srst.key_path == folder / "srst.key"
+    assert p.sast.key is not None and p.sast.cert_path == folder / "sast.pem"
     assert p.phones[MAC].cert_der == idents["phone"].cert_der
     assert notes == ["no tftp.pem: the call manager's certificate signs the configs"]
 
