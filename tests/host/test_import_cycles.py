@@ -26,8 +26,6 @@ TREES = {"host_tools": ROOT / "host_tools", "bench": ROOT / "bench",
 KNOWN_FIRMWARE_CYCLES: list[frozenset[str]] = [
     # the agent starts the limited-board policy and boot; both call back into the agent
     frozenset({"phone.agent", "phone.boot", "phone.limited"}),
-    frozenset({"phone.clock", "phone.sntp"}),
-    frozenset({"phone.settings", "phone.setcheck"}),
 ]
 
 
