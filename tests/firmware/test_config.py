@@ -136,6 +136,15 @@ def test_unbalanced_and_garbage_rejected():
             P(bad)
 
 
+def test_limits_reached_not_passed():
+    # 64 open elements, a 64-byte name, 256 bytes of text: accepted
+    eq(P('<a>' * 64 + '</a>' * 64).root, 'a')
+    eq(P('<device><%s/></device>' % ('n' * 64)).root, 'device')
+    c = P('<device><devicePool><srstInfo><name>%s</name></srstInfo></devicePool></device>'
+          % ('n' * 256))
+    eq(c.srst['name'], 'n' * 256)
+
+
 def srst_xml(inner):
     return ('<device><deviceSecurityMode>3</deviceSecurityMode><devicePool><srstInfo>'
             '<ipAddr1>192.0.2.1</ipAddr1>%s</srstInfo></devicePool></device>' % inner)
