@@ -12,8 +12,8 @@
 # Where each comes from, and which is the lab's convention: docs/protocols.md, "The
 # configuration file".
 #
-# Common MicroPython/CPython subset (host tools import it too). Kept small on purpose: the
-# unix port compiles a module's whole parse tree at import, under the same heap cap.
+# Common MicroPython/CPython subset (host tools import it too). Kept small on purpose: its
+# code is in the heap while provisioning runs, and the names it interns stay there for good.
 import binascii
 import hashlib
 import json
@@ -192,19 +192,25 @@ def parse(stream, bufsize=BUF_SIZE):
         raise ConfigError('text that is not UTF-8 in the config')
 
 
-def _parse(stream, bufsize):
-    # One function with closures over locals, not a class: the unix port builds the parse
-    # tree of a whole module at import, under the heap cap, and `self.x` costs nodes.
+def _scan(stream, bufsize, names, begin, add, close):
+    # The scanner: XML bytes to elements, for the element handlers (_parse). The stream is
+    # read in chunks into one buffer (the offset and CRC-32 of what was read are kept);
+    # comments, declarations and processing instructions are passed over; a tag's '>' is
+    # found outside quoted attribute values; the open elements (`names`, bytes) are checked:
+    # balanced, one root, at most _DEPTH_MAX deep, names of at most _NAME_MAX bytes.
+    #   begin(name, attr)  a start tag below the root (attr: its bytes after the name),
+    #                      before it is pushed on `names`
+    #   close()            its end (also of an empty element), before it is popped
+    #   add(seg, at)       character data, and CDATA escaped as text, from byte `at`; only
+    #                      where the handlers collect text: begin and close return whether
+    #                      they do at the depth they leave
+    # Returns (root name, bytes read, their CRC-32).
     buf = bytearray(bufsize)
     mv = memoryview(buf)
     rd = stream.readinto
-    start = end = offset = crc = tn = fd = md = 0
-    eof = False
-    stack = []              # open element names (bytes)
-    root = key = tgt = mem = srst = None  # key: field collected into tgt[key], at depth fd
-    text = bytearray(_TEXT_MAX)
-    cms = []                # [((priority, order), member)]
-    top = {}
+    start = end = offset = crc = 0
+    eof = want = False
+    root = None
 
     def fill():
         # move unread bytes to the front, read more; False at end of input (or buffer full)
@@ -230,29 +236,15 @@ def _parse(stream, bufsize):
     def err(msg, at=-1):
         return ConfigError('%s (byte %d)' % (msg, offset + (start if at < 0 else at)))
 
-    def add(seg):
-        # text of the element being collected
-        nonlocal text, tn
-        if len(stack) == fd:
-            n = tn + len(seg)
-            if n > len(text):
-                if key != 'cert' or n > _CERT_MAX:
-                    raise err('<%s> text is too long' % stack[-1].decode())
-                t = bytearray(min(_CERT_MAX, (max(n, len(text) * 3 // 2) + 255) & ~255))
-                t[0:tn] = memoryview(text)[0:tn]
-                text = t
-            text[tn:n] = seg
-            tn = n
-
     def skip(pat, frm, what, cdata=False):
-        # to just after `pat`; CDATA content is element text
+        # to just after `pat`; CDATA content is element text (cdata: the handlers collect it)
         nonlocal start
         k = len(pat) - 1
         while True:
             j = buf.find(pat, frm, end)
             cut = j if j >= 0 else max(frm, end - k)
-            if cdata and key:
-                add(bytes(mv[frm:cut]).replace(b'&', b'&amp;'))
+            if cdata:
+                add(bytes(mv[frm:cut]).replace(b'&', b'&amp;'), offset + start)
             if j >= 0:
                 start = j + len(pat)
                 return
@@ -261,24 +253,6 @@ def _parse(stream, bufsize):
                 raise err('truncated inside ' + what)
             frm = start
 
-    def close(name, s):
-        nonlocal key, mem, text
-        if not stack or name != stack[-1]:
-            raise err('</%s> does not close %s' % (
-                name.decode(), '<%s>' % stack[-1].decode() if stack else 'any element'), s)
-        d = len(stack)
-        if key and d == fd:
-            tgt[key] = _unescape(bytes(memoryview(text)[0:tn])).strip().decode()
-            key = None
-            if tn > _TEXT_MAX:
-                text = bytearray(_TEXT_MAX)
-        if mem is not None and d == md:
-            if 'name' in mem or 'host' in mem:
-                k = mem.get('priority')
-                cms.append(((_LAST if k is None else k, len(cms)), mem))
-            mem = None
-        stack.pop()
-
     fill()
     if not end:
         raise ConfigError('empty config file')
@@ -286,14 +260,14 @@ def _parse(stream, bufsize):
         s = start
         i = buf.find(b'<', s, end)
         if i < 0:
-            if key:
-                add(mv[s:end])
+            if want:
+                add(mv[s:end], offset + s)
             start = end
             if not fill():
                 break
             continue
-        if key and i > s:
-            add(mv[s:i])
+        if want and i > s:
+            add(mv[s:i], offset + s)
         start = i
         while end - start < 9 and fill():
             pass
@@ -303,7 +277,7 @@ def _parse(stream, bufsize):
             if mv[s:s + 4] == b'<!--':
                 skip(b'-->', s + 4, 'a comment')
             elif mv[s:s + 9] == b'<![CDATA[':
-                skip(b']]>', s + 9, 'CDATA', True)
+                skip(b']]>', s + 9, 'CDATA', want)
             else:                   # <!DOCTYPE ...> without an internal subset
                 skip(b'>', s + 2, 'a declaration')
             continue
@@ -342,63 +316,118 @@ def _parse(stream, bufsize):
         s = start
         start = gt + 1
         if buf[s + 1] == 0x2F:      # '</'
-            close(bytes(mv[s + 2:gt]).strip(), s)
-            continue
-        e = gt - 1 if buf[gt - 1] == 0x2F else gt   # '/>'
-        a = e
-        for w in _WS:
-            k = buf.find(w, s + 1, a)
-            if k >= 0:
-                a = k
-        name = bytes(mv[s + 1:a])
-        if not name or name.find(b'<') >= 0:
-            raise err('bad tag', s)
-        if len(name) > _NAME_MAX:
-            raise err('element name longer than %d bytes' % _NAME_MAX, s)
-        # a start tag: is it a field we keep?
-        d = len(stack)
-        if d >= _DEPTH_MAX:
-            raise err('elements nested too deep', s)
-        k = None
-        if not d:
-            if root is not None:
-                raise err('a second root element', s)
-            root = name
+            name = bytes(mv[s + 2:gt]).strip()
         else:
-            par = stack[-1]
-            if par == b'srstInfo':
-                k = _SRST.get(name)
-                tgt = srst
-            elif name == b'srstInfo':
-                if srst is None:
-                    srst = {}
-            elif name == b'member' and par == b'members':
-                mem = {'priority': _prio(bytes(mv[a:e]))}
-                md = d + 1
-            elif mem is not None:
-                if par == b'callManager' or par == b'ports':
-                    k = _CM.get(name)
-                    tgt = mem
-            elif d == 1 or par == b'devicePool':
-                k = _TOP.get(name)
-                if k and d > 1:
-                    k += '2'        # the device-level element wins
-                tgt = top
-        stack.append(name)
+            e = gt - 1 if buf[gt - 1] == 0x2F else gt   # '/>'
+            a = e
+            for w in _WS:
+                k = buf.find(w, s + 1, a)
+                if k >= 0:
+                    a = k
+            name = bytes(mv[s + 1:a])
+            if not name or name.find(b'<') >= 0:
+                raise err('bad tag', s)
+            if len(name) > _NAME_MAX:
+                raise err('element name longer than %d bytes' % _NAME_MAX, s)
+            if len(names) >= _DEPTH_MAX:
+                raise err('elements nested too deep', s)
+            if names:
+                want = begin(name, mv[a:e])
+            elif root is not None:
+                raise err('a second root element', s)
+            else:
+                root = name
+            names.append(name)
+            if e == gt:
+                continue
+        # an end tag, or the end of an empty element
+        if not names or name != names[-1]:
+            raise err('</%s> does not close %s' % (
+                name.decode(), '<%s>' % names[-1].decode() if names else 'any element'), s)
+        want = close()
+        names.pop()
+    if names:
+        raise err('truncated: <%s> is not closed' % names[-1].decode())
+    if root is None:
+        raise ConfigError('no XML element in the config file')
+    return root, offset + end, crc
+
+
+def _parse(stream, bufsize):
+    # The element handlers: the text of the fields the agent reads (bounded) into tgt[key]
+    # (a <member>, the <srstInfo> or the device's fields: by the parent, _CM, _SRST, _TOP),
+    # then the Config. Closures over locals, not a class: every attribute name would be one
+    # more name interned for good (docs/decisions.md, issue 13).
+    names = []              # open element names (bytes), kept by the scanner
+    key = tgt = mem = srst = None   # key: field collected into tgt[key], at depth fd
+    tn = fd = md = 0        # text length; depth of the field collected, of the <member>
+    text = bytearray(_TEXT_MAX)
+    cms = []                # [((priority, order), member)]
+    top = {}
+
+    def begin(name, attr):
+        # a field is known by its parent; <srstInfo> and <members><member> open a record
+        nonlocal key, tgt, mem, srst, tn, fd, md
+        d = len(names)      # the parent's depth (the root's is 1)
+        par = names[-1]
+        k = None
+        if par == b'srstInfo':
+            k = _SRST.get(name)
+            tgt = srst
+        elif name == b'srstInfo':
+            if srst is None:
+                srst = {}
+        elif name == b'member' and par == b'members':
+            mem = {'priority': _prio(bytes(attr))}
+            md = d + 1
+        elif mem is not None:
+            if par == b'callManager' or par == b'ports':
+                k = _CM.get(name)
+                tgt = mem
+        elif d == 1 or par == b'devicePool':
+            k = _TOP.get(name)
+            if k and d > 1:
+                k += '2'        # the device-level element wins
+            tgt = top
         if k:
             key = k
             fd = d + 1
             tn = 0
-        if e < gt:
-            close(name, s)
-    if stack:
-        raise err('truncated: <%s> is not closed' % stack[-1].decode())
-    if root is None:
-        raise ConfigError('no XML element in the config file')
+        return key and fd == d + 1
 
+    def add(seg, at):
+        # text of the field being collected (the buffer grows only for a <certificate>)
+        nonlocal text, tn
+        n = tn + len(seg)
+        if n > len(text):
+            if key != 'cert' or n > _CERT_MAX:
+                raise ConfigError('<%s> text is too long (byte %d)' % (names[-1].decode(), at))
+            t = bytearray(min(_CERT_MAX, (max(n, len(text) * 3 // 2) + 255) & ~255))
+            t[0:tn] = memoryview(text)[0:tn]
+            text = t
+        text[tn:n] = seg
+        tn = n
+
+    def close():
+        # the field's text is kept, a <member> with a name or host is a call manager
+        nonlocal key, mem, text
+        d = len(names)
+        if key and d == fd:
+            tgt[key] = _unescape(bytes(memoryview(text)[0:tn])).strip().decode()
+            key = None
+            if tn > _TEXT_MAX:
+                text = bytearray(_TEXT_MAX)
+        if mem is not None and d == md:
+            if 'name' in mem or 'host' in mem:
+                k = mem.get('priority')
+                cms.append(((_LAST if k is None else k, len(cms)), mem))
+            mem = None
+        return key and fd == d - 1
+
+    root, size, crc = _scan(stream, bufsize, names, begin, add, close)
     c = Config()
     c.root = root.decode()
-    c.source_size = offset + end
+    c.source_size = size
     c.source_crc = crc
     for _, m in sorted(cms):
         c.call_managers.append({
