@@ -37,6 +37,8 @@ package(
         "provision.py",
         "provtrust.py",
         "sccp.py",
+        "sccplink.py",
+        "sccpreg.py",
         "setcheck.py",
         "settings.py",
         "sha512.py",

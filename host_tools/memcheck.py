@@ -38,7 +38,7 @@ MAC = "001122AABBCC"
 # Import order of a boot: what provisioning loads, then the agent's side.
 PROVISION_MODULES = ("events", "platform", "settings", "boot", "store", "provision", "dhcp",
                      "tftp", "der", "x509", "pkcs1", "ctl", "config")
-AGENT_MODULES = ("sccp", "clock", "link", "agent")
+AGENT_MODULES = ("sccp", "clock", "link", "sccplink", "agent")
 # A TFTP server on loopback answers at once; retry quickly.
 SETTINGS = {"tftp_timeout_ms": 1000, "tftp_retries": 3, "retry_min_ms": 200}
 

@@ -9,6 +9,8 @@
 # their result (a provision.Provisioned) and reports BOOT/PROVISION as done.
 # All state lives in the Agent object, so several agents can share one interpreter (fleets).
 # Every transition emits a `state` event; the host measures its figures from the events.
+# The agent speaks no protocol itself: its links do (phone.link and a protocol's half, chosen
+# by signalling(); the contract between them: docs/signalling.md).
 import asyncio
 import gc
 import sys
@@ -16,7 +18,6 @@ import time
 
 from phone import events as _events
 from phone import link as _link
-from phone import sccp
 from phone.settings import Settings
 
 BOOT = 'BOOT'
@@ -36,17 +37,18 @@ class Agent:
         self.platform = platform
         self.prov = prov                    # provision.Provisioned
         self.events = events if events is not None else _events.default
-        self.s = settings if settings is not None else Settings()
+        self.cfg = settings if settings is not None else Settings()
         self.state = PROVISION              # BOOT and PROVISION happened before (main.py)
         self.running = False
-        self.primary = None                 # Link to the call manager we use
-        self.srst = None                    # Link to the SRST router (standby or registered)
+        self.link_class = signalling(prov)  # the links' class: the phone's protocol
+        self.primary = None                 # link to the call manager we use
+        self.srst = None                    # link to the SRST router (standby or registered)
         self._wake = asyncio.Event()        # serve loop: a link went down, a reset came
         self._kick = asyncio.Event()        # standby keeper: time to look again
         self._probe = None
         self._reset_kind = 0
         self._tasks = []
-        self._reg_frame = None
+        self._reg = None                    # what the phone registers as (the link class's)
         self._reg_at = None                 # ticks of the last registration (either link)
         self._sb_up = None                  # ticks the standby link last came up
         self._back = False                  # _address_back() was called
@@ -65,11 +67,12 @@ class Agent:
             self.events.emit('state', state=state, prev=old, **why)
             self.platform.led(_LED.get(state, (0, 0, 0)))
 
-    def _on_down(self, link, reason):
+    # -- what the links tell their owner (docs/signalling.md) -----------------------------
+    def link_down(self, link, reason):
         self._wake.set()
         self._kick.set()
 
-    def _on_reset(self, link, kind):
+    def reset_requested(self, link, kind):
         # Only a server the phone is registered with may restart it: a Reset on a standby
         # session or a probe (a server we merely watch) would let it reboot the phone at will.
         if link.mode != _link.REGISTERED:
@@ -81,7 +84,7 @@ class Agent:
     async def _sleep_or_wake(self, ms, ev=None, cond=None):
         """Sleep `ms`; end early only when `cond()` holds (looked at whenever `ev` is set) or
         the agent stops or restarts. A wake event left set by something already dealt with
-        (the on_down of a link that failed while being made) cannot cut a backoff short: the
+        (the link_down of a link that failed while being made) cannot cut a backoff short: the
         event only says "look again", the condition decides."""
         ev = ev or self._wake
         end = time.ticks_add(time.ticks_ms(), ms)
@@ -105,7 +108,7 @@ class Agent:
         return b
 
     def _grow(self, delay):
-        return min(delay * 2, self.s.retry_max_ms)
+        return min(delay * 2, self.cfg.retry_max_ms)
 
     # -- main ----------------------------------------------------------------------------
     async def run(self):
@@ -113,11 +116,8 @@ class Agent:
         the new configuration is read by the provisioning at the next boot)."""
         self.running = True
         t_start = time.ticks_ms()
-        p = self.platform.profile
         prov = self.prov
-        self._reg_frame = sccp.register(self.platform.device_name(), prov.ip or '0.0.0.0',
-                                        device_type=p.get('device_type', sccp.DEVICE_7911),
-                                        mac=prov.mac, load_name=self.s.load_name)
+        self._reg = self.link_class.registration(self)
         if prov.srst is None:
             self.events.emit('standby_disabled', reason=prov.srst_why)
         elif self._limited:
@@ -141,15 +141,15 @@ class Agent:
             # A server that sends Reset at every registration would reboot the phone in a
             # loop as fast as it boots: a restart comes at least retry_max_ms after start.
             up = time.ticks_diff(time.ticks_ms(), t_start)
-            if up < self.s.retry_max_ms:
+            if up < self.cfg.retry_max_ms:
                 self.events.emit('restart_delayed', kind=self._reset_kind,
-                                 ms=self.s.retry_max_ms - up)
-                await asyncio.sleep_ms(self.s.retry_max_ms - up)
+                                 ms=self.cfg.retry_max_ms - up)
+                await asyncio.sleep_ms(self.cfg.retry_max_ms - up)
             self.events.emit('restarting', kind=self._reset_kind)
             self.platform.reset()
 
     async def _serve(self):
-        delay = self.s.retry_min_ms
+        delay = self.cfg.retry_min_ms
         while self.running and not self._reset_kind:
             try:
                 delay = await self._serve_step(delay)
@@ -202,8 +202,8 @@ class Agent:
         if self._reg_at is not None:
             held = time.ticks_diff(time.ticks_ms(), self._reg_at)
             self._reg_at = None
-            if held >= self.s.retry_max_ms:
-                delay = self.s.retry_min_ms
+            if held >= self.cfg.retry_max_ms:
+                delay = self.cfg.retry_min_ms
             else:
                 self.set_state(TRYING)
                 self.events.emit('retrying', retry_ms=delay,
@@ -224,10 +224,6 @@ class Agent:
         return self._grow(delay)
 
     # -- primary -------------------------------------------------------------------------
-    def _new_link(self, role, host, port, anchor):
-        return _link.Link(role, host, port, anchor, self.prov.identity, self.events, self.s,
-                          on_down=self._on_down, on_reset=self._on_reset)
-
     async def _register_primary(self, over=None):
         """Register with the first call manager that answers. `over`: an open link to use."""
         for name, host, port, anchor in self.prov.call_managers:
@@ -235,11 +231,13 @@ class Agent:
                 # Never plain text when the config says secure.
                 self.events.emit('cm_untrusted', cm=name, reason='no certificate for it in the trust list')
                 continue
-            link = over if over is not None else self._new_link('primary', host, port, anchor)
+            link = over
+            if link is None:
+                link = self.link_class(self, 'primary', host, port, anchor, name)
             try:
                 t0 = time.ticks_ms()
                 await link.connect()
-                ack = await link.register(self._reg_frame)
+                ack = await link.register(self._reg)
             except _link.LinkError as e:
                 self.events.emit('register_failed', link='primary', cm=name, host=host, port=port,
                                  reason=str(e))
@@ -284,7 +282,7 @@ class Agent:
             host, port, anchor = self.prov.srst
             if self.srst is not None:
                 await self.srst.close('replaced')
-            self.srst = self._new_link('srst', host, port, anchor)
+            self.srst = self.link_class(self, 'srst', host, port, anchor)
             try:
                 await self.srst.connect()
             except _link.LinkError as e:
@@ -294,7 +292,7 @@ class Agent:
                 return False
         t1 = time.ticks_ms()
         try:
-            ack = await self.srst.register(self._reg_frame)
+            ack = await self.srst.register(self._reg)
         except _link.LinkError as e:
             self.events.emit('register_failed', link='srst', host=self.srst.host,
                              port=self.srst.port, reason=str(e))
@@ -312,8 +310,8 @@ class Agent:
 
     # -- fallback: watch the primary, re-home when it has been stable --------------------
     async def _monitor_primary(self):
-        monitor_ms = (self.s.monitor_s if self.s.monitor_s is not None else self.prov.monitor_s) * 1000
-        delay = self.s.retry_min_ms
+        monitor_ms = (self.cfg.monitor_s if self.cfg.monitor_s is not None else self.prov.monitor_s) * 1000
+        delay = self.cfg.retry_min_ms
         probe = None
         since = None
         srst = self.srst
@@ -334,7 +332,7 @@ class Agent:
                                               cond=lambda: srst.mode != _link.REGISTERED)
                     delay = self._grow(delay)
                     continue
-                delay = self.s.retry_min_ms
+                delay = self.cfg.retry_min_ms
                 since = time.ticks_ms()
                 self.events.emit('primary_reachable', cm=probe.cm, monitor_s=monitor_ms // 1000)
                 self.set_state(FALLBACK, waiting_ms=monitor_ms)
@@ -349,20 +347,17 @@ class Agent:
         return False
 
     async def _probe_primary(self, retry_ms=0):
-        """TLS connect + KeepAlive (no Register) to the first call manager that answers; the
-        session is then kept open with probes so a flap is seen at once."""
+        """Connect (TLS and one keepalive exchange, no registration) to the first call manager
+        that answers; the session is then kept open with probes so a flap is seen at once."""
         for name, host, port, anchor in self.prov.call_managers:
             if anchor is None and self.prov.secure:
                 continue
-            link = self._new_link('probe', host, port, anchor)
+            link = self.link_class(self, 'probe', host, port, anchor, name)
             try:
                 await link.connect()
             except _link.LinkError as e:
                 self.events.emit('probe_failed', cm=name, reason=str(e), retry_ms=retry_ms)
                 continue
-            link.cm = name
-            link.keepalive_ms = self.s.retry_min_ms
-            link.probe_after_ms = self.s.probe_after_ms
             return link
         return None
 
@@ -371,7 +366,7 @@ class Agent:
         probe = self._probe
         self._probe = None
         self.set_state(REHOME)
-        probe.role = 'primary'
+        # Registered over the probe's session, the probe is the primary link (phone.link).
         if not await self._register_primary(over=probe):
             self.set_state(FALLBACK, reason='re-home failed')
             return
@@ -387,7 +382,7 @@ class Agent:
                 (self.srst is None or self.srst.mode == _link.DOWN))
 
     async def _standby_keeper(self):
-        delay = self.s.retry_min_ms
+        delay = self.cfg.retry_min_ms
         gone = lambda: not self._standby_wanted()
         while self.running and not self._reset_kind:
             try:
@@ -400,8 +395,8 @@ class Agent:
                     # soon after it came up is waited out like a failed try.
                     held = time.ticks_diff(time.ticks_ms(), self._sb_up)
                     self._sb_up = None
-                    if held >= self.s.retry_max_ms:
-                        delay = self.s.retry_min_ms
+                    if held >= self.cfg.retry_max_ms:
+                        delay = self.cfg.retry_min_ms
                     else:
                         self.events.emit('standby_backoff', host=host, port=port, retry_ms=delay,
                                          reason='standby lost %d ms after it came up' % held)
@@ -410,7 +405,7 @@ class Agent:
                         continue
                 t0 = time.ticks_ms()
                 try:
-                    self.srst = self._new_link('srst', host, port, anchor)
+                    self.srst = self.link_class(self, 'srst', host, port, anchor)
                     await self.srst.connect()
                 except (_link.LinkError, MemoryError) as e:
                     self.events.emit('standby_failed', host=host, port=port, reason=str(e),
@@ -445,12 +440,12 @@ class Agent:
             k = None
             try:
                 from phone import lease
-                k = lease.Keeper(self.platform, st, self.events, self.s, self._address_lost,
+                k = lease.Keeper(self.platform, st, self.events, self.cfg, self._address_lost,
                                  self._address_back)
                 ms = await k.step()
                 st = k.state()
             except MemoryError as e:        # the module itself did not fit
-                ms = self.s.retry_max_ms
+                ms = self.cfg.retry_max_ms
                 self.events.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=ms)
             finally:
                 k = lease = None
@@ -481,7 +476,29 @@ class Agent:
         self._kick.set()
 
 
-# -- the supervisor (phone.boot runs it once provisioning is unloaded) --------------------
+# -- the signalling seam ------------------------------------------------------------------
+def signalling(prov):
+    """The link class for the phone's protocol (docs/signalling.md): the one place the agent
+    meets a protocol. SCCP today; SIP (issue 15) is chosen here by the provisioned config."""
+    from phone.sccplink import SccpLink
+    return SccpLink
+
+
+# -- after provisioning: the agent under its supervisor -----------------------------------
+def main(plat, prov, cfg):
+    """phone.boot's last step, once provisioning is unloaded. This module is loaded before
+    the TLS contexts, and so is the protocol's link (signalling()): their code lies below the
+    contexts and the heap above stays in one piece for the sessions (loaded after them, the
+    whole story needed more heap: docs/decisions.md, "Heap after issues 11 and 12")."""
+    signalling(prov)
+    _link.contexts(prov)        # its ~3 KB blocks first, before the agent's own objects
+    from phone import clock     # the protocol's link loaded it
+    clock.after_provisioning(prov, _events.default)
+    supervise(lambda: Agent(plat, prov, settings=cfg), _events.default, cfg,
+              watchdog(plat.profile))
+
+
+# -- the supervisor ------------------------------------------------------------------------
 def supervise(make, ev, cfg, wdt=None):
     """Run the agent `make()` returns until it ends normally (stop, or a Reset, which
     restarts the board). Anything escaping it is an event `agent_crashed` and a new agent

@@ -52,16 +52,11 @@ def main():
         return
     plat, cfg, prov = r
     r = None
-    # phone.agent (it imports phone.link) before the TLS contexts: its code lies below them
-    # and the heap above stays in one piece for the sessions (the whole story passes at 106K
-    # this way, and fails there with the agent loaded after the contexts). The supervisor
-    # and the watchdog live in phone.agent: provisioning never needs them.
+    # The rest (TLS contexts, clock, the agent under its supervisor and the watchdog) lives
+    # in phone.agent: provisioning never needs it, and it loads the agent's code before the
+    # TLS contexts (agent.main).
     from phone import agent
-    link = agent._link
-    link.contexts(prov)         # its ~3 KB blocks first, before the agent's own objects
-    link.clock.after_provisioning(prov, events.default)     # phone.clock: link imported it
-    agent.supervise(lambda: agent.Agent(plat, prov, settings=cfg), events.default, cfg,
-                    agent.watchdog(plat.profile))
+    agent.main(plat, prov, cfg)
 
 
 def _why(e):

@@ -15,10 +15,10 @@ async def watch_primary(self):
     is watched with plain TCP connects to the call manager's TLS port (closed at once),
     every probe_after_ms while it answers, with backoff while it does not. True once it
     has answered for connectionMonitorDuration (longer after re-homes that failed)."""
-    monitor_ms = (self.s.monitor_s if self.s.monitor_s is not None else self.prov.monitor_s) * 1000
+    monitor_ms = (self.cfg.monitor_s if self.cfg.monitor_s is not None else self.prov.monitor_s) * 1000
     monitor_ms <<= min(self._rh_fails, 3)
-    every = self.s.probe_after_ms or self.s.retry_max_ms
-    delay = self.s.retry_min_ms
+    every = self.cfg.probe_after_ms or self.cfg.retry_max_ms
+    delay = self.cfg.retry_min_ms
     since = None
     srst = self.srst
     lost = lambda: srst.mode != _link.REGISTERED
@@ -31,7 +31,7 @@ async def watch_primary(self):
         for name, host, port, anchor in self.prov.call_managers:
             if anchor is None and self.prov.secure:
                 continue
-            why = await _reach(host, port, self.s.connect_timeout_ms)
+            why = await _reach(host, port, self.cfg.connect_timeout_ms)
             if why is None:
                 cm = name
                 break
@@ -45,7 +45,7 @@ async def watch_primary(self):
             await self._sleep_or_wake(_jitter(delay), cond=lost)
             delay = self._grow(delay)
             continue
-        delay = self.s.retry_min_ms
+        delay = self.cfg.retry_min_ms
         if since is None:
             since = time.ticks_ms()
             self.events.emit('primary_reachable', cm=cm, how='tcp', monitor_s=monitor_ms // 1000)

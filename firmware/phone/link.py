@@ -1,18 +1,21 @@
-# One TLS session to one server (call manager or SRST router), asyncio based.
+# The connectivity half of a signalling link: one TLS session to one server (call manager or
+# SRST router), asyncio based, and the dead-peer rule. The protocol half subclasses Link
+# (phone.sccplink today), as mqtt_as keeps connectivity and protocol in two layers. What a
+# signalling link offers the agent, its modes and its events: docs/signalling.md.
 # The trust anchor is one (der, cn) pair: exactly one certificate is trusted, byte for byte,
 # whatever the clock, the chain and the name (context(); docs/security.md rule 9).
 #
-# Modes: STANDBY (KeepAlive only, as Cisco's standby connection to the SRST router) and
-# REGISTERED (after Register -> RegisterAck). The link pins exactly one trust anchor, sends
-# the phone's certificate (mutual TLS) and detects a dead peer three ways: a reset or close
-# (the reader sees it), a failed write, or a KeepAlive left unanswered.
+# Modes: STANDBY (keepalives only, as Cisco's standby connection to the SRST router) and
+# REGISTERED (after register()). The link pins exactly one trust anchor, sends the phone's
+# certificate (mutual TLS) and detects a dead peer three ways: a reset or close (the reader
+# sees it), a failed write, or a keepalive left unanswered.
 #
 # Dead-peer rule (numbers in Settings, see docs/failover.md):
-#   - a KeepAlive every `keepalive_ms` (RegisterAck's interval, or the secondary interval for
-#     standby), as the protocol says;
-#   - when the server has been silent for `probe_after_ms`, an extra KeepAlive "probe"
-#     (KeepAlive is idempotent and always answered, so probes never break the protocol);
-#   - a KeepAlive unanswered for `ack_timeout_ms` is missed; `max_missed` misses in a row
+#   - a keepalive every `keepalive_ms` (the registration's interval, or the secondary interval
+#     for standby), as the protocol says;
+#   - when the server has been silent for `probe_after_ms`, an extra keepalive "probe"
+#     (a keepalive is idempotent and always answered, so probes never break the protocol);
+#   - a keepalive unanswered for `ack_timeout_ms` is missed; `max_missed` misses in a row
 #     declare the peer dead. Worst-case detection: probe_after + max_missed * ack_timeout.
 import asyncio
 import time
@@ -24,8 +27,6 @@ except ImportError:                  # drops a verify_callback without a word
 
 from micropython import const
 
-from phone import clock, sccp
-
 DOWN = 'DOWN'
 CONNECTING = 'CONNECTING'
 STANDBY = 'STANDBY'
@@ -33,11 +34,6 @@ REGISTERING = 'REGISTERING'
 REGISTERED = 'REGISTERED'
 
 _MIN_TICK_MS = const(20)
-_KA = sccp.keepalive()
-_KEEP = const(512)           # body bytes buffered: what a phone reads is < 100 bytes
-# What the phone reads and shows as a 'display' event (the ids: phone.sccp's table)
-_DISPLAYS = (sccp.DISPLAY_TEXT, sccp.DISPLAY_NOTIFY, sccp.DISPLAY_PRI_NOTIFY,
-             sccp.DISPLAY_PROMPT_STATUS)
 
 
 class LinkError(Exception):
@@ -181,62 +177,69 @@ class _Opened:
 
 
 class Link:
-    def __init__(self, role, host, port, anchor, identity, events, settings, on_down=None,
-                 on_reset=None):
-        self.role = role                  # 'primary' or 'srst' (for events)
+    """One signalling session, the connectivity half: TLS, the modes, the dead-peer rule,
+    request and answer. A protocol subclasses it (docs/signalling.md, "The protocol half") and
+    provides KA (its keepalive, prebuilt), KA_ACK (the ids that answer it), ACK (its name, for
+    reasons), registration(owner) (called on the class), _reading(stream), _on(id, reader),
+    _register(reg, ms), _registered() and _unregister(ms).
+    `owner` (the agent) offers events, cfg (Settings), prov (identity: the phone's certificate
+    and key), platform, link_down(link, reason) and reset_requested(link, kind)."""
+
+    def __init__(self, owner, role, host, port, anchor, cm=None):
+        self.owner = owner
+        self.role = role                  # 'primary', 'srst' or 'probe' (for events)
         self.host = host
         self.port = port
         self.anchor = anchor              # (der, cn) of the one certificate trusted, or None
-        self.identity = identity          # (cert_der, key_der) or None
-        self.events = events
-        self.s = settings
-        self.on_down = on_down            # fn(link, reason)
-        self.on_reset = on_reset          # fn(link, kind)
+        self.cm = cm                      # the call manager's name (None: the SRST router)
+        self.cfg = cfg = owner.cfg
         self.mode = DOWN
-        self.keepalive_ms = settings.standby_keepalive_ms
-        self.secondary_keepalive_ms = settings.standby_keepalive_ms
-        self.probe_after_ms = 0
+        self.secondary_keepalive_ms = cfg.standby_keepalive_ms
+        if role == 'probe':               # watches a call manager: a flap is seen at once
+            self.keepalive_ms = cfg.retry_min_ms
+            self.probe_after_ms = cfg.probe_after_ms
+        else:
+            self.keepalive_ms = cfg.standby_keepalive_ms
+            self.probe_after_ms = 0
         self.reason = None
-        self._r = self._w = None
+        self._w = None                    # the asyncio stream (its writing side)
         self._reader = None
         self._tasks = []
         self._down = None                 # the teardown _fail() started (close() awaits it)
         self._want = None                 # message ids a waiter expects
         self._got = asyncio.Event()
-        self._got_id = -1
-        self._got_body = None
+        self._got_msg = None              # (id, body) of what a waiter expected
         self._last_rx = 0
-        self._ka_out = False              # a KeepAlive is waiting for its ack
+        self._ka_out = False              # a keepalive is waiting for its answer
         self._ka_sent = 0
         self._missed = 0
 
-    # -- connection --------------------------------------------------------------------
-    def _context(self):
-        return context('srst' if self.role == 'srst' else 'cm', self.anchor, self.identity)
-
+    # -- what the agent asks of a link (docs/signalling.md) -------------------------------
     async def connect(self, timeout_ms=None):
-        """Open TLS and prove the session with one KeepAlive exchange (the handshake is
+        """Open TLS and prove the session with one keepalive exchange (the handshake is
         deferred to the first write on MicroPython). Raises LinkError with the reason."""
         if self.mode != DOWN:
             return
-        timeout_ms = timeout_ms or self.s.connect_timeout_ms
+        timeout_ms = timeout_ms or self.cfg.connect_timeout_ms
         self.mode = CONNECTING
         t0 = time.ticks_ms()
         opened = None
         try:
-            a = self.anchor                # None: plain SCCP (security mode 1 only)
-            if a and _last_refused[0] is a[0]:
-                _last_refused[0] = None    # a refusal is told by this handshake's callback
-            opened = _Opened(self._context()) if a else None
+            a = self.anchor                # None: plain text (security mode 1 only)
+            if a:
+                if _last_refused[0] is a[0]:
+                    _last_refused[0] = None    # a refusal is told by this handshake's callback
+                opened = _Opened(context('srst' if self.role == 'srst' else 'cm', a,
+                                         self.owner.prov.identity))
             # No server_hostname: the pin is the certificate's bytes, CN included (no SNI
             # either: phones reach their servers by address).
-            self._r, self._w = await asyncio.wait_for_ms(
+            r, self._w = await asyncio.wait_for_ms(
                 asyncio.open_connection(self.host, self.port, ssl=opened), timeout_ms)
-            self._reader = sccp.FrameReader(self._r, accept=sccp.PHONE_RX, keep=_KEEP)
+            self._reader = self._reading(r)
             self._last_rx = time.ticks_ms()
             self._tasks = [asyncio.create_task(self._read_loop())]
             left = max(100, timeout_ms - time.ticks_diff(time.ticks_ms(), t0))
-            await self._request(sccp.keepalive(), (sccp.KEEPALIVE_ACK,), left, 'KeepAliveAck')
+            await self._request(self.KA, self.KA_ACK, left, self.ACK)
         except Exception as e:
             why = _why(e, self.anchor)
             if self._w is None and opened is not None:
@@ -249,53 +252,51 @@ class Link:
         self._tasks.append(asyncio.create_task(self._keep_loop()))
         return time.ticks_diff(time.ticks_ms(), t0)
 
-    async def register(self, register_frame, timeout_ms=None):
-        """Register over this (already open) session; returns (keepalive_s, secondary_s)."""
+    async def register(self, reg, timeout_ms=None):
+        """Register over this (already open) session with `reg` (made once by
+        registration()); returns (keepalive_s, secondary_s). A refusal leaves the session in
+        STANDBY; any other failure ends it. A probe that registers is the primary (re-home)."""
+        if self.role == 'probe':
+            self.role = 'primary'
         if self.mode != STANDBY:
             raise LinkError('cannot register in mode ' + self.mode)
         self.mode = REGISTERING
         try:
-            mid, body = await self._request(register_frame,
-                                            (sccp.REGISTER_ACK, sccp.REGISTER_REJECT),
-                                            timeout_ms or self.s.register_timeout_ms, 'RegisterAck')
-            if mid == sccp.REGISTER_REJECT:
-                text = 'rejected: ' + sccp.parse_register_reject(body)
-            else:
-                text = None
-                ka, _, sec, _, _ = sccp.parse_register_ack(body)
+            got = await self._register(reg, timeout_ms or self.cfg.register_timeout_ms)
         except Exception as e:             # a lost session, a timeout, a malformed answer
             self._fail('register: ' + _why(e, self.anchor))
             raise LinkError(_why(e, self.anchor))
-        if text is not None:
+        if isinstance(got, str):           # refused, in the server's words
             self.mode = STANDBY
-            raise LinkError(text)
+            raise LinkError(got)
         if self.mode != REGISTERING:       # the session ended right after the answer
             raise LinkError(self.reason or 'connection lost')
+        ka, sec = got
         self.keepalive_ms = max(1, ka) * 1000
         self.secondary_keepalive_ms = max(1, sec) * 1000
-        self.probe_after_ms = self.s.probe_after_ms
+        self.probe_after_ms = self.cfg.probe_after_ms
         self.mode = REGISTERED
-        # The rest of the registration dialogue; CapabilitiesReq is answered by the reader.
-        # A server that closes right after RegisterAck fails these writes: a link failure.
+        # The rest of the registration dialogue. A server that closes right after
+        # accepting fails these writes: a link failure.
         try:
-            await self._send(sccp.button_template_req())
-            await self._send(sccp.time_date_req())
+            await self._registered()
         except LinkError as e:
             self._fail('register: ' + str(e))
             raise
-        return ka, sec
+        return got
 
     async def unregister(self, timeout_ms=None):
         """Unregister and close; the caller reopens a standby session when it wants one."""
         if self.mode == REGISTERED:
             try:
-                await self._request(sccp.unregister(), (sccp.UNREGISTER_ACK,),
-                                    timeout_ms or self.s.register_timeout_ms, 'UnregisterAck')
+                await self._unregister(timeout_ms or self.cfg.register_timeout_ms)
             except Exception as e:
-                self.events.emit('unregister_failed', link=self.role, reason=_why(e, self.anchor))
+                self.owner.events.emit('unregister_failed', link=self.role,
+                                       reason=_why(e, self.anchor))
         await self.close('unregistered')
 
     def standby(self, keepalive_ms):
+        """Keep the session as a standby one: a keepalive every `keepalive_ms`, no probes."""
         self.keepalive_ms = keepalive_ms
         self.probe_after_ms = 0
 
@@ -320,7 +321,7 @@ class Link:
         w = self._w
         if w is None or self.mode == DOWN:
             raise LinkError(self.reason or 'connection lost')
-        timeout_ms = timeout_ms or self.s.register_timeout_ms
+        timeout_ms = timeout_ms or self.cfg.register_timeout_ms
         try:
             w.write(frame)
             await asyncio.wait_for_ms(w.drain(), timeout_ms)
@@ -332,8 +333,9 @@ class Link:
             raise LinkError(_why(e, self.anchor))
 
     async def _request(self, frame, want, timeout_ms, what):
+        """Send `frame`, wait for a message whose id is in `want`: (id, body)."""
         self._want = want
-        self._got_id = -1
+        self._got_msg = None
         self._got.clear()
         t0 = time.ticks_ms()
         try:
@@ -344,11 +346,14 @@ class Link:
             raise LinkError('no %s within %d ms' % (what, timeout_ms))
         finally:
             self._want = None
-        if self._got_id < 0:
+        got = self._got_msg
+        if got is None:
             raise LinkError(self.reason or 'connection lost')
-        return self._got_id, self._got_body
+        return got
 
     async def _read_loop(self):
+        """Every message the protocol's reader returns proves the peer alive; the protocol
+        handles it (_on: what to answer, if anything), then a waiter for it is woken."""
         r = self._reader
         try:
             while True:
@@ -359,25 +364,11 @@ class Link:
                 self._last_rx = time.ticks_ms()
                 self._ka_out = False
                 self._missed = 0
-                if mid == sccp.KEEPALIVE_ACK:
-                    pass
-                elif mid == sccp.CAPABILITIES_REQ:
-                    await self._send(sccp.capabilities_res())
-                elif mid == sccp.RESET:
-                    kind = sccp.parse_u32(r.body(), 'Reset')
-                    self.events.emit('reset_requested', link=self.role, kind=kind)
-                    if self.on_reset is not None:
-                        self.on_reset(self, kind)
-                elif mid in _DISPLAYS:
-                    self.events.emit('display', link=self.role, text=sccp.parse_display(mid, r.body()))
-                elif mid == sccp.DEFINE_TIME_DATE:
-                    # the server's time, over the pinned session: the phone's clock
-                    clock.define_time_date(r.body(), self.events)
-                elif mid == sccp.REGISTER_TOKEN_REJECT:
-                    self.events.emit('token_reject', link=self.role)
+                reply = self._on(mid, r)
+                if reply is not None:
+                    await self._send(reply)
                 if self._want is not None and mid in self._want:
-                    self._got_id = mid
-                    self._got_body = bytes(r.body())
+                    self._got_msg = (mid, bytes(r.body()))
                     self._got.set()
         except asyncio.CancelledError:
             raise
@@ -389,10 +380,10 @@ class Link:
             while self.mode != DOWN:
                 now = time.ticks_ms()
                 if self._ka_out:
-                    if time.ticks_diff(now, self._ka_sent) >= self.s.ack_timeout_ms:
+                    if time.ticks_diff(now, self._ka_sent) >= self.cfg.ack_timeout_ms:
                         self._missed += 1
-                        if self._missed >= self.s.max_missed:
-                            self._fail('no KeepAliveAck (%d missed)' % self._missed)
+                        if self._missed >= self.cfg.max_missed:
+                            self._fail('no %s (%d missed)' % (self.ACK, self._missed))
                             return
                         await self._keepalive(now)
                 else:
@@ -401,32 +392,33 @@ class Link:
                              time.ticks_diff(now, self._last_rx) >= self.probe_after_ms)
                     if due or probe:
                         await self._keepalive(now)
-                await asyncio.sleep_ms(self._tick())
+                # the tick: a quarter of the shortest wait watched, at least _MIN_TICK_MS
+                t = self.cfg.ack_timeout_ms
+                if self.probe_after_ms and self.probe_after_ms < t:
+                    t = self.probe_after_ms
+                t //= 4
+                await asyncio.sleep_ms(t if t > _MIN_TICK_MS else _MIN_TICK_MS)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             self._fail('write failed: ' + _why(e, self.anchor))
 
-    def _tick(self):
-        t = self.s.ack_timeout_ms
-        if self.probe_after_ms and self.probe_after_ms < t:
-            t = self.probe_after_ms
-        t //= 4
-        return t if t > _MIN_TICK_MS else _MIN_TICK_MS
-
     async def _keepalive(self, now):
+        """The one place that knows the asyncio stream's insides (its unsent bytes, `out_buf`,
+        and its socket, `s`). Straight to the socket, non-blocking and without allocating: the
+        keepalive is prebuilt and a TLS record is written whole or not at all. A socket that
+        cannot take it means a peer that stopped reading: the missing answer will declare
+        it dead."""
         self._ka_out = True
         self._ka_sent = now
-        # Straight to the socket, non-blocking and without allocating: the frame is prebuilt
-        # and a TLS record is written whole or not at all. A socket that cannot take 12 bytes
-        # means a peer that stopped reading: the missing ack will declare it dead.
         w = self._w
         if w is None:
             raise LinkError(self.reason or 'connection lost')
         if w.out_buf:
-            await self._send(b'', self.s.ack_timeout_ms)
-        n = w.s.write(_KA)
-        if n is not None and n != len(_KA):
+            await self._send(b'', self.cfg.ack_timeout_ms)
+        ka = self.KA
+        n = w.s.write(ka)
+        if n is not None and n != len(ka):
             raise OSError('partial KeepAlive write')
 
     def _fail(self, reason):
@@ -436,15 +428,15 @@ class Link:
         was = self.mode
         self.mode = DOWN
         self.reason = reason
-        self._got_id = -1
+        self._got_msg = None
         self._got.set()                       # wake any waiter: it sees the failure
-        self.events.emit('link_down', link=self.role, host=self.host, port=self.port,
-                         was=was, reason=reason)
+        self.owner.events.emit('link_down', link=self.role, host=self.host, port=self.port,
+                               was=was, reason=reason)
         self._down = asyncio.create_task(self._teardown())
         # A link still being made tells its owner by connect()'s LinkError: waking the owner
         # too would cut short the backoff it is about to announce.
-        if self.on_down is not None and was != CONNECTING:
-            self.on_down(self, reason)
+        if was != CONNECTING:
+            self.owner.link_down(self, reason)
 
     async def _teardown(self):
         cur = asyncio.current_task()
@@ -452,7 +444,7 @@ class Link:
             if t is not cur:
                 t.cancel()
         self._tasks = []
-        w, self._w, self._r = self._w, None, None
+        w, self._w = self._w, None
         self._reader = None                   # its buffer: a dead link may stay referenced
         if w is not None:
             try:

@@ -1,5 +1,6 @@
 # SCCP (Skinny) messages, the phone's side: encode what a phone sends, decode what it reads,
-# and framing over any stream. No I/O policy here. The server's side (what call managers and
+# and framing over any stream. No I/O policy here (that is phone.sccplink's). The Register,
+# built once per agent run, is phone.sccpreg's, so its code is not resident. The server's side (what call managers and
 # SRST routers send, decode() for any message, names) is phone.sccp_lab: the agent never
 # loads it, so it costs the board no RAM. Both are in the common subset of MicroPython and
 # CPython: the lab's simulators import phone.sccp_lab, which includes this module.
@@ -19,7 +20,7 @@ class SccpError(Exception):
 HEADER_SIZE = const(12)
 MAX_BODY = const(2048)       # a sane limit: the largest message we handle is ~300 bytes
 
-# The message ids: the one table, for the agent (phone.link), the lab (phone.sccp_lab re-exports
+# The message ids: the one table, for the agent (phone.sccplink), the lab (phone.sccp_lab re-exports
 # it, with the names) and the tests. Public, so each costs the board a qstr and a module dict
 # slot (~20 bytes): nothing more goes here than the ids of the messages we send or read.
 # phone -> server
@@ -49,7 +50,7 @@ REGISTER_TOKEN_ACK = const(0x011A)
 REGISTER_TOKEN_REJECT = const(0x011B)
 DISPLAY_PRI_NOTIFY = const(0x0120)
 
-# What the agent reads (phone.link's FrameReader accepts these; anything else is skipped).
+# What the agent reads (phone.sccplink's FrameReader accepts these; anything else is skipped).
 PHONE_RX = (REGISTER_ACK, REGISTER_REJECT, CAPABILITIES_REQ, KEEPALIVE_ACK, DEFINE_TIME_DATE,
             RESET, UNREGISTER_ACK, REGISTER_TOKEN_ACK, REGISTER_TOKEN_REJECT, DISPLAY_TEXT,
             DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS, BUTTON_TEMPLATE)
@@ -76,24 +77,6 @@ def _u32(b, off):
     return b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)
 
 
-def body_length(header):
-    """Validate a 12-byte header; return the body length. Raises SccpError."""
-    if len(header) < HEADER_SIZE:
-        raise SccpError('truncated header')
-    n = _u32(header, 0)
-    if n < 4 or n - 4 > MAX_BODY:
-        raise SccpError('bad length %d' % n)
-    return n - 4
-
-
-def _fixed(text, size):
-    """char[size], NUL padded, always NUL terminated."""
-    if isinstance(text, str):
-        text = text.encode()
-    text = bytes(text[:size - 1])
-    return text + bytes(size - len(text))
-
-
 def _text(b, off, size):
     """char[size] -> str up to the first NUL; bytes >= 0x80 kept as latin-1 code points."""
     end = off
@@ -110,35 +93,6 @@ def _text(b, off, size):
     return out.decode()
 
 
-def ip_bytes(ip):
-    """'192.0.2.5' or 4 bytes -> 4 bytes (network order)."""
-    if isinstance(ip, str):
-        parts = ip.split('.')
-        if len(parts) != 4:
-            raise ValueError('bad IPv4 address %r' % ip)
-        return bytes([int(p) for p in parts])
-    ip = bytes(ip)
-    if len(ip) != 4:
-        raise ValueError('bad IPv4 address')
-    return ip
-
-
-def mac_bytes(mac):
-    """'SEP001122AABBCC' / '00:11:22:aa:bb:cc' / 6 bytes -> 6 bytes."""
-    if isinstance(mac, str):
-        m = mac.upper()
-        if m.startswith('SEP'):
-            m = m[3:]
-        m = m.replace(':', '').replace('-', '').replace('.', '')
-        if len(m) != 12:
-            raise ValueError('bad MAC %r' % mac)
-        return bytes([int(m[i:i + 2], 16) for i in range(0, 12, 2)])
-    mac = bytes(mac)
-    if len(mac) != 6:
-        raise ValueError('bad MAC')
-    return mac
-
-
 # ---------------------------------------------------------------- phone -> server encoders
 
 _KEEPALIVE_FRAME = b'\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00'
@@ -146,15 +100,6 @@ _KEEPALIVE_FRAME = b'\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00'
 
 def keepalive():
     return _KEEPALIVE_FRAME    # preallocated: the keepalive loop allocates nothing
-
-
-def register(name, ip, device_type=DEVICE_7911, mac=None, load_name=''):
-    """Register, the long form (124-byte body: MAC and firmware load name), as a phone sends
-    it (phone.sccp_lab.register has every field and the short form)."""
-    return frame(REGISTER, _fixed(name, 16) + struct.pack('<II', 0, 1) + ip_bytes(ip)
-                 + struct.pack('<IIIBBHII', device_type, 5, 0, 11, 0, 0, 0, 0)
-                 + mac_bytes(mac if mac is not None else name) + bytes(6)
-                 + struct.pack('<II', 0, 1) + bytes(20) + _fixed(load_name, 32))
 
 
 def capabilities_res(caps=_CAPS):

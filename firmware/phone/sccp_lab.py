@@ -2,7 +2,8 @@
 # encoders and decoders), decode() of any message, message names, split(), the full Register
 # (every field, short form) and FrameReader.read() for blocking streams. Everything of
 # phone.sccp (the phone's side: what the agent loads, with the one table of message ids) is
-# re-exported, so the simulators and the tests use this one module. Never imported by the
+# re-exported (with phone.sccpreg's field encoders), so the simulators and the tests use this
+# one module. Never imported by the
 # agent: on a board it would only cost RAM. Common subset of MicroPython and CPython.
 import struct
 
@@ -10,7 +11,8 @@ from micropython import const
 
 from phone import sccp as _phone
 from phone.sccp import *  # noqa: F401,F403 - the phone's side, re-exported
-from phone.sccp import _fixed, _need, _text, _u32
+from phone.sccp import _need, _text, _u32
+from phone.sccpreg import _fixed, ip_bytes, mac_bytes
 
 # Reset types (Reset body), UnregisterAck status
 RESET_RESET = const(1)
@@ -114,6 +116,16 @@ class FrameReader(_phone.FrameReader):
                 left -= k
             if self._accepted(n):
                 return self.msg_id
+
+
+def body_length(header):
+    """Validate a 12-byte header; return the body length. Raises SccpError."""
+    if len(header) < HEADER_SIZE:
+        raise SccpError('truncated header')
+    n = _u32(header, 0)
+    if n < 4 or n - 4 > MAX_BODY:
+        raise SccpError('bad length %d' % n)
+    return n - 4
 
 
 def parse_header(header):

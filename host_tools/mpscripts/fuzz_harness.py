@@ -232,7 +232,7 @@ class AStream(Stream):
         return Stream.readinto(self, buf)
 
 
-# what phone.link does with each message it reads (sccp.PHONE_RX); ClearNotify too, which
+# what phone.sccplink does with each message it reads (sccp.PHONE_RX); ClearNotify too, which
 # the lab decodes (read with accept=None)
 def _sccp_dispatch(sccp, mid, body, ev):
     if mid == sccp.REGISTER_ACK:
@@ -253,7 +253,7 @@ def run_sccp(flags, b):
     # the links' reader: FrameReader.aread() over an asyncio-style stream
     import asyncio
     from phone import sccp
-    keep = (512, None, 16, 100)[flags & 3]          # 512: what phone.link keeps
+    keep = (512, None, 16, 100)[flags & 3]          # 512: what phone.sccplink keeps
     step = (1 << 30, 1, 7, 13)[(flags >> 2) & 3]    # bytes per readinto (TLS records)
     accept = None if flags & 0x10 else sccp.PHONE_RX
     ev = events()

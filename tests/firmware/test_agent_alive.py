@@ -2,7 +2,7 @@
 # timeout: 120
 # The agent never dies and never storms (issue 11, items 5 and 6). The agent runs in one
 # asyncio loop against small SCCP servers on loopback with fault modes, TLS replaced by a
-# stand-in that wraps nothing (as in test_agents_share.py), so the faults are the server's:
+# stand-in that wraps nothing (support/fakes.py), so the faults are the server's:
 #   - a call manager that closes the session right after RegisterAck (or after a 64 KB
 #     DisplayText): the agent must not end, and its state must leave PRIMARY;
 #   - a server that closes every connection at once (what a failed TLS verification looks
@@ -11,14 +11,16 @@
 #   - garbage, a RegisterReject loop, a Reset on a standby link;
 #   - anything that escapes the agent is turned into an event and a restart by the supervisor
 #     (phone.agent.supervise).
-import asyncio
-import json
-import struct
 import time
 
+import asyncio
+
+import fakes
+from fakes import Server
 from fwtest import CaptureOut, eq
+from fwtest import events as _events
+from fwtest import states as _states
 from phone import link as _link
-from phone import sccp_lab as sccp
 from phone.agent import Agent, FALLBACK, PRIMARY, TRYING
 from phone.events import Events
 from phone.platform import Platform, parse_mac
@@ -29,112 +31,6 @@ MAC = '02F1EE0000C3'
 SETTINGS = {'probe_after_ms': 1500, 'ack_timeout_ms': 1000, 'max_missed': 2,
             'connect_timeout_ms': 2000, 'register_timeout_ms': 2000, 'retry_min_ms': 100,
             'retry_max_ms': 800, 'monitor_s': 60}
-
-
-class FakeContext:
-    def __init__(self, protocol):
-        pass
-
-    def load_verify_locations(self, cadata=None):
-        pass
-
-    def load_cert_chain(self, cert, key):
-        pass
-
-    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
-        return sock                       # plain SCCP underneath
-
-
-class FakeSsl:
-    PROTOCOL_TLS_CLIENT = 0
-    CERT_REQUIRED = 2
-    CERT_OPTIONAL = 1
-    SSLContext = FakeContext
-
-
-def _frame(mid, body):
-    return struct.pack('<III', 4 + len(body), 0, mid) + body
-
-
-class Server:
-    """SCCP server with a fault mode:
-    ok           KeepAlive, Register (RegisterAck + CapabilitiesReq), Unregister answered
-    close        every connection closed at once (a link that fails while being made)
-    ack_close    RegisterAck + CapabilitiesReq, then the session is closed
-    big_display  RegisterAck, then a 64 KB DisplayText, then close
-    reject       RegisterReject to every Register
-    garbage      answers KeepAlive with bytes that are no SCCP frame
-    reset        a Reset (restart) to every KeepAlive (a standby link, never registered)
-    reset_ack    a Reset (restart) right after every RegisterAck"""
-
-    def __init__(self, mode='ok'):
-        self.mode = mode
-        self.accepted = 0
-        self.registers = 0
-        self.server = None
-        self.port = 0
-
-    async def start(self):
-        base = 20000 + time.ticks_us() % 20000
-        for i in range(20):
-            try:
-                self.server = await asyncio.start_server(self.serve, '127.0.0.1', base + i)
-                self.port = base + i
-                return self
-            except OSError:
-                pass
-        raise OSError('no free port')
-
-    async def serve(self, r, w):
-        self.accepted += 1
-        try:
-            if self.mode == 'close':
-                return
-            fr = sccp.FrameReader(r)
-            while True:
-                mid = await fr.aread()
-                if mid < 0:
-                    break
-                if mid == sccp.KEEPALIVE:
-                    if self.mode == 'garbage':
-                        w.write(b'\xff' * 64)
-                    elif self.mode == 'reset':
-                        w.write(sccp.keepalive_ack() + sccp.reset(sccp.RESET_RESTART))
-                    else:
-                        w.write(sccp.keepalive_ack())
-                elif mid == sccp.REGISTER:
-                    self.registers += 1
-                    if self.mode == 'reject':
-                        w.write(sccp.register_reject('Unknown device'))
-                    else:
-                        w.write(sccp.register_ack(5, 10))
-                        w.write(sccp.capabilities_req())
-                    if self.mode == 'big_display':
-                        await w.drain()
-                        w.write(_frame(sccp.DISPLAY_TEXT, b'A' * 65536))
-                    if self.mode == 'reset_ack':
-                        w.write(sccp.reset(sccp.RESET_RESTART))
-                    if self.mode in ('ack_close', 'big_display'):
-                        await w.drain()
-                        return
-                elif mid == sccp.UNREGISTER:
-                    w.write(sccp.unregister_ack())
-                await w.drain()
-        except Exception:
-            pass
-        finally:
-            await _close(w)
-
-    def close(self):
-        self.server.close()
-
-
-async def _close(w):
-    w.close()
-    try:
-        await asyncio.wait_for_ms(w.wait_closed(), 1000)
-    except Exception:
-        pass
 
 
 def _agent(cm, srst, out, overrides=None):
@@ -157,7 +53,7 @@ def _agent(cm, srst, out, overrides=None):
 async def _run_for(agent, ms):
     """Run the agent for `ms`; returns the exception that ended it early (None: it kept
     running, as it must)."""
-    _link.ssl = FakeSsl
+    fakes.install()
     task = asyncio.create_task(agent.run())
     t0 = time.ticks_ms()
     while time.ticks_diff(time.ticks_ms(), t0) < ms:
@@ -178,15 +74,6 @@ async def _run_for(agent, ms):
         except Exception:
             pass
     return died
-
-
-def _events(out, name=None):
-    evs = [json.loads(l) for l in out.lines()]
-    return [e for e in evs if name is None or e['ev'] == name]
-
-
-def _states(out):
-    return [e['state'] for e in _events(out, 'state')]
 
 
 def _check_backoff(evs, what, retry_min, retry_max):
@@ -409,7 +296,7 @@ async def test_reset_at_every_registration_is_no_reboot_loop():
     resets = []
     a.platform.reset = lambda: resets.append(time.ticks_ms())
     t0 = time.ticks_ms()
-    _link.ssl = FakeSsl
+    fakes.install()
     try:
         await asyncio.wait_for_ms(a.run(), 5000)
     finally:

@@ -1,6 +1,7 @@
 # What the running agent keeps loaded (docs/decisions.md "Heap after issues 11 and 12"): the
 # lease keeper (phone.lease) only for a step, phone.limited only on a limited board, the
-# settings checks (phone.setcheck) only while settings are checked.
+# settings checks (phone.setcheck) only while settings are checked, the Register's builder
+# (phone.sccpreg) only while the frame is built.
 import asyncio
 import sys
 import time
@@ -51,10 +52,10 @@ def test_keeper_state_goes_on_where_it_stopped():
     from phone import lease
     a, log = _agent()
     k = lease.Keeper(a.platform, ('192.0.2.10', '192.0.2.1', 0xFFFFFFFF, None, None, 0),
-                     a.events, a.s, None, None)
+                     a.events, a.cfg, None, None)
     eq(asyncio.run(k.step()), None, 'infinite lease: nothing more to do')
     st = ('192.0.2.10', '192.0.2.1', 120, 30, 90, time.ticks_ms(), 3, None, True)
-    k = lease.Keeper(a.platform, st, a.events, a.s, None, None)
+    k = lease.Keeper(a.platform, st, a.events, a.cfg, None, None)
     eq(k.state(), st)
     eq(k.renewals, 3)
 
@@ -73,3 +74,17 @@ def test_settings_checks_are_dropped_after_checking():
     eq('phone.setcheck' in sys.modules, False, 'phone.setcheck left loaded')
     eq(hasattr(settings, 'check') or hasattr(settings, 'LIMITS'), False,
        'checks resident in phone.settings')
+
+
+def test_register_builder_is_not_resident():
+    # The Register is built once per agent run (SccpLink.registration); its builder,
+    # phone.sccpreg, is dropped after: a board keeps the frame, not the code.
+    a, _ = _agent()
+    a.prov.ip = '192.0.2.10'
+    a.prov.mac = b'\x02\x00\x00\x00\x00\x01'
+    reg = a.link_class.registration(a)
+    eq(len(reg), 12 + 124, 'Register frame length (long form)')
+    eq(reg[8:9], b'\x01', 'message id Register')
+    eq('phone.sccpreg' in sys.modules, False, 'phone.sccpreg left loaded')
+    import phone
+    eq(hasattr(phone, 'sccpreg'), False, 'phone.sccpreg left on the package')

@@ -7,18 +7,23 @@
 # wrap_socket the sessions wrapped before and not yet closed (their socket's fileno() is -1
 # once closed) must be none, and a sampler task checks the same every few milliseconds.
 # Before the fix the agent opened the standby session to the SRST router beside the primary.
-import asyncio
-import json
 import time
 
+import asyncio
+
+import fakes
+from fakes import FakeContext, Owner, Server
 from fwtest import CaptureOut, eq
+from fwtest import events as _events
+from fwtest import states as _states
+from fwtest import until as _until
 from phone import link as _link
-from phone import sccp_lab as sccp
 from phone.agent import Agent, FALLBACK, PRIMARY
 from phone.events import Events
 from phone.platform import Platform, parse_mac
 from phone.provision import Provisioned
 from phone.settings import Settings
+from phone.sccplink import SccpLink
 
 MAC = '02F1EE0000D4'
 SETTINGS = {'probe_after_ms': 300, 'ack_timeout_ms': 1000, 'max_missed': 2,
@@ -29,109 +34,23 @@ SRST_CERT = (b'srst-cert', 'srst')
 
 
 class Sessions:
-    socks = []                 # (sock, what) of every session ever wrapped
     most = 0                   # most sessions open at once, seen at a wrap or by the sampler
-    over = []                  # what was open when a second session was wrapped
+    over = []                  # how many were open when a second session was wrapped
 
     @classmethod
     def open(cls):
-        return [w for s, w in cls.socks if s.fileno() != -1]
+        return [s for s, _ in FakeContext.wrapped if s.fileno() != -1]
 
     @classmethod
     def reset(cls):
-        cls.socks, cls.most, cls.over = [], 0, []
+        cls.most, cls.over = 0, []
 
-
-class FakeContext:
-    def __init__(self, protocol):
-        self.cadata = None
-
-    def load_verify_locations(self, cadata=None):
-        self.cadata = cadata
-
-    def load_cert_chain(self, cert, key):
-        pass
-
-    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
-        before = Sessions.open()
+    @staticmethod
+    def wrapping(sock):
+        before = len(Sessions.open())
         if before:
-            Sessions.over.append((server_hostname, before))
-        Sessions.socks.append((sock, server_hostname))
-        Sessions.most = max(Sessions.most, len(before) + 1)
-        return sock                       # plain SCCP underneath
-
-
-class FakeSsl:
-    PROTOCOL_TLS_CLIENT = 0
-    CERT_REQUIRED = 2
-    CERT_OPTIONAL = 1
-    CERT_NONE = 0
-    SSLContext = FakeContext
-
-
-class Server:
-    """KeepAlive, Register (RegisterAck + CapabilitiesReq or RegisterReject), Unregister.
-    stop() closes the listener and every session (the call manager gone); start() again on
-    the same port brings it back."""
-
-    def __init__(self, reject=False):
-        self.reject = reject
-        self.server = None
-        self.port = 0
-        self.writers = []
-        self.registers = 0
-        self.unregisters = 0
-
-    async def start(self, port=0):
-        base = port or 20000 + time.ticks_us() % 20000
-        for i in range(1 if port else 20):
-            try:
-                self.server = await asyncio.start_server(self.serve, '127.0.0.1', base + i)
-                self.port = base + i
-                return self
-            except OSError:
-                await asyncio.sleep_ms(50)
-        raise OSError('no free port')
-
-    async def serve(self, r, w):
-        self.writers.append(w)
-        fr = sccp.FrameReader(r)
-        try:
-            while True:
-                mid = await fr.aread()
-                if mid < 0:
-                    break
-                if mid == sccp.KEEPALIVE:
-                    w.write(sccp.keepalive_ack())
-                elif mid == sccp.REGISTER:
-                    self.registers += 1
-                    if self.reject:
-                        w.write(sccp.register_reject('Unknown device'))
-                    else:
-                        w.write(sccp.register_ack(5, 10))
-                        w.write(sccp.capabilities_req())
-                elif mid == sccp.UNREGISTER:
-                    self.unregisters += 1
-                    w.write(sccp.unregister_ack())
-                await w.drain()
-        except Exception:
-            pass
-        await _close(w)
-
-    async def stop(self):
-        self.server.close()
-        await self.server.wait_closed()
-        for w in self.writers:
-            await _close(w)
-        self.writers = []
-
-
-async def _close(w):
-    w.close()
-    try:
-        await asyncio.wait_for_ms(w.wait_closed(), 1000)
-    except Exception:
-        pass
+            Sessions.over.append(before)
+        Sessions.most = max(Sessions.most, before + 1)
 
 
 def _agent(cm, srst, out):
@@ -155,26 +74,9 @@ async def _sampler(stop):
         await asyncio.sleep_ms(5)
 
 
-async def _until(cond, timeout_ms, what, out):
-    t0 = time.ticks_ms()
-    while not cond():
-        if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-            raise AssertionError('timed out waiting for %s; events: %s' % (
-                what, ' '.join(e['ev'] for e in _events(out))))
-        await asyncio.sleep_ms(20)
-
-
-def _events(out, name=None):
-    evs = [json.loads(l) for l in out.lines()]
-    return [e for e in evs if name is None or e['ev'] == name]
-
-
-def _states(out):
-    return [e['state'] for e in _events(out, 'state')]
-
-
 async def _run(body):
-    _link.ssl = FakeSsl
+    fakes.install()
+    FakeContext.on_wrap = Sessions.wrapping
     Sessions.reset()
     stop = []
     sampler = asyncio.create_task(_sampler(stop))
@@ -216,14 +118,14 @@ async def test_limited_board_holds_one_session_boot_failover_rehome():
             # In FALLBACK the primary is watched without a TLS session: TCP probes fail.
             await _until(lambda: len(_events(out, 'probe_failed')) >= 2, 5000, 'probes', out)
             eq(set(e['how'] for e in _events(out, 'probe_failed')), {'tcp'}, 'probe kind')
-            n_wrapped = len(Sessions.socks)
+            n_wrapped = len(FakeContext.wrapped)
             # Back: reachable for monitor_s (1 s), then SRST unregistered and closed, then the
             # call manager registered.
             await cm.start(cm.port)
             await _until(lambda: _events(out, 'rehomed'), 8000, 'rehomed', out)
             eq(a.state, PRIMARY, 'state after re-home')
             eq(srst.unregisters, 1, 'Unregister sent to the SRST router')
-            eq(len(Sessions.socks), n_wrapped + 1, 'sessions opened to re-home')
+            eq(len(FakeContext.wrapped), n_wrapped + 1, 'sessions opened to re-home')
             r = _events(out, 'primary_reachable')
             eq(r[-1]['how'], 'tcp', 'primary_reachable how')
             st = _states(out)
@@ -247,7 +149,7 @@ async def test_limited_rehome_refused_goes_back_to_srst():
     # SRST session for the attempt and must go straight back to the SRST router, with one
     # session at a time, and wait longer before the next attempt.
     async def body():
-        cm = await Server(reject=True).start()
+        cm = await Server('reject').start()
         srst = await Server().start()
         out = CaptureOut()
         a = _agent(cm, srst, out)
@@ -283,11 +185,11 @@ async def test_close_after_a_failure_returns_with_the_socket_closed():
     async def body():
         srv = await Server().start()
         out = CaptureOut()
-        link = _link.Link('primary', '127.0.0.1', srv.port, CM_CERT, (b'cert', b'key'),
-                          Events(out=out), Settings(SETTINGS))
+        owner = Owner(Events(out=out), Settings(SETTINGS), (b'cert', b'key'))
+        link = SccpLink(owner, 'primary', '127.0.0.1', srv.port, CM_CERT)
         try:
             await link.connect()
-            sock = Sessions.socks[-1][0]
+            sock = FakeContext.wrapped[-1][0]
             link._fail('simulated: no KeepAliveAck')
             await link.close('lost')
             eq(sock.fileno(), -1, 'socket of the failed link after close()')

@@ -2,18 +2,22 @@
 # Two Agent objects in one interpreter keep separate state: the premise of a fleet
 # (phone/agent.py: "All state lives in the Agent object"; host_tools/fleet runs hundreds per
 # process). Both agents run in one asyncio loop against two small SCCP servers on loopback
-# (call manager and SRST router, written here with phone.sccp_lab). TLS is replaced by a
+# (call manager and SRST router: support/fakes.py). TLS is replaced by a
 # stand-in SSL module that records which phone identity each context was made with and which
 # sockets it wrapped, so the test sees the certificate each connection would present: a
 # context shared between phones (a module-level cache keyed without the identity) gives the
 # second phone the first one's certificate. One phone then loses its call manager: it fails
 # over to the SRST router while the other stays registered, and each event line names its
 # phone ("ph").
-import asyncio
 import json
 import time
 
+import asyncio
+
+import fakes
+from fakes import Server
 from fwtest import CaptureOut, eq
+from fwtest import until as _until
 from phone import link as _link
 from phone import sccp_lab as sccp
 from phone.agent import Agent, FALLBACK, PRIMARY
@@ -27,92 +31,6 @@ MAC_B = '02F1EE0000B2'
 SETTINGS = {'probe_after_ms': 1500, 'ack_timeout_ms': 1000, 'max_missed': 2,
             'connect_timeout_ms': 3000, 'register_timeout_ms': 3000, 'retry_min_ms': 200,
             'retry_max_ms': 1000}
-
-
-class FakeContext:
-    made = []
-
-    def __init__(self, protocol):
-        self.protocol = protocol
-        self.identity = None
-        self.cadata = None
-        self.socks = []
-        FakeContext.made.append(self)
-
-    def load_verify_locations(self, cadata=None):
-        self.cadata = cadata
-
-    def load_cert_chain(self, cert, key):
-        self.identity = (cert, key)
-
-    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
-        self.socks.append(sock)
-        return sock                       # plain SCCP underneath
-
-
-class FakeSsl:
-    PROTOCOL_TLS_CLIENT = 0
-    CERT_REQUIRED = 2
-    CERT_OPTIONAL = 1
-    SSLContext = FakeContext
-
-
-class Server:
-    """Answers KeepAlive, Register (RegisterAck + CapabilitiesReq), Unregister."""
-
-    def __init__(self, name):
-        self.name = name
-        self.writers = {}                 # device -> stream
-        self.registered = []
-        self.server = None
-        self.port = 0
-
-    async def start(self):
-        base = 20000 + time.ticks_us() % 20000
-        for i in range(20):
-            try:
-                self.server = await asyncio.start_server(self.serve, '127.0.0.1', base + i)
-                self.port = base + i
-                return self
-            except OSError:
-                pass
-        raise OSError('no free port for ' + self.name)
-
-    async def serve(self, r, w):
-        fr = sccp.FrameReader(r)
-        try:
-            while True:
-                mid = await fr.aread()
-                if mid < 0:
-                    break
-                if mid == sccp.KEEPALIVE:
-                    w.write(sccp.keepalive_ack())
-                elif mid == sccp.REGISTER:
-                    dev = sccp.parse_register(fr.body())['name']
-                    self.writers[dev] = w
-                    self.registered.append(dev)
-                    w.write(sccp.register_ack(5, 10))
-                    w.write(sccp.capabilities_req())
-                elif mid == sccp.UNREGISTER:
-                    w.write(sccp.unregister_ack())
-                await w.drain()
-        except Exception:
-            pass
-        await _close(w)
-
-    async def drop(self, dev):
-        await _close(self.writers.pop(dev))
-
-    def close(self):
-        self.server.close()
-
-
-async def _close(w):
-    w.close()                             # MicroPython closes the socket in wait_closed()
-    try:
-        await asyncio.wait_for_ms(w.wait_closed(), 1000)
-    except Exception:
-        pass
 
 
 def _agent(mac, cm, srst, anchor, out, settings):
@@ -129,24 +47,8 @@ def _agent(mac, cm, srst, anchor, out, settings):
     return Agent(plat, p, events=Events(out=out, tag=mac), settings=settings)
 
 
-async def _until(cond, timeout_ms, what):
-    t0 = time.ticks_ms()
-    while not cond():
-        if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-            raise AssertionError('timed out waiting for ' + what)
-        await asyncio.sleep_ms(20)
-
-
 def _standing_by(a):
     return a.state == PRIMARY and a.srst is not None and a.srst.mode == _link.STANDBY
-
-
-def _context_of(link):
-    for ctx in FakeContext.made:
-        for s in ctx.socks:
-            if s is link._w.s:
-                return ctx
-    return None
 
 
 def _holds(value, objs):
@@ -164,9 +66,9 @@ def _holds(value, objs):
 
 
 async def test_two_agents_keep_separate_state():
-    _link.ssl = FakeSsl
-    cm = await Server('cm').start()
-    srst = await Server('srst').start()
+    fakes.install()
+    cm = await Server().start()
+    srst = await Server().start()
     out = CaptureOut()
     settings = Settings(SETTINGS)
     anchor = (b'server-cert', 'lab-server')   # one anchor object for both, as in a fleet
@@ -180,7 +82,7 @@ async def test_two_agents_keep_separate_state():
             assert x.primary is not y.primary and x.srst is not y.srst
             assert x.prov.identity is not y.prov.identity
             for link in (x.primary, x.srst):
-                ctx = _context_of(link)
+                ctx = fakes.context_of(link)
                 assert ctx is not None, 'no context wrapped this link'
                 eq(ctx.identity, x.prov.identity, 'certificate presented by ' + x.events.tag)
         # The call manager drops phone A only: A fails over, B stays where it is.
@@ -194,8 +96,9 @@ async def test_two_agents_keep_separate_state():
         eq(srst.registered, ['SEP' + MAC_A], 'SRST registrations')
         # Nothing at module level holds either agent or its links.
         import phone.agent
+        import phone.sccplink
         objs = (a, b, a.primary, a.srst, b.primary, b.srst)
-        for mod in (phone.agent, _link, sccp):
+        for mod in (phone.agent, _link, phone.sccplink, sccp):
             for name in dir(mod):
                 assert not _holds(getattr(mod, name), objs), 'module global %s holds an agent' % name
     finally:

@@ -9,32 +9,13 @@ import asyncio
 import socket
 import time
 
+import fakes
+from fakes import FakeContext, Owner
 from fwtest import CaptureOut, eq
 from phone import link as _link
 from phone.events import Events
+from phone.sccplink import SccpLink
 from phone.settings import Settings
-
-wrapped = []                   # every socket a context wrapped
-
-
-class FakeContext:
-    def __init__(self, protocol):
-        pass
-
-    def load_cert_chain(self, cert, key):
-        pass
-
-    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
-        wrapped.append(sock)
-        return sock                           # no TLS underneath: the TCP connect is the point
-
-
-class FakeSsl:
-    PROTOCOL_TLS_CLIENT = 0
-    CERT_REQUIRED = 2
-    CERT_OPTIONAL = 1
-    CERT_NONE = 0
-    SSLContext = FakeContext
 
 
 def _silent_listener():
@@ -66,13 +47,12 @@ def _open(socks):
 
 
 async def _connect_times_out():
-    _link.ssl = FakeSsl
-    _link._contexts.clear()
+    fakes.install()
     srv, port, fillers = _silent_listener()
     try:
         out = CaptureOut()
-        lk = _link.Link('primary', '127.0.0.1', port, (b'cm-cert', 'cm'), None,
-                        Events(out=out), Settings({}))
+        lk = SccpLink(Owner(Events(out=out), Settings({})), 'primary', '127.0.0.1', port,
+                      (b'cm-cert', 'cm'))
         for _ in range(2):                    # and the next attempt does not pile up
             try:
                 await lk.connect(timeout_ms=300)
@@ -80,6 +60,7 @@ async def _connect_times_out():
             except _link.LinkError as e:
                 eq(str(e), 'timeout', 'why the connect failed')
             eq(lk.mode, _link.DOWN, 'mode after the failed connect')
+        wrapped = [sock for sock, _ in FakeContext.wrapped]
         eq(len(wrapped), 2, 'TLS sockets wrapped')
         eq(_open(wrapped), [], 'TLS sockets still open after the connects timed out')
     finally:

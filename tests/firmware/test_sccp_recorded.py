@@ -12,7 +12,7 @@ from fwtest import eq
 from phone import sccp
 
 D = 'fixtures/cucm/'
-KEEP = 512            # body bytes the agent buffers (phone.link's _KEEP)
+KEEP = 512            # body bytes the agent buffers (phone.sccplink's _KEEP)
 STEPS = (1, 7, 64, 100000)
 
 # What the agent skips of these captures, by Wireshark's names: a call in progress (call
@@ -54,7 +54,7 @@ def _data(name):
 
 
 def decode(mid, body):
-    """What the agent makes of a message it reads (phone.link), or True for one it reads
+    """What the agent makes of a message it reads (phone.sccplink), or True for one it reads
     without a body to parse."""
     if mid == sccp.REGISTER_ACK:
         return sccp.parse_register_ack(body)

@@ -1,4 +1,7 @@
-# Small assertion helpers for firmware tests (MicroPython has no pytest).
+# Small assertion helpers for firmware tests (MicroPython has no pytest), and the agent's
+# events as a test reads them.
+import json
+import time
 
 
 class Skip(Exception):
@@ -47,3 +50,24 @@ class CaptureOut:
 
     def lines(self):
         return [l for l in self.text().split('\n') if l]
+
+
+async def until(cond, timeout_ms, what, out=None):
+    """Wait (asyncio) until cond() holds; fails after timeout_ms, naming the events seen."""
+    import asyncio
+    t0 = time.ticks_ms()
+    while not cond():
+        if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
+            seen = ' '.join(e['ev'] for e in events(out)) if out is not None else ''
+            raise AssertionError('timed out waiting for %s%s' % (
+                what, '; events: ' + seen if seen else ''))
+        await asyncio.sleep_ms(20)
+
+
+def events(out, name=None):
+    evs = [json.loads(l) for l in out.lines()]
+    return [e for e in evs if name is None or e['ev'] == name]
+
+
+def states(out):
+    return [e['state'] for e in events(out, 'state')]
