@@ -44,6 +44,8 @@ package(
         "sha512.py",
         "sha512n.py",
         "sntp.py",
+        "standby.py",
+        "states.py",
         "store.py",
         "tftp.py",
         "udp.py",

@@ -1,9 +1,11 @@
-# The agent's state machine:
+# The agent's state machine (its states: phone.states):
 #   BOOT -> PROVISION -> PRIMARY (+ standby TLS to SRST) -> FALLBACK (registered to SRST,
 #   probing the primary) -> REHOME -> PRIMARY.
-# A `limited` board (profile; no PSRAM: room for one Mbed TLS session) never holds two
-# sessions: no standby, the SRST session is opened at failover after the primary's is closed,
-# and in FALLBACK the primary is watched with plain TCP connects (docs/failover.md).
+# What depends on the board is in one of two halves, loaded on that kind of board only:
+# phone.standby (a standby TLS session to the SRST router, TLS probes in FALLBACK) and
+# phone.limited (a `limited` profile, no PSRAM: room for one Mbed TLS session; no standby,
+# the SRST session is opened at failover after the primary's is closed, and in FALLBACK the
+# primary is watched with plain TCP connects; docs/failover.md).
 # BOOT and PROVISION run before this module is imported (main.py, phone.provision), so the
 # provisioning code can leave the heap before the TLS links need it; the Agent starts from
 # their result (a provision.Provisioned) and reports BOOT/PROVISION as done.
@@ -13,19 +15,14 @@
 # by signalling(); the contract between them: docs/signalling.md).
 import asyncio
 import gc
-import sys
 import time
 
+from phone import drop
 from phone import events as _events
 from phone import link as _link
 from phone.settings import Settings
+from phone.states import BOOT, FALLBACK, PRIMARY, PROVISION, REHOME, TRYING, jitter
 
-BOOT = 'BOOT'
-PROVISION = 'PROVISION'
-PRIMARY = 'PRIMARY'
-FALLBACK = 'FALLBACK'
-REHOME = 'REHOME'
-TRYING = 'TRYING'          # no server reachable yet: retrying with backoff
 
 # LED colours per state (boards with an LED): green primary, amber SRST, blue trying.
 _LED = {PRIMARY: (0, 40, 0), FALLBACK: (40, 20, 0), REHOME: (40, 20, 0),
@@ -54,10 +51,11 @@ class Agent:
         self._back = False                  # _address_back() was called
         self._limited = bool(platform.profile.get('limited'))
         self._rh_fails = 0                  # limited: re-homes in a row that failed
-        self._lim = None                    # limited: phone.limited (other boards never load it)
-        if self._limited:
-            from phone import limited
-            self._lim = limited
+        self._lim = None                    # limited: phone.limited, loaded at the first failover
+        self._sb = None                     # other boards: phone.standby (its standby half)
+        if not self._limited:
+            from phone import standby
+            self._sb = standby
 
     # -- events and state ----------------------------------------------------------------
     def set_state(self, state, **why):
@@ -127,7 +125,7 @@ class Agent:
         self.events.emit('agent_start', heap_free=gc.mem_free(), heap_used=gc.mem_alloc(),
                          limited=self._limited)
         if not self._limited:
-            self._tasks.append(asyncio.create_task(self._standby_keeper()))
+            self._tasks.append(asyncio.create_task(self._sb.keeper(self)))
         if getattr(prov, 'lease', None):
             self._tasks.append(asyncio.create_task(self._keep_lease(prov.lease)))
         try:
@@ -158,15 +156,15 @@ class Agent:
                 gc.collect()
                 self.events.emit('out_of_memory', where='serve', reason=str(e),
                                  heap_free=gc.mem_free())
-                await self._sleep_or_wake(_jitter(delay))
+                await self._sleep_or_wake(jitter(delay))
                 delay = self._grow(delay)
             except Exception as e:
                 # Anything else is a bug or a case nobody foresaw: never the end of the agent.
                 # Report it, start again from no link at all (the state says so), back off.
-                self.events.emit('agent_error', where='serve', reason=_link._why(e),
+                self.events.emit('agent_error', where='serve', reason=_link.why(e),
                                  retry_ms=delay)
                 await self._recover()
-                await self._sleep_or_wake(_jitter(delay))
+                await self._sleep_or_wake(jitter(delay))
                 delay = self._grow(delay)
 
     async def _recover(self):
@@ -191,10 +189,14 @@ class Agent:
             return delay
         if self.srst is not None and self.srst.mode == _link.REGISTERED:
             if self._limited:
+                if self._lim is None:
+                    # Not before it is needed: in PRIMARY its 2.3 KB are the DHCP renewal's.
+                    from phone import limited
+                    self._lim = limited
                 if await self._lim.watch_primary(self):
                     await self._lim.rehome(self)
-            elif await self._monitor_primary():
-                await self._rehome()
+            elif await self._sb.monitor_primary(self):
+                await self._sb.rehome(self)
             return delay
         # Neither registered. The backoff starts again after a registration that held; one
         # that a server dropped at once (closed right after RegisterAck, say) is waited out
@@ -208,7 +210,7 @@ class Agent:
                 self.set_state(TRYING)
                 self.events.emit('retrying', retry_ms=delay,
                                  reason='registration lost after %d ms' % held)
-                await self._sleep_or_wake(_jitter(delay), cond=self._backed_off)
+                await self._sleep_or_wake(jitter(delay), cond=self._backed_off)
                 delay = self._grow(delay)
                 if not self.running or self._reset_kind:
                     return delay
@@ -220,7 +222,7 @@ class Agent:
             return delay
         self.set_state(TRYING)
         self.events.emit('retrying', retry_ms=delay)
-        await self._sleep_or_wake(_jitter(delay), cond=self._backed_off)
+        await self._sleep_or_wake(jitter(delay), cond=self._backed_off)
         return self._grow(delay)
 
     # -- primary -------------------------------------------------------------------------
@@ -308,130 +310,6 @@ class Agent:
         self.set_state(FALLBACK)
         return True
 
-    # -- fallback: watch the primary, re-home when it has been stable --------------------
-    async def _monitor_primary(self):
-        monitor_ms = (self.cfg.monitor_s if self.cfg.monitor_s is not None else self.prov.monitor_s) * 1000
-        delay = self.cfg.retry_min_ms
-        probe = None
-        since = None
-        srst = self.srst
-        while self.running and not self._reset_kind:
-            if srst.mode != _link.REGISTERED:
-                self.events.emit('srst_lost', reason=srst.reason)
-                if probe is not None:
-                    await probe.close('srst lost')
-                self.set_state(TRYING, reason='srst lost')
-                return False
-            if probe is None or probe.mode == _link.DOWN:
-                if since is not None:
-                    self.events.emit('primary_unstable', reachable_ms=time.ticks_diff(time.ticks_ms(), since))
-                    since = None
-                probe = await self._probe_primary(delay)
-                if probe is None:
-                    await self._sleep_or_wake(_jitter(delay),
-                                              cond=lambda: srst.mode != _link.REGISTERED)
-                    delay = self._grow(delay)
-                    continue
-                delay = self.cfg.retry_min_ms
-                since = time.ticks_ms()
-                self.events.emit('primary_reachable', cm=probe.cm, monitor_s=monitor_ms // 1000)
-                self.set_state(FALLBACK, waiting_ms=monitor_ms)
-            left = monitor_ms - time.ticks_diff(time.ticks_ms(), since)
-            if left <= 0:
-                self._probe = probe
-                return True
-            await self._sleep_or_wake(left, cond=lambda: (srst.mode != _link.REGISTERED or
-                                                         probe.mode == _link.DOWN))
-        if probe is not None:
-            await probe.close('stopped')
-        return False
-
-    async def _probe_primary(self, retry_ms=0):
-        """Connect (TLS and one keepalive exchange, no registration) to the first call manager
-        that answers; the session is then kept open with probes so a flap is seen at once."""
-        for name, host, port, anchor in self.prov.call_managers:
-            if anchor is None and self.prov.secure:
-                continue
-            link = self.link_class(self, 'probe', host, port, anchor, name)
-            try:
-                await link.connect()
-            except _link.LinkError as e:
-                self.events.emit('probe_failed', cm=name, reason=str(e), retry_ms=retry_ms)
-                continue
-            return link
-        return None
-
-    async def _rehome(self):
-        t0 = time.ticks_ms()
-        probe = self._probe
-        self._probe = None
-        self.set_state(REHOME)
-        # Registered over the probe's session, the probe is the primary link (phone.link).
-        if not await self._register_primary(over=probe):
-            self.set_state(FALLBACK, reason='re-home failed')
-            return
-        await self.srst.unregister()        # SRST back to standby: the keeper reopens it
-        ms = time.ticks_diff(time.ticks_ms(), t0)
-        # Heap after a collection at every re-home: a leak per outage shows in the field too.
-        gc.collect()
-        self.events.emit('rehomed', ms=ms, heap_used=gc.mem_alloc(), heap_free=gc.mem_free())
-
-    # -- standby connection to the SRST router -------------------------------------------
-    def _standby_wanted(self):
-        return (self.prov.srst is not None and not self._limited and self.state == PRIMARY and
-                (self.srst is None or self.srst.mode == _link.DOWN))
-
-    async def _standby_keeper(self):
-        delay = self.cfg.retry_min_ms
-        gone = lambda: not self._standby_wanted()
-        while self.running and not self._reset_kind:
-            try:
-                if not self._standby_wanted():
-                    await self._sleep_or_wake(1000, self._kick, cond=self._standby_wanted)
-                    continue
-                host, port, anchor = self.prov.srst
-                if self._sb_up is not None:
-                    # The backoff starts again after a standby link that held; one dropped
-                    # soon after it came up is waited out like a failed try.
-                    held = time.ticks_diff(time.ticks_ms(), self._sb_up)
-                    self._sb_up = None
-                    if held >= self.cfg.retry_max_ms:
-                        delay = self.cfg.retry_min_ms
-                    else:
-                        self.events.emit('standby_backoff', host=host, port=port, retry_ms=delay,
-                                         reason='standby lost %d ms after it came up' % held)
-                        await self._sleep_or_wake(_jitter(delay), self._kick, cond=gone)
-                        delay = self._grow(delay)
-                        continue
-                t0 = time.ticks_ms()
-                try:
-                    self.srst = self.link_class(self, 'srst', host, port, anchor)
-                    await self.srst.connect()
-                except (_link.LinkError, MemoryError) as e:
-                    self.events.emit('standby_failed', host=host, port=port, reason=str(e),
-                                     retry_ms=delay)
-                    await self._sleep_or_wake(_jitter(delay), self._kick, cond=gone)
-                    delay = self._grow(delay)
-                    continue
-                self._sb_up = time.ticks_ms()
-                if self.primary is not None:
-                    self.srst.standby(self.primary.secondary_keepalive_ms)
-                self.events.emit('standby_up', host=host, port=port,
-                                 ms=time.ticks_diff(time.ticks_ms(), t0),
-                                 keepalive_s=self.srst.keepalive_ms // 1000)
-            except Exception as e:
-                # A bug here must not end the keeper (nor leave a half-made link behind).
-                self.events.emit('agent_error', where='standby', reason=_link._why(e),
-                                 retry_ms=delay)
-                l = self.srst
-                if l is not None and l.mode != _link.REGISTERED:
-                    try:
-                        await l.close('agent error')
-                    except Exception:
-                        pass
-                await self._sleep_or_wake(_jitter(delay), self._kick, cond=gone)
-                delay = self._grow(delay)
-
     async def _keep_lease(self, st):
         """A lease the agent got itself: renewed, rebound, or given up (phone.lease). The
         module is loaded for one step and dropped while the next one is awaited: between
@@ -449,7 +327,7 @@ class Agent:
                 self.events.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=ms)
             finally:
                 k = lease = None
-                _unload('lease')
+                drop('lease')
             if ms is None:
                 return
             await asyncio.sleep_ms(ms)
@@ -491,7 +369,7 @@ def main(plat, prov, cfg):
     contexts and the heap above stays in one piece for the sessions (loaded after them, the
     whole story needed more heap: docs/decisions.md, "Heap after issues 11 and 12")."""
     signalling(prov)
-    _link.contexts(prov)        # its ~3 KB blocks first, before the agent's own objects
+    _link.contexts(prov, shared=bool(plat.profile.get('limited')))  # ~3 KB blocks first
     from phone import clock     # the protocol's link loaded it
     clock.after_provisioning(prov, _events.default)
     supervise(lambda: Agent(plat, prov, settings=cfg), _events.default, cfg,
@@ -505,7 +383,6 @@ def supervise(make, ev, cfg, wdt=None):
     after a backoff (retry_min_ms doubling to retry_max_ms; back to retry_min_ms after an
     agent that ran retry_max_ms). `wdt`: a machine.WDT, fed while an agent runs and
     between runs, so only a wedged interpreter lets it reset the board."""
-    from phone.boot import _why
     delay = cfg.retry_min_ms
     while True:
         t0 = time.ticks_ms()
@@ -519,7 +396,7 @@ def supervise(make, ev, cfg, wdt=None):
             if time.ticks_diff(time.ticks_ms(), t0) >= cfg.retry_max_ms:
                 delay = cfg.retry_min_ms
             gc.collect()
-            ev.emit('agent_crashed', where='agent', reason=_why(e), restart_ms=delay,
+            ev.emit('agent_crashed', where='agent', reason=_events.why(e), restart_ms=delay,
                     heap_free=gc.mem_free())
         asyncio.new_event_loop()    # drop the dead agent's tasks
         gc.collect()
@@ -560,7 +437,6 @@ def watchdog(profile):
     """The hardware watchdog on a board (profile "watchdog_ms", default 120 s, 0: off);
     None on the unix port. Once armed it cannot be stopped: a host tool that interrupts the
     agent (deploy) has that long before the board resets."""
-    from phone.boot import _why
     from phone.platform import IS_UNIX
     ms = profile.get('watchdog_ms', 120000)
     if IS_UNIX or not ms:
@@ -569,20 +445,7 @@ def watchdog(profile):
         from machine import WDT
         wdt = WDT(timeout=ms)
     except Exception as e:          # no WDT on this port, or a timeout it refuses
-        _events.emit('watchdog_off', reason=_why(e))
+        _events.emit('watchdog_off', reason=_events.why(e))
         return None
     _events.emit('watchdog_on', timeout_ms=ms)
     return wdt
-
-
-def _unload(name):
-    sys.modules.pop('phone.' + name, None)
-    pkg = sys.modules.get('phone')
-    if pkg is not None and hasattr(pkg, name):
-        delattr(pkg, name)
-
-
-def _jitter(ms):
-    """`ms` plus up to an eighth more (never less than announced): phones that failed
-    together (a router certificate re-issued) do not retry in step."""
-    return ms + time.ticks_us() % (ms // 8 + 1)

@@ -44,7 +44,7 @@ def main():
     except Exception as e:
         # Nothing to restart in place yet: say why, wait, and restart the board.
         ms = settings.DEFAULTS['retry_max_ms']
-        events.emit('agent_crashed', where='boot', reason=_why(e), restart_ms=ms)
+        events.emit('agent_crashed', where='boot', reason=events.why(e), restart_ms=ms)
         time.sleep_ms(ms)
         _reboot()
         return
@@ -57,11 +57,6 @@ def main():
     # TLS contexts (agent.main).
     from phone import agent
     agent.main(plat, prov, cfg)
-
-
-def _why(e):
-    s = str(e).strip()
-    return '%s: %s' % (type(e).__name__, s) if s else type(e).__name__
 
 
 def _reboot():

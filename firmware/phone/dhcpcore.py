@@ -298,7 +298,8 @@ class Client:
     def __init__(self, mac, events=None, tftp_server=None, hostname=None,
                  vendor_class=VENDOR_CLASS, first_ms=_FIRST_MS, max_ms=_MAX_MS, tries=_TRIES,
                  rounds=_ROUNDS, server='255.255.255.255', server_port=_SERVER_PORT,
-                 port=_CLIENT_PORT, bind_ip='0.0.0.0', resolve=None, ifname=None):
+                 port=_CLIENT_PORT, bind_ip='0.0.0.0', resolve=None, ifname=None,
+                 bufs=None):
         if len(mac) != 6:
             raise ValueError('MAC must be 6 bytes')
         if events is None:
@@ -319,9 +320,11 @@ class Client:
         self.bind_ip = bind_ip
         self.resolve = resolve
         self.ifname = ifname
-        self.buf = bytearray(BUF_SIZE)
+        # bufs: (receive, transmit) of BUF_SIZE and TX_SIZE bytes, made once by a caller that
+        # cannot count on two contiguous blocks later (phone.lease on a fragmented heap)
+        self.buf, self.tx = bufs or (bytearray(BUF_SIZE), bytearray(TX_SIZE))
+        self._lean = bufs is not None       # receive without allocating (_recv)
         self.mv = memoryview(self.buf)
-        self.tx = bytearray(TX_SIZE)
         self.txv = memoryview(self.tx)
         self.sock = None
         self.poller = None
@@ -372,9 +375,14 @@ class Client:
         # MicroPython sockets have no recv_into, and their readinto() keeps reading until
         # the buffer is full, which merges queued datagrams (a bad OFFER followed by the good
         # one would be lost together). DHCP answers are few and of unknown size, so on such
-        # ports recv() (one short-lived object per answer) is copied into the buffer.
+        # ports recv() (one short-lived object per answer) is copied into the buffer - except
+        # for a caller that gave its own buffers (phone.lease): recv()'s 1 KB block is what a
+        # fragmented heap beside a TLS session may not have, so readinto() it is; an answer
+        # merged behind another is lost like a dropped one, and the retransmission covers it.
         if self._recv_into is not None:
             return self._recv_into(self.buf)
+        if self._lean:
+            return self.sock.readinto(self.buf) or 0
         d = self.sock.recv(BUF_SIZE)
         n = len(d)
         self.mv[:n] = d

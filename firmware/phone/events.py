@@ -7,6 +7,12 @@ import sys
 import time
 
 
+def why(e):
+    """An exception in words, for an event's `reason` (phone.link.why knows links' too)."""
+    s = str(e).strip()
+    return '%s: %s' % (type(e).__name__, s) if s else type(e).__name__
+
+
 class Events:
     """An event sink. Agents take one each, so several agents can share one console
     (a fleet) and tell their lines apart by `tag`."""

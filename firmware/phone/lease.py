@@ -84,19 +84,34 @@ class Keeper:
         self.old = None             # the address lost, while DISCOVER starts over
         self.due = False            # T1 reached (dhcp_bound said): extend at the next step
         if len(lease) > 6:
-            self.renewals, self.old, self.due = lease[6:]
+            self.renewals, self.old, self.due, self.bufs = lease[6:]
+        else:
+            # The exchange's two buffers, made now and kept for the keeper's life: at a
+            # renewal, beside a TLS session, a fragmented heap may have no 1 KB block left
+            # (a WT32-ETH01's did not). Loading phone.dhcpcore for their sizes also interns
+            # its names now, while there is room for the qstr pool to grow. No room even
+            # now: each exchange makes its own, as before.
+            self.bufs = None
+            try:
+                from phone import dhcpcore
+                self.bufs = (bytearray(dhcpcore.BUF_SIZE), bytearray(dhcpcore.TX_SIZE))
+            except MemoryError:
+                pass
+            finally:
+                dhcpcore = None
+                drop('dhcpcore')
 
     def state(self):
         """Everything the keeper knows, as plain values: Keeper(.., state, ..) goes on."""
         return (self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound,
-                self.renewals, self.old, self.due)
+                self.renewals, self.old, self.due, self.bufs)
 
     def _client(self, dhcp):
         # the phone's own options (option 12, the board's interface), then the keeper's kw
         f = getattr(self.plat, 'dhcp_kw', None)
         kw = f() if f is not None else {}
         kw.update(self.kw)
-        return dhcp.Client(self.plat.mac(), self.ev, **kw)
+        return dhcp.Client(self.plat.mac(), self.ev, bufs=self.bufs, **kw)
 
     def _at(self, ms):
         """ms from now until `ms` after the start of the lease."""

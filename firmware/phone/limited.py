@@ -7,7 +7,7 @@ import gc
 import time
 
 from phone import link as _link
-from phone.agent import FALLBACK, REHOME, TRYING, _jitter
+from phone.states import FALLBACK, REHOME, TRYING, jitter
 
 
 async def watch_primary(self):
@@ -42,7 +42,7 @@ async def watch_primary(self):
                 since = None
             self.events.emit('probe_failed', how='tcp', reason=why or 'no call manager',
                              retry_ms=delay)
-            await self._sleep_or_wake(_jitter(delay), cond=lost)
+            await self._sleep_or_wake(jitter(delay), cond=lost)
             delay = self._grow(delay)
             continue
         delay = self.cfg.retry_min_ms
@@ -103,7 +103,7 @@ async def _reach(host, port, timeout_ms):
                 return 'no TCP answer within %d ms' % timeout_ms
             await asyncio.sleep_ms(20)
     except Exception as e:
-        return _link._why(e)
+        return _link.why(e)
     finally:
         if s is not None:
             s.close()

@@ -48,12 +48,26 @@ class LinkError(Exception):
 _contexts = {}
 
 
+# A board with room for one TLS session (profile `limited`) never has two at once: one context
+# serves both slots, its pin set for each connect (a second context is ~3 KB of heap that such
+# a board needs for its DHCP renewal beside the session: docs/decisions.md).
+_shared = False
+
+
 def context(slot, anchor, identity):
     """The TLS context trusting exactly `anchor` (der, cn) for `slot`, made once."""
+    if _shared:
+        slot = 'one'
     key = (slot, id(identity))
     c = _contexts.get(key)
-    if c is not None and c[0] is anchor[0] and c[1] is identity:
-        return c[2]
+    if c is not None and c[1] is identity:
+        if c[0] is anchor[0]:
+            return c[2]
+        if _shared:
+            ctx = c[2]
+            ctx.verify_callback = _pin(anchor[0])
+            _contexts[key] = (anchor[0], identity, ctx)
+            return ctx
     _contexts.pop(key, None)
     c = None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -143,9 +157,12 @@ def _name(der):
     return 'CN=%s sha256:%s' % (cn, hexlify(sha256(der).digest()[:6]).decode())
 
 
-def contexts(prov):
+def contexts(prov, shared=False):
     """Make the contexts a provision.Provisioned calls for (its first call manager's and the
-    SRST router's) now: boot calls this before loading the agent, on a heap still in one piece."""
+    SRST router's) now: boot calls this before loading the agent, on a heap still in one piece.
+    shared: one context for both (a limited board; its pin is set per connect)."""
+    global _shared
+    _shared = shared
     for _, _, _, anchor in prov.call_managers[:1]:
         if anchor is not None:
             context('cm', anchor, prov.identity)
@@ -241,12 +258,12 @@ class Link:
             left = max(100, timeout_ms - time.ticks_diff(time.ticks_ms(), t0))
             await self._request(self.KA, self.KA_ACK, left, self.ACK)
         except Exception as e:
-            why = _why(e, self.anchor)
+            reason = why(e, self.anchor)
             if self._w is None and opened is not None:
                 opened.close()             # the TCP connect never completed (a silent WAN)
             await self._teardown()
             self.mode = DOWN
-            raise LinkError(why)
+            raise LinkError(reason)
         self.mode = STANDBY
         self._ka_sent = self._last_rx
         self._tasks.append(asyncio.create_task(self._keep_loop()))
@@ -264,8 +281,8 @@ class Link:
         try:
             got = await self._register(reg, timeout_ms or self.cfg.register_timeout_ms)
         except Exception as e:             # a lost session, a timeout, a malformed answer
-            self._fail('register: ' + _why(e, self.anchor))
-            raise LinkError(_why(e, self.anchor))
+            self._fail('register: ' + why(e, self.anchor))
+            raise LinkError(why(e, self.anchor))
         if isinstance(got, str):           # refused, in the server's words
             self.mode = STANDBY
             raise LinkError(got)
@@ -292,7 +309,7 @@ class Link:
                 await self._unregister(timeout_ms or self.cfg.register_timeout_ms)
             except Exception as e:
                 self.owner.events.emit('unregister_failed', link=self.role,
-                                       reason=_why(e, self.anchor))
+                                       reason=why(e, self.anchor))
         await self.close('unregistered')
 
     def standby(self, keepalive_ms):
@@ -330,7 +347,7 @@ class Link:
         except asyncio.CancelledError:
             raise
         except Exception as e:            # EPIPE, ECONNRESET, the deferred handshake's errors
-            raise LinkError(_why(e, self.anchor))
+            raise LinkError(why(e, self.anchor))
 
     async def _request(self, frame, want, timeout_ms, what):
         """Send `frame`, wait for a message whose id is in `want`: (id, body)."""
@@ -373,7 +390,7 @@ class Link:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._fail(_why(e, self.anchor))
+            self._fail(why(e, self.anchor))
 
     async def _keep_loop(self):
         try:
@@ -401,7 +418,7 @@ class Link:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._fail('write failed: ' + _why(e, self.anchor))
+            self._fail('write failed: ' + why(e, self.anchor))
 
     async def _keepalive(self, now):
         """The one place that knows the asyncio stream's insides (its unsent bytes, `out_buf`,
@@ -461,7 +478,7 @@ _TLS_ERRORS = {-9984: 'TLS: server certificate verify failed',
                -29312: 'TLS: the server closed the connection during the handshake'}
 
 
-def _why(e, anchor=None):
+def why(e, anchor=None):
     """A failure in words; `anchor`: the link's pin (names the certificate it refused)."""
     if isinstance(e, LinkError):
         return str(e)
@@ -470,9 +487,9 @@ def _why(e, anchor=None):
             if not anchor or _last_refused[0] is not anchor[0]:
                 # not our callback's refusal: Mbed TLS's own fatal error (out of memory...)
                 return 'TLS: handshake failed, not a certificate refusal (%d)' % e.args[0]
-            why = _refused.get(anchor[0])
-            if why:
-                return 'TLS: ' + why
+            told = _refused.get(anchor[0])
+            if told:
+                return 'TLS: ' + told
         if e.args[0] in _TLS_ERRORS:
             return '%s (%d)' % (_TLS_ERRORS[e.args[0]], e.args[0])
         try:

@@ -1,7 +1,8 @@
 # What the running agent keeps loaded (docs/decisions.md "Heap after issues 11 and 12"): the
-# lease keeper (phone.lease) only for a step, phone.limited only on a limited board, the
-# settings checks (phone.setcheck) only while settings are checked, the Register's builder
-# (phone.sccpreg) only while the frame is built.
+# lease keeper (phone.lease) only for a step, phone.limited only on a limited board (from
+# its first failover), phone.standby only on the others, the settings checks (phone.setcheck)
+# only while settings are checked, the Register's builder (phone.sccpreg) only while the frame
+# is built.
 import asyncio
 import sys
 import time
@@ -54,17 +55,24 @@ def test_keeper_state_goes_on_where_it_stopped():
     k = lease.Keeper(a.platform, ('192.0.2.10', '192.0.2.1', 0xFFFFFFFF, None, None, 0),
                      a.events, a.cfg, None, None)
     eq(asyncio.run(k.step()), None, 'infinite lease: nothing more to do')
-    st = ('192.0.2.10', '192.0.2.1', 120, 30, 90, time.ticks_ms(), 3, None, True)
+    st = ('192.0.2.10', '192.0.2.1', 120, 30, 90, time.ticks_ms(), 3, None, True,
+          (bytearray(8), bytearray(8)))
     k = lease.Keeper(a.platform, st, a.events, a.cfg, None, None)
     eq(k.state(), st)
     eq(k.renewals, 3)
 
 
-def test_limited_code_only_on_a_limited_board():
+def test_each_board_carries_its_own_half_only():
+    # a full board: phone.standby (standby link, TLS probes), never phone.limited
     _agent()
+    eq('phone.standby' in sys.modules, True, 'phone.standby on a full board')
     eq('phone.limited' in sys.modules, False, 'phone.limited loaded on a full board')
+    from phone import drop
+    drop('standby')
+    # a limited board: never phone.standby; phone.limited only from its first failover
     a, _ = _agent({'limited': True})
-    eq('phone.limited' in sys.modules, True, 'phone.limited on a limited board')
+    eq('phone.standby' in sys.modules, False, 'phone.standby loaded on a limited board')
+    eq('phone.limited' in sys.modules, False, 'phone.limited loaded before a failover')
 
 
 def test_settings_checks_are_dropped_after_checking():

@@ -48,7 +48,7 @@ def test_fatal_handshake_error_is_not_called_a_refusal():
     anchor = (PINNED, 'pinned')
     err = OSError(-0x3000)
     _link._last_refused[0] = None
-    why = _link._why(err, anchor)
+    why = _link.why(err, anchor)
     assert 'not a certificate refusal' in why and 'pinned' not in why, why
     check = _link._pin(PINNED)
     other = memoryview(OTHER)
@@ -57,10 +57,10 @@ def test_fatal_handshake_error_is_not_called_a_refusal():
         check(other, 0)                       # refused with no heap for the reason
     finally:
         micropython.heap_unlock()
-    why = _link._why(err, anchor)
+    why = _link.why(err, anchor)
     assert 'not the pinned one' in why, why
     check(memoryview(OTHER), 0)               # refused with its reason
-    why = _link._why(err, anchor)
+    why = _link.why(err, anchor)
     assert 'is not the pinned' in why and 'sha256:' in why, why
-    eq(_link._why(err, (OTHER, 'other')).find('not a certificate refusal') > 0, True,
+    eq(_link.why(err, (OTHER, 'other')).find('not a certificate refusal') > 0, True,
        'another link pinned elsewhere')

@@ -23,10 +23,7 @@ TREES = {"host_tools": ROOT / "host_tools", "bench": ROOT / "bench",
 
 # Each entry: the modules of one cycle (a strongly connected component), as found when it was
 # listed. Remove an entry when its cycle is gone; never add one.
-KNOWN_FIRMWARE_CYCLES: list[frozenset[str]] = [
-    # the agent starts the limited-board policy and boot; both call back into the agent
-    frozenset({"phone.agent", "phone.boot", "phone.limited"}),
-]
+KNOWN_FIRMWARE_CYCLES: list[frozenset[str]] = []
 
 
 def modules() -> dict[str, Path]:
