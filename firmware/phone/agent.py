@@ -49,6 +49,7 @@ class Agent:
         self._reg_at = None                 # ticks of the last registration (either link)
         self._sb_up = None                  # ticks the standby link last came up
         self._back = False                  # _address_back() was called
+        self._no_addr = False               # the lease is lost, no address yet (phone.lease)
         self._limited = bool(platform.profile.get('limited'))
         self._rh_fails = 0                  # limited: re-homes in a row that failed
         self._lim = None                    # limited: phone.limited, loaded at the first failover
@@ -99,6 +100,7 @@ class Agent:
     def _address_back(self):
         """The address is back (phone.lease): a TRYING backoff ends now."""
         self._back = True
+        self._no_addr = False
         self._wake.set()
 
     def _backed_off(self):
@@ -198,7 +200,15 @@ class Agent:
             elif await self._sb.monitor_primary(self):
                 await self._sb.rehome(self)
             return delay
-        # Neither registered. The backoff starts again after a registration that held; one
+        # Neither registered. Without an address (the lease lost, phone.lease asking for a new
+        # one) no server can be reached: wait for it rather than try links that cannot work
+        # (and leave the heap to the DHCP exchange; a board without PSRAM has no room for both).
+        if self._no_addr:
+            self.set_state(TRYING)
+            self.events.emit('retrying', retry_ms=self.cfg.retry_max_ms, reason='no address')
+            await self._sleep_or_wake(self.cfg.retry_max_ms, cond=lambda: not self._no_addr)
+            return delay
+        # The backoff starts again after a registration that held; one
         # that a server dropped at once (closed right after RegisterAck, say) is waited out
         # like a failure, or such a server would get a registration loop.
         if self._reg_at is not None:
@@ -339,7 +349,9 @@ class Agent:
         for l in (self.primary, self.srst, self._probe):
             if l is not None:
                 await l.close(reason)
-        self._probe = None
+        # Dropped, not only closed: their buffers and streams are heap the DISCOVER needs.
+        self.primary = self.srst = self._probe = None
+        self._no_addr = True
         self.set_state(TRYING, reason=reason)
         self._wake.set()
 
