@@ -17,7 +17,7 @@ import asyncio
 
 import fakes
 from fakes import Server
-from fwtest import CaptureOut, eq
+from fwtest import CaptureOut, eq, stop_agent
 from fwtest import events as _events
 from fwtest import states as _states
 from phone import link as _link
@@ -67,13 +67,27 @@ async def _run_for(agent, ms):
             died = 'ended'
         except Exception as e:
             died = '%s: %s' % (type(e).__name__, e)
-    agent.stop()
-    if not task.done():
-        try:
-            await asyncio.wait_for_ms(task, 3000)
-        except Exception:
-            pass
+    await stop_agent(agent, task)
     return died
+
+
+async def _against(cm_mode, srst_mode, ms, prepare=None):
+    """Run an agent for `ms` against a call manager in `cm_mode` and an SRST router in
+    `srst_mode` (None: no SRST router), closing both after; `prepare(agent)` runs before the
+    agent starts. Returns (agent, captured output, call manager, what ended the agent)."""
+    cm = await Server(cm_mode).start()
+    srst = await Server(srst_mode).start() if srst_mode else None
+    out = CaptureOut()
+    a = _agent(cm, srst, out)
+    if prepare is not None:
+        prepare(a)
+    try:
+        died = await _run_for(a, ms)
+    finally:
+        cm.close()
+        if srst is not None:
+            srst.close()
+    return a, out, cm, died
 
 
 def _check_backoff(evs, what, retry_min, retry_max):
@@ -91,15 +105,7 @@ def _check_backoff(evs, what, retry_min, retry_max):
 
 
 async def test_close_after_register_ack_with_srst():
-    cm = await Server('ack_close').start()
-    srst = await Server('ok').start()
-    out = CaptureOut()
-    a = _agent(cm, srst, out)
-    try:
-        died = await _run_for(a, 3000)
-    finally:
-        cm.close()
-        srst.close()
+    a, out, cm, died = await _against('ack_close', 'ok', 3000)
     eq(died, None, 'the agent ended')
     states = _states(out)
     # Each time the call manager takes the registration and drops it, the state says so.
@@ -110,13 +116,7 @@ async def test_close_after_register_ack_with_srst():
 
 
 async def test_close_after_register_ack_without_srst():
-    cm = await Server('ack_close').start()
-    out = CaptureOut()
-    a = _agent(cm, None, out)
-    try:
-        died = await _run_for(a, 3000)
-    finally:
-        cm.close()
+    a, out, cm, died = await _against('ack_close', None, 3000)
     eq(died, None, 'the agent ended')
     # The state must not stay PRIMARY on a link that is gone.
     assert a.state != PRIMARY or (a.primary is not None and a.primary.mode == _link.REGISTERED), \
@@ -128,64 +128,33 @@ async def test_close_after_register_ack_without_srst():
 
 
 async def test_big_display_then_close():
-    cm = await Server('big_display').start()
-    srst = await Server('ok').start()
-    out = CaptureOut()
-    a = _agent(cm, srst, out)
-    try:
-        died = await _run_for(a, 3000)
-    finally:
-        cm.close()
-        srst.close()
+    a, out, cm, died = await _against('big_display', 'ok', 3000)
     eq(died, None, 'the agent ended')
     eq(a.state, FALLBACK, 'state')
+
+
+async def _tries_paced(cm_mode, srst_mode, state, event):
+    """Against a server that closes every connection at once the agent lives on, stays in
+    `state`, and its `event` tries follow the announced backoff: 100+200+400+800+800 ms, 5 or 6
+    tries in 3.5 s (the bug made ~100)."""
+    a, out, cm, died = await _against(cm_mode, srst_mode, 3500)
+    eq(died, None, 'the agent ended')
+    eq(a.state, state, 'state')
+    tries = _events(out, event)
+    assert len(tries) <= 8, '%d %s tries in 3.5 s' % (len(tries), event)
+    _check_backoff(tries, event, 100, 800)
 
 
 async def test_standby_retries_follow_the_announced_backoff():
-    cm = await Server('ok').start()
-    srst = await Server('close').start()
-    out = CaptureOut()
-    a = _agent(cm, srst, out)
-    try:
-        died = await _run_for(a, 3500)
-    finally:
-        cm.close()
-        srst.close()
-    eq(died, None, 'the agent ended')
-    eq(a.state, PRIMARY, 'state')
-    fails = _events(out, 'standby_failed')
-    # 100+200+400+800+800 ms: 5 or 6 tries in 3.5 s; the bug made ~100.
-    assert len(fails) <= 8, '%d standby tries in 3.5 s' % len(fails)
-    _check_backoff(fails, 'standby_failed', 100, 800)
+    await _tries_paced('ok', 'close', PRIMARY, 'standby_failed')
 
 
 async def test_probe_retries_follow_the_backoff():
-    cm = await Server('close').start()
-    srst = await Server('ok').start()
-    out = CaptureOut()
-    a = _agent(cm, srst, out)
-    try:
-        died = await _run_for(a, 3500)
-    finally:
-        cm.close()
-        srst.close()
-    eq(died, None, 'the agent ended')
-    eq(a.state, FALLBACK, 'state')
-    probes = _events(out, 'probe_failed')
-    assert len(probes) <= 8, '%d probes in 3.5 s' % len(probes)
-    _check_backoff(probes, 'probe_failed', 100, 800)
+    await _tries_paced('close', 'ok', FALLBACK, 'probe_failed')
 
 
 async def test_trying_retries_follow_the_backoff():
-    cm = await Server('close').start()
-    srst = await Server('close').start()
-    out = CaptureOut()
-    a = _agent(cm, srst, out)
-    try:
-        died = await _run_for(a, 3500)
-    finally:
-        cm.close()
-        srst.close()
+    a, out, cm, died = await _against('close', 'close', 3500)
     eq(died, None, 'the agent ended')
     eq(a.state, TRYING, 'state')
     tries = [e for e in _events(out, 'register_failed') if e.get('link') == 'primary']
@@ -195,15 +164,7 @@ async def test_trying_retries_follow_the_backoff():
 
 
 async def test_register_reject_loop_is_paced():
-    cm = await Server('reject').start()
-    srst = await Server('reject').start()
-    out = CaptureOut()
-    a = _agent(cm, srst, out)
-    try:
-        died = await _run_for(a, 3000)
-    finally:
-        cm.close()
-        srst.close()
+    a, out, cm, died = await _against('reject', 'reject', 3000)
     eq(died, None, 'the agent ended')
     eq(a.state, TRYING, 'state')
     assert cm.registers <= 8, '%d Registers in 3 s' % cm.registers
@@ -214,15 +175,7 @@ async def test_garbage_and_reset_on_standby():
     # standby link (no registration) is not obeyed: only a server the phone is registered
     # with may restart it.
     for mode in ('garbage', 'reset'):
-        cm = await Server('ok').start()
-        srst = await Server(mode).start()
-        out = CaptureOut()
-        a = _agent(cm, srst, out)
-        try:
-            died = await _run_for(a, 2000)
-        finally:
-            cm.close()
-            srst.close()
+        a, out, cm, died = await _against('ok', mode, 2000)
         eq(died, None, mode + ': the agent ended')
         eq(a.state, PRIMARY, mode + ': state')
         eq(_events(out, 'restarting'), [], mode + ': restarted')
@@ -233,23 +186,20 @@ async def test_garbage_and_reset_on_standby():
 async def test_unexpected_error_in_a_loop_is_an_event():
     # A bug inside the serve loop (here: the registration frame is unusable) is reported and
     # retried with backoff; the agent goes on.
-    cm = await Server('ok').start()
-    out = CaptureOut()
-    a = _agent(cm, None, out)
     calls = []
-    real = a._register_primary
 
-    async def broken(over=None):
-        calls.append(1)
-        if len(calls) <= 2:
-            raise TypeError('simulated bug')
-        return await real(over)
+    def prepare(a):
+        real = a._register_primary
 
-    a._register_primary = broken
-    try:
-        died = await _run_for(a, 2000)
-    finally:
-        cm.close()
+        async def broken(over=None):
+            calls.append(1)
+            if len(calls) <= 2:
+                raise TypeError('simulated bug')
+            return await real(over)
+
+        a._register_primary = broken
+
+    a, out, cm, died = await _against('ok', None, 2000, prepare)
     eq(died, None, 'the agent ended')
     errs = _events(out, 'agent_error')
     eq(len(errs), 2, 'agent_error events')

@@ -13,7 +13,7 @@ import asyncio
 
 import fakes
 from fakes import FakeContext, Owner, Server
-from fwtest import CaptureOut, eq
+from fwtest import CaptureOut, eq, stop_agent
 from fwtest import events as _events
 from fwtest import states as _states
 from fwtest import until as _until
@@ -134,11 +134,7 @@ async def test_limited_board_holds_one_session_boot_failover_rehome():
             await asyncio.sleep_ms(500)
             eq(_events(out, 'standby_up'), [], 'standby sessions after re-home')
         finally:
-            a.stop()
-            try:
-                await asyncio.wait_for_ms(task, 3000)
-            except Exception:
-                pass
+            await stop_agent(a, task)
             await cm.stop()
             await srst.stop()
     await _run(body)
@@ -167,11 +163,7 @@ async def test_limited_rehome_refused_goes_back_to_srst():
             eq(_events(out, 'primary_reachable')[1]['monitor_s'], 2,
                'monitor period after a failed re-home')
         finally:
-            a.stop()
-            try:
-                await asyncio.wait_for_ms(task, 3000)
-            except Exception:
-                pass
+            await stop_agent(a, task)
             await cm.stop()
             await srst.stop()
     await _run(body)
