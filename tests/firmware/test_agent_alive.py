@@ -17,14 +17,13 @@ import asyncio
 
 import fakes
 from fakes import Server
-from fwtest import CaptureOut, eq, stop_agent
+from fwtest import CaptureOut, eq, stop_agents
 from fwtest import events as _events
 from fwtest import states as _states
 from phone import link as _link
 from phone.agent import Agent, FALLBACK, PRIMARY, TRYING
 from phone.events import Events
-from phone.platform import Platform, parse_mac
-from phone.provision import Provisioned
+from phone.platform import Platform
 from phone.settings import Settings
 
 MAC = '02F1EE0000C3'
@@ -34,16 +33,9 @@ SETTINGS = {'probe_after_ms': 1500, 'ack_timeout_ms': 1000, 'max_missed': 2,
 
 
 def _agent(cm, srst, out, overrides=None):
-    p = Provisioned()
-    p.ip = '127.0.0.1'
-    p.mac = parse_mac(MAC)
     anchor = (b'server-cert', 'lab-server')
-    p.call_managers = [('cm', '127.0.0.1', cm.port, anchor)]
-    p.srst = ('127.0.0.1', srst.port, anchor) if srst is not None else None
-    p.srst_why = None if srst is not None else 'no SRST in the config'
-    p.identity = (b'cert', b'key')
-    p.monitor_s = 60
-    p.secure = True
+    p = fakes.provisioned(MAC, ('cm', '127.0.0.1', cm.port, anchor),
+                          ('127.0.0.1', srst.port, anchor) if srst is not None else None)
     plat = Platform({'name': 'alive', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
     s = dict(SETTINGS)
     s.update(overrides or {})
@@ -67,7 +59,7 @@ async def _run_for(agent, ms):
             died = 'ended'
         except Exception as e:
             died = '%s: %s' % (type(e).__name__, e)
-    await stop_agent(agent, task)
+    await stop_agents([agent], [task])
     return died
 
 

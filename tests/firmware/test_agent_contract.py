@@ -10,7 +10,7 @@ import sys
 
 import asyncio
 
-from fwtest import CaptureOut, eq, events, states, stop_agent, until
+from fwtest import CaptureOut, eq, events, states, stop_agents, until
 from phone import agent as _agent
 from phone import link as _link          # the contract's modes and LinkError
 from phone.agent import Agent, FALLBACK, PRIMARY
@@ -188,6 +188,6 @@ async def test_agent_on_the_contract_alone():
         await asyncio.wait_for_ms(task, 3000)
         eq(len(restarts), 1, 'restarts after a Reset on the registered link')
     finally:
-        await stop_agent(a, task)
+        await stop_agents([a], [task])
     eq([m for m in ('phone.sccp', 'phone.sccplink') if m in sys.modules], [],
        'protocol modules the agent loaded')

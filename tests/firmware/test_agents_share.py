@@ -16,14 +16,13 @@ import asyncio
 
 import fakes
 from fakes import Server
-from fwtest import CaptureOut, eq
+from fwtest import CaptureOut, eq, stop_agents
 from fwtest import until as _until
 from phone import link as _link
 from phone import sccp_lab as sccp
 from phone.agent import Agent, FALLBACK, PRIMARY
 from phone.events import Events
-from phone.platform import Platform, parse_mac
-from phone.provision import Provisioned
+from phone.platform import Platform
 from phone.settings import Settings
 
 MAC_A = '02F1EE0000A1'
@@ -34,15 +33,9 @@ SETTINGS = {'probe_after_ms': 1500, 'ack_timeout_ms': 1000, 'max_missed': 2,
 
 
 def _agent(mac, cm, srst, anchor, out, settings):
-    p = Provisioned()
-    p.ip = '127.0.0.1'
-    p.mac = parse_mac(mac)
-    p.call_managers = [('cm', '127.0.0.1', cm.port, anchor)]
-    p.srst = ('127.0.0.1', srst.port, anchor)
-    p.srst_why = None
-    p.identity = (b'cert-' + mac.encode(), b'key-' + mac.encode())
-    p.monitor_s = 120
-    p.secure = True
+    p = fakes.provisioned(mac, ('cm', '127.0.0.1', cm.port, anchor),
+                          ('127.0.0.1', srst.port, anchor),
+                          identity=(b'cert-' + mac.encode(), b'key-' + mac.encode()), monitor_s=120)
     plat = Platform({'name': 'fleet', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
     return Agent(plat, p, events=Events(out=out, tag=mac), settings=settings)
 
@@ -102,13 +95,7 @@ async def test_two_agents_keep_separate_state():
             for name in dir(mod):
                 assert not _holds(getattr(mod, name), objs), 'module global %s holds an agent' % name
     finally:
-        a.stop()
-        b.stop()
-        for t in tasks:
-            try:
-                await asyncio.wait_for_ms(t, 3000)
-            except Exception:
-                pass
+        await stop_agents((a, b), tasks)
         cm.close()
         srst.close()
     # One console, two streams: every line names its phone; only A's saw the failover.

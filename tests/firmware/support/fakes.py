@@ -165,6 +165,22 @@ async def close_writer(w):
         pass
 
 
+def provisioned(mac, cm, srst, identity=(b'cert', b'key'), monitor_s=60):
+    """What provisioning leaves an agent on loopback: the call manager `cm` as (name, host,
+    port, anchor), the SRST router `srst` as (host, port, anchor) or None."""
+    from phone.platform import parse_mac
+    from phone.provision import Provisioned
+    p = Provisioned()
+    p.ip = '127.0.0.1'
+    p.mac = parse_mac(mac)
+    p.call_managers = [cm]
+    p.srst = srst
+    p.srst_why = None if srst is not None else 'no SRST in the config'
+    p.identity = identity
+    p.monitor_s = monitor_s
+    p.secure = True
+    return p
+
 class Prov:
     """The part of a provision.Provisioned a link alone reads: the phone's certificate."""
 

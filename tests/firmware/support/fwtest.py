@@ -64,16 +64,19 @@ async def until(cond, timeout_ms, what, out=None):
         await asyncio.sleep_ms(20)
 
 
-async def stop_agent(agent, task, timeout_ms=3000):
-    """Stop an agent and wait, at most timeout_ms, for its run() task to end, whatever it
-    ends with (the test asserts on events and state, not on how run() returned)."""
+async def stop_agents(agents, tasks, timeout_ms=3000):
+    """Stop agents, then wait, at most timeout_ms each, for their run() tasks to end, whatever
+    they end with (the test asserts on events and state, not on how run() returned)."""
     import asyncio
-    agent.stop()
-    if not task.done():
-        try:
-            await asyncio.wait_for_ms(task, timeout_ms)
-        except Exception:
-            pass
+    for a in agents:
+        a.stop()
+    for t in tasks:
+        if not t.done():
+            try:
+                await asyncio.wait_for_ms(t, timeout_ms)
+            except Exception:
+                pass
+
 
 def events(out, name=None):
     evs = [json.loads(l) for l in out.lines()]
