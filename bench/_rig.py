@@ -329,6 +329,19 @@ def revision() -> str:
     return (rev or "unknown") + ("+dirty" if dirty else "")
 
 
+def boards(env: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """The faithful boards a benchmark runs on: `default`, or those named (comma-separated)
+    in the environment variable `env`; "none" there skips them."""
+    names = os.environ.get(env)
+    if names is None:
+        return default
+    return tuple(b.strip() for b in names.split(",") if b.strip() and b.strip() != "none")
+
+
+def board_label(board: str) -> str:
+    """A board as a result row names it: the profile of a virtual board, else host speed."""
+    return board.split(":", 1)[1] if ":" in board else "host speed"
+
 # -- statistics ------------------------------------------------------------------------------
 
 def split(n: int, parts: int) -> list[int]:

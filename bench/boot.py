@@ -31,17 +31,10 @@ FAITHFUL = ("virtual:olimex-esp32-poe-iso-wrover", "virtual:wt32-eth01")
 TARGET_REGISTERED_MS = 15000             # boot -> registered at ESP32 speed (issue target)
 
 
-def _boards() -> tuple[str, ...]:
-    """BENCH_BOOT_BOARDS (comma-separated) narrows the faithful boards; "none" skips them."""
-    env = os.environ.get("BENCH_BOOT_BOARDS")
-    if env is None:
-        return FAITHFUL
-    return tuple(b.strip() for b in env.split(",") if b.strip() and b.strip() != "none")
-
-
 def run(quick: bool) -> dict:
     host = series(("virtual", 3 if quick else 15))
-    faithful = _rig.parallel(series, [(b, 1 if quick else 5) for b in _boards()])
+    boards = _rig.boards("BENCH_BOOT_BOARDS", FAITHFUL)
+    faithful = _rig.parallel(series, [(b, 1 if quick else 5) for b in boards])
     return summarize([host, *faithful])
 
 
@@ -92,10 +85,6 @@ def _cold(rig: Rig, limited: bool, slow: float) -> dict:
             "standby_ms": None if limited else end.event.t - boot.event.t}
 
 
-def _short(board: str) -> str:
-    return board.split(":", 1)[1] if ":" in board else "host speed"
-
-
 def summarize(results: list[dict]) -> dict:
     rows, notes, errors, boards = [], [], [], []
     for r in results:
@@ -116,17 +105,17 @@ def summarize(results: list[dict]) -> dict:
             if faithful and key == "registered_ms" and st[key]["n"]:
                 ok = st[key]["worst"] < TARGET_REGISTERED_MS
                 target = f"< {TARGET_REGISTERED_MS // 1000} s: {'pass' if ok else 'FAIL'}"
-            rows.append([_short(r["board"]), f"boot -> {label}", st[key]["n"],
+            rows.append([_rig.board_label(r["board"]), f"boot -> {label}", st[key]["n"],
                          f"{st[key]['median']} ms", f"{st[key]['worst']} ms", target])
         boards.append({"board": r["board"], "limited": r["limited"], "load": r["load"],
                        "seconds": r["seconds"], "stats": st, "samples": samples,
                        "errors": r["errors"]})
         if len(online) != len(samples):
-            notes.append(f"{_short(r['board'])}: {len(samples) - len(online)} boot(s) did not "
+            notes.append(f"{_rig.board_label(r['board'])}: {len(samples) - len(online)} boot(s) did not "
                          f"provision online and register with the call manager: "
                          f"{[s for s in samples if s not in online][:3]}")
         if r["errors"]:
-            notes.append(f"{_short(r['board'])}: {len(r['errors'])} boot(s) not counted: "
+            notes.append(f"{_rig.board_label(r['board'])}: {len(r['errors'])} boot(s) not counted: "
                          + "; ".join(r["errors"][:3]))
         errors += r["errors"]
     notes[:0] = [
@@ -138,7 +127,7 @@ def summarize(results: list[dict]) -> dict:
         "DHCP client and the profile's heap and TLS budget; target: boot -> registered under "
         f"{TARGET_REGISTERED_MS // 1000} s (worst boot).",
         "Host load average (1 min) at the start and end of each series: "
-        + ", ".join(f"{_short(b['board'])} {b['load'][0]}-{b['load'][1]}" for b in boards)
+        + ", ".join(f"{_rig.board_label(b['board'])} {b['load'][0]}-{b['load'][1]}" for b in boards)
         + " (2 cores)."]
     return {"title": "Cold boot to registered (virtual board at host speed and ESP32-faithful "
                      "boards, namespace lab)",

@@ -74,23 +74,12 @@ def plan(quick: bool) -> list[Series]:
             out.append(Series("blackhole, demo timers", "blackhole", 5, part, seed,
                               {"monitor_s": 1}, short_timers=True))
             seed += 1
-    for board in _boards():
+    for board in _rig.boards("BENCH_FAILOVER_BOARDS", FAITHFUL):
         for part in _rig.split(*((3, 1) if quick else (20, 4))):
-            out.append(Series(f"blackhole, {_short(board)}", "blackhole", 30, part, seed,
+            out.append(Series(f"blackhole, {_rig.board_label(board)}", "blackhole", 30, part, seed,
                               dict(BASE_SETTINGS), board=board))
             seed += 1
     return out
-
-
-def _boards() -> tuple[str, ...]:
-    env = os.environ.get("BENCH_FAILOVER_BOARDS")
-    if env is None:
-        return FAITHFUL
-    return tuple(b.strip() for b in env.split(",") if b.strip() and b.strip() != "none")
-
-
-def _short(board: str) -> str:
-    return board.split(":", 1)[1] if ":" in board else "host speed"
 
 
 def series(s: Series) -> dict:
@@ -320,7 +309,7 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
     for t in res.get("series", []):
         if t.get("board", "virtual") == "virtual" or not t["failover"]["median"]:
             continue
-        name = _short(t["board"])
+        name = _rig.board_label(t["board"])
         fo, reg = t["failover"], t["register_over_standby"]
         out.append((f"silent WAN cut -> registered with SRST, {t['keepalive_s']} s keepalive, "
                     f"{name} at ESP32 speed, {fo['n']} cuts", fig(t),

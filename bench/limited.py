@@ -62,23 +62,12 @@ def plan(quick: bool) -> list[Series]:
                 out.append(Series(f"{'limited' if limited else 'standby'}, {kind}", kind,
                                   limited, part, seed))
                 seed += 1
-    for board in _boards():
+    for board in _rig.boards("BENCH_LIMITED_BOARDS", FAITHFUL):
         for part in _rig.split(*((2, 1) if quick else (20, 4))):
-            out.append(Series(f"limited, blackhole, {_short(board)}", "blackhole", True, part,
+            out.append(Series(f"limited, blackhole, {_rig.board_label(board)}", "blackhole", True, part,
                               seed, board=board))
             seed += 1
     return out
-
-
-def _boards() -> tuple[str, ...]:
-    env = os.environ.get("BENCH_LIMITED_BOARDS")
-    if env is None:
-        return FAITHFUL
-    return tuple(b.strip() for b in env.split(",") if b.strip() and b.strip() != "none")
-
-
-def _short(board: str) -> str:
-    return board.split(":", 1)[1] if ":" in board else "host speed"
 
 
 def series(s: Series) -> dict:
@@ -260,7 +249,7 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
             continue
         fo = t["failover"]
         out.append((f"limited board: silent WAN cut -> registered with SRST (fresh TLS "
-                    f"session), {_short(t['board'])} at ESP32 speed, {fo['n']} cuts",
+                    f"session), {_rig.board_label(t['board'])} at ESP32 speed, {fo['n']} cuts",
                     f"median {_rig.sec(fo['median'])}, worst {_rig.sec(fo['worst'])}; loss -> "
                     f"registered {t['step']['median']} ms",
                     f"target: median < {TARGET_FAILOVER_MS // 1000} s "
