@@ -19,6 +19,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -341,6 +342,54 @@ def boards(env: str, default: tuple[str, ...]) -> tuple[str, ...]:
 def board_label(board: str) -> str:
     """A board as a result row names it: the profile of a virtual board, else host speed."""
     return board.split(":", 1)[1] if ":" in board else "host speed"
+
+# -- a series of cut/failover/re-home cycles (bench/failover.py, bench/limited.py) -----------
+
+def cycles(rig: Rig, s: Any, one: Callable[[Rig, Any], dict],
+           back: Callable[[float], object]) -> tuple[list[dict], list[str], list[float]]:
+    """The measured part of a series `s`: wait for s.start_at, then s.runs cycles of
+    one(rig, s), each after a random pause in s.spacing (seeded by s.seed). A cycle that fails
+    is an error: the WAN is restored, and back(t) must see the phone back since the restore
+    at t (or raise RigError, which ends the series). Returns the runs, the errors and the
+    load average before and after."""
+    rng = random.Random(s.seed)
+    runs: list[dict] = []
+    errors: list[str] = []
+    sleep_until_wall(s.start_at)
+    load0 = os.getloadavg()[0]
+    for _ in range(s.runs):
+        time.sleep(rng.uniform(*s.spacing))
+        try:
+            runs.append(one(rig, s))
+        except RigError as e:
+            errors.append(str(e))
+            try:
+                back(rig.restore())
+            except RigError:
+                break
+    return runs, errors, [round(load0, 2), round(os.getloadavg()[0], 2)]
+
+
+def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
+                   board: str) -> tuple[dict, list]:
+    """Cut the call manager's WAN (`kind`), time the failover to the SRST router, restore the
+    WAN and time the re-home; with `standby`, wait for the standby link again. Returns the
+    figures and the primary_lost events of the cut."""
+    t_cut = rig.cut(kind)
+    reg = rig.wait("registered:srst", t_cut, keepalive + 30.0)
+    lost = rig.since(t_cut, "primary_lost")
+    r = {"failover_ms": round((reg.host - t_cut) * 1000),
+         "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
+         "step_ms": reg.event.get("failover_ms"),          # loss noticed -> RegisterAck
+         "register_ms": reg.event.get("register_ms"),      # Register -> RegisterAck alone
+         "over_standby": bool(reg.event.get("over_standby"))}
+    time.sleep(0.3)
+    t_back = rig.restore()
+    rh = rig.wait("rehomed", t_back, 60)
+    r["rehome_ms"] = round((rh.host - t_back) * 1000)
+    if standby:
+        rig.wait("standby_up", rh.host, 60 if board != "virtual" else 30)
+    return r, lost
 
 # -- statistics ------------------------------------------------------------------------------
 

@@ -23,14 +23,11 @@ by a scheduler slice, which shows in the worst case, so the host's load average 
 with the figures. BENCH_FAILOVER_BOARDS (comma-separated, or "none") names other boards."""
 from __future__ import annotations
 
-import os
-import random
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import _rig
-from bench._rig import Rig, RigError, RigSpec
+from bench._rig import Rig, RigSpec
 from host_tools.lab.names import WAN_KINDS as KINDS
 
 REAL_CUT_MS = (30000, 35000)       # real phones, cable pulled, 30 s keepalive (docs/failover.md)
@@ -84,55 +81,21 @@ def plan(quick: bool) -> list[Series]:
 
 def series(s: Series) -> dict:
     """One lab + board, s.runs cut/failover/restore/re-home cycles (runs in a worker)."""
-    rng = random.Random(s.seed)
     spec = RigSpec(keepalive=s.keepalive, secondary_keepalive=2 * s.keepalive,
                    short_timers=s.short_timers, settings=s.settings, board=s.board)
-    runs: list[dict] = []
-    errors: list[str] = []
     with Rig(_rig.workdir(f"failover-{s.kind}-{s.keepalive}"), spec) as rig:
         rig.wait("standby_up", rig.booted, 180 if spec.faithful else 60)
-        _rig.sleep_until_wall(s.start_at)
-        load0 = os.getloadavg()[0]
-        for _ in range(s.runs):
-            time.sleep(rng.uniform(*s.spacing))
-            try:
-                runs.append(_one(rig, s))
-            except RigError as e:
-                errors.append(str(e))
-                if not _recover(rig):
-                    break
-        load = [round(load0, 2), round(os.getloadavg()[0], 2)]
+        runs, errors, load = _rig.cycles(rig, s, _one,
+                                         lambda t: rig.wait("standby_up", t, 90))
     return {"label": s.label, "kind": s.kind, "keepalive": s.keepalive, "runs": runs,
             "errors": errors, "settings": s.settings, "short_timers": s.short_timers,
             "board": s.board, "load": load}
 
 
 def _one(rig: Rig, s: Series) -> dict:
-    limit = s.keepalive + 30.0
-    t_cut = rig.cut(s.kind)
-    reg = rig.wait("registered:srst", t_cut, limit)
-    lost = rig.since(t_cut, "primary_lost")
-    r = {"failover_ms": round((reg.host - t_cut) * 1000),
-         "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
-         "step_ms": reg.event.get("failover_ms"),          # loss noticed -> RegisterAck
-         "register_ms": reg.event.get("register_ms"),      # Register -> RegisterAck alone
-         "over_standby": bool(reg.event.get("over_standby")),
-         "reason": lost[0].event.get("reason") if lost else None}
-    time.sleep(0.3)
-    t_back = rig.restore()
-    rh = rig.wait("rehomed", t_back, 60)
-    r["rehome_ms"] = round((rh.host - t_back) * 1000)
-    rig.wait("standby_up", rh.host, 60 if s.board != "virtual" else 30)
+    r, lost = _rig.failover_cycle(rig, s.kind, s.keepalive, True, s.board)
+    r["reason"] = lost[0].event.get("reason") if lost else None
     return r
-
-
-def _recover(rig: Rig) -> bool:
-    try:
-        t = rig.restore()
-        rig.wait("standby_up", t, 90)
-        return True
-    except RigError:
-        return False
 
 
 def run(quick: bool) -> dict:

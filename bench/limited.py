@@ -20,14 +20,11 @@ boards."""
 from __future__ import annotations
 
 import json
-import os
-import random
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import _rig
-from bench._rig import Rig, RigError, RigSpec
+from bench._rig import Rig, RigSpec
 
 BASE_SETTINGS = {"monitor_s": 1, "retry_max_ms": 2000}
 PLACE = "together"
@@ -71,11 +68,8 @@ def plan(quick: bool) -> list[Series]:
 
 
 def series(s: Series) -> dict:
-    rng = random.Random(s.seed)
     spec = RigSpec(keepalive=s.keepalive, secondary_keepalive=2 * s.keepalive,
                    settings=s.settings, board=s.board)
-    runs: list[dict] = []
-    errors: list[str] = []
     rig = Rig(_rig.workdir(f"limited-{s.kind}-{int(s.limited)}"), spec)
     rig.start(boot=False)
     try:
@@ -89,19 +83,10 @@ def series(s: Series) -> dict:
         rig.wait("registered:primary", rig.booted, 60 * slow)
         if not s.limited:
             rig.wait("standby_up", rig.booted, 60 * slow)
-        _rig.sleep_until_wall(s.start_at)
-        load0 = os.getloadavg()[0]
-        for _ in range(s.runs):
-            time.sleep(rng.uniform(*s.spacing))
-            try:
-                runs.append(_one(rig, s))
-            except RigError as e:
-                errors.append(str(e))
-                if not _recover(rig):
-                    break
+        runs, errors, load = _rig.cycles(rig, s, _one,
+                                         lambda t: rig.wait_state("PRIMARY", t, 90))
         standby = len(rig.since(rig.booted, "standby_up"))
         disabled = [x.event.get("reason") for x in rig.since(rig.booted, "standby_disabled")]
-        load = [round(load0, 2), round(os.getloadavg()[0], 2)]
     finally:
         rig.stop()
     return {"label": s.label, "kind": s.kind, "limited": s.limited, "runs": runs,
@@ -110,30 +95,7 @@ def series(s: Series) -> dict:
 
 
 def _one(rig: Rig, s: Series) -> dict:
-    t_cut = rig.cut(s.kind)
-    reg = rig.wait("registered:srst", t_cut, s.keepalive + 30.0)
-    lost = rig.since(t_cut, "primary_lost")
-    r = {"failover_ms": round((reg.host - t_cut) * 1000),
-         "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
-         "step_ms": reg.event.get("failover_ms"),        # loss noticed -> RegisterAck
-         "register_ms": reg.event.get("register_ms"),    # Register -> RegisterAck alone
-         "over_standby": bool(reg.event.get("over_standby"))}
-    time.sleep(0.3)
-    t_back = rig.restore()
-    rh = rig.wait("rehomed", t_back, 60)
-    r["rehome_ms"] = round((rh.host - t_back) * 1000)
-    if not s.limited:
-        rig.wait("standby_up", rh.host, 60 if s.board != "virtual" else 30)
-    return r
-
-
-def _recover(rig: Rig) -> bool:
-    try:
-        t = rig.restore()
-        rig.wait_state("PRIMARY", t, 90)
-        return True
-    except RigError:
-        return False
+    return _rig.failover_cycle(rig, s.kind, s.keepalive, not s.limited, s.board)[0]
 
 
 def run(quick: bool) -> dict:
