@@ -10,10 +10,8 @@ certificate) against the lab's call manager and SRST router simulators in a faul
   retry_ms later), not ~30 tries a second."""
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ import pytest
 from host_tools import fwbuild, micropython, pki as labpki
 from host_tools.lab.callmanager import CallManager
 from host_tools.lab.srst import SrstRouter
+from mp_support import Loop, loop, write_file  # noqa: F401  (loop: a fixture)
 
 MAC = "001122AABBCC"
 SCRIPT = Path(__file__).parent / "mp" / "agent_run.py"
@@ -34,42 +33,14 @@ def lab_pki(tmp_path_factory) -> labpki.Pki:
     return labpki.make_pki(tmp_path_factory.mktemp("pki"), phone_macs=[MAC])
 
 
-class Loop:
-    """An asyncio loop in a thread, for servers the MicroPython process talks to."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 15):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-@pytest.fixture
-def loop():
-    lp = Loop()
-    yield lp
-    lp.close()
-
-
-def _file(tmp: Path, name: str, data: bytes) -> str:
-    p = tmp / name
-    p.write_bytes(data)
-    return str(p)
-
-
 def run_agent(tmp: Path, p: labpki.Pki, cm: CallManager, srst: SrstRouter | None,
               seconds: float) -> tuple[str, list[dict]]:
     phone = p.phones[MAC]
-    args = [str(SCRIPT), str(cm.ports["tls"]), _file(tmp, "cm.der", p.ccm.cert_der), p.ccm.cn,
-            str(srst.ports["tls"]) if srst else "-", _file(tmp, "srst.der", p.srst.cert_der),
-            p.srst.cn, _file(tmp, "phone.der", phone.cert_der),
-            _file(tmp, "phone.key", phone.key_der), str(seconds), json.dumps(SETTINGS)]
+    args = [str(SCRIPT), str(cm.ports["tls"]), write_file(tmp, "cm.der", p.ccm.cert_der),
+            p.ccm.cn, str(srst.ports["tls"]) if srst else "-",
+            write_file(tmp, "srst.der", p.srst.cert_der), p.srst.cn,
+            write_file(tmp, "phone.der", phone.cert_der),
+            write_file(tmp, "phone.key", phone.key_der), str(seconds), json.dumps(SETTINGS)]
     out = subprocess.run(micropython.command(args, heap="512K"), env=fwbuild.environ(),
                          capture_output=True, text=True, timeout=seconds + 60)
     text = out.stdout + out.stderr
@@ -97,6 +68,17 @@ def _srst(loop: Loop, p: labpki.Pki, ident: labpki.Identity | None = None) -> Sr
     return r
 
 
+def _run_against(loop: Loop, tmp: Path, p: labpki.Pki, cm: CallManager,
+                 srst: SrstRouter | None, seconds: float) -> tuple[str, list[dict]]:
+    """run_agent, then stop the servers whatever it did."""
+    try:
+        return run_agent(tmp, p, cm, srst, seconds)
+    finally:
+        loop.run(cm.stop())
+        if srst is not None:
+            loop.run(srst.stop())
+
+
 def _last_state(events: list[dict]) -> str | None:
     states = [e["state"] for e in events if e["ev"] == "state"]
     return states[-1] if states else None
@@ -106,11 +88,7 @@ def _last_state(events: list[dict]) -> str | None:
 def test_agent_survives_a_server_closing_after_register_ack(loop, lab_pki, tmp_path, quirk):
     cm = _cm(loop, lab_pki, quirk)
     srst = _srst(loop, lab_pki)
-    try:
-        text, events = run_agent(tmp_path, lab_pki, cm, srst, 8)
-    finally:
-        loop.run(cm.stop())
-        loop.run(srst.stop())
+    text, events = _run_against(loop, tmp_path, lab_pki, cm, srst, 8)
     assert "Traceback" not in text, text
     assert "ALIVE" in text, text
     assert any(e["ev"] == "quirk" for e in cm.events), "the quirk never fired"
@@ -123,10 +101,7 @@ def test_agent_survives_a_server_closing_after_register_ack(loop, lab_pki, tmp_p
 
 def test_agent_without_fallback_leaves_primary_and_paces_registrations(loop, lab_pki, tmp_path):
     cm = _cm(loop, lab_pki, "close_after_ack")
-    try:
-        text, events = run_agent(tmp_path, lab_pki, cm, None, 8)
-    finally:
-        loop.run(cm.stop())
+    text, events = _run_against(loop, tmp_path, lab_pki, cm, None, 8)
     assert "Traceback" not in text, text
     assert "ALIVE" in text, text
     regs = [e for e in cm.events if e["ev"] == "registered"]
@@ -142,11 +117,7 @@ def test_srst_certificate_changed_tries_follow_the_announced_backoff(loop, lab_p
     impostor = labpki.make_identity("srst", "SRST", cn=lab_pki.srst.cn).write(tmp_path / "imp")
     cm = _cm(loop, lab_pki)
     srst = _srst(loop, lab_pki, impostor)
-    try:
-        text, events = run_agent(tmp_path, lab_pki, cm, srst, 9)
-    finally:
-        loop.run(cm.stop())
-        loop.run(srst.stop())
+    text, events = _run_against(loop, tmp_path, lab_pki, cm, srst, 9)
     assert "Traceback" not in text, text
     assert "ALIVE PRIMARY" in text, text
     fails = [e for e in events if e["ev"] == "standby_failed"]

@@ -3,7 +3,6 @@ presenting the wrong identity: each is refused with a clear reason, never a plai
 session. Servers are the lab's call-manager simulator and plain sockets."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import shutil
 import socket
@@ -16,6 +15,7 @@ import pytest
 
 from host_tools import fwbuild, micropython, pki as labpki
 from host_tools.lab.callmanager import CallManager
+from mp_support import Loop, loop, write_file  # noqa: F401  (loop: a fixture)
 
 MAC = "001122AABBCC"
 SCRIPT = Path(__file__).parent / "mp" / "link_check.py"
@@ -24,35 +24,6 @@ SCRIPT = Path(__file__).parent / "mp" / "link_check.py"
 @pytest.fixture(scope="module")
 def lab_pki(tmp_path_factory) -> labpki.Pki:
     return labpki.make_pki(tmp_path_factory.mktemp("pki"), phone_macs=[MAC])
-
-
-class Loop:
-    """An asyncio loop in a thread, for servers the MicroPython process talks to."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 15):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-@pytest.fixture
-def loop():
-    lp = Loop()
-    yield lp
-    lp.close()
-
-
-def _der(tmp: Path, name: str, data: bytes) -> str:
-    p = tmp / name
-    p.write_bytes(data)
-    return str(p)
 
 
 POWER_UP = "2000-01-01 00:00:00"    # an ESP32's clock at every power-up (RTC not set)
@@ -64,8 +35,9 @@ def run_link(tmp: Path, port: int, anchor: bytes | None, cn: str, p: labpki.Pki,
     (libfaketime), as a board's unset RTC would give it."""
     phone = p.phones[MAC]
     args = [str(SCRIPT), "127.0.0.1", str(port),
-            _der(tmp, "anchor.der", anchor) if anchor is not None else "-", cn,
-            _der(tmp, "phone.der", phone.cert_der), _der(tmp, "phone.key", phone.key_der), action]
+            write_file(tmp, "anchor.der", anchor) if anchor is not None else "-", cn,
+            write_file(tmp, "phone.der", phone.cert_der),
+            write_file(tmp, "phone.key", phone.key_der), action]
     cmd = micropython.command(args, heap="256K")
     if clock is not None:
         faketime = shutil.which("faketime")
