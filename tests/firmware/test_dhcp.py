@@ -3,7 +3,7 @@
 import socket
 import time
 
-from fwtest import CaptureOut, eq, raises
+from fwtest import CaptureOut, bound_udp, eq, raises
 from phone import dhcp, dhcpcore
 from phone.events import Events
 
@@ -239,14 +239,7 @@ _next_port = [47600]
 
 
 def _bound():
-    while True:
-        _next_port[0] += 1
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind(socket.getaddrinfo('127.0.0.1', _next_port[0])[0][-1])
-            return s, _next_port[0]
-        except OSError:
-            s.close()
+    return bound_udp(_next_port)
 
 
 class LoopClient(dhcp.Client):

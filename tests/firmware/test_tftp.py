@@ -5,7 +5,7 @@ import gc
 import socket
 import time
 
-from fwtest import CaptureOut, eq, raises
+from fwtest import CaptureOut, bound_udp, eq, raises
 from phone import tftp
 from phone.events import Events
 
@@ -54,14 +54,7 @@ _next_port = [48700]
 
 
 def bound():
-    while True:
-        _next_port[0] += 1
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind(socket.getaddrinfo('127.0.0.1', _next_port[0])[0][-1])
-            return s, _next_port[0]
-        except OSError:
-            s.close()
+    return bound_udp(_next_port)
 
 
 class Fake:
@@ -284,16 +277,22 @@ def test_option_refusal_retries_without_options():
     assert 'tftp_options_refused' in c.evnames()
 
 
+def _refused(q, match, code, written, **kw):
+    """A transfer whose server sends what q(f, to) sends is refused by the client: TftpError
+    matching `match` with ERROR `code`, which the client sends too, after `written` bytes."""
+    f, c, sink = run(q, **kw)
+    with raises(tftp.TftpError, match=match) as r:
+        c.get('127.0.0.1', 'f', sink)
+    eq((r.value.code, r.value.local), (code, True))
+    eq(f.sent_by_client()[-1][:4], b'\x00\x05\x00' + bytes((code,)))
+    eq(sink.n, written)
+
+
 def test_bad_oack_aborts_with_error_8():
     def q(f, to):
         f.sock.sendto(oack(blksize=9000), to)       # more than we asked for
 
-    f, c, sink = run(q, blksize=1024)
-    with raises(tftp.TftpError) as r:
-        c.get('127.0.0.1', 'f', sink)
-    eq((r.value.code, r.value.local), (8, True))
-    sent = f.sent_by_client()
-    eq(sent[-1][:4], b'\x00\x05\x00\x08')
+    _refused(q, None, 8, 0, blksize=1024)
 
 
 def test_tiny_oack_blksize_is_refused():
@@ -304,12 +303,7 @@ def test_tiny_oack_blksize_is_refused():
         for k in (1, 2, 3):
             f.sock.sendto(data(k, b'12345678'), to)
 
-    f, c, sink = run(q, blksize=1428)
-    with raises(tftp.TftpError, match='blksize 8 refused (< 512)') as r:
-        c.get('127.0.0.1', 'f', sink)
-    eq((r.value.code, r.value.local), (8, True))
-    eq(f.sent_by_client()[-1][:4], b'\x00\x05\x00\x08')
-    eq(sink.n, 0)
+    _refused(q, 'blksize 8 refused (< 512)', 8, 0, blksize=1428)
 
 
 def test_a_small_blksize_we_asked_for_is_accepted():
@@ -330,12 +324,7 @@ def test_tsize_over_the_limit_aborts_before_any_data():
     def q(f, to):
         f.sock.sendto(oack(blksize=512, tsize=10000), to)
 
-    f, c, sink = run(q, blksize=512, max_bytes=5000)
-    with raises(tftp.TftpError, match='limit') as r:
-        c.get('127.0.0.1', 'f', sink)
-    eq((r.value.code, r.value.local), (3, True))
-    eq(f.sent_by_client()[-1][:4], b'\x00\x05\x00\x03')
-    eq(sink.n, 0)
+    _refused(q, 'limit', 3, 0, blksize=512, max_bytes=5000)
 
 
 def test_running_total_over_the_limit_aborts():
@@ -343,12 +332,7 @@ def test_running_total_over_the_limit_aborts():
         for k in (1, 2, 3):
             f.sock.sendto(data(k, pattern(512, k)), to)
 
-    f, c, sink = run(q, max_bytes=1000)
-    with raises(tftp.TftpError, match='1000 byte limit') as r:
-        c.get('127.0.0.1', 'f', sink)
-    eq(r.value.code, 3)
-    eq(sink.n, 512)
-    eq(f.sent_by_client()[-1][:4], b'\x00\x05\x00\x03')
+    _refused(q, '1000 byte limit', 3, 512, max_bytes=1000)
 
 
 def test_size_mismatch_with_tsize_is_an_error():

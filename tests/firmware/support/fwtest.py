@@ -78,6 +78,20 @@ async def stop_agents(agents, tasks, timeout_ms=3000):
                 pass
 
 
+def bound_udp(next_port):
+    """A UDP socket bound on loopback to the first free port above next_port[0] (a one-item
+    list, advanced; the unix port has no getsockname): (socket, port)."""
+    import socket
+    while True:
+        next_port[0] += 1
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(socket.getaddrinfo('127.0.0.1', next_port[0])[0][-1])
+            return s, next_port[0]
+        except OSError:
+            s.close()
+
+
 def events(out, name=None):
     evs = [json.loads(l) for l in out.lines()]
     return [e for e in evs if name is None or e['ev'] == name]
