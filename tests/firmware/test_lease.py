@@ -10,11 +10,10 @@
 # phone.dhcp at each exchange while the test holds its own: the keeper's heap is measured by
 # tests/firmware/test_agent_heap.py and the memory bench, not here)
 import asyncio
-import socket
 import sys
 import time
 
-from fwtest import eq
+from fwtest import eq, udp_socket
 from phone import dhcpcore, lease
 from phone.events import Events
 from phone.settings import Settings
@@ -25,14 +24,6 @@ A = '127.0.0.1'
 B = '127.0.0.2'
 _port = [47900]
 VENDOR = b'Cisco Systems, Inc. IP Phone CP-7911G\x00'
-
-
-def _bind(host, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(socket.getaddrinfo(host, port)[0][-1])
-    s.setblocking(False)
-    return s
 
 
 def _ip4(s):
@@ -67,7 +58,7 @@ class Server:
     def __init__(self, t0, reply):
         _port[0] += 2
         self.port = _port[0]
-        self.socks = (('A', _bind(A, self.port)), ('B', _bind(B, self.port)))
+        self.socks = (('A', udp_socket(A, self.port)), ('B', udp_socket(B, self.port)))
         self.t0 = t0
         self.reply = reply
         self.got = []

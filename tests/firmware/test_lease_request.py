@@ -3,10 +3,9 @@
 # the packet's shape, the answers it takes, the retransmission schedule. (The keeper's
 # timers: test_lease.py; separate files so each compiles inside the 96K heap.)
 import asyncio
-import socket
 import time
 
-from fwtest import eq
+from fwtest import eq, udp_socket
 from phone import dhcpcore, lease
 from phone.events import Events
 
@@ -19,14 +18,6 @@ _port = [48100]
 class _Null:
     def write(self, s):
         return len(s)
-
-
-def _bind(host, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(socket.getaddrinfo(host, port)[0][-1])
-    s.setblocking(False)
-    return s
 
 
 def answer(p, mtype, yiaddr=IP, lease_s=None, t1=None):
@@ -59,7 +50,7 @@ def renewal_shape(p):
 def _client():
     """A dhcp.Client on loopback and a server socket (A) it talks to; returns both."""
     _port[0] += 2
-    srv = _bind(A, _port[0])
+    srv = udp_socket(A, _port[0])
     out = []
     ev = Events(out=_Null())
     ev.listeners.append(lambda name, t, f: out.append((name, f)))

@@ -92,6 +92,16 @@ def bound_udp(next_port):
             s.close()
 
 
+def udp_socket(host, port):
+    """A non-blocking UDP socket bound to host:port, the address reusable."""
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(socket.getaddrinfo(host, port)[0][-1])
+    s.setblocking(False)
+    return s
+
+
 def events(out, name=None):
     evs = [json.loads(l) for l in out.lines()]
     return [e for e in evs if name is None or e['ev'] == name]
