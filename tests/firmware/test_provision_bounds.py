@@ -10,6 +10,7 @@ import select
 import socket
 import time
 
+from fakestore import Store, Writer
 from fwtest import CaptureOut, eq, raises
 from phone import provision, tftp
 from phone.events import Events
@@ -155,26 +156,6 @@ def first(out, name):
         if e['ev'] == name:
             return e
     return None
-
-
-class Writer:
-    def __init__(self):
-        self.n = 0
-        self.closed = self.aborted = False
-
-    def write(self, b):
-        self.n += len(b)
-
-    def close(self):
-        self.closed = True
-
-    def abort(self):
-        self.aborted = True
-
-
-class Store:
-    def begin(self, dest):
-        return Writer()
 
 
 def provisioner(port, **settings):

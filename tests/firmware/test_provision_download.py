@@ -3,6 +3,7 @@
 # (CTLSEP<MAC>.tlv, SEP<MAC>.cnf.xml) is asked for the next name before the next server is
 # tried: the next server is there for when the first does not answer.
 import phone
+from fakestore import Store
 from fwtest import CaptureOut, eq
 from phone import provision
 from phone.events import Events
@@ -46,33 +47,13 @@ class Servers:
         self.Client = Client
 
 
-class Writer:
-    def __init__(self):
-        self.data = b''
-        self.closed = self.aborted = False
-
-    def write(self, b):
-        self.data += b
-
-    def close(self):
-        self.closed = True
-
-    def abort(self):
-        self.aborted = True
-
-
-class Store:
-    def begin(self, dest):
-        return Writer()
-
-
 WANTED = (('CTL', ('CTLSEP001122AABBCC.tlv', 'CTLFile.tlv'), 'ctl.tlv'),)
 
 
 def download(files):
     fake = Servers(files)
     phone.tftp = fake                   # what `from phone import tftp` finds; dropped after
-    p = provision.Provisioner(Store(), Settings())
+    p = provision.Provisioner(Store(keep=True), Settings())
     out = p.download(Events(out=CaptureOut()), ['10.0.0.1', '10.0.0.2'], WANTED)
     return fake.asked, out
 
