@@ -2,35 +2,10 @@
 # of the port (VfsFat / VfsLfs2 on a file-backed block device).
 import os
 
+from blockfile import BlockFile
 from fwtest import eq, raises
 from phone import store as S
 from phone.store import Store, StoreError
-
-
-class BlockFile:
-    """A block device kept in a host file (what the board's flash partition is)."""
-
-    def __init__(self, path, n, bs=512):
-        self.bs, self.n = bs, n
-        self.f = open(path, 'w+b')
-        z = bytearray(bs)
-        for _ in range(n):
-            self.f.write(z)
-
-    def readblocks(self, blk, buf, off=0):
-        self.f.seek(blk * self.bs + off)
-        self.f.readinto(buf)
-
-    def writeblocks(self, blk, buf, off=0):
-        self.f.seek(blk * self.bs + (off or 0))
-        self.f.write(buf)
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.n
-        if op == 5:
-            return self.bs
-        return 0
 
 
 def mount(tmp, kind, n=64):

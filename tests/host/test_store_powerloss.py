@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 from host_tools import fwbuild, micropython
 
+SUPPORT = Path(__file__).parents[1] / "firmware" / "support"   # blockfile.py
 NAMES = ["ctl.tlv", "itl.tlv", "config.xml", "srst.der"]
 SEQ = [(n, v) for v in (1, 2) for n in NAMES]      # the deterministic write sequence
 
@@ -36,6 +37,7 @@ SEQ = [(n, v) for v in (1, 2) for n in NAMES]      # the deterministic write seq
 # PHASE seed|write|loop|verify); STORE_CRASH_AT=N kills the interpreter at operation N.
 MP_SCRIPT = r'''
 import sys, os, hashlib, binascii
+from blockfile import BlockFile
 from phone.store import Store
 
 NAMES = ['ctl.tlv', 'itl.tlv', 'config.xml', 'srst.der']
@@ -100,39 +102,16 @@ class CrashOS:
         return open(p, mode)
 
 
-class BlockFile:
-    """LittleFS/FAT block device in a host file; with crash_at, dies inside a block write."""
-
-    def __init__(self, path, n, bs=512, new=False):
-        self.bs, self.n = bs, n
-        self.f = open(path, 'w+b' if new else 'r+b')
-        if new:
-            for _ in range(n):
-                self.f.write(bytearray(bs))
-
-    def readblocks(self, blk, buf, off=0):
-        self.f.seek(blk * self.bs + off)
-        self.f.readinto(buf)
-
-    def writeblocks(self, blk, buf, off=0):
-        self.f.seek(blk * self.bs + (off or 0))
-        if mode == 'lfs':
-            tick(lambda: self.f.write(memoryview(buf)[0:len(buf) // 2]))
-        self.f.write(buf)
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.n
-        if op == 5:
-            return self.bs
-        return 0
+def torn(f, buf):                       # LittleFS: the crash tears a block write in half
+    if mode == 'lfs':
+        tick(lambda: f.write(memoryview(buf)[0:len(buf) // 2]))
 
 
 fs = None
 if mode in ('fat', 'lfs'):
     import vfs
     cls = vfs.VfsFat if mode == 'fat' else vfs.VfsLfs2
-    bd = BlockFile(base + '/flash.img', 128, new=(phase == 'seed'))
+    bd = BlockFile(base + '/flash.img', 128, new=(phase == 'seed'), before_write=torn)
     if phase == 'seed':
         cls.mkfs(bd)
     vfs.mount(cls(bd), '/flash')
@@ -199,7 +178,7 @@ class Rig:
         self.replace = self.tag(out.stdout, "@@REPLACE")[0][0]
 
     def run(self, d: Path, phase: str, crash_at: int = 0) -> subprocess.CompletedProcess:
-        env = fwbuild.environ(STORE_CRASH_AT=str(crash_at))
+        env = fwbuild.environ(SUPPORT, STORE_CRASH_AT=str(crash_at))
         return subprocess.run(micropython.command([str(self.script), self.mode, str(d), phase]),
                               env=env, capture_output=True, text=True, timeout=20)
 
@@ -266,24 +245,17 @@ def total_ops(rig: Rig) -> int:
     return int(rig.tag(out.stdout, "@@END")[0][0])
 
 
-@pytest.mark.parametrize("mode,replace", [("posix", "True"), ("stepwise", "False"),
-                                          ("fat", "False")])
-def test_kill_before_every_file_operation(tmp_path, mode, replace):
+# A kill before every file operation (posix, stepwise, fat), or inside every LittleFS block
+# write, which it tears in half (lfs).
+@pytest.mark.parametrize("mode,replace,least", [("posix", "True", 40), ("stepwise", "False", 40),
+                                                ("fat", "False", 40), ("lfs", "True", 50)])
+def test_kill_at_every_point(tmp_path, mode, replace, least):
     rig = Rig(tmp_path, mode)
     assert rig.replace == replace            # rename-over, forced stepwise, FAT detected
     n = total_ops(rig)
-    assert n >= 40
+    assert n >= least
     print(f"{mode}: {n} kill points")
     # every operation of the sequence, and one past the end (no crash -> exit 0 instead)
-    assert crash_sweep(rig, list(range(1, n + 1))) == n
-
-
-def test_littlefs_torn_block_writes(tmp_path):
-    rig = Rig(tmp_path, "lfs")
-    assert rig.replace == "True"
-    n = total_ops(rig)
-    assert n >= 50
-    print(f"lfs: {n} kill points (block writes)")
     assert crash_sweep(rig, list(range(1, n + 1))) == n
 
 
