@@ -402,14 +402,19 @@ def loads(text: str, path: Path | None = None) -> Scenario:
 
     if not data:
         fail("empty: a scenario needs at least a name or a description and what to check")
-    for k, v in data.items():
-        if k not in TOP_KEYS:
-            fail(f"unknown key {k!r} (known: {', '.join(sorted(TOP_KEYS))})",
-                 lines.of_key(k) if not isinstance(v, (dict, list)) else
-                 (lines.of_table(k) or lines.of_key(k)))
-        why = TOP_KEYS[k](v)
-        if why:
-            fail(f"{k} {why}", lines.of_table(k) or lines.of_key(k))
+
+    def check(t: dict[str, Any], allowed: dict[str, Check], label: str,
+              at: Callable[[str], int]) -> None:
+        """Every key of `t` is known and its value valid, or fail at line at(key)."""
+        for k, v in t.items():
+            if k not in allowed:
+                fail(f"{label}unknown key {k!r} (known: {', '.join(sorted(allowed))})", at(k))
+            why = allowed[k](v)
+            if why:
+                fail(f"{label}{k} {why}", at(k))
+
+    # a key of the top level is a value or a table ([name], [[name]])
+    check(data, TOP_KEYS, "", lambda k: lines.of_table(k) or lines.of_key(k))
     name = data.get("name") or (path.stem if path else "scenario")
     if _name(name):
         fail(f"the file name {name!r} is no scenario name: give name = \"...\"")
@@ -417,13 +422,7 @@ def loads(text: str, path: Path | None = None) -> Scenario:
     def table(key: str, allowed: dict[str, Check]) -> dict[str, Any]:
         t = data.get(key, {})
         start = lines.of_table(key)
-        for k, v in t.items():
-            if k not in allowed:
-                fail(f"[{key}] unknown key {k!r} (known: {', '.join(sorted(allowed))})",
-                     lines.of_key(k, start))
-            why = allowed[k](v)
-            if why:
-                fail(f"[{key}] {k} {why}", lines.of_key(k, start))
+        check(t, allowed, f"[{key}] ", lambda k: lines.of_key(k, start))
         return dict(t)
 
     lab = table("lab", LAB_KEYS)
@@ -440,13 +439,7 @@ def loads(text: str, path: Path | None = None) -> Scenario:
     _both(expect, "expect", lines, fail)
     for kind, t in kinds.items():
         start = lines.of_table(f"expect.{kind}")
-        for k, v in t.items():
-            if k not in EXPECT_KEYS:
-                fail(f"[expect.{kind}] unknown key {k!r} (known: {', '.join(sorted(EXPECT_KEYS))})",
-                     lines.of_key(k, start))
-            why = EXPECT_KEYS[k](v)
-            if why:
-                fail(f"[expect.{kind}] {k} {why}", lines.of_key(k, start))
+        check(t, EXPECT_KEYS, f"[expect.{kind}] ", lambda k: lines.of_key(k, start))
         _both({**expect, **t}, f"expect.{kind}", lines, fail)
 
     duration = _seconds(data, "duration")
