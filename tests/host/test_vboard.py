@@ -86,6 +86,23 @@ class Serial:
         self.s.close()
 
 
+def talk(port: str, *steps: tuple[bytes | float, ...]) -> None:
+    """A dialogue on the board's pty: each step sends its first item, then expects each
+    bytes item in turn (a number: wait that many seconds instead)."""
+    s = Serial(port)
+    try:
+        for send, *then in steps:
+            assert isinstance(send, bytes)
+            s.send(send)
+            for x in then:
+                if isinstance(x, bytes):
+                    s.expect(x)
+                else:
+                    time.sleep(x)
+    finally:
+        s.close()
+
+
 # -- the byte-stream helpers ----------------------------------------------------------------------
 def test_sentinels_split_across_chunks():
     s = stream.SentinelSplitter()
@@ -154,18 +171,9 @@ def test_boot_and_main_run_like_a_board(folder):
         assert b"BOOT-RAN" in b.console(mark) and b"MAIN-RAN" not in b.console(mark)
         # Ctrl-D at the friendly prompt: soft reboot, boot.py and main.py
         mark = b.mark()
-        s = Serial(b.pty_path)
-        try:
-            s.send(b"\r\n")
-            s.expect(b">>> ")
-            s.send(b"\x04")
-            s.expect(b"MPY: soft reboot\r\n")
-            s.expect(b"MAIN-RAN\r\n")
-            s.expect(b">>> ")
-            s.send(b"print(M + 1)\r")
-            s.expect(b"2\r\n>>> ")  # main.py's globals are the REPL's, as on a board
-        finally:
-            s.close()
+        talk(b.pty_path, (b"\r\n", b">>> "),
+             (b"\x04", b"MPY: soft reboot\r\n", b"MAIN-RAN\r\n", b">>> "),
+             (b"print(M + 1)\r", b"2\r\n>>> "))  # main.py's globals are the REPL's, as on a board
         assert b.console(mark).count(b"BOOT-RAN") == 1
 
 
@@ -175,15 +183,8 @@ def test_resume_keeps_main_state_and_ctrl_c_interrupts_main(folder):
         "    if COUNT == 3:\n        print('main running')\n    time.sleep(0.01)\n")
     with VirtualBoard(folder, tcp_port=None) as b:
         b.wait_output(b"main running")
-        s = Serial(b.pty_path)
-        try:
-            s.send(b"\x03")
-            s.expect(b"KeyboardInterrupt")
-            s.expect(b">>> ")
-            s.send(b"print(COUNT > 0)\r")
-            s.expect(b"True\r\n>>> ")
-        finally:
-            s.close()
+        talk(b.pty_path, (b"\x03", b"KeyboardInterrupt", b">>> "),
+             (b"print(COUNT > 0)\r", b"True\r\n>>> "))
         out = mpremote(b.pty_path, "resume", "exec", "print(COUNT > 0)").stdout
         assert out.strip() == "True"
 
@@ -332,24 +333,14 @@ def test_cli_runs_until_signal_and_cleans_up(folder, sig):
 
 # -- the REPL over the pty ----------------------------------------------------------------------------
 def test_friendly_repl_with_pyserial(board):
-    s = Serial(board.pty_path)
-    try:
-        s.send(b"\r")
-        s.expect(b">>> ")
-        s.send(b"for i in range(3):\r")
-        s.expect(b"... ")
-        s.send(b"    print('line', i)\r\r")
-        s.expect(b"line 2\r\n>>> ")
-        s.send(b"1/0\r")
-        s.expect(b"ZeroDivisionError")
-        s.send(b"import time\rwhile True: time.sleep(0.01)\r\r")
-        time.sleep(0.2)
-        s.send(b"\x03")
-        s.expect(b"KeyboardInterrupt")
-        s.send(b"print('alive')\r")
-        s.expect(b"alive\r\n>>> ")
-    finally:
-        s.close()
+    talk(board.pty_path,
+         (b"\r", b">>> "),
+         (b"for i in range(3):\r", b"... "),
+         (b"    print('line', i)\r\r", b"line 2\r\n>>> "),
+         (b"1/0\r", b"ZeroDivisionError"),
+         (b"import time\rwhile True: time.sleep(0.01)\r\r", 0.2),   # the loop runs
+         (b"\x03", b"KeyboardInterrupt"),
+         (b"print('alive')\r", b"alive\r\n>>> "))
 
 
 def _read_until(fd: int, what: bytes, seen: bytearray, timeout: float = 10) -> None:
