@@ -1,7 +1,9 @@
 """SIGTERM and SIGHUP as SystemExit, so that `with` blocks and atexit handlers clean up (the
-lab's namespaces and servers) when a long run is stopped from outside."""
+lab's namespaces and servers) when a long run is stopped from outside; and whether a process
+is alive (signal 0)."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any, Callable
@@ -28,3 +30,17 @@ def exit_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) 
             if signal.getsignal(s) is handler:
                 signal.signal(s, h if h is not None else signal.SIG_DFL)
     return undo
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (one of another user's counts); pid 0 or less never does
+    (kill() would signal a process group)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

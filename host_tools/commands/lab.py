@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools import ROOT, cliargs, readers
+from host_tools.signals import pid_alive
 from host_tools.lab.names import MODES, PKI_HELP, SERVERS, TFTP_KINDS, TFTP_ROOT_HELP, WAN_KINDS
 
 DEFAULT_DIR = ROOT / "build" / "lab"
@@ -108,7 +109,7 @@ def run_up(args: argparse.Namespace) -> int:
     state_path = workdir / STATE
     if state_path.exists():
         old = _read_state(state_path)
-        if old and _alive(old.get("pid", 0)):
+        if old and pid_alive(old.get("pid", 0)):
             print(f"error: a lab already runs from {workdir} (pid {old['pid']}); "
                   f"`phonelab lab down --dir {args.dir}` first", file=sys.stderr)
             return 1
@@ -302,7 +303,7 @@ def run_down(args: argparse.Namespace) -> int:
         print(f"no lab running from {workdir}" + (f"; removed stale {', '.join(swept)}" if swept else ""))
         return 0
     pid = int(st.get("pid", 0))
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         if not _wait_gone(pid, 30):
             print(f"lab process {pid} did not stop within 30 s: killing it", file=sys.stderr)
@@ -318,17 +319,24 @@ def run_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_status(args: argparse.Namespace) -> int:
+def _request(args: argparse.Namespace, cmd: str, **kw: Any) -> tuple[bool, Any]:
+    """(True, the running lab's result for `cmd`), or (False, None) after saying why not."""
     st = _read_state(args.dir.resolve() / STATE)
-    if st is None or not _alive(st.get("pid", 0)):
+    if st is None or not pid_alive(st.get("pid", 0)):
         print(f"phonelab lab: error: no lab running from {args.dir.resolve()} "
               f"(start one with `phonelab lab up`)", file=sys.stderr)
-        return 1
+        return False, None
     from host_tools.lab.control import ControlError, request
     try:
-        result = request(st["control"], "status")
+        return True, request(st["control"], cmd, **kw)
     except ControlError as e:
         print(f"error: {e}", file=sys.stderr)
+        return False, None
+
+
+def run_status(args: argparse.Namespace) -> int:
+    ok, result = _request(args, "status")
+    if not ok:
         return 1
     if args.json:
         print(json.dumps(result, indent=2))
@@ -344,16 +352,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def _control(args: argparse.Namespace, cmd: str, **kw: Any) -> int:
-    st = _read_state(args.dir.resolve() / STATE)
-    if st is None or not _alive(st.get("pid", 0)):
-        print(f"phonelab lab: error: no lab running from {args.dir.resolve()} "
-              f"(start one with `phonelab lab up`)", file=sys.stderr)
-        return 1
-    from host_tools.lab.control import ControlError, request
-    try:
-        result = request(st["control"], cmd, **kw)
-    except ControlError as e:
-        print(f"error: {e}", file=sys.stderr)
+    ok, result = _request(args, cmd, **kw)
+    if not ok:
         return 1
     print(f"ok: {cmd} {' '.join(f'{k}={v}' for k, v in kw.items())}".rstrip()
           + (f" -> {result}" if result else ""))
@@ -367,26 +367,14 @@ def _read_state(path: Path) -> dict | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return True
         try:       # our child (tests, --detach from this process): reap it
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
         time.sleep(0.05)
-    return not _alive(pid)
+    return not pid_alive(pid)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
+from host_tools.signals import pid_alive
+
 PREFIX = "pl"
 NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
@@ -118,16 +120,6 @@ def enter_current_thread(name: str) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_pids(pids: Sequence[int], grace: float = 2.0) -> None:
     for pid in pids:
         try:
@@ -137,7 +129,7 @@ def _kill_pids(pids: Sequence[int], grace: float = 2.0) -> None:
     t_end = time.monotonic() + grace
     left = list(pids)
     while left and time.monotonic() < t_end:
-        left = [p for p in left if _pid_alive(p)]
+        left = [p for p in left if pid_alive(p)]
         time.sleep(0.02)
     for pid in left:
         try:
@@ -167,7 +159,7 @@ def sweep_stale() -> list[str]:
     for line in r.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         m = _NAME_RE.match(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             _delete_namespace(name)
             removed.append(name)
     return removed

@@ -19,6 +19,7 @@ from host_tools import ROOT, cli
 from host_tools.lab import lab as lablib
 from host_tools.lab import netns
 from host_tools.scenario import runner, spec
+from host_tools.signals import pid_alive
 
 PHONELAB = [sys.executable, "-m", "host_tools.cli"]
 LONG = """name = "{name}"
@@ -111,11 +112,11 @@ def test_kill9_leftovers_are_swept_by_the_next_run(tmp_path: Path, base: Path) -
             out = nxt.communicate(timeout=120)[0]
             assert nxt.returncode == 0, out
             assert _namespaces(proc.pid) == []
-            assert not any(netns._pid_alive(p) for p in left_dnsmasq)
+            assert not any(pid_alive(p) for p in left_dnsmasq)
             assert not folder.exists() and not keys[0].exists()
             # untouched: the live lab's namespaces, dnsmasq and folder
             assert set(live_ns) <= set(_namespaces(os.getpid()))
-            assert all(netns._pid_alive(p) for p in live_dnsmasq)
+            assert all(pid_alive(p) for p in live_dnsmasq)
             assert (live_dir / lablib.OWNER_FILE).exists() and live.status()["servers"]["dhcp"]["running"]
     finally:
         import shutil
@@ -144,7 +145,7 @@ def test_a_signalled_run_cleans_up(tmp_path: Path, base: Path, sig: int) -> None
     assert proc.returncode != 0, out
     assert "Traceback" not in out, out
     assert _namespaces(proc.pid) == []
-    assert not any(netns._pid_alive(p) for p in dnsmasq)
+    assert not any(pid_alive(p) for p in dnsmasq)
     assert not folder.exists()
 
 

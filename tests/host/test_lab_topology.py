@@ -28,6 +28,7 @@ from host_tools.lab.sccp_client import SccpClient
 from host_tools.lab.topology import (NetnsTopology, TopologyError, check_bench_interface,
                                      make_topology)
 from host_tools.lab.wanrelay import BLACKHOLE, PASS, REFUSE, WanRelay
+from host_tools.signals import pid_alive
 
 MAC = "001122AABBCC"
 PHONE_IP = "192.0.2.100"
@@ -437,14 +438,6 @@ def _phonelab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 @pytest.mark.netns
 def test_lab_up_down_cli_survives_sigkill(tmp_path):
     need_netns()
@@ -470,7 +463,7 @@ def test_lab_up_down_cli_survives_sigkill(tmp_path):
         # the lab process dies without cleaning up; `lab down` still removes everything
         os.kill(pid, signal.SIGKILL)
         for _ in range(100):
-            if not _alive(pid):
+            if not pid_alive(pid):
                 break
             time.sleep(0.05)
     finally:
@@ -478,7 +471,7 @@ def test_lab_up_down_cli_survives_sigkill(tmp_path):
     assert r.returncode == 0, r.stderr
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(n in listed for n in names)
-    assert not any(_alive(int(p)) for p in ns_pids)
+    assert not any(pid_alive(int(p)) for p in ns_pids)
     assert not (tmp_path / "lab" / "lab-state.json").exists()
 
 
@@ -493,7 +486,7 @@ def test_lab_up_down_cli_loopback(tmp_path):
     assert _phonelab("lab", "cut", "--dir", d).returncode == 0
     r = _phonelab("lab", "down", "--dir", d)
     assert r.returncode == 0 and "stopped the lab" in r.stdout
-    assert not _alive(pid)
+    assert not pid_alive(pid)
     log = (tmp_path / "lab" / "events.jsonl").read_text()
     assert '"wan_cut"' in log and '"lab_stopped"' in log
 
