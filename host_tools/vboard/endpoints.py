@@ -13,6 +13,7 @@ import select
 import socket
 import tty
 
+from host_tools.vboard import ptyio
 from host_tools.vboard.errors import VBoardError
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -45,27 +46,10 @@ class PtyEndpoint(_Outbox):
 
     def read(self) -> bytes | None:
         """Client input; None when the client went away."""
-        try:
-            return os.read(self.master, 4096)
-        except BlockingIOError:
-            return b""
-        except OSError as e:
-            if e.errno == errno.EIO:
-                return None
-            raise
+        return ptyio.read(self.master, b"")
 
     def flush(self) -> None:
-        while self.pending:
-            try:
-                n = os.write(self.master, self.pending)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                if e.errno == errno.EIO:
-                    self.pending.clear()
-                    return
-                raise
-            del self.pending[:n]
+        ptyio.flush(self.master, self.pending, any_error_drops=False)
 
     def close(self) -> None:
         os.close(self.master)

@@ -14,7 +14,6 @@ child gets it as controlling terminal without running Python code between fork a
 """
 from __future__ import annotations
 
-import errno
 import os
 import pty
 import shutil
@@ -23,6 +22,8 @@ import termios
 import time
 import tty
 from typing import Sequence
+
+from host_tools.vboard import ptyio
 
 
 def _configure(fd: int) -> None:
@@ -82,29 +83,14 @@ class Interpreter:
 
     def read(self) -> bytes | None:
         """Output; None once every holder of the pty is gone (the process ended)."""
-        try:
-            return os.read(self.fd, 4096) or None
-        except BlockingIOError:
-            return b""
-        except OSError as e:
-            if e.errno == errno.EIO:
-                return None
-            raise
+        return ptyio.read(self.fd, None)
 
     def write(self, data: bytes) -> None:
         self.pending += data
         self.flush()
 
     def flush(self) -> None:
-        while self.pending:
-            try:
-                n = os.write(self.fd, self.pending)
-            except BlockingIOError:
-                return
-            except OSError:
-                self.pending.clear()
-                return
-            del self.pending[:n]
+        ptyio.flush(self.fd, self.pending, any_error_drops=True)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.returncode is not None:
