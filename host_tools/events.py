@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Union
+from typing import Any, Callable, Iterable, Iterator, Union
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,23 @@ def render(e: Event) -> str:
     who = f"[{e.phone}] " if e.phone else ""
     rest = " ".join(f"{k}={v}" for k, v in e.fields.items())
     return f"{e.t / 1000:9.3f}s {who}{e.ev:<16} {rest}".rstrip()
+
+
+Listener = Callable[[bytes], None]
+
+
+class Listeners:
+    """For a console read by a thread: fn(bytes) callbacks added and removed from any thread,
+    under the class's `_lock`, in its list `_listeners`."""
+    _lock: Any
+    _listeners: list[Listener]
+
+    def add_listener(self, fn: Listener) -> None:
+        """fn(bytes) gets every console chunk, on the reading thread: keep it quick."""
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
-from host_tools.events import Event, EventReader, Text
+from host_tools.events import Event, EventReader, Listener, Listeners, Text
 
-Listener = Callable[[bytes], None]
 
 
 class EventStream:
@@ -91,7 +90,7 @@ class EventStream:
                 self._cond.wait(min(left, 0.5))
 
 
-class SerialConsole:
+class SerialConsole(Listeners):
     """One pyserial connection shared by listeners; pause() frees the port for mpremote."""
 
     def __init__(self, port: str, baudrate: int = 115200) -> None:
@@ -160,11 +159,3 @@ class SerialConsole:
             raise RuntimeError(f"console on {self.port} is not open")
         self._ser.write(data)  # type: ignore[attr-defined]
 
-    def add_listener(self, fn: Listener) -> None:
-        with self._lock:
-            self._listeners.append(fn)
-
-    def remove_listener(self, fn: Listener) -> None:
-        with self._lock:
-            if fn in self._listeners:
-                self._listeners.remove(fn)

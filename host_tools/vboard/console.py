@@ -8,17 +8,15 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
 
-from host_tools.events import Event, EventReader
+from host_tools.events import Event, EventReader, Listener, Listeners
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[bytes], None]
 _KEEP = 4 << 20  # bytes of history kept for wait_output()
 
 
-class ConsoleTaps:
+class ConsoleTaps(Listeners):
     def __init__(self, on_output: Listener | None = None) -> None:
         self._lock = threading.Condition()
         self._console = bytearray()
@@ -48,16 +46,6 @@ class ConsoleTaps:
     def _console_wake(self) -> None:
         with self._lock:
             self._lock.notify_all()
-
-    def add_listener(self, fn: Listener) -> None:
-        """fn(bytes) gets every console chunk, on the board's thread: keep it quick."""
-        with self._lock:
-            self._listeners.append(fn)
-
-    def remove_listener(self, fn: Listener) -> None:
-        with self._lock:
-            if fn in self._listeners:
-                self._listeners.remove(fn)
 
     def subscribe(self) -> queue.Queue[bytes]:
         """A queue that receives every console chunk from now on."""
