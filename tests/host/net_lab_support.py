@@ -31,6 +31,15 @@ def skip_without_netns() -> None:
         pytest.skip(reason)
 
 
+def skip_without_libfaketime() -> None:
+    """The faithful board runs under libfaketime (its clock starts at 2000, as at power-up)."""
+    from host_tools.vboard import faithful
+    try:
+        faithful.libfaketime()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(str(e))
+
+
 def content(n: int, seed: int = 1) -> bytes:
     import random
     return random.Random(seed).randbytes(n)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from host_tools.lab import dnsmasq as dm
-from host_tools.lab import netns
+from net_lab_support import skip_without_libfaketime, skip_without_netns
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow,
               pytest.mark.skipif(dm.available() is not None, reason=str(dm.available()))]
@@ -53,15 +53,9 @@ _seen: dict = {}
 
 
 def test_first_boot_provisions_from_option150_on_the_faithful_olimex(tmp_path):
-    reason = netns.unusable_reason()
-    if reason:
-        pytest.skip(reason)
+    skip_without_netns()
+    skip_without_libfaketime()
     from host_tools.scenario import report, runner, spec
-    from host_tools.vboard import faithful
-    try:
-        faithful.libfaketime()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(str(e))
     _seen.clear()
     sc = spec.loads(SCENARIO)
     res = runner.run(sc, runner.RunOptions(workdir=tmp_path, board=BOARD,

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from host_tools import BOARDS
-from host_tools.lab import netns
 from host_tools.vboard import faithful
+from net_lab_support import skip_without_libfaketime, skip_without_netns
 
 PROBE = Path(__file__).with_name("faithful") / "probe_main.py"
 ENOMEM, EADDRINUSE = 12, 98
@@ -30,13 +30,8 @@ CERT_VERIFY_FAILED = -9984            # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED
 
 
 def _skip_unless_ready() -> None:
-    reason = netns.unusable_reason()
-    if reason:
-        pytest.skip(reason)
-    try:
-        faithful.libfaketime()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(str(e))
+    skip_without_netns()
+    skip_without_libfaketime()
 
 
 def _probe(tmp_path: Path, profile: str) -> dict[str, object]:
@@ -151,10 +146,7 @@ def test_board_modules_fit_their_heap_allowance(tmp_path):
     """The board's own modules (network, machine, tls...) are bytecode in the capped heap
     here, C in flash on the board: the cap adds MODULES_ALLOWANCE, which must cover them so
     that board code gets at least the profile's heap."""
-    try:
-        faithful.libfaketime()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(str(e))
+    skip_without_libfaketime()
     extra = _heap_in_use(tmp_path, "virtual:wt32-eth01") - _heap_in_use(tmp_path, None)
     assert 0 < extra <= faithful.MODULES_ALLOWANCE
 
@@ -185,10 +177,7 @@ def test_board_options_take_virtual_profile():
 def test_watchdog_not_fed_resets_the_board(tmp_path):
     """machine.WDT on the faithful board: not fed within its timeout, the board resets (and
     the clock is back at 2000 after it)."""
-    try:
-        faithful.libfaketime()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(str(e))
+    skip_without_libfaketime()
     from host_tools.vboard import VirtualBoard
     folder = tmp_path / "wdt"
     folder.mkdir()
