@@ -240,31 +240,15 @@ def script_records(cmd: Sequence[str], quota: Any, what: str) -> list[dict]:
     start-up is not measured at ESP32 speed."""
     from host_tools import fwbuild
     from host_tools.vboard import cpuquota
-    proc = subprocess.Popen(list(cmd), env=fwbuild.environ(), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, bufsize=1)
-    handle = None
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        first = proc.stdout.readline().strip()
-        if first != "ready":
-            raise RuntimeError(f"{what} script: {first or proc.stdout.read()}")
-        if quota is not None:
-            handle = cpuquota.limit(proc.pid, quota, required=True)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
+    with cpuquota.ready_go(list(cmd), quota, lambda said: RuntimeError(f"{what} script: {said}"),
+                           env=fwbuild.environ()) as stdout:
         out = []
-        for line in proc.stdout:
+        for line in stdout:
             rec = json.loads(line)
             if rec.get("done"):
                 break
             out.append(rec)
         return out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if handle is not None:
-            handle.close()
 
 def workdir(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=BENCH_TMP))

@@ -84,21 +84,14 @@ def measure(bench: Path, params: list[int], reps: int = 1, quota: Quota | None =
         args.write_text(json.dumps({"bench": str(bench), "params": params, "reps": reps,
                                     "bursts": bursts or []}))
         cmd = [micropython.interpreter(), "-X", f"heapsize={HEAP}", str(SCRIPT), str(args)]
-        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                             bufsize=1)
-        handle = None
-        try:
-            assert p.stdout is not None and p.stdin is not None
-            first = p.stdout.readline().strip()
-            if first != "ready":
-                raise CalibrationError(f"{bench.name}: the interpreter said {first!r}")
-            if quota is not None:
-                handle = cpuquota.limit(p.pid, quota, required=True)
-            p.stdin.write("go\n")
-            p.stdin.flush()
+
+        def fail(said: str) -> Exception:
+            return CalibrationError(f"{bench.name}: the interpreter said {said!r}")
+
+        with cpuquota.ready_go(cmd, quota, fail) as stdout:
             out: dict = {"scores": [], "us": [], "bursts_us": []}
             deadline = time.monotonic() + timeout
-            for line in p.stdout:
+            for line in stdout:
                 rec = json.loads(line)
                 if "error" in rec:
                     raise CalibrationError(f"{bench.name}: {rec['error']}")
@@ -112,12 +105,6 @@ def measure(bench: Path, params: list[int], reps: int = 1, quota: Quota | None =
                 if time.monotonic() > deadline:
                     raise CalibrationError(f"{bench.name}: no result within {timeout:.0f} s")
             return out
-        finally:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            if handle is not None:
-                handle.close()
 
 
 def host_info() -> dict:

@@ -26,10 +26,13 @@ import logging
 import os
 import re
 import select
+import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -407,3 +410,32 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+@contextmanager
+def ready_go(cmd: list[str], quota: float | str | Quota | None, fail: Callable[[str], Exception],
+             env: dict[str, str] | None = None) -> Iterator[IO[str]]:
+    """Run a script that prints "ready" once loaded, then waits for "go" on stdin: under
+    `quota` (when given) from "go" on, so that its start-up is not slowed down to ESP32
+    speed. Yields its stdout, text by lines; on leaving, the process is killed if it still
+    runs and the quota released. fail(what it said) is raised when it says anything but
+    "ready" first."""
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, bufsize=1)
+    handle = None
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        first = proc.stdout.readline().strip()
+        if first != "ready":
+            raise fail(first or proc.stdout.read())
+        if quota is not None:
+            handle = limit(proc.pid, quota, required=True)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        yield proc.stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if handle is not None:
+            handle.close()
