@@ -681,14 +681,7 @@ class Lab:
         topo = self._topo()
         self._check_server(name)
         self._stopped.add(name)
-        if name == "callmanager":
-            topo.hq.run(self.callmanager.stop(), 10)  # type: ignore[union-attr]
-        elif name == "srst":
-            topo.branch.run(self.srst.stop(), 10)  # type: ignore[union-attr]
-        elif name == "tftp":
-            self.tftp.stop()  # type: ignore[union-attr]
-        else:
-            self.dhcp.stop()  # type: ignore[union-attr]
+        self._server_call(topo, name, "stop")
         self.log("server_killed", server=name)
 
     def restart(self, name: str) -> None:
@@ -697,16 +690,20 @@ class Lab:
         self._check_server(name)
         if self.server_running(name):
             self.kill(name)
-        if name == "callmanager":
-            topo.hq.run(self.callmanager.start(), 10)  # type: ignore[union-attr]
-        elif name == "srst":
-            topo.branch.run(self.srst.start(), 10)  # type: ignore[union-attr]
-        elif name == "tftp":
-            self.tftp.start()  # type: ignore[union-attr]
-        else:
-            self.dhcp.start()  # type: ignore[union-attr]
+        self._server_call(topo, name, "start")
         self._stopped.discard(name)
         self.log("server_restarted", server=name)
+
+    def _server_call(self, topo: Topology, name: str, method: str) -> None:
+        """Call a server's start or stop: the simulators' (coroutines) in their namespace's
+        loop, the others' directly."""
+        srv = getattr(self, name)
+        if name == "callmanager":
+            topo.hq.run(getattr(srv, method)(), 10)
+        elif name == "srst":
+            topo.branch.run(getattr(srv, method)(), 10)
+        else:
+            getattr(srv, method)()
 
     def hang(self, name: str, on: bool = True) -> None:
         """A hung SCCP server: TCP stays up, nothing is answered."""
