@@ -185,8 +185,10 @@ class Agent:
         if p is not None and self.state == PRIMARY:
             if p.mode == _link.REGISTERED:
                 await self._sleep_or_wake(60000, cond=lambda: p.mode != _link.REGISTERED)
-            # Lost, even if it went before this loop ever saw it registered.
-            if p.mode != _link.REGISTERED and self.running and not self._reset_kind:
+            # Lost, even if it went before this loop ever saw it registered; not a failover
+            # when the address went (phone.lease took the links down: nothing can be reached).
+            if (p.mode != _link.REGISTERED and self.running and not self._reset_kind
+                    and not self._no_addr):
                 await self._failover(p.reason)
             return delay
         if self.srst is not None and self.srst.mode == _link.REGISTERED:
@@ -334,7 +336,9 @@ class Agent:
                 st = k.state()
             except MemoryError as e:        # the module itself did not fit
                 ms = self.cfg.retry_max_ms
-                self.events.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=ms)
+                gc.collect()
+                self.events.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=ms,
+                                 heap_free=gc.mem_free())
             finally:
                 k = lease = None
                 drop('lease')

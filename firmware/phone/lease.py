@@ -136,7 +136,14 @@ class Keeper:
         except (OSError, MemoryError) as e:
             drop('dhcp', 'dhcpcore', 'hw')
             self.due = False
-            self.ev.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=self.s.retry_max_ms)
+            if self.ip is None and isinstance(e, MemoryError):
+                # The lease is lost and the whole client does not fit beside the agent (a
+                # board without PSRAM): a fresh boot asks for one before any link is up.
+                self.ev.emit('restarting', reason='no heap to ask for an address: %r' % (e,))
+                self.plat.reset()
+                return None
+            self.ev.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=self.s.retry_max_ms,
+                         heap_free=gc.mem_free())
             return self.s.retry_max_ms
 
     async def _step(self):
@@ -161,6 +168,9 @@ class Keeper:
             got = await self._extend(None, end, end)
         if not got:
             await self._lost('NAK' if got is False else 'expired')
+            # DISCOVER after the links' teardown has run to its end and their heap is back
+            # (a board without PSRAM needs it for the whole client).
+            return self.s.retry_min_ms
         return 0
 
     async def _extend(self, sid, until, end):
