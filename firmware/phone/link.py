@@ -198,7 +198,7 @@ class Link:
     request and answer. A protocol subclasses it (docs/signalling.md, "The protocol half") and
     provides KA (its keepalive, prebuilt), KA_ACK (the ids that answer it), ACK (its name, for
     reasons), registration(owner) (called on the class), _reading(stream), _on(id, reader),
-    _register(reg, ms), _registered() and _unregister(ms).
+    _register(reg, ms), _registered(reg) and _unregister(ms).
     `owner` (the agent) offers events, cfg (Settings), prov (identity: the phone's certificate
     and key), platform, link_down(link, reason) and reset_requested(link, kind)."""
 
@@ -296,7 +296,7 @@ class Link:
         # The rest of the registration dialogue. A server that closes right after
         # accepting fails these writes: a link failure.
         try:
-            await self._registered()
+            await self._registered(reg)
         except LinkError as e:
             self._fail('register: ' + str(e))
             raise

@@ -51,9 +51,10 @@ REGISTER_TOKEN_REJECT = const(0x011B)
 DISPLAY_PRI_NOTIFY = const(0x0120)
 
 # What the agent reads (phone.sccplink's FrameReader accepts these; anything else is skipped).
+# 0x0093 is ConfigStat, read by the registration dialogue (phone.sccp_lab names it).
 PHONE_RX = (REGISTER_ACK, REGISTER_REJECT, CAPABILITIES_REQ, KEEPALIVE_ACK, DEFINE_TIME_DATE,
             RESET, UNREGISTER_ACK, REGISTER_TOKEN_ACK, REGISTER_TOKEN_REJECT, DISPLAY_TEXT,
-            DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS, BUTTON_TEMPLATE)
+            DISPLAY_NOTIFY, DISPLAY_PRI_NOTIFY, DISPLAY_PROMPT_STATUS, BUTTON_TEMPLATE, 0x0093)
 
 DEVICE_7911 = const(307)
 
@@ -133,9 +134,13 @@ def _need(body, n, what):
 
 
 def parse_register_ack(body):
-    """-> (keepalive_s, date_template, secondary_keepalive_s, max_protocol, features)"""
-    _need(body, 20, 'RegisterAck')
-    ka, = struct.unpack_from('<I', body, 0)
+    """-> (keepalive_s, date_template, secondary_keepalive_s, max_protocol, features). Older
+    call managers send the first 12 bytes only (keepalive, date template): the secondary
+    keepalive is then the keepalive, the protocol and features 0."""
+    _need(body, 12, 'RegisterAck')
+    ka = _u32(body, 0)
+    if len(body) < 20:
+        return ka, _text(body, 4, 6), ka, 0, 0
     sec, proto, _, feat = struct.unpack_from('<IBBH', body, 12)
     return ka, _text(body, 4, 6), sec, proto, feat
 

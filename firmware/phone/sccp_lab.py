@@ -12,7 +12,25 @@ from micropython import const
 from phone import sccp as _phone
 from phone.sccp import *  # noqa: F401,F403 - the phone's side, re-exported
 from phone.sccp import _need, _text, _u32
-from phone.sccpreg import _fixed, ip_bytes, mac_bytes
+from phone.sccpreg import _fixed, ip_bytes, mac_bytes, opening  # noqa: F401
+
+# The registration dialogue's ids (docs/protocols.md, "The registration dialogue"). The agent
+# uses them unnamed (phone.sccpreg builds the opening, phone.sccplink the lines): no names
+# on a board. tests/firmware/test_sccp.py checks the agent's frames against this table.
+# phone -> server
+LINE_STAT_REQ = const(0x000B)
+CONFIG_STAT_REQ = const(0x000C)
+SOFT_KEY_SET_REQ = const(0x0025)
+SOFT_KEY_TEMPLATE_REQ = const(0x0028)
+REGISTER_AVAILABLE_LINES = const(0x002D)
+# server -> phone (the agent reads ConfigStat for its lines and skips the rest)
+SET_LAMP = const(0x0086)
+LINE_STAT = const(0x0092)
+CONFIG_STAT = const(0x0093)
+SOFT_KEY_TEMPLATE_RES = const(0x0108)
+SOFT_KEY_SET_RES = const(0x0109)
+SELECT_SOFT_KEYS = const(0x0110)
+BUTTON_LINE = const(9)       # ButtonTemplate's buttonDefinition of a line
 
 # Reset types (Reset body), UnregisterAck status
 RESET_RESET = const(1)
@@ -46,12 +64,18 @@ NAMES = {
     DISPLAY_PROMPT_STATUS: 'DisplayPromptStatus', DISPLAY_NOTIFY: 'DisplayNotify',
     CLEAR_NOTIFY: 'ClearNotify', UNREGISTER_ACK: 'UnregisterAck',
     REGISTER_TOKEN_ACK: 'RegisterTokenAck', REGISTER_TOKEN_REJECT: 'RegisterTokenReject',
-    DISPLAY_PRI_NOTIFY: 'DisplayPriNotify',
+    DISPLAY_PRI_NOTIFY: 'DisplayPriNotify', LINE_STAT_REQ: 'LineStatReq',
+    CONFIG_STAT_REQ: 'ConfigStatReq', SOFT_KEY_SET_REQ: 'SoftKeySetReq',
+    SOFT_KEY_TEMPLATE_REQ: 'SoftKeyTemplateReq', REGISTER_AVAILABLE_LINES: 'RegisterAvailableLines',
+    SET_LAMP: 'SetLamp', LINE_STAT: 'LineStat', CONFIG_STAT: 'ConfigStat',
+    SOFT_KEY_TEMPLATE_RES: 'SoftKeyTemplateRes', SOFT_KEY_SET_RES: 'SoftKeySetRes',
+    SELECT_SOFT_KEYS: 'SelectSoftKeys',
 }
 
 # What the servers read (the phone's side: phone.sccp.PHONE_RX); anything else is skipped.
 SERVER_RX = (KEEPALIVE, REGISTER, IP_PORT, TIME_DATE_REQ, BUTTON_TEMPLATE_REQ, CAPABILITIES_RES,
-             ALARM, UNREGISTER, REGISTER_TOKEN_REQ)
+             ALARM, UNREGISTER, REGISTER_TOKEN_REQ, LINE_STAT_REQ, CONFIG_STAT_REQ,
+             SOFT_KEY_SET_REQ, SOFT_KEY_TEMPLATE_REQ, REGISTER_AVAILABLE_LINES)
 
 FALLBACK_TEXT = 'CM Fallback Service Operating'
 
@@ -228,6 +252,64 @@ def clear_notify():
     return frame(CLEAR_NOTIFY)
 
 
+# The registration dialogue (layouts: Wireshark's skinny dissector). The phone's side:
+def ip_port(port=0):
+    return frame(IP_PORT, struct.pack('<I', port))
+
+
+def line_stat_req(line):
+    return frame(LINE_STAT_REQ, struct.pack('<I', line))
+
+
+def register_available_lines(n):
+    return frame(REGISTER_AVAILABLE_LINES, struct.pack('<I', n))
+
+
+# The server's answers
+_SOFT_KEYS = ('Redial', 'NewCall', 'Hold', 'Trnsfer', 'CFwdAll', 'CFwdBusy', 'CFwdNoAnswer',
+              'BackSpace', 'EndCall', 'Resume', 'Answer', 'Info', 'Confrn', 'Park', 'Join',
+              'MeetMe', 'PickUp', 'GPickUp')
+_SOFT_KEY_SETS = const(16)
+_SET_KEYS = const(16)
+
+
+def soft_key_template_res(labels=_SOFT_KEYS):
+    """labels: the soft keys, events 1, 2, ... (softKeyLabel char[16], softKeyEvent u32)."""
+    body = struct.pack('<III', 0, len(labels), len(labels))
+    for i, label in enumerate(labels):
+        body += _fixed(label, 16) + struct.pack('<I', i + 1)
+    return frame(SOFT_KEY_TEMPLATE_RES, body)
+
+
+def soft_key_set_res(sets=((1, 2, 5, 6),)):
+    """sets: per soft key set, the template indexes of its keys (16 sets of 16 keys)."""
+    body = struct.pack('<III', 0, _SOFT_KEY_SETS, _SOFT_KEY_SETS)
+    for i in range(_SOFT_KEY_SETS):
+        keys = list(sets[i]) if i < len(sets) else []
+        keys = (keys + [0] * _SET_KEYS)[:_SET_KEYS]
+        body += bytes(keys) + b''.join([struct.pack('<H', k) for k in keys])
+    return frame(SOFT_KEY_SET_RES, body)
+
+
+def select_soft_keys(line=0, call_ref=0, soft_key_set=0, valid_mask=0xFFFF):
+    return frame(SELECT_SOFT_KEYS, struct.pack('<IIII', line, call_ref, soft_key_set, valid_mask))
+
+
+def set_lamp(stimulus=0x0F, instance=0, mode=1):
+    """stimulus 0x0F: the voicemail lamp; mode 1: off."""
+    return frame(SET_LAMP, struct.pack('<III', stimulus, instance, mode))
+
+
+def config_stat(name, user='', server='', lines=1, speed_dials=0, instance=1):
+    return frame(CONFIG_STAT, _fixed(name, 16) + struct.pack('<II', 0, instance)
+                 + _fixed(user, 40) + _fixed(server, 40) + struct.pack('<II', lines, speed_dials))
+
+
+def line_stat(line, number='', label='', display_name=''):
+    return frame(LINE_STAT, struct.pack('<I', line) + _fixed(number, 24)
+                 + _fixed(display_name, 40) + _fixed(label, 40) + struct.pack('<I', 0xF))
+
+
 def parse_define_time_date(body):
     """-> (year, month, day, hour, minute, second, millis, weekday, system_time)"""
     _need(body, 36, 'DefineTimeDate')
@@ -306,4 +388,11 @@ def decode(msg_id, body):
         d['buttons'] = parse_button_template(body)
     elif msg_id == REGISTER_TOKEN_REQ:
         d.update(parse_register_token_req(body))
+    elif msg_id in (LINE_STAT_REQ, REGISTER_AVAILABLE_LINES, IP_PORT, LINE_STAT):
+        key = {LINE_STAT_REQ: 'line', REGISTER_AVAILABLE_LINES: 'lines', IP_PORT: 'port',
+               LINE_STAT: 'line'}[msg_id]
+        d[key] = parse_u32(body, name(msg_id))
+    elif msg_id == CONFIG_STAT:
+        _need(body, 108, 'ConfigStat')
+        d.update(name=_text(body, 0, 16), lines=_u32(body, 104))
     return d

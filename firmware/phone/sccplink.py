@@ -2,17 +2,31 @@
 # the protocol half: framing and messages from phone.sccp, the Register the phone sends, the
 # KeepAlive of the dead-peer rule, what the phone answers and shows. The contract it keeps
 # with the agent (and a SIP link beside it would keep too): docs/signalling.md.
+import struct
 import sys
 
 from micropython import const
 
 from phone import clock, sccp
-from phone.link import Link
+from phone.link import DOWN, Link, LinkError
 
-_KEEP = const(512)           # body bytes buffered: what a phone reads is < 100 bytes
+_KEEP = const(256)           # body bytes buffered: what a phone reads is <= 112 bytes (ConfigStat)
+# The registration dialogue's ids that steady state needs (phone.sccp_lab names them all)
+_LINE_STAT_REQ = const(0x000B)
+_REGISTER_AVAILABLE_LINES = const(0x002D)
+_CONFIG_STAT = const(0x0093)
+_MAX_LINES = const(8)
 # What the phone reads and shows as a 'display' event (the ids: phone.sccp's table)
 _DISPLAYS = (sccp.DISPLAY_TEXT, sccp.DISPLAY_NOTIFY, sccp.DISPLAY_PRI_NOTIFY,
              sccp.DISPLAY_PROMPT_STATUS)
+
+
+def _drop(name):
+    """Unload phone.<name>: a board keeps what it built, not the code that built it."""
+    sys.modules.pop('phone.' + name, None)
+    pkg = sys.modules.get('phone')
+    if pkg is not None and hasattr(pkg, name):
+        delattr(pkg, name)
 
 
 class SccpLink(Link):
@@ -22,21 +36,20 @@ class SccpLink(Link):
 
     def registration(owner):
         """Called on the class, once per agent run: what the phone registers as, the
-        Register frame (long form: device name, address, device type, MAC, load name).
-        Its builder, phone.sccpreg, is loaded for this and dropped."""
+        Register frame (long form: device name, address, device type, MAC, load name) and the
+        dialogue's fixed frames (phone.sccpreg.opening()). Their builder, phone.sccpreg, is
+        loaded for this and dropped."""
         from phone import sccpreg
         prov = owner.prov
         plat = owner.platform
         try:
-            return sccpreg.register(plat.device_name(), prov.ip or '0.0.0.0',
-                                    device_type=plat.profile.get('device_type', sccp.DEVICE_7911),
-                                    mac=prov.mac, load_name=owner.cfg.load_name)
+            return (sccpreg.register(plat.device_name(), prov.ip or '0.0.0.0',
+                                     device_type=plat.profile.get('device_type', sccp.DEVICE_7911),
+                                     mac=prov.mac, load_name=owner.cfg.load_name),
+                    sccpreg.opening())
         finally:
             sccpreg = None
-            sys.modules.pop('phone.sccpreg', None)
-            pkg = sys.modules.get('phone')
-            if pkg is not None and hasattr(pkg, 'sccpreg'):
-                delattr(pkg, 'sccpreg')
+            _drop('sccpreg')
 
     def _reading(self, stream):
         return sccp.FrameReader(stream, accept=sccp.PHONE_RX, keep=_KEEP)
@@ -63,17 +76,36 @@ class SccpLink(Link):
 
     async def _register(self, reg, ms):
         """Register -> (keepalive_s, secondary_keepalive_s), or RegisterReject's text."""
-        mid, body = await self._request(reg, (sccp.REGISTER_ACK, sccp.REGISTER_REJECT), ms,
+        mid, body = await self._request(reg[0], (sccp.REGISTER_ACK, sccp.REGISTER_REJECT), ms,
                                         'RegisterAck')
         if mid == sccp.REGISTER_REJECT:
             return 'rejected: ' + sccp.parse_register_reject(body)
         ka, _, sec, _, _ = sccp.parse_register_ack(body)
         return ka, sec
 
-    async def _registered(self):
-        # The rest of the registration dialogue; CapabilitiesReq is answered by _on().
-        await self._send(sccp.button_template_req())
-        await self._send(sccp.time_date_req())
+    async def _registered(self, reg):
+        """The rest of the registration dialogue (docs/protocols.md, "The registration
+        dialogue"; CapabilitiesReq is answered by _on()): the opening built once per run,
+        then, once ConfigStat says how many lines (the server answers in order, so the
+        ButtonTemplate is in by then), a LineStatReq per line, TimeDateReq and
+        RegisterAvailableLines. Two writes, one round trip. A server that does not answer
+        ConfigStatReq within ack_timeout_ms: one line."""
+        first, stat_req = reg[1]
+        await self._send(first)
+        n = 1
+        try:
+            _, body = await self._request(stat_req, (_CONFIG_STAT,), self.cfg.ack_timeout_ms,
+                                          'ConfigStat')
+            if len(body) >= 108:
+                n = min(sccp._u32(body, 104), _MAX_LINES)   # numberLines
+        except LinkError:
+            if self.mode == DOWN:
+                raise
+        out = b''
+        for i in range(1, n + 1):
+            out += sccp.frame(_LINE_STAT_REQ, struct.pack('<I', i))
+        await self._send(out + sccp.time_date_req()
+                         + sccp.frame(_REGISTER_AVAILABLE_LINES, struct.pack('<I', n)))
 
     async def _unregister(self, ms):
         await self._request(sccp.unregister(), (sccp.UNREGISTER_ACK,), ms, 'UnregisterAck')

@@ -4,7 +4,15 @@
 # (phone.sccp_lab.register, every field, the short form) uses the same encoders.
 import struct
 
-from phone.sccp import DEVICE_7911, REGISTER, frame
+from micropython import const
+
+from phone.sccp import BUTTON_TEMPLATE_REQ, DEVICE_7911, IP_PORT, REGISTER, frame
+
+# Ids of the registration dialogue's opening (private: no names on a board; phone.sccp_lab
+# has the table with their names)
+_CONFIG_STAT_REQ = const(0x000C)
+_SOFT_KEY_SET_REQ = const(0x0025)
+_SOFT_KEY_TEMPLATE_REQ = const(0x0028)
 
 
 def _fixed(text, size):
@@ -51,3 +59,13 @@ def register(name, ip, device_type=DEVICE_7911, mac=None, load_name=''):
                  + struct.pack('<IIIBBHII', device_type, 5, 0, 11, 0, 0, 0, 0)
                  + mac_bytes(mac if mac is not None else name) + bytes(6)
                  + struct.pack('<II', 0, 1) + bytes(20) + _fixed(load_name, 32))
+
+
+def opening():
+    """The registration dialogue's fixed frames (docs/protocols.md, "The registration
+    dialogue"), built with the Register and kept by the agent: what the phone writes right
+    after RegisterAck, in one write (IpPort with no media port, ButtonTemplateReq,
+    SoftKeyTemplateReq, SoftKeySetReq), and ConfigStatReq, the request whose answer says
+    how many lines to ask for."""
+    return (frame(IP_PORT, bytes(4)) + frame(BUTTON_TEMPLATE_REQ) + frame(_SOFT_KEY_TEMPLATE_REQ)
+            + frame(_SOFT_KEY_SET_REQ), frame(_CONFIG_STAT_REQ))

@@ -101,11 +101,24 @@ class SccpClient:
         await self.send(sccp.keepalive())
         return await self.expect(sccp.KEEPALIVE_ACK, timeout)
 
-    async def finish_registration(self) -> None:
-        """What a phone does after RegisterAck: CapabilitiesRes, ButtonTemplateReq,
-        TimeDateReq (answered by ButtonTemplate and DefineTimeDate)."""
-        await self.send(sccp.capabilities_res())
-        await self.send(sccp.button_template_req())
-        await self.expect(sccp.BUTTON_TEMPLATE)
-        await self.send(sccp.time_date_req())
-        await self.expect(sccp.DEFINE_TIME_DATE)
+    async def finish_registration(self, skip: tuple[int, ...] = ()) -> int:
+        """What a phone does after RegisterAck (the agent's dialogue, phone.sccplink): IpPort,
+        CapabilitiesRes, ButtonTemplateReq, SoftKeyTemplateReq, SoftKeySetReq, ConfigStatReq,
+        LineStatReq per line, TimeDateReq, RegisterAvailableLines. `skip`: message ids left
+        out (a phone that skips a step). Returns the number of lines."""
+        def out(frame: bytes) -> bytes:
+            return b"" if sccp.split(frame)[0][0] in skip else frame
+        await self.send(out(sccp.ip_port()) + out(sccp.capabilities_res())
+                        + out(sccp.button_template_req())
+                        + out(sccp.frame(sccp.SOFT_KEY_TEMPLATE_REQ))
+                        + out(sccp.frame(sccp.SOFT_KEY_SET_REQ)))
+        lines = 1
+        if sccp.CONFIG_STAT_REQ not in skip:
+            await self.send(sccp.frame(sccp.CONFIG_STAT_REQ))
+            lines = (await self.expect(sccp.CONFIG_STAT))["lines"]
+        await self.send(b"".join(out(sccp.line_stat_req(n)) for n in range(1, lines + 1))
+                        + out(sccp.time_date_req()))
+        if sccp.TIME_DATE_REQ not in skip:
+            await self.expect(sccp.DEFINE_TIME_DATE)
+        await self.send(sccp.register_available_lines(lines))
+        return lines

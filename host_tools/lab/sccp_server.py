@@ -33,6 +33,19 @@ QUIRKS = {
 }
 BIG_DISPLAY = 65536
 
+# The registration dialogue a phone owes after RegisterAck (docs/protocols.md, "The
+# registration dialogue"): Wireshark's names of the phone's messages. A session is counted
+# registered when RegisterAvailableLines comes after all of them and a LineStatReq for each
+# line the server announced; until then its state is "registering".
+DIALOGUE = ("IpPort", "CapabilitiesRes", "ButtonTemplateReq", "SoftKeyTemplateReq",
+            "SoftKeySetReq", "ConfigStatReq", "LineStatReq", "TimeDateReq")
+_DIALOGUE_IDS = {sccp.IP_PORT: "IpPort", sccp.CAPABILITIES_RES: "CapabilitiesRes",
+                 sccp.BUTTON_TEMPLATE_REQ: "ButtonTemplateReq",
+                 sccp.SOFT_KEY_TEMPLATE_REQ: "SoftKeyTemplateReq",
+                 sccp.SOFT_KEY_SET_REQ: "SoftKeySetReq", sccp.CONFIG_STAT_REQ: "ConfigStatReq",
+                 sccp.TIME_DATE_REQ: "TimeDateReq"}
+_RECORD = 48        # dialogue entries kept per registration (KeepAlives are not recorded)
+
 
 @dataclass
 class Listener:
@@ -54,15 +67,38 @@ class Session:
     device: str | None = None           # from Register
     device_type: int | None = None
     ip: str | None = None               # station IP claimed in Register
-    state: str = "connected"            # connected standby registered rejected unregistered closed
+    # connected standby registering (RegisterAck sent, dialogue under way) registered
+    # rejected unregistered closed
+    state: str = "connected"
     keepalives: int = 0
     ignored: int = 0                    # messages not answered because the server hung
     connected_at: float = 0.0
     registered_at: float | None = None
     last_rx: float = 0.0
-    ready: bool = False                 # TimeDateReq seen (chan-sccp's "fully registered")
+    ready: bool = False                 # TimeDateReq seen
     caps: list = field(default_factory=list)
     close_reason: str | None = None
+    lines: int = 1                      # lines announced (ButtonTemplate, ConfigStat)
+    steps: set = field(default_factory=set)         # dialogue steps seen since Register
+    line_reqs: set = field(default_factory=set)     # lines asked for (LineStatReq)
+    dialogue: list = field(default_factory=list)    # [ms since Register, "<" in / ">" out, name]
+    dialogue_at: float | None = None                # when Register came
+    reg_info: dict = field(default_factory=dict)    # the Register's fields and the mode
+    rx: int = 0                          # messages received (KeepAlives included)
+
+    def missing(self) -> list[str]:
+        """Dialogue steps not seen yet, in order (LineStatReq: the lines not asked for)."""
+        out = [x for x in DIALOGUE if x != "LineStatReq" and x not in self.steps]
+        lines = [n for n in range(1, self.lines + 1) if n not in self.line_reqs]
+        if lines:
+            out.insert(out.index("TimeDateReq") if "TimeDateReq" in out else len(out),
+                       "LineStatReq " + ",".join(map(str, lines)))
+        return out
+
+    def record(self, way: str, msg_id: int, now: float) -> None:
+        if self.dialogue_at is not None and len(self.dialogue) < _RECORD \
+                and msg_id not in (sccp.KEEPALIVE, sccp.KEEPALIVE_ACK):
+            self.dialogue.append([int((now - self.dialogue_at) * 1000), way, sccp.name(msg_id)])
 
     @property
     def key(self) -> str:
@@ -75,6 +111,8 @@ class Session:
             "port": self.port, "cert_cn": self.cert_cn, "device": self.device,
             "device_type": self.device_type, "ip": self.ip, "state": self.state,
             "keepalives": self.keepalives, "ignored": self.ignored, "ready": self.ready,
+            "rx": self.rx, "missing": self.missing() if self.state == "registering" else [],
+            "dialogue": [f"{t} {w}{n}" for t, w, n in self.dialogue],
             "connected_at": round(self.connected_at, 3),
             "registered_at": None if self.registered_at is None else round(self.registered_at, 3),
             "close_reason": self.close_reason,
@@ -240,8 +278,10 @@ class SccpServer:
         handshake_timeout: float = 10.0,
         on_event: EventHook | None = None,
         tls_security_level: int | None = None,
+        lines: int = 1,
     ) -> None:
         self.name = name
+        self.lines = lines                      # lines each phone gets (ButtonTemplate)
         self.tls_security_level = tls_security_level
         self.host = host
         self.listeners = listeners
@@ -289,6 +329,7 @@ class SccpServer:
             "name": self.name, "role": self.role, "host": self.host, "ports": dict(self.ports),
             "running": bool(self._acceptors), "hung": self.hung,
             "registered": sorted(s.device for s in live if s.state == "registered" and s.device),
+            "registering": {s.key: s.missing() for s in live if s.state == "registering"},
             "standby": sorted(s.key for s in live if s.state == "standby"),
             "sessions": [s.summary() for s in live],
             "closed": list(self.history[-50:]),
@@ -417,7 +458,8 @@ class SccpServer:
                   keepalives=s.keepalives)
 
     def _idle_limit(self, s: Session) -> float | None:
-        interval = self.keepalive if s.state == "registered" else self.secondary_keepalive
+        interval = (self.keepalive if s.state in ("registered", "registering")
+                    else self.secondary_keepalive)
         return interval * self.idle_factor if self.idle_factor else None
 
     async def _loop(self, reader: asyncio.StreamReader, s: Session) -> None:
@@ -440,12 +482,16 @@ class SccpServer:
             except asyncio.IncompleteReadError:
                 raise sccp.SccpError("truncated frame") from None
             s.last_rx = self.now()
+            s.rx += 1
             if self.hung:
                 s.ignored += 1
                 continue
             await self._dispatch(s, msg_id, body)
 
     async def _dispatch(self, s: Session, msg_id: int, body: bytes) -> None:
+        s.record("<", msg_id, self.now())
+        if s.state == "registering" and msg_id in _DIALOGUE_IDS:
+            s.steps.add(_DIALOGUE_IDS[msg_id])
         if msg_id == sccp.KEEPALIVE:
             s.keepalives += 1
             if s.state in ("connected", "unregistered"):
@@ -455,7 +501,7 @@ class SccpServer:
                 await s.send(b"\xff" * 64)
                 return
             await s.send(sccp.keepalive_ack())
-            if self.quirk == "reset_unregistered" and s.state != "registered":
+            if self.quirk == "reset_unregistered" and s.state not in ("registered", "registering"):
                 await s.send(sccp.reset(sccp.RESET_RESTART))
                 self.emit("reset_sent", device=s.key, kind=sccp.RESET_RESTART, quirk=self.quirk)
         elif msg_id == sccp.REGISTER:
@@ -463,8 +509,10 @@ class SccpServer:
             if self.quirk == "reject":
                 await self.reject_registration(s, info, "Quirk: rejected")
                 return
+            s.dialogue, s.dialogue_at = [], self.now()
+            s.record("<", msg_id, s.dialogue_at)
             await self.on_register(s, info)
-            if s.state == "registered" and self.quirk in ("close_after_ack", "big_display_close"):
+            if s.state == "registering" and self.quirk in ("close_after_ack", "big_display_close"):
                 if self.quirk == "big_display_close":
                     await s.send(sccp.frame(sccp.DISPLAY_TEXT, b"A" * BIG_DISPLAY))
                 s.close_reason = f"quirk {self.quirk}"
@@ -474,15 +522,29 @@ class SccpServer:
         elif msg_id == sccp.CAPABILITIES_RES:
             s.caps = sccp.parse_capabilities_res(body)
         elif msg_id == sccp.BUTTON_TEMPLATE_REQ:
-            await s.send(sccp.button_template(((1, 9),)))
+            await self.say(s, sccp.button_template(tuple((n, 9) for n in range(1, s.lines + 1))))
+        elif msg_id == sccp.SOFT_KEY_TEMPLATE_REQ:
+            await self.say(s, sccp.soft_key_template_res())
+        elif msg_id == sccp.SOFT_KEY_SET_REQ:
+            await self.say(s, sccp.soft_key_set_res())
+            await self.say(s, sccp.select_soft_keys())
+        elif msg_id == sccp.CONFIG_STAT_REQ:
+            await self.say(s, sccp.config_stat(s.device or "", server=self.name, lines=s.lines))
+        elif msg_id == sccp.LINE_STAT_REQ:
+            line = sccp.parse_u32(body, "LineStatReq")
+            if s.state == "registering":
+                s.line_reqs.add(line)
+            await self.say(s, sccp.line_stat(line, str(1000 + line), f"Line {line}"))
+        elif msg_id == sccp.REGISTER_AVAILABLE_LINES:
+            await self.dialogue_done(s)
         elif msg_id == sccp.TIME_DATE_REQ:
-            await s.send(define_time_date_now())
-            if s.state == "registered" and not s.ready:
+            await self.say(s, define_time_date_now())
+            if s.state in ("registering", "registered") and not s.ready:
                 s.ready = True
                 self.emit("ready", device=s.key)
         elif msg_id == sccp.UNREGISTER:
             await s.send(sccp.unregister_ack(sccp.UNREG_OK))
-            if s.state == "registered":
+            if s.state in ("registering", "registered"):
                 s.state = "unregistered"
                 s.ready = False
                 self.emit("unregistered", device=s.key)
@@ -498,27 +560,57 @@ class SccpServer:
     async def on_message(self, s: Session, msg_id: int, body: bytes) -> None:
         """Ids the base does not handle (Alarm, IpPort, ...): ignored, as real servers do."""
 
+    async def on_registered(self, s: Session) -> None:
+        """The dialogue is complete: what the server shows the phone then."""
+        await self.say(s, sccp.set_lamp())
+
+    async def say(self, s: Session, frame: bytes) -> None:
+        """Send, recorded in the session's dialogue."""
+        for mid, _ in sccp.split(frame):
+            s.record(">", mid, self.now())
+        await s.send(frame)
+
+    async def dialogue_done(self, s: Session) -> None:
+        """RegisterAvailableLines: registered if every step came before it, else the session
+        stays "registering" and `dialogue_incomplete` names what is missing."""
+        if s.state != "registering":
+            return
+        missing = s.missing()
+        if missing:
+            self.emit("dialogue_incomplete", sid=s.sid, device=s.key, missing=missing)
+            return
+        s.state = "registered"
+        self.emit("registered", sid=s.sid, device=s.device, peer=s.peer, tls=s.tls,
+                  dialogue_ms=int((self.now() - (s.registered_at or self.now())) * 1000),
+                  lines=s.lines, **s.reg_info)
+        await self.on_registered(s)
+
     async def accept_registration(self, s: Session, info: dict, **extra: Any) -> None:
         name = info["name"]
         for old in list(self.sessions.values()):
-            if old is not s and old.device == name and old.state == "registered":
+            if old is not s and old.device == name and old.state in ("registered", "registering"):
                 old.close_reason = "replaced by a new registration"
                 old.writer.transport.abort()
         s.device, s.device_type, s.ip = name, info["device_type"], info["ip"]
-        s.state = "registered"
+        s.state = "registering"
         s.ready = False
+        s.steps, s.line_reqs = set(), set()
+        s.lines = self.lines
         s.registered_at = self.now()
-        await s.send(sccp.register_ack(self.keepalive, self.secondary_keepalive,
-                                       self.date_template))
-        await s.send(sccp.capabilities_req())
-        self.emit("registered", sid=s.sid, device=name, peer=s.peer, tls=s.tls,
+        s.reg_info = dict(device_type=info["device_type"], ip=info["ip"],
+                          keepalive=self.keepalive,
+                          secondary_keepalive=self.secondary_keepalive, **extra)
+        await self.say(s, sccp.register_ack(self.keepalive, self.secondary_keepalive,
+                                            self.date_template))
+        await self.say(s, sccp.capabilities_req())
+        self.emit("register_ack", sid=s.sid, device=name, peer=s.peer, tls=s.tls,
                   device_type=info["device_type"], ip=info["ip"], keepalive=self.keepalive,
                   secondary_keepalive=self.secondary_keepalive, **extra)
 
     async def reject_registration(self, s: Session, info: dict, reason: str) -> None:
         s.device = info["name"]
         s.state = "rejected"
-        await s.send(sccp.register_reject(reason))
+        await self.say(s, sccp.register_reject(reason))
         self.emit("rejected", sid=s.sid, device=info["name"], peer=s.peer, reason=reason)
 
 

@@ -107,7 +107,8 @@ class SrstRouter(SccpServer):
 
     async def on_register(self, s: Session, info: dict) -> None:
         name = info["name"].upper()
-        fallback = [x for x in self.sessions.values() if x.state == "registered" and x is not s]
+        fallback = [x for x in self.sessions.values()
+                    if x.state in ("registered", "registering") and x is not s]
         if self.devices is not None and name not in self.devices:
             await self.reject_registration(s, info, "Unknown device")
         elif len(fallback) >= self.max_phones:
@@ -117,4 +118,4 @@ class SrstRouter(SccpServer):
         else:
             await self.accept_registration(s, info, mode="fallback")
             if self.notify:
-                await s.send(sccp.display_notify(self.notify, 0))
+                await self.say(s, sccp.display_notify(self.notify, 0))

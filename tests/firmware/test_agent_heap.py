@@ -90,9 +90,13 @@ def test_register_builder_is_not_resident():
     a, _ = _agent()
     a.prov.ip = '192.0.2.10'
     a.prov.mac = b'\x02\x00\x00\x00\x00\x01'
-    reg = a.link_class.registration(a)
+    reg, (first, stat_req) = a.link_class.registration(a)
     eq(len(reg), 12 + 124, 'Register frame length (long form)')
     eq(reg[8:9], b'\x01', 'message id Register')
-    eq('phone.sccpreg' in sys.modules, False, 'phone.sccpreg left loaded')
+    # the registration dialogue's fixed frames: IpPort, ButtonTemplateReq, SoftKeyTemplateReq,
+    # SoftKeySetReq; ConfigStatReq
+    eq(len(first), 16 + 3 * 12, 'the dialogue opening')
+    eq(stat_req[8:9], b'\x0c', 'message id ConfigStatReq')
     import phone
+    eq('phone.sccpreg' in sys.modules, False, 'phone.sccpreg left loaded')
     eq(hasattr(phone, 'sccpreg'), False, 'phone.sccpreg left on the package')

@@ -12,7 +12,7 @@ from fwtest import eq
 from phone import sccp
 
 D = 'fixtures/cucm/'
-KEEP = 512            # body bytes the agent buffers (phone.sccplink's _KEEP)
+KEEP = 256            # body bytes the agent buffers (phone.sccplink's _KEEP)
 STEPS = (1, 7, 64, 100000)
 
 # What the agent skips of these captures, by Wireshark's names: a call in progress (call

@@ -68,6 +68,58 @@ def test_register_over_mutual_tls_and_keepalive(lab, tmp_path):
     assert "CLIENT_RANDOM" in keylog.read_text() or "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in keylog.read_text()
 
 
+SKIPPABLE = [(sccp.IP_PORT, "IpPort"), (sccp.CAPABILITIES_RES, "CapabilitiesRes"),
+             (sccp.BUTTON_TEMPLATE_REQ, "ButtonTemplateReq"),
+             (sccp.SOFT_KEY_TEMPLATE_REQ, "SoftKeyTemplateReq"),
+             (sccp.SOFT_KEY_SET_REQ, "SoftKeySetReq"), (sccp.CONFIG_STAT_REQ, "ConfigStatReq"),
+             (sccp.LINE_STAT_REQ, "LineStatReq 1"), (sccp.TIME_DATE_REQ, "TimeDateReq")]
+
+
+@pytest.mark.parametrize("skip,missing", SKIPPABLE, ids=[m for _, m in SKIPPABLE])
+def test_phone_that_skips_a_step_is_not_registered(lab, skip, missing):
+    """RegisterAck alone is not a registration: the call manager counts the phone when
+    RegisterAvailableLines ends a complete dialogue, and says which step is missing."""
+    events: list[dict] = []
+
+    async def main():
+        async with cm_for(lab, on_event=events.append) as cm:
+            c = await phone(lab, cm.ports["tls"])
+            assert (await c.register(PHONE, "192.0.2.50"))["msg"] == "RegisterAck"
+            await c.finish_registration(skip=(skip,))
+            await c.keepalive()
+            st = cm.status()
+            assert st["registered"] == [] and st["registering"] == {PHONE: [missing]}
+            (s,) = st["sessions"]
+            assert s["state"] == "registering" and s["missing"] == [missing]
+            await c.close()
+
+    run(main())
+    bad = [e for e in events if e["ev"] == "dialogue_incomplete"]
+    assert bad and bad[0]["missing"] == [missing]
+    assert not any(e["ev"] == "registered" for e in events)
+
+
+def test_dialogue_recorded_and_two_lines(lab):
+    async def main():
+        async with cm_for(lab, lines=2) as cm:
+            c = await phone(lab, cm.ports["tls"])
+            await c.register(PHONE, "192.0.2.50")
+            assert await c.finish_registration() == 2
+            await c.keepalive()
+            st = cm.status()
+            assert st["registered"] == [PHONE]
+            names = [x.split(" ", 1)[1] for x in st["sessions"][0]["dialogue"]]
+            assert names[:3] == ["<Register", ">RegisterAck", ">CapabilitiesReq"]
+            for want in ("<IpPort", "<CapabilitiesRes", ">ButtonTemplate", ">SoftKeyTemplateRes",
+                         ">SoftKeySetRes", ">SelectSoftKeys", ">ConfigStat", ">LineStat",
+                         ">DefineTimeDate", "<RegisterAvailableLines", ">SetLamp"):
+                assert want in names, (want, names)
+            assert names.count("<LineStatReq") == 2
+            await c.close()
+
+    run(main())
+
+
 def test_unknown_device_rejected(lab):
     async def main():
         async with cm_for(lab, devices=[OTHER], match_cert=False) as cm:
@@ -127,6 +179,7 @@ def test_hang_drop_and_reset(lab):
         async with cm_for(lab) as cm:
             c = await phone(lab, cm.ports["tls"])
             await c.register(PHONE, "192.0.2.50")
+            await c.finish_registration()
             await c.keepalive()
             cm.hang()
             with pytest.raises(asyncio.TimeoutError):

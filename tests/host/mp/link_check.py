@@ -42,7 +42,7 @@ async def main():
     try:
         await l.connect()
         if action == 'register':
-            await l.register(sccpreg.register('SEP001122AABBCC', '127.0.0.1'))
+            await l.register((sccpreg.register('SEP001122AABBCC', '127.0.0.1'), sccpreg.opening()))
             for _ in range(50):              # DefineTimeDate answers the TimeDateReq
                 if clock.source == 'sccp':
                     break
