@@ -261,3 +261,23 @@ def test_one_table_of_message_ids():
                          accept=sccp.PHONE_RX)
     eq(r.read(), sccp.KEEPALIVE_ACK)
     eq(r.skipped, 1)
+
+
+def test_register_ack_of_older_call_managers():
+    # 12 bytes: keepalive and date template only; the secondary keepalive is the keepalive
+    body = struct.pack('<I', 30) + b'M/D/YA' + bytes(2)
+    eq(sccp.parse_register_ack(body), (30, 'M/D/YA', 30, 0, 0))
+    with raises(sccp.SccpError, match='12'):
+        sccp.parse_register_ack(bytes(8))
+
+
+def test_dialogue_opening_matches_the_lab_table():
+    # phone.sccpreg builds the opening with private ids: they are phone.sccp_lab's
+    first, stat_req = sccp.opening()
+    eq([m for m, _ in sccp.split(first)],
+       [sccp.IP_PORT, sccp.BUTTON_TEMPLATE_REQ, sccp.SOFT_KEY_TEMPLATE_REQ, sccp.SOFT_KEY_SET_REQ])
+    eq(sccp.split(first)[0][1], bytes(4))
+    eq(sccp.split(stat_req), [(sccp.CONFIG_STAT_REQ, b'')])
+    eq(sccp.CONFIG_STAT in sccp.PHONE_RX, True)
+    (m, body), = sccp.split(sccp.config_stat('SEP001122AABBCC', lines=2))
+    eq((m, len(body), sccp._u32(body, 104)), (sccp.CONFIG_STAT, 112, 2))

@@ -193,3 +193,41 @@ def test_tshark_server_fields(tmp_path):
     assert [r[5] for r in rows if r[5]] == ["Unknown device"]
     assert [r[6] for r in rows if r[6]] == ["2026"]
     assert [r[7] for r in rows if r[7]] == ["5"]
+
+
+# The phone's side of the registration dialogue, in order (docs/protocols.md, "The
+# registration dialogue"); CapabilitiesRes answers CapabilitiesReq, wherever it falls.
+DIALOGUE = [0x0001, 0x0002, 0x000E, 0x0028, 0x0025, 0x000C, 0x000B, 0x000D, 0x002D]
+
+
+@pytest.mark.slow
+def test_lab_capture_shows_the_dialogue_on_both_links(tmp_path):
+    """`phonelab run scenarios/wan-blackhole.toml --pcap --keylog`, decoded by tshark: every
+    TLS session the phone registers on (the call manager, then the SRST router after the
+    cut, then the call manager again) carries the whole dialogue, and nothing is malformed."""
+    from host_tools import ROOT
+    from host_tools.scenario import runner, spec
+    sc = spec.load(ROOT / "scenarios" / "wan-blackhole.toml")
+    pcap, keylog = tmp_path / "run.pcap", tmp_path / "keys.log"
+    res = runner.run(sc, runner.RunOptions(workdir=tmp_path / "w", pcap=pcap, keylog=keylog))
+    assert res.passed, res.expectations
+    # a capture of the lab's veth: checksums are offloaded, so not checked here
+    tls = ("-o", "tcp.check_checksum:FALSE", "-o", f"tls.keylog_file:{keylog}",
+           "-d", "tcp.port==2443,tls")
+    rows = _tshark("-r", str(pcap), *tls, "-Y", "skinny", "-T", "fields", "-E", "occurrence=a",
+                   "-E", "aggregator=,", "-e", "tcp.stream", "-e", "ip.src", "-e", "ip.dst",
+                   "-e", "tcp.dstport", "-e", "skinny.messageId").splitlines()
+    sent: dict[tuple, list[int]] = {}
+    for row in rows:
+        stream, src, dst, dport, ids = (row.split("\t") + [""] * 5)[:5]
+        if dport == "2443":                       # the phone's side
+            sent.setdefault((stream, dst), []).extend(int(x, 0) for x in ids.split(",") if x)
+    registered = {k: v for k, v in sent.items() if 0x0001 in v}
+    servers = {dst for _, dst in registered}
+    assert len(servers) >= 2, f"registrations seen with {servers} only"
+    for (stream, dst), ids in registered.items():
+        steps = [x for x in ids[ids.index(0x0001):] if x in DIALOGUE]
+        assert steps[:len(DIALOGUE)] == DIALOGUE, (stream, dst, [hex(x) for x in ids])
+        assert 0x0010 in ids, (stream, dst, "no CapabilitiesRes")
+    bad = _tshark("-r", str(pcap), *tls, "-Y", "_ws.malformed || _ws.expert.severity >= error")
+    assert bad.strip() == "", bad[:2000]
