@@ -8,7 +8,7 @@ import sys
 from micropython import const
 
 from phone import clock, sccp
-from phone.link import DOWN, Link, LinkError
+from phone.link import DOWN, REGISTERING, Link, LinkError
 
 _KEEP = const(256)           # body bytes buffered: what a phone reads is <= 112 bytes (ConfigStat)
 # The registration dialogue's ids that steady state needs (phone.sccp_lab names them all)
@@ -37,7 +37,7 @@ class SccpLink(Link):
     def registration(owner):
         """Called on the class, once per agent run: what the phone registers as, the
         Register frame (long form: device name, address, device type, MAC, load name) and the
-        dialogue's fixed frames (phone.sccpreg.opening()). Their builder, phone.sccpreg, is
+        dialogue's opening (phone.sccpreg.opening()). Their builder, phone.sccpreg, is
         loaded for this and dropped."""
         from phone import sccpreg
         prov = owner.prov
@@ -59,7 +59,9 @@ class SccpLink(Link):
         if mid == sccp.KEEPALIVE_ACK:
             pass
         elif mid == sccp.CAPABILITIES_REQ:
-            return sccp.capabilities_res()
+            # During a registration the dialogue's opening carries the answer (_registered)
+            if self.mode != REGISTERING:
+                return sccp.capabilities_res()
         elif mid == sccp.RESET:
             kind = sccp.parse_u32(r.body(), 'Reset')
             self.owner.events.emit('reset_requested', link=self.role, kind=kind)
@@ -85,16 +87,17 @@ class SccpLink(Link):
 
     async def _registered(self, reg):
         """The rest of the registration dialogue (docs/protocols.md, "The registration
-        dialogue"; CapabilitiesReq is answered by _on()): the opening built once per run,
-        then, once ConfigStat says how many lines (the server answers in order, so the
-        ButtonTemplate is in by then), a LineStatReq per line, TimeDateReq and
-        RegisterAvailableLines. Two writes, one round trip. A server that does not answer
+        dialogue"): IpPort, CapabilitiesRes (the answer to the CapabilitiesReq that came with
+        RegisterAck: _on() leaves it to this write), ButtonTemplateReq, SoftKeyTemplateReq,
+        SoftKeySetReq and ConfigStatReq in one write (the opening, built once per run);
+        once ConfigStat says how many lines (the server answers in order, so ButtonTemplate
+        is in by then), a LineStatReq per line, TimeDateReq and RegisterAvailableLines.
+        Two writes, one round trip: a second small write before the server's answer would
+        wait for its delayed ACK (Nagle, 40 ms on Linux). A server that does not answer
         ConfigStatReq within ack_timeout_ms: one line."""
-        first, stat_req = reg[1]
-        await self._send(first)
         n = 1
         try:
-            _, body = await self._request(stat_req, (_CONFIG_STAT,), self.cfg.ack_timeout_ms,
+            _, body = await self._request(reg[1], (_CONFIG_STAT,), self.cfg.ack_timeout_ms,
                                           'ConfigStat')
             if len(body) >= 108:
                 n = min(sccp._u32(body, 104), _MAX_LINES)   # numberLines

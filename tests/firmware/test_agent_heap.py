@@ -90,13 +90,13 @@ def test_register_builder_is_not_resident():
     a, _ = _agent()
     a.prov.ip = '192.0.2.10'
     a.prov.mac = b'\x02\x00\x00\x00\x00\x01'
-    reg, (first, stat_req) = a.link_class.registration(a)
+    reg, opening = a.link_class.registration(a)
     eq(len(reg), 12 + 124, 'Register frame length (long form)')
     eq(reg[8:9], b'\x01', 'message id Register')
-    # the registration dialogue's fixed frames: IpPort, ButtonTemplateReq, SoftKeyTemplateReq,
-    # SoftKeySetReq; ConfigStatReq
-    eq(len(first), 16 + 3 * 12, 'the dialogue opening')
-    eq(stat_req[8:9], b'\x0c', 'message id ConfigStatReq')
+    # the registration dialogue's opening: IpPort, ButtonTemplateReq, SoftKeyTemplateReq,
+    # SoftKeySetReq, ConfigStatReq
+    eq(len(opening), 16 + 12 + 292 + 4 * 12, 'the dialogue opening')
+    eq(opening[-4:-3], b'\x0c', 'message id ConfigStatReq, last')
     import phone
     eq('phone.sccpreg' in sys.modules, False, 'phone.sccpreg left loaded')
     eq(hasattr(phone, 'sccpreg'), False, 'phone.sccpreg left on the package')

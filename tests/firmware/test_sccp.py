@@ -273,11 +273,12 @@ def test_register_ack_of_older_call_managers():
 
 def test_dialogue_opening_matches_the_lab_table():
     # phone.sccpreg builds the opening with private ids: they are phone.sccp_lab's
-    first, stat_req = sccp.opening()
-    eq([m for m, _ in sccp.split(first)],
-       [sccp.IP_PORT, sccp.BUTTON_TEMPLATE_REQ, sccp.SOFT_KEY_TEMPLATE_REQ, sccp.SOFT_KEY_SET_REQ])
-    eq(sccp.split(first)[0][1], bytes(4))
-    eq(sccp.split(stat_req), [(sccp.CONFIG_STAT_REQ, b'')])
+    got = sccp.split(sccp.opening())
+    eq([m for m, _ in got], [sccp.IP_PORT, sccp.CAPABILITIES_RES, sccp.BUTTON_TEMPLATE_REQ,
+                             sccp.SOFT_KEY_TEMPLATE_REQ, sccp.SOFT_KEY_SET_REQ,
+                             sccp.CONFIG_STAT_REQ])
+    eq([b for _, b in got][2:], [b'', b'', b'', b''])
+    eq(got[0][1], bytes(4))
     eq(sccp.CONFIG_STAT in sccp.PHONE_RX, True)
     (m, body), = sccp.split(sccp.config_stat('SEP001122AABBCC', lines=2))
     eq((m, len(body), sccp._u32(body, 104)), (sccp.CONFIG_STAT, 112, 2))
