@@ -191,7 +191,8 @@ _vf = %r
 _vd = None
 for _vd in %r:
     _vw(_vd, _vf)
-print(repr(dict((p, _vh(p)) for p in _vf)))
+for _vd in _vf:
+    print('#H', repr((_vd, _vh(_vd))))
 del _vh, _vw, _vf, _vd
 """
 
@@ -282,8 +283,11 @@ class RawRepl:
         return frozenset(ast.literal_eval(out.splitlines()[-1]))
 
     def hashes(self, files: list[str], dirs: list[str]) -> dict[str, str | None]:
-        out = self.exec(_HASH_CODE % (files, dirs)).decode().strip()
-        return ast.literal_eval(out.splitlines()[-1])
+        # one line a file: the board never holds the whole answer (a heap the interrupted
+        # agent still fills had no 3 KB block for it as one string)
+        out = self.exec(_HASH_CODE % (files, dirs)).decode()
+        return dict(ast.literal_eval(line[3:]) for line in out.splitlines()
+                    if line.startswith("#H "))
 
     def read_text(self, path: str) -> str | None:
         try:
