@@ -452,11 +452,9 @@ def _collect(lab: Any, opts: RunOptions, work: Path) -> dict[str, str]:
 
 
 def _lab_events(lab: Any) -> list[dict]:
-    ev = getattr(lab, "events", None)
-    if ev is None:
-        return []
-    items = getattr(ev, "items", None)
-    return list(items() if callable(items) else (items or []))
+    """The lab's own event log (host_tools.lab.eventlog: servers, faults), for the report."""
+    snapshot = getattr(getattr(lab, "events", None), "snapshot", None)
+    return list(snapshot()) if callable(snapshot) else []
 
 
 @contextlib.contextmanager

@@ -39,6 +39,8 @@ def test_scenario(path: Path, tmp_path: Path, request: pytest.FixtureRequest) ->
     if not res.passed:
         text += "\n  board console:\n    " + "\n    ".join(res.console[-25:])
     assert res.passed, text
+    # the lab's side of the story is in the report too (servers, faults)
+    assert res.lab_events and all("ev" in e for e in res.lab_events), "no lab_events"
 
 
 def test_wrong_expectation_fails_and_names_it(tmp_path: Path, request: pytest.FixtureRequest) -> None:
