@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -147,3 +148,9 @@ def no_namespaces_left() -> bool:
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
     mine = f"{netns.PREFIX}{os.getpid()}-"
     return not any(line.startswith(mine) for line in r.stdout.splitlines())
+
+def default_signals() -> None:
+    """SIGINT and SIGHUP as a terminal gives them: a suite started in the background (`cmd &`,
+    nohup) passes them on ignored, and a run rightly leaves an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

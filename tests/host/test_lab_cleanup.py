@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from net_lab_support import default_signals
 
 from host_tools import ROOT, cli
 from host_tools.lab import lab as lablib
@@ -47,7 +48,9 @@ def _start_run(tmp: Path, base: Path, name: str, duration: str = "120s") -> subp
     env = {**os.environ, "TMPDIR": str(base), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([*PHONELAB, "run", str(sc), "-q", "--mode", "netns",
                              "--report", str(tmp / f"{name}.json")], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_signals)
+
 
 
 def _wait_lab_up(proc: subprocess.Popen, base: Path, timeout: float = 60) -> Path:

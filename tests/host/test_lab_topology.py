@@ -262,6 +262,8 @@ def _sccp_register(lab: Lab, keep: dict) -> dict:
                                      server_hostname=p.ccm.cn, timeout=5)
         keep["client"] = c
         ack = await asyncio.wait_for(c.register(f"SEP{MAC}", PHONE_IP), 5)
+        # registered, for the call manager, once the whole dialogue is done (issue 14)
+        await asyncio.wait_for(c.finish_registration(), 5)
         return ack
     loop = asyncio.new_event_loop()
     keep["loop"] = loop
@@ -318,7 +320,11 @@ def test_lab_netns_builds_serves_and_cleans_up(tmp_path, lab_pki):
         keep: dict = {}
         ack = _sccp_register(lab, keep)
         assert ack["msg"] == "RegisterAck" and ack["keepalive"] == 5
-        assert lab.status()["phones"][MAC]["callmanager"] == "registered"
+        end = time.monotonic() + 5      # the server reads the dialogue's last step
+        while (lab.status()["phones"].get(MAC, {}).get("callmanager") != "registered"
+               and time.monotonic() < end):
+            time.sleep(0.05)
+        assert lab.status()["phones"][MAC]["callmanager"] == "registered", lab.status()["phones"]
         lab.wan_cut("cm_reset")
         assert topo.run_in("phone", _read_after, lab, keep) == "ConnectionResetError"
         assert topo.run_in("phone", tcp_probe, "203.0.113.10", 2443, PROBE_S) == "refused"

@@ -302,8 +302,10 @@ def test_no_leftover_processes_after_stop(folder):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_cli_runs_until_signal_and_cleans_up(folder, sig):
+    from net_lab_support import default_signals
     p = subprocess.Popen([str(BIN / "phonelab"), "vboard", "--dir", str(folder), "--port", "0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_signals)
     try:
         lines = []
         deadline = time.monotonic() + 20
