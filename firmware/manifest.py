@@ -29,6 +29,7 @@ package(
         "events.py",
         "hw.py",
         "lease.py",
+        "leaseloss.py",
         "limited.py",
         "link.py",
         "pkcs1.py",

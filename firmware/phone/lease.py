@@ -7,8 +7,8 @@
 #   address goes at once (event dhcp_lost), the links are taken down (the agent's TRYING path)
 #   and a new DISCOVER starts over, with backoff, until a server answers; the same address
 #   back wakes the agent, another one restarts the board (everything built on the old one).
-# phone.dhcpcore (a renewal) or phone.dhcp (DISCOVER after a loss) is imported for one
-# exchange and dropped after it (provisioning dropped them too).
+# phone.dhcpcore (a renewal) or phone.leaseloss and phone.dhcp (a loss, DISCOVER again) are
+# imported for one exchange and dropped after it (provisioning dropped them too).
 # The agent goes further (Agent._keep_lease): it loads this module for one step() at a time
 # and drops it while it waits for the next one, holding the keeper's state() (a few plain
 # values) and a timer; tests and tools may keep a Keeper and run() it.
@@ -64,6 +64,13 @@ async def drive(c, g):
             ms = g.send(ready)
     except StopIteration as e:
         return e.value
+
+
+def _loss():
+    # The loss path is its own module: a renewal, beside a TLS session on a board without
+    # PSRAM, has this module and phone.dhcpcore in the heap and no room for code it never runs.
+    from phone import leaseloss
+    return leaseloss
 
 
 class Keeper:
@@ -134,7 +141,7 @@ class Keeper:
         try:
             return await self._step()
         except (OSError, MemoryError) as e:
-            drop('dhcp', 'dhcpcore', 'hw')
+            drop('dhcp', 'dhcpcore', 'hw', 'leaseloss')
             self.due = False
             if self.ip is None and isinstance(e, MemoryError):
                 # The lease is lost and the whole client does not fit beside the agent (a
@@ -148,8 +155,11 @@ class Keeper:
 
     async def _step(self):
         if self.ip is None:                 # lost (and not back yet): ask again
-            if not await self._start_over():
-                return None
+            try:
+                if not await _loss().start_over(self, drive):
+                    return None
+            finally:
+                drop('leaseloss')
         t = times(self.lease_s, self.t1_s, self.t2_s)
         if t is None:
             self.ev.emit('dhcp_kept', ip=self.ip, reason='infinite lease: nothing to renew')
@@ -167,7 +177,10 @@ class Keeper:
         if got is None:
             got = await self._extend(None, end, end)
         if not got:
-            await self._lost('NAK' if got is False else 'expired')
+            try:
+                await _loss().lost(self, 'NAK' if got is False else 'expired')
+            finally:
+                drop('leaseloss')
             # DISCOVER after the links' teardown has run to its end and their heap is back
             # (a board without PSRAM needs it for the whole client).
             return self.s.retry_min_ms
@@ -205,46 +218,3 @@ class Keeper:
         self.ev.emit('dhcp_renewed', ip=self.ip, server=self.sid, lease_s=self.lease_s,
                      stage='renewing' if sid else 'rebinding', heap_bytes=used)
         return True
-
-    async def _lost(self, why):
-        """Stop using the address at once: off the interface, links down."""
-        ip, self.ip, self.old = self.ip, None, self.ip
-        self.ev.emit('dhcp_lost', ip=ip, reason=why, renewals=self.renewals)
-        self.plat.drop_lease(ip)
-        drop('hw')
-        await self.down('address %s lost (%s)' % (ip, why))
-
-    async def _start_over(self):
-        """DISCOVER again, with backoff between rounds, until a lease. False when the board
-        restarts for a new address."""
-        delay = self.s.retry_min_ms
-        got = None
-        while got is None:
-            from phone import dhcp
-            c = self._client(dhcp)
-            L = None
-            try:
-                c._setup()
-                L = await drive(c, c.acquiring(self.s.dhcp_timeout_ms))
-                if L is not None:
-                    self.plat.apply_lease(L)
-                    got = (L.ip, L.server_id, L.lease_s, L.t1_s, L.t2_s, L.acquired_ms)
-            finally:
-                c.close()
-                c = L = dhcp = None
-                drop('dhcp', 'dhcpcore', 'hw')
-            if got is None:
-                self.ev.emit('dhcp_retry', retry_ms=delay)
-                await asyncio.sleep_ms(delay)
-                delay = min(delay * 2, self.s.retry_max_ms)
-        old = self.old
-        self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound = got
-        self.renewals = 0
-        if self.ip != old:
-            # The Register message, the links' addresses: all built on the old one.
-            self.ev.emit('restarting', reason='new address %s (was %s)' % (self.ip, old))
-            self.plat.reset()
-            return False
-        self.up()
-        return True
-

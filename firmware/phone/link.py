@@ -27,6 +27,8 @@ except ImportError:                  # drops a verify_callback without a word
 
 from micropython import const
 
+from phone import drop
+
 DOWN = 'DOWN'
 CONNECTING = 'CONNECTING'
 STANDBY = 'STANDBY'
@@ -90,7 +92,8 @@ def context(slot, anchor, identity):
 # SSL_BAD_CERTIFICATE would be ignored under CERT_OPTIONAL; a positive value would look like
 # bytes written to the deferred handshake's write).
 _REFUSED = const(-0x3000)
-_refused = {}          # pinned DER -> why its callback last refused (gone once it accepts)
+_refused = {}          # pinned DER -> the certificate its callback last refused, then why
+                       # (why() puts it in words; gone once the pin accepts)
 # The pin whose callback refused last: set without allocating (a slot of an existing list), so
 # a refusal is told apart from another fatal handshake error (-0x3000 too, e.g. out of memory)
 # even when the heap could not hold the reason.
@@ -113,47 +116,28 @@ def _pin(der):
             return 0
         _last_refused[0] = der
         try:
-            b = bytes(cert)
-            _refused[der] = 'server certificate %s is not the pinned %s' % (_name(b), _name(der))
+            _refused[der] = bytes(cert)   # named by why(), outside Mbed TLS
         except Exception:                 # MemoryError: refuse all the same
             pass
         return _REFUSED
     return check
 
 
-def _tlv(b, i):
-    """-> (tag, content start, content end) of the DER element at i."""
-    n = b[i + 1]
-    j = i + 2
-    if n & 0x80:
-        k, n = n & 0x7F, 0
-        for _ in range(k):
-            n = (n << 8) | b[j]
-            j += 1
-    return b[i], j, j + n
-
-
 def _name(der):
-    """'CN=x sha256:0123456789ab' of a certificate, for reasons (the CN may be '?')."""
-    from hashlib import sha256
+    """'CN=x sha256:0123456789ab' of a certificate, for reasons (the CN may be '?'). Read by
+    phone.x509, loaded for this and dropped: a refusal is rare, and a certificate walker of
+    our own would sit in the heap of every link for it."""
     from binascii import hexlify
+    from hashlib import sha256
     cn = '?'
     try:
-        i = _tlv(der, _tlv(der, 0)[1])[1]          # into Certificate, then TBSCertificate
-        if der[i] == 0xA0:                          # [0] version
-            i = _tlv(der, i)[2]
-        for _ in range(4):                          # serial, signature, issuer, validity
-            i = _tlv(der, i)[2]
-        _, i, end = _tlv(der, i)                    # subject: SET { SEQ { OID, value } }...
-        while i < end:
-            _, a, nxt = _tlv(der, i)
-            _, o, oe = _tlv(der, _tlv(der, a)[1])
-            if der[o:oe] == b'\x55\x04\x03':
-                _, v, ve = _tlv(der, oe)
-                cn = str(der[v:min(ve, v + 64)], 'utf-8')   # a server's text: bounded
-            i = nxt
-    except Exception:
+        from phone import x509
+        cn = x509.parse(der, copy=False).cn[:64] or '?'     # a server's text: bounded
+    except Exception:                     # not a certificate, no heap: the hash says which
         pass
+    finally:
+        x509 = None
+        drop('x509', 'der')
     return 'CN=%s sha256:%s' % (cn, hexlify(sha256(der).digest()[:6]).decode())
 
 
@@ -488,6 +472,10 @@ def why(e, anchor=None):
                 # not our callback's refusal: Mbed TLS's own fatal error (out of memory...)
                 return 'TLS: handshake failed, not a certificate refusal (%d)' % e.args[0]
             told = _refused.get(anchor[0])
+            if isinstance(told, bytes):
+                told = 'server certificate %s is not the pinned %s' % (_name(told),
+                                                                      _name(anchor[0]))
+                _refused[anchor[0]] = told
             if told:
                 return 'TLS: ' + told
         if e.args[0] in _TLS_ERRORS:

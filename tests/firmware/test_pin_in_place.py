@@ -29,7 +29,8 @@ def test_pinned_certificate_accepted_with_the_heap_locked():
 def test_other_certificate_refused_and_named():
     check = _link._pin(PINNED)
     eq(check(memoryview(OTHER), 0), -0x3000, 'verdict on another certificate')
-    assert 'is not the pinned' in _link._refused[PINNED], _link._refused
+    why = _link.why(OSError(-0x3000), (PINNED, 'pinned'))
+    assert 'CN=? sha256:' in why and 'is not the pinned' in why, why
     other = memoryview(OTHER)
     micropython.heap_lock()
     try:
