@@ -339,7 +339,8 @@ def cm_cert_replaced(rig: Rig) -> Result:
     # a limited board watches the primary with TCP only: its TLS try is the re-home
     ev = "register_failed" if rig.spec.limited else "probe_failed"
     pf = rig.wait_for(_answered(ev), reg.host, 30, f"{ev} from the call manager")
-    rig.wait_state("FALLBACK", pf.host, 30)
+    # FALLBACK comes with the SRST registration, before or after the first refusal
+    rig.wait_state("FALLBACK", reg.host, 30)
     time.sleep(4.0)
     back = rig.since(t, "registered:primary")
     reason = pf.event.get("reason")
