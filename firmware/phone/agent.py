@@ -250,8 +250,7 @@ class Agent:
                 link = self.link_class(self, 'primary', host, port, anchor, name)
             try:
                 t0 = time.ticks_ms()
-                await link.connect()
-                ack = await link.register(self._reg)
+                ack = await link.register(self._reg)    # opens a new link: Register first
             except _link.LinkError as e:
                 self.events.emit('register_failed', link='primary', cm=name, host=host, port=port,
                                  reason=str(e))
@@ -297,20 +296,15 @@ class Agent:
             if self.srst is not None:
                 await self.srst.close('replaced')
             self.srst = self.link_class(self, 'srst', host, port, anchor)
-            try:
-                await self.srst.connect()
-            except _link.LinkError as e:
-                self.events.emit('register_failed', link='srst', host=host, port=port, reason=str(e))
-                if self._limited:
-                    gc.collect()
-                return False
         t1 = time.ticks_ms()
         try:
-            ack = await self.srst.register(self._reg)
+            ack = await self.srst.register(self._reg)   # a new link: Register first
         except _link.LinkError as e:
             self.events.emit('register_failed', link='srst', host=self.srst.host,
                              port=self.srst.port, reason=str(e))
             await self.srst.close('register failed')
+            if self._limited:
+                gc.collect()            # a connect cut short leaves its socket to the GC
             return False
         now = time.ticks_ms()
         self._reg_at = now

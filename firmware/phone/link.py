@@ -216,9 +216,11 @@ class Link:
         self._missed = 0
 
     # -- what the agent asks of a link (docs/signalling.md) -------------------------------
-    async def connect(self, timeout_ms=None):
+    async def connect(self, timeout_ms=None, ka=True):
         """Open TLS and prove the session with one keepalive exchange (the handshake is
-        deferred to the first write on MicroPython). Raises LinkError with the reason."""
+        deferred to the first write on MicroPython): a standby session, a probe. ka False
+        (register() on a DOWN link): TCP only, the link stays CONNECTING and its first message
+        is the Register, as a phone's that registers. Raises LinkError with the reason."""
         if self.mode != DOWN:
             return
         timeout_ms = timeout_ms or self.cfg.connect_timeout_ms
@@ -239,8 +241,9 @@ class Link:
             self._reader = self._reading(r)
             self._last_rx = time.ticks_ms()
             self._tasks = [asyncio.create_task(self._read_loop())]
-            left = max(100, timeout_ms - time.ticks_diff(time.ticks_ms(), t0))
-            await self._request(self.KA, self.KA_ACK, left, self.ACK)
+            if ka:
+                left = max(100, timeout_ms - time.ticks_diff(time.ticks_ms(), t0))
+                await self._request(self.KA, self.KA_ACK, left, self.ACK)
         except Exception as e:
             reason = why(e, self.anchor)
             if self._w is None and opened is not None:
@@ -248,29 +251,41 @@ class Link:
             await self._teardown()
             self.mode = DOWN
             raise LinkError(reason)
-        self.mode = STANDBY
+        if ka:
+            self.mode = STANDBY
         self._ka_sent = self._last_rx
         self._tasks.append(asyncio.create_task(self._keep_loop()))
         return time.ticks_diff(time.ticks_ms(), t0)
 
     async def register(self, reg, timeout_ms=None):
-        """Register over this (already open) session with `reg` (made once by
-        registration()); returns (keepalive_s, secondary_s). A refusal leaves the session in
-        STANDBY; any other failure ends it. A probe that registers is the primary (re-home)."""
+        """Register with `reg` (made once by registration()) over this open session, or,
+        on a DOWN link, over one opened for it: the Register is then its first message and
+        the deadline connect_timeout_ms + register_timeout_ms (TCP, then the TLS handshake,
+        the Register and its answer). Returns (keepalive_s, secondary_s). A refusal leaves the
+        session in STANDBY; any other failure ends it (on a link opened here, as a failed
+        connect: no link_down). A probe that registers is the primary (re-home)."""
         if self.role == 'probe':
             self.role = 'primary'
-        if self.mode != STANDBY:
+        timeout_ms = timeout_ms or self.cfg.register_timeout_ms
+        if self.mode == DOWN:
+            timeout_ms += self.cfg.connect_timeout_ms - await self.connect(None, False)
+        elif self.mode != STANDBY:
             raise LinkError('cannot register in mode ' + self.mode)
-        self.mode = REGISTERING
+        else:
+            self.mode = REGISTERING
         try:
-            got = await self._register(reg, timeout_ms or self.cfg.register_timeout_ms)
+            got = await self._register(reg, timeout_ms)
         except Exception as e:             # a lost session, a timeout, a malformed answer
-            self._fail('register: ' + why(e, self.anchor))
-            raise LinkError(why(e, self.anchor))
+            reason = why(e, self.anchor)
+            if self.mode == CONNECTING:
+                await self.close(reason)
+            else:
+                self._fail('register: ' + reason)
+            raise LinkError(reason)
         if isinstance(got, str):           # refused, in the server's words
             self.mode = STANDBY
             raise LinkError(got)
-        if self.mode != REGISTERING:       # the session ended right after the answer
+        if self.mode == DOWN:              # the session ended right after the answer
             raise LinkError(self.reason or 'connection lost')
         ka, sec = got
         self.keepalive_ms = max(1, ka) * 1000

@@ -8,7 +8,7 @@ import sys
 from micropython import const
 
 from phone import clock, sccp
-from phone.link import DOWN, REGISTERING, Link, LinkError
+from phone.link import CONNECTING, DOWN, REGISTERING, Link, LinkError
 
 _KEEP = const(256)           # body bytes buffered: what a phone reads is <= 112 bytes (ConfigStat)
 # The registration dialogue's ids that steady state needs (phone.sccp_lab names them all)
@@ -59,8 +59,9 @@ class SccpLink(Link):
         if mid == sccp.KEEPALIVE_ACK:
             pass
         elif mid == sccp.CAPABILITIES_REQ:
-            # During a registration the dialogue's opening carries the answer (_registered)
-            if self.mode != REGISTERING:
+            # During a registration the dialogue's opening carries the answer (_registered);
+            # a link opened to register is CONNECTING until RegisterAck
+            if self.mode != REGISTERING and self.mode != CONNECTING:
                 return sccp.capabilities_res()
         elif mid == sccp.RESET:
             kind = sccp.parse_u32(r.body(), 'Reset')

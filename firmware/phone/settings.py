@@ -9,7 +9,9 @@ DEFAULTS = {
     'ack_timeout_ms': 2000,      # a KeepAlive unanswered this long is missed
     'max_missed': 2,             # missed KeepAlives in a row that declare the peer dead
     'standby_keepalive_ms': 30000,  # standby keepalive until RegisterAck gives the secondary one
-    'connect_timeout_ms': 5000,  # TCP + TLS + first KeepAlive exchange
+    'connect_timeout_ms': 5000,  # TCP + TLS + first KeepAlive exchange (standby, probe);
+                                 # opened to register: TCP, what is left + register_timeout_ms
+                                 # for TLS, Register and its answer
     'register_timeout_ms': 5000,
     # retries with exponential backoff (standby to SRST, primary probes in fallback, boot)
     'retry_min_ms': 1000,

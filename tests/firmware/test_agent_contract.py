@@ -71,7 +71,11 @@ class FakeLink:
         if self.role == 'probe':
             self.role = 'primary'
         assert reg is Net.reg, 'register() given %r, not what registration() made' % (reg,)
-        if self.mode != _link.STANDBY:
+        if self.mode == _link.DOWN:     # opened for it: the Register is its first message
+            await asyncio.sleep_ms(1)
+            if self.host not in Net.up:
+                raise _link.LinkError('no answer from ' + self.host)
+        elif self.mode != _link.STANDBY:
             raise _link.LinkError('cannot register in mode ' + self.mode)
         await asyncio.sleep_ms(1)
         self.mode = _link.REGISTERED
@@ -149,10 +153,13 @@ async def test_agent_on_the_contract_alone():
         # secondary keepalive the registration gave.
         await until(lambda: a.state == PRIMARY and evs(out, 'standby_up'), 3000, 'standby', out)
         reg = evs(out, 'registered')[0]
+        first = [l for l in Net.links if l.made_as == 'primary'][0]
+        eq(first.calls[:1], ['register'], 'a link opened to register: Register first')
         eq((reg['link'], reg['cm'], reg['host'], reg['keepalive_s'],
             reg['secondary_keepalive_s']), ('primary', 'cucm1', CM, 30, 45), 'registered')
         sb = a.srst
         eq((sb.role, sb.host, sb.mode), ('srst', SRST, _link.STANDBY), 'standby link')
+        eq(sb.calls[:1], ['connect'], 'the standby link: opened with a keepalive')
         eq(sb.keepalive_ms, 45000, 'standby keepalive')
         eq(evs(out, 'standby_up')[0]['keepalive_s'], 45, 'standby_up keepalive_s')
         eq(Net.reg, ('fake', 'SEP02F1EE0000E5'), 'what the phone registers as')
@@ -171,7 +178,7 @@ async def test_agent_on_the_contract_alone():
         await until(lambda: evs(out, 'rehomed'), 5000, 'rehomed', out)
         eq(evs(out, 'primary_reachable')[0]['cm'], 'cucm1', 'primary_reachable cm')
         p = a.primary
-        eq((p.made_as, p.calls[:3]), ('probe', ['connect', 'connect', 'register']),
+        eq((p.made_as, p.calls[:2]), ('probe', ['connect', 'register']),
            'the probe, re-homed')
         eq(p.cm, 'cucm1', 'the call manager the probe watched')
         eq((p.role, p.mode), ('primary', _link.REGISTERED), 'the primary after re-home')

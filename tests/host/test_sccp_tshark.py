@@ -204,7 +204,10 @@ DIALOGUE = [0x0001, 0x0002, 0x000E, 0x0028, 0x0025, 0x000C, 0x000B, 0x000D, 0x00
 def test_lab_capture_shows_the_dialogue_on_both_links(tmp_path):
     """`phonelab run scenarios/wan-blackhole.toml --pcap --keylog`, decoded by tshark: every
     TLS session the phone registers on (the call manager, then the SRST router after the
-    cut, then the call manager again) carries the whole dialogue, and nothing is malformed."""
+    cut, then the call manager again) carries the whole dialogue, and nothing is malformed.
+    The session opened to register at boot starts with Register, as a phone's does; the
+    standby session (failover) and the probe (re-home) start with a KeepAlive, and their
+    Register comes later (docs/protocols.md, "Register first, KeepAlive first")."""
     from host_tools import ROOT
     from host_tools.scenario import runner, spec
     sc = spec.load(ROOT / "scenarios" / "wan-blackhole.toml")
@@ -229,5 +232,14 @@ def test_lab_capture_shows_the_dialogue_on_both_links(tmp_path):
         steps = [x for x in ids[ids.index(0x0001):] if x in DIALOGUE]
         assert steps[:len(DIALOGUE)] == DIALOGUE, (stream, dst, [hex(x) for x in ids])
         assert 0x0010 in ids, (stream, dst, "no CapabilitiesRes")
+    cm = next(s.event.get("host") for s in res.events
+              if s.event.ev == "registered" and s.event.get("link") == "primary")
+    boot = min((k for k in registered if k[1] == cm), key=lambda k: int(k[0]), default=None)
+    assert boot is not None, f"no registration with the call manager {cm} in {list(registered)}"
+    firsts = {k: hex(ids[0]) for k, ids in registered.items()}
+    assert firsts[boot] == "0x1", f"the boot session did not start with Register: {firsts}"
+    later = {k: v for k, v in firsts.items() if k != boot}
+    assert later and set(later.values()) == {"0x0"}, \
+        f"the standby and probe sessions did not start with KeepAlive: {firsts}"
     bad = _tshark("-r", str(pcap), *tls, "-Y", "_ws.malformed || _ws.expert.severity >= error")
     assert bad.strip() == "", bad[:2000]
