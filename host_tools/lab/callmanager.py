@@ -18,9 +18,8 @@ from typing import Any, Iterable
 from host_tools.lab import cnfxml
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
 from host_tools.lab.credentials import fetch_router_certificate
-from host_tools.lab.sccp_server import EventHook, Listener, SccpServer, Session
+from host_tools.lab.sccp_server import SECURE_PORT, SccpServer, Session  # noqa: F401
 
-SECURE_PORT = 2443
 PLAIN_PORT = 2000
 
 
@@ -35,7 +34,8 @@ class CallManager(SccpServer):
     phone_ca:       CA that signs phone certificates (the lab's CAPF); TLS clients must chain
                     to it. None turns client verification off (not the secure lab).
     match_cert:     a TLS phone must register with the name of its certificate's CN
-    port/plain_port: 2443 / 2000 by default; 0 picks a free port, None disables a listener
+    port/plain_port, host, keepalive, keylog, on_event, ...: SccpServer's (2443 and no plain
+                    listener by default; 2000 is the usual plain port)
     """
 
     role = "callmanager"
@@ -47,29 +47,13 @@ class CallManager(SccpServer):
         key: str | Path,
         phone_ca: str | Path | bytes | None,
         name: str = "cucm1",
-        host: str = "127.0.0.1",
         address: str | None = None,
-        port: int | None = SECURE_PORT,
-        plain_port: int | None = None,
         devices: Iterable[str] | None = None,
         match_cert: bool = True,
-        keepalive: int = 30,
-        secondary_keepalive: int = 60,
-        keylog: str | Path | None = None,
-        on_event: EventHook | None = None,
         **kw: Any,
     ) -> None:
-        listeners = []
-        if port is not None:
-            listeners.append(Listener(port, tls=True))
-        if plain_port is not None:
-            listeners.append(Listener(plain_port, tls=False))
-        if not listeners:
-            raise ValueError("CallManager needs port and/or plain_port")
-        super().__init__(name=name, host=host, listeners=listeners, cert=cert, key=key,
-                         client_ca=phone_ca, keylog=keylog, keepalive=keepalive,
-                         secondary_keepalive=secondary_keepalive, on_event=on_event, **kw)
-        self.address = address or host          # what phones are told (processNodeName)
+        super().__init__(name=name, cert=cert, key=key, client_ca=phone_ca, **kw)
+        self.address = address or self.host     # what phones are told (processNodeName)
         self.devices: set[str] | None = None if devices is None else {d.upper() for d in devices}
         self.match_cert = match_cert
 

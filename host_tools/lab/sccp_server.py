@@ -45,6 +45,7 @@ _DIALOGUE_IDS = {sccp.IP_PORT: "IpPort", sccp.CAPABILITIES_RES: "CapabilitiesRes
                  sccp.SOFT_KEY_SET_REQ: "SoftKeySetReq", sccp.CONFIG_STAT_REQ: "ConfigStatReq",
                  sccp.TIME_DATE_REQ: "TimeDateReq"}
 _RECORD = 48        # dialogue entries kept per registration (KeepAlives are not recorded)
+SECURE_PORT = 2443  # SCCP over TLS
 
 
 @dataclass
@@ -257,7 +258,10 @@ class Acceptor:
 
 class SccpServer:
     """Base of the simulators. Subclasses override `on_register` and may override
-    `on_message` for ids the base does not handle."""
+    `on_message` for ids the base does not handle.
+
+    port/plain_port: the TLS and the plain listener (2443 / none by default); 0 picks a free
+                     port, None disables a listener; at least one is needed"""
 
     role = "sccp"
 
@@ -266,7 +270,8 @@ class SccpServer:
         *,
         name: str,
         host: str = "127.0.0.1",
-        listeners: list[Listener],
+        port: int | None = SECURE_PORT,
+        plain_port: int | None = None,
         cert: str | Path | None = None,
         key: str | Path | None = None,
         client_ca: str | Path | bytes | None = None,
@@ -284,7 +289,10 @@ class SccpServer:
         self.lines = lines                      # lines each phone gets (ButtonTemplate)
         self.tls_security_level = tls_security_level
         self.host = host
-        self.listeners = listeners
+        self.listeners = [Listener(p, tls=tls) for p, tls in ((port, True), (plain_port, False))
+                          if p is not None]
+        if not self.listeners:
+            raise ValueError(f"{type(self).__name__} needs port and/or plain_port")
         self.cert, self.key, self.client_ca, self.keylog = cert, key, client_ca, keylog
         self.keepalive = keepalive
         self.secondary_keepalive = secondary_keepalive
@@ -301,7 +309,7 @@ class SccpServer:
         self._acceptors: list[Acceptor] = []
         self._next_sid = 1
         self._t0 = time.monotonic()
-        if any(lst.tls for lst in listeners) and not (cert and key):
+        if port is not None and not (cert and key):
             raise ValueError(f"{name}: a TLS listener needs cert and key")
         for what, v in (("keepalive", keepalive), ("secondary_keepalive", secondary_keepalive)):
             # RegisterAck carries them as unsigned 32-bit seconds; 0 would mean "never"

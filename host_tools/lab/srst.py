@@ -22,10 +22,8 @@ from typing import Any, Iterable
 import host_tools.fw  # noqa: F401
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
 from host_tools.lab.credentials import CredentialsService
-from host_tools.lab.sccp_server import EventHook, Listener, SccpServer, Session
+from host_tools.lab.sccp_server import SECURE_PORT, SccpServer, Session  # noqa: F401
 from phone import sccp_lab as sccp  # type: ignore[import-not-found]
-
-SECURE_PORT = 2443
 
 
 class SrstRouter(SccpServer):
@@ -37,7 +35,8 @@ class SrstRouter(SccpServer):
     credentials_port: 2445 by default (0 = any free port)
     max_phones:       RegisterReject beyond this many fallback registrations
     devices:          optional allow-list of device names (None: any)
-    notify:           text of the DisplayNotify sent after a fallback registration"""
+    notify:           text of the DisplayNotify sent after a fallback registration
+    port/plain_port, host, keepalive, keylog, on_event, ...: SccpServer's"""
 
     role = "srst"
 
@@ -49,30 +48,14 @@ class SrstRouter(SccpServer):
         phone_ca: str | Path | bytes | None,
         ccm_certs: Iterable[bytes | str | Path] = (),
         name: str = "srst-branch-7",
-        host: str = "127.0.0.1",
-        port: int | None = SECURE_PORT,
-        plain_port: int | None = None,
         credentials_host: str | None = None,
         credentials_port: int = CREDENTIALS_PORT,
         max_phones: int = 48,
         devices: Iterable[str] | None = None,
         notify: str = sccp.FALLBACK_TEXT,
-        keepalive: int = 30,
-        secondary_keepalive: int = 60,
-        keylog: str | Path | None = None,
-        on_event: EventHook | None = None,
         **kw: Any,
     ) -> None:
-        listeners = []
-        if port is not None:
-            listeners.append(Listener(port, tls=True))
-        if plain_port is not None:
-            listeners.append(Listener(plain_port, tls=False))
-        if not listeners:
-            raise ValueError("SrstRouter needs port and/or plain_port")
-        super().__init__(name=name, host=host, listeners=listeners, cert=cert, key=key,
-                         client_ca=phone_ca, keylog=keylog, keepalive=keepalive,
-                         secondary_keepalive=secondary_keepalive, on_event=on_event, **kw)
+        super().__init__(name=name, cert=cert, key=key, client_ca=phone_ca, **kw)
         self.max_phones = max_phones
         self.devices = None if devices is None else {d.upper() for d in devices}
         self.notify = notify
@@ -80,8 +63,8 @@ class SrstRouter(SccpServer):
         self.credentials: CredentialsService | None = None
         if ccm:
             self.credentials = CredentialsService(
-                cert=cert, key=key, allowed=ccm, host=credentials_host or host,
-                port=credentials_port, keylog=keylog,
+                cert=cert, key=key, allowed=ccm, host=credentials_host or self.host,
+                port=credentials_port, keylog=self.keylog,
                 emit=lambda ev, **f: self.emit(ev, **f),
                 security_level=self.tls_security_level)
 
