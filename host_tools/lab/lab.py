@@ -727,7 +727,7 @@ class Lab:
         if isinstance(srv, (CallManager, SrstRouter)):
             return bool(srv._acceptors)
         if isinstance(srv, LoggedTftp):
-            return srv._thread is not None and srv._thread.is_alive()
+            return srv.running
         return srv.proc is not None and srv.proc.poll() is None
 
     def _watch(self, rec: dict) -> None:

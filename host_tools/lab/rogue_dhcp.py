@@ -16,6 +16,7 @@ import threading
 from typing import Callable
 
 from host_tools.lab import netns as _netns
+from host_tools.lab.serverthread import ServerThread
 
 ETH_P_IP = 0x0800
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -101,24 +102,16 @@ class RogueOffers:
         self.on_send = on_send
         self.sent: list[tuple[str, int]] = []     # (kind, xid)
         self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._runner = ServerThread("rogue DHCP sender")
 
     def start(self, timeout: float = 5.0) -> "RogueOffers":
-        self._thread = self.ns.thread(self._main, name="rogue-dhcp")
-        if not self._ready.wait(timeout):
-            raise RuntimeError("rogue DHCP sender did not start")
-        if self._error:
-            raise self._error
+        self._runner.start(self._main, "rogue-dhcp", timeout, spawn=self.ns.thread)
         self.ns.lab.on_close(self.stop)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=3)
-            self._thread = None
+        self._runner.join(timeout=3)
 
     def __enter__(self) -> "RogueOffers":
         return self.start()
@@ -127,17 +120,14 @@ class RogueOffers:
         self.stop()
 
     def _main(self) -> None:
-        try:
+        with self._runner:                 # what the set-up raises, start() raises
             sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
             sniff.bind((self.interface, ETH_P_IP))
             out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             out.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             out.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.interface.encode())
-        except BaseException as e:  # noqa: BLE001 - reported by start()
-            self._error = e
-            self._ready.set()
+        if self._runner.error is not None:
             return
-        self._ready.set()
         answered = 0
         try:
             while not self._stop.is_set() and answered < self.answers:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.lab import netns as _netns
+from host_tools.lab.serverthread import ServerThread
 
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 MAX_BLKSIZE = 65464
@@ -89,40 +90,31 @@ class TftpServer:
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
         self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._active: set[tuple[tuple[str, int], bytes]] = set()
         self._rrqs = 0
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
+        self._runner = ServerThread("TFTP server")
 
     # -- life cycle ---------------------------------------------------------------------
     @property
     def address(self) -> tuple[str, int]:
         return self.host, self.port
 
+    @property
+    def running(self) -> bool:
+        return self._runner.running
+
     def start(self, timeout: float = 5.0) -> "TftpServer":
-        if self._thread is not None:
+        if self._runner.thread is not None:
             raise RuntimeError("already started")
         self._stop.clear()
-        self._ready.clear()
-        self._start_error = None
-        self._thread = threading.Thread(target=self._main, name=f"tftp-{self.host}:{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError("TFTP server did not start")
-        if self._start_error is not None:
-            self._thread = None
-            raise self._start_error
+        self._runner.start(self._main, f"tftp-{self.host}:{self.port}", timeout)
         return self
 
     def stop(self) -> None:
         """Stop listening (a "server down" from now on); running transfers end too."""
         self._stop.set()
-        t, self._thread = self._thread, None
-        if t is not None:
-            t.join(timeout=5)
+        self._runner.join()
 
     def __enter__(self) -> "TftpServer":
         return self.start()
@@ -142,7 +134,7 @@ class TftpServer:
 
     # -- listener -------------------------------------------------------------------------
     def _main(self) -> None:
-        try:
+        with self._runner:                 # what the set-up raises, start() raises
             if self.netns:
                 _netns.enter_current_thread(self.netns)
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -151,11 +143,8 @@ class TftpServer:
             self.port = s.getsockname()[1]
             s.settimeout(0.1)
             self._sock = s
-        except BaseException as e:  # noqa: BLE001 - reported by start()
-            self._start_error = e
-            self._ready.set()
+        if self._runner.error is not None:
             return
-        self._ready.set()
         workers: list[threading.Thread] = []
         try:
             while not self._stop.is_set():

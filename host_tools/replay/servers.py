@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.lab import netns as _netns
+from host_tools.lab.serverthread import ServerThread
 from host_tools.lab.tftp_server import ERROR, TftpServer
 from host_tools.replay import bootp
 from host_tools.replay.plan import DhcpPlan, TftpPlan
@@ -41,39 +42,27 @@ class DhcpResponder:
         self.log: list[dict[str, Any]] = []
         self._seen = {bootp.DISCOVER: 0, bootp.REQUEST: 0}
         self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._runner = ServerThread("replay DHCP responder")
         self._lock = threading.Lock()
 
     def start(self, timeout: float = 5.0) -> "DhcpResponder":
-        self._thread = threading.Thread(target=self._main, name="replay-dhcp", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError("replay DHCP responder did not start")
-        if self._error is not None:
-            raise self._error
+        self._runner.start(self._main, "replay-dhcp", timeout)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        t, self._thread = self._thread, None
-        if t is not None:
-            t.join(timeout=5)
+        self._runner.join()
 
     def _main(self) -> None:
-        try:
+        with self._runner:                 # what the set-up raises, start() raises
             _netns.enter_current_thread(self.netns)
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.iface.encode())
             s.bind(("0.0.0.0", self.port))
-        except BaseException as e:  # noqa: BLE001 - reported by start()
-            self._error = e
-            self._ready.set()
+        if self._runner.error is not None:
             return
-        self._ready.set()
         pending: list[tuple[float, bytes, tuple[str, int], dict[str, Any]]] = []
         try:
             while not self._stop.is_set():
