@@ -28,10 +28,12 @@ def _kind(kind: str, **attrs: Any) -> Callable[[Callable], Callable]:
 
 # -- files ----------------------------------------------------------------------------------
 
-def _arg(fn: Callable[[str], Any], text: str) -> Any:
+def _arg(fn: Callable[[str], Any], text: str,
+         errors: type[Exception] | tuple[type[Exception], ...] = InputError) -> Any:
+    """fn(text), its `errors` as argparse's (one line, no traceback)."""
     try:
         return fn(text)
-    except InputError as e:
+    except errors as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
@@ -310,11 +312,41 @@ def picture_file(text: str) -> Path:
 picture_file.kind = "output_file"       # type: ignore[attr-defined]
 
 
-def board_profile(unix_only: bool = False) -> Callable[[str], str]:
-    """A board profile: a name from boards/ or a .json file (checked when read)."""
-    @_kind("board", unix_only=unix_only)
+def _faithful(text: str) -> bool:
+    """Whether `text` is `virtual:PROFILE`, the ESP32-faithful board of a hardware profile
+    (docs/vboard.md); one whose profile is unknown or unfit is refused."""
+    from host_tools.vboard import faithful
+    if not faithful.is_faithful(text):
+        return False
+    _arg(faithful.traits, text, faithful.VBoardError)
+    return True
+
+
+@_kind("board")
+def virtual_board(text: str) -> str:
+    """'virtual' or 'virtual:PROFILE'."""
+    if text != "virtual" and not _faithful(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: 'virtual' or 'virtual:PROFILE'")
+    return text
+
+
+@_kind("board_spec")
+def board_spec(text: str) -> str:
+    """'virtual', 'virtual:PROFILE' or a real board (serial port, rfc2217:// URL...), as the
+    HIL plugin takes."""
+    from host_tools.hil import specs
+    _arg(specs.parse, text, specs.SpecError)
+    return text
+
+
+def board_profile(unix_only: bool = False, faithful: bool = False) -> Callable[[str], str]:
+    """A board profile: a name from boards/ or a .json file (checked when read); `faithful`:
+    or `virtual:PROFILE`."""
+    @_kind("board", unix_only=unix_only, faithful=faithful)
     def check(text: str) -> str:
         from host_tools import boards
+        if faithful and _faithful(text):
+            return text
         try:
             b = boards.load(text)
         except boards.BoardError as e:

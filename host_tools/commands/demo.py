@@ -61,27 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", default="blackhole", choices=WAN_KINDS, help="WAN fault kind")
     p.add_argument("--mode", choices=MODES, default="auto")
     p.add_argument("--heap", type=cliargs.heap_size(), help=f"virtual board heap (default {runner.DEFAULT_HEAP})")
-    p.add_argument("--board", default="virtual", type=_board,
+    p.add_argument("--board", default="virtual", type=cliargs.virtual_board,
                    help="'virtual' (default) or 'virtual:PROFILE', the ESP32-faithful board of a "
                         "hardware profile (docs/vboard.md)")
     p.add_argument("--plain", action="store_true", help="plain event lines, no live view")
     p.set_defaults(func=run)
-
-
-def _board(text: str) -> str:
-    from host_tools.vboard import faithful
-    if text == "virtual":
-        return text
-    if not faithful.is_faithful(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: 'virtual' or 'virtual:PROFILE'")
-    try:
-        faithful.traits(text)
-    except faithful.VBoardError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-_board.kind = "board"  # type: ignore[attr-defined]
 
 
 class View:

@@ -15,7 +15,7 @@ from host_tools.scenario import report, runner, spec
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a scenario file against a virtual board (or a real one)")
     p.add_argument("scenario", type=cliargs.input_file("toml", utf8=True), help="scenario TOML (see scenarios/)")
-    p.add_argument("--board", default="virtual", type=board_spec,
+    p.add_argument("--board", default="virtual", type=cliargs.board_spec,
                    help="'virtual' (default), 'virtual:PROFILE' (the ESP32-faithful board of a "
                         "hardware profile, docs/vboard.md) or a serial port")
     p.add_argument("--tftp-root", type=cliargs.input_dir, metavar="DIR", help=TFTP_ROOT_HELP)
@@ -30,20 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no live event stream")
     p.add_argument("--check", action="store_true", help="only validate the scenario file")
     p.set_defaults(func=run)
-
-
-def board_spec(text: str) -> str:
-    """'virtual', 'virtual:PROFILE' or a real board (serial port, rfc2217:// URL...), as the
-    HIL plugin takes."""
-    from host_tools.hil import specs
-    try:
-        specs.parse(text)
-    except specs.SpecError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-board_spec.kind = "board_spec"  # type: ignore[attr-defined]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,17 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _board_arg(text: str) -> str:
-    if faithful.is_faithful(text):
-        try:
-            faithful.traits(text)
-        except VBoardError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        return text
-    return cliargs.board_profile(unix_only=True)(text)
-
-
-_board_arg.kind = "board"  # type: ignore[attr-defined]
+_board_arg = cliargs.board_profile(unix_only=True, faithful=True)
 
 
 def _install_profile(folder: Path, name: str) -> None:
