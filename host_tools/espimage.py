@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.boards import IMAGE_OFFSET
+from host_tools.readers import InputError, read_bytes
 
 ESP_IMAGE_MAGIC = 0xE9
 APP_DESC_MAGIC = 0xABCD5432
@@ -93,11 +94,9 @@ def check(path: str | Path, chip: str, offset: int | None = None) -> ImageInfo:
     The chip id decides (a wrong-chip image never boots); see notes() for softer doubts."""
     p = Path(path)
     try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"no firmware image at {p}") from None
-    except OSError as e:
-        raise ImageError(f"cannot read {p}: {e.strerror}") from None
+        data = read_bytes(p, "firmware")
+    except InputError as e:
+        raise ImageError(str(e)) from None
     if offset is None:
         offset = IMAGE_OFFSET.get(chip)
     try:

@@ -17,6 +17,7 @@ MB = 1024 * 1024
 LIMITS = {
     "report": 64 * MB, "json": 16 * MB, "toml": 1 * MB, "pem": 1 * MB, "cert": 1 * MB,
     "tlv": 4 * MB, "config": 4 * MB, "pcap": 512 * MB, "file": 64 * MB, "board": 1 * MB,
+    "firmware": 32 * MB,
 }
 
 

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board", required=True, metavar="NAME", type=cliargs.board_profile(),
                    help="board profile (boards/NAME.json): chip and flash offset")
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or rfc2217://HOST:PORT")
-    p.add_argument("--firmware", required=True, type=cliargs.input_file("firmware", limit=32 << 20),
+    p.add_argument("--firmware", required=True, type=cliargs.input_file("firmware"),
                    metavar="IMAGE.bin",
                    help="MicroPython firmware image for the board's chip (from micropython.org)")
     p.add_argument("--erase", action="store_true", help="erase the whole flash first "

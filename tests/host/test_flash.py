@@ -59,7 +59,7 @@ def test_wrong_chip_app_image_and_junk_are_refused(tmp_path):
     img.write_bytes(b"\xe9\x01")
     with pytest.raises(espimage.ImageError, match="too short"):
         espimage.check(img, "esp32")
-    with pytest.raises(espimage.ImageError, match="no firmware image"):
+    with pytest.raises(espimage.ImageError, match="none.bin: no such file"):
         espimage.check(tmp_path / "none.bin", "esp32")
     img.write_bytes(make_image(0, partition_table=False))
     info = espimage.check(img, "esp32", 0x1000)   # accepted, with a note
