@@ -406,10 +406,18 @@ class Lab:
     def keylog_path(self) -> Path | None:
         return self.workdir / "tls-keys.log" if self.want_keylog else None
 
+    def _sccp_settings(self, role: str) -> dict[str, Any]:
+        """What the lab sets alike on both SCCP simulators (SccpServer's arguments)."""
+        assert self.events is not None
+        return dict(keepalive=self.timers["keepalive"],
+                    secondary_keepalive=self.timers["secondary_keepalive"],
+                    keylog=self.keylog_path, on_event=self.events.server_hook(role),
+                    tls_security_level=self.tls_security_level)
+
     def _start_srst(self) -> None:
         topo, p, a = self._topo(), self.pki, self._topo().addr
-        assert p is not None and self.events is not None
-        hook = self.events.server_hook("srst")
+        assert p is not None
+        settings = self._sccp_settings("srst")
 
         def make(port: int | None) -> SrstRouter:
             return SrstRouter(cert=p.srst.server_cert, key=p.srst.key_path,  # type: ignore[arg-type]
@@ -417,10 +425,7 @@ class Lab:
                               name=p.srst.cn, host=a.srst,
                               port=SRST_PORT if port is None else port,
                               credentials_port=CREDENTIALS_PORT if port is None else port,
-                              keepalive=self.timers["keepalive"],
-                              secondary_keepalive=self.timers["secondary_keepalive"],
-                              keylog=self.keylog_path, on_event=hook,
-                              tls_security_level=self.tls_security_level)
+                              **settings)
 
         self.srst = topo.branch.run(start_with_fallback(
             make, lambda s: s.start(), lambda s: s.stop(), topo.mode == "loopback"), 20)
@@ -429,18 +434,14 @@ class Lab:
 
     def _start_callmanager(self) -> None:
         topo, p, a = self._topo(), self.pki, self._topo().addr
-        assert p is not None and self.events is not None
-        hook = self.events.server_hook("callmanager")
+        assert p is not None
+        settings = self._sccp_settings("callmanager")
 
         def make(port: int | None) -> CallManager:
             return CallManager(cert=p.ccm.server_cert, key=p.ccm.key_path,  # type: ignore[arg-type]
                                phone_ca=p.capf.cert_path, name=p.ccm.cn, host=a.hq_bind,
                                address=a.hq_front, port=CM_PORT if port is None else port,
-                               devices=[f"SEP{m}" for m in self.macs],
-                               keepalive=self.timers["keepalive"],
-                               secondary_keepalive=self.timers["secondary_keepalive"],
-                               keylog=self.keylog_path, on_event=hook,
-                               tls_security_level=self.tls_security_level)
+                               devices=[f"SEP{m}" for m in self.macs], **settings)
 
         self.callmanager = topo.hq.run(start_with_fallback(
             make, lambda s: s.start(), lambda s: s.stop(), topo.mode == "loopback"), 20)
