@@ -103,14 +103,18 @@ class ThrottledGc:
 
 
 def limit_connects(asyncio, link, k, max_wait_ms):
-    """At most `k` links of this process in connect() (TCP + TLS handshake + first KeepAlive)
-    at a time, the others queue (first come, first served; a wait longer than `max_wait_ms`
-    fails the connect, which the agent retries). One process does the TLS client work of all
-    its phones on one core (mbedtls RSA-2048 + ECDHE, ~10 ms each); hundreds started at once
-    all finish their handshakes together, late, past the servers' 10 s handshake timeout, and
-    retry (measured: 437 retries, 52 s to register 1000 phones). A real phone has its own CPU
-    for its one handshake; the queue keeps each handshake short without changing the work."""
-    stock = link.Link.connect
+    """At most `k` links of this process opening a session at a time: in connect() (TCP + TLS
+    handshake + first KeepAlive: a standby session, a probe) or in register() on a DOWN link
+    (TCP, then the TLS handshake with the Register, its answer and the dialogue: a session
+    opened to register). The others queue (first come, first served; a wait longer than
+    `max_wait_ms` fails the connect, which the agent retries). One process does the TLS client
+    work of all its phones on one core (mbedtls RSA-2048 + ECDHE, ~10 ms each); hundreds
+    started at once all finish their handshakes together, late, past the servers' 10 s
+    handshake timeout, and retry (measured: 437 retries, 52 s to register 1000 phones). A real
+    phone has its own CPU for its one handshake; the queue keeps each handshake short without
+    changing the work."""
+    stock_connect = link.Link.connect
+    stock_register = link.Link.register
     busy = [0]
     queue = []
 
@@ -120,25 +124,40 @@ def limit_connects(asyncio, link, k, max_wait_ms):
         else:
             busy[0] -= 1
 
-    async def connect(self, timeout_ms=None):
+    async def acquire():
         if busy[0] < k:
             busy[0] += 1
-        else:
-            ev = asyncio.Event()
-            queue.append(ev)
-            try:
-                await asyncio.wait_for_ms(ev.wait(), max_wait_ms)
-            except BaseException as e:
-                if ev in queue:
-                    queue.remove(ev)
-                elif ev.is_set():
-                    release()
-                if isinstance(e, asyncio.TimeoutError):
-                    raise link.LinkError('no connect slot within %d ms' % max_wait_ms)
-                raise
+            return
+        ev = asyncio.Event()
+        queue.append(ev)
         try:
-            return await stock(self, timeout_ms)
+            await asyncio.wait_for_ms(ev.wait(), max_wait_ms)
+        except BaseException as e:
+            if ev in queue:
+                queue.remove(ev)
+            elif ev.is_set():
+                release()
+            if isinstance(e, asyncio.TimeoutError):
+                raise link.LinkError('no connect slot within %d ms' % max_wait_ms)
+            raise
+
+    async def connect(self, timeout_ms=None, ka=True):
+        if not ka:                        # register() opening its session: it holds the slot
+            return await stock_connect(self, timeout_ms, ka)
+        await acquire()
+        try:
+            return await stock_connect(self, timeout_ms)
+        finally:
+            release()
+
+    async def register(self, reg, timeout_ms=None):
+        if self.mode != link.DOWN:        # over an open session: no handshake
+            return await stock_register(self, reg, timeout_ms)
+        await acquire()
+        try:
+            return await stock_register(self, reg, timeout_ms)
         finally:
             release()
 
     link.Link.connect = connect
+    link.Link.register = register
