@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from host_tools.fleet import identities, spec
+from host_tools.lab import perphone
 
 NETNS_PHONE_IP = "192.0.2.100"
 
@@ -132,4 +133,16 @@ def server_view(lab: Any, outside: tuple[str, int] | None, devices: set[str]) ->
     out = {"callmanager": lab.topology.hq.call(view, lab.callmanager)}
     if outside is None:
         out["srst"] = lab.topology.branch.call(view, lab.srst)
+    return out
+
+
+def load(lab: Any, outside: tuple[str, int] | None, devices: set[str]) -> dict[str, Any]:
+    """Messages per phone per minute each simulator received from the fleet's phones so far
+    (host_tools.lab.perphone.load: average, worst, a real phone's rate beside them); no SRST
+    figure for an outside router."""
+    names = {d.upper() for d in devices}
+    out = {"callmanager": perphone.load(lab.topology.hq.call(perphone.view, lab.callmanager),
+                                        names)}
+    if outside is None:
+        out["srst"] = perphone.load(lab.topology.branch.call(perphone.view, lab.srst), names)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from host_tools.lab import perphone
 COLUMNS = ["N", "P", "reg", "reg/s", "peak/s", "all reg s", "all sby s", "SRST", "all SRST s",
            "heap KB/ph", "RSS KB/ph", "fail"]
 LEGEND = ("N phones in P MicroPython processes; reg: registered with the call manager; reg/s: "
@@ -76,12 +77,20 @@ def notes(res: dict[str, Any]) -> list[str]:
         out.append(f"process {proc} asyncio waits: {lp['sweeps_per_s']} I/O sweeps/s, "
                    f"{lp['sweep_share'] * 100:.0f}% of the time sweeping, "
                    f"{lp['idle_share'] * 100:.0f}% idle")
+    out += load_lines(res)
     if res.get("failure_count"):
         out.append(f"{res['failure_count']} phones failed: " + ", ".join(
             f"{w} x{n}" for w, n in res.get("failure_reasons", [])))
     for proc, tail in (res.get("console_tail") or {}).items():
         out.append(f"process {proc} console: " + " | ".join(tail[-3:]))
     return out
+
+
+def load_lines(res: dict[str, Any]) -> list[str]:
+    """Messages per phone per minute at each simulator over the run, beside a real phone's."""
+    mpm = res.get("messages_per_min") or {}
+    found = (perphone.load_line(what, mpm.get(name)) for name, what in perphone.SERVERS)
+    return [x for x in found if x]
 
 
 def lines(res: dict[str, Any]) -> list[tuple[str, str]]:

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from host_tools.lab import perphone
+
 if TYPE_CHECKING:          # reading a saved report needs no runner (phonelab report)
     from host_tools.scenario.runner import Result
 
@@ -104,6 +106,10 @@ def summary(r: Result | dict[str, Any]) -> str:
     if metrics.get("register_over_standby_ms") is not None:
         lines.append(f"    {'register over standby':24} {metrics['register_over_standby_ms']} ms")
     lines.append(f"    {'final state':24} {metrics.get('final_state')}")
+    for name, what in perphone.SERVERS:
+        line = perphone.load_line(what, (metrics.get("messages_per_min") or {}).get(name))
+        if line:
+            lines.append(f"    {line}")
     if exps:
         lines.append("  expectations:")
         for e in exps:

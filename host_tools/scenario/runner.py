@@ -18,6 +18,7 @@ from typing import Any, Callable
 from host_tools import deploy
 from host_tools import boards as boardlib
 from host_tools.events import Event, EventReader
+from host_tools.lab import perphone
 from host_tools.scenario import faults
 from host_tools.scenario.metrics import Action, Stamped, compute, matches, verdicts
 from host_tools.scenario.spec import Scenario, Step, for_board
@@ -113,6 +114,7 @@ class Result:
     expectations: list[dict]
     files: dict[str, str] = field(default_factory=dict)
     lab_events: list[dict] = field(default_factory=list)
+    servers: dict[str, Any] = field(default_factory=dict)   # host_tools.lab.perphone views
     error: str | None = None
     started: float = 0.0
     ended: float = 0.0
@@ -301,6 +303,7 @@ def _epilogue(res: Result, lab: Any, opts: RunOptions, work: Path, own_tmp: bool
             try:
                 res.files.update(_collect(lab, opts, work))
                 res.lab_events = _lab_events(lab)
+                res.servers = _server_views(lab)
             finally:
                 lab.stop()
     finally:
@@ -311,6 +314,8 @@ def _epilogue(res: Result, lab: Any, opts: RunOptions, work: Path, own_tmp: bool
 def _conclude(res: Result) -> Result:
     sc = res.scenario
     res.metrics = compute(res.events, res.actions)
+    res.metrics["messages_per_min"] = {name: perphone.load(v)
+                                       for name, v in res.servers.items()}
     res.expectations = verdicts(sc.expect, res.events, res.metrics)
     since = res.actions[-1].host if res.actions else float("-inf")
     if sc.until and res.error is None and not any(
@@ -449,6 +454,23 @@ def _collect(lab: Any, opts: RunOptions, work: Path) -> dict[str, str]:
         shutil.copyfile(kl, opts.keylog)
         files["keylog"] = str(opts.keylog)
     return files
+
+
+def _server_views(lab: Any) -> dict[str, Any]:
+    """What the call manager and the SRST router saw of each phone (host_tools.lab.perphone);
+    {} for a lab that has no simulators, and a view that could not be had is left out (it
+    must not hide the run's results)."""
+    topo = getattr(lab, "topology", None)
+    out: dict[str, Any] = {}
+    for name, loop in (("callmanager", "hq"), ("srst", "branch")):   # the loop it runs on
+        srv = getattr(lab, name, None)
+        if srv is None or topo is None:
+            continue
+        try:
+            out[name] = getattr(topo, loop).call(perphone.view, srv)
+        except Exception:  # noqa: BLE001 - a stopped loop, a lab torn down meanwhile
+            pass
+    return out
 
 
 def _lab_events(lab: Any) -> list[dict]:

@@ -29,6 +29,12 @@ def test_small_fleet_boots_and_fails_over(tmp_path: Path) -> None:
     cm, sr = res["servers_boot"]["callmanager"], res["servers_boot"]["srst"]
     assert (cm["registered"], sr["standby"]) == (N, N), res["servers_boot"]
     assert res["servers_failover"]["srst"]["registered"] == N, res["servers_failover"]
+    # Messages per phone per minute each simulator received, beside a real phone's 12/min at
+    # the short timers' 5 s keepalive: every phone counted, the worst at least the average.
+    for name in ("callmanager", "srst"):
+        ld = res["messages_per_min"][name]
+        assert (ld["phones"], ld["keepalive_s"], ld["real_phone_per_min"]) == (N, 5, 12.0), ld
+        assert 0 < ld["per_min_avg"] <= ld["per_min_max"], ld
 
     # One console per process, one stream per phone: each phone's lines carry its own tag
     # and tell its own story; no line names a phone of another process.

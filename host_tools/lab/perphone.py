@@ -1,0 +1,80 @@
+"""Each phone as a lab SCCP server saw it, from the server's sessions, live and closed: the
+messages it received from the phone per minute, beside what a real phone sends (issue 14:
+the load the agent's probes put on a call manager; docs/reports.md, docs/fleet.md).
+
+    view = lab.topology.hq.call(perphone.view, lab.callmanager)   # on the server's loop
+    view["phones"]["SEP001122AABBCC"]["per_min"], view["real_phone_per_min"]
+    perphone.load(view)        # {"phones": 1, "per_min_avg": ..., "worst": ..., ...}
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# The lab's two SCCP servers: (the Lab's attribute and the reports' key, what a summary says)
+SERVERS = (("callmanager", "call manager"), ("srst", "SRST router"))
+
+
+def real_phone_per_min(keepalive_s: float) -> float:
+    """The reference beside every rate here: a real phone registered with a server sends it
+    one KeepAlive per keepalive interval (the one RegisterAck gives), so 60 / keepalive_s
+    messages a minute: 2 at the usual 30 s."""
+    return round(60.0 / keepalive_s, 2)
+
+
+def phone_of(s: dict[str, Any]) -> str:
+    """The phone a session (a Session.summary()) came from: its Register's device name, else
+    its certificate's CN (SEP<MAC> for the lab's phones: a standby session, a probe), else its
+    address without the port."""
+    name = s.get("device") or s.get("cert_cn")
+    if name:
+        return str(name).upper()
+    return str(s.get("peer") or "?").rsplit(":", 1)[0]
+
+
+def view(srv: Any) -> dict[str, Any]:
+    """The server's sessions by phone. Run it on the server's own loop (a topology loop's
+    call()). Per phone: `messages` and `keepalives` it sent (every session's count,
+    KeepAlives included, and while the server was hung), `minutes` from its first connection
+    to now, `per_min` and `keepalives_per_min` over those minutes."""
+    now = srv.now()
+    live = [s.summary() for s in list(srv.sessions.values()) if s.state != "closed"]
+    phones: dict[str, dict[str, Any]] = {}
+    for s in sorted(list(srv.history) + live, key=lambda x: x["sid"]):
+        p = phones.setdefault(phone_of(s), {"messages": 0, "keepalives": 0,
+                                            "first": s["connected_at"]})
+        p["messages"] += s.get("rx", 0)
+        p["keepalives"] += s.get("keepalives", 0)
+        p["first"] = min(p["first"], s["connected_at"])
+    for p in phones.values():
+        minutes = max(now - p.pop("first"), 1e-3) / 60
+        p["minutes"] = round(minutes, 3)
+        p["per_min"] = round(p["messages"] / minutes, 2)
+        p["keepalives_per_min"] = round(p["keepalives"] / minutes, 2)
+    return {"server": srv.name, "role": srv.role, "keepalive_s": srv.keepalive,
+            "real_phone_per_min": real_phone_per_min(srv.keepalive),
+            "phones": dict(sorted(phones.items()))}
+
+
+def load(v: dict[str, Any] | None, only: set[str] | None = None) -> dict[str, Any] | None:
+    """The figure over the phones of a view (`only`: those names): messages per phone per
+    minute, average and worst, beside the real phone's; None without a phone."""
+    if not v:
+        return None
+    rates = {k: p["per_min"] for k, p in v["phones"].items() if only is None or k in only}
+    if not rates:
+        return None
+    worst = max(rates, key=lambda k: rates[k])
+    return {"phones": len(rates), "per_min_avg": round(sum(rates.values()) / len(rates), 2),
+            "per_min_max": rates[worst], "worst": worst,
+            "real_phone_per_min": v["real_phone_per_min"], "keepalive_s": v["keepalive_s"]}
+
+
+def load_line(what: str, ld: dict[str, Any] | None) -> str | None:
+    """One line of a human summary for a load(), or None."""
+    if not ld:
+        return None
+    many = ld["phones"] > 1
+    rate = (f"{ld['per_min_avg']} per phone, worst {ld['per_min_max']} ({ld['worst']})"
+            if many else f"{ld['per_min_avg']}")
+    return (f"messages/min received by the {what}: {rate}; a real phone: "
+            f"{ld['real_phone_per_min']} (a KeepAlive every {ld['keepalive_s']} s)")
