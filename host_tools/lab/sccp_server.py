@@ -461,7 +461,9 @@ class SccpServer:
         was = s.state
         s.state = "closed"
         self.sessions.pop(s.sid, None)
-        self.history.append(s.summary())
+        # what it was when it ended, and what its dialogue still lacked (host_tools.lab.perphone)
+        self.history.append({**s.summary(), "was": was, "closed_at": round(self.now(), 3),
+                             "missing": s.missing() if was == "registering" else []})
         self.emit("disconnected", sid=s.sid, device=s.key, was=was, reason=s.close_reason or "eof",
                   keepalives=s.keepalives)
 

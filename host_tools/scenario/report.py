@@ -5,7 +5,8 @@
      "metrics": {"boot_to_registered_ms", "standby_up_ms", "failover_ms", "rehome_ms",
                  "peak_heap_bytes", ...},
      "events": [{"host_ms", "t", "ev", ...fields}], "actions": [{"host_ms", "action", ...}],
-     "files": {"pcap", "keylog", "picture", "report"}}
+     "files": {"pcap", "keylog", "picture", "report"},
+     "servers": {"callmanager": VIEW, "srst": VIEW}}   # host_tools.lab.perphone.view()
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def to_dict(r: Result) -> dict[str, Any]:
                     for a in r.actions],
         "files": r.files,
         "lab_events": r.lab_events,
+        "servers": r.servers,
     }
 
 
@@ -61,7 +63,7 @@ def check(data: Any, where: str | Path) -> dict[str, Any]:
     if not isinstance(data["scenario"], str):
         raise bad("'scenario' is not a string")
     for key, typ in (("metrics", dict), ("files", dict), ("expectations", list),
-                     ("actions", list), ("lab_events", list)):
+                     ("actions", list), ("lab_events", list), ("servers", dict)):
         if data.get(key) is not None and not isinstance(data[key], typ):
             raise bad(f"'{key}' is not a JSON {'object' if typ is dict else 'array'}")
     if not isinstance(data["events"], list):
@@ -90,6 +92,18 @@ def _fmt(key: str, v: Any) -> str:
     return str(v)
 
 
+def incomplete(servers: dict[str, Any]) -> list[str]:
+    """One line per session whose registration dialogue never finished."""
+    out = []
+    for name, what in perphone.SERVERS:
+        for ph, p in ((servers.get(name) or {}).get("phones") or {}).items():
+            for s in p.get("sessions") or []:
+                if s.get("outcome") == "incomplete":
+                    out.append(f"dialogue incomplete: {what}, {ph}, session {s.get('sid')} "
+                               f"at {s.get('at')} ms: missing {', '.join(s.get('missing') or [])}")
+    return out
+
+
 def summary(r: Result | dict[str, Any]) -> str:
     """The human summary of a run, or of a saved report (its JSON dict)."""
     d = r if isinstance(r, dict) else to_dict(r)
@@ -110,6 +124,7 @@ def summary(r: Result | dict[str, Any]) -> str:
         line = perphone.load_line(what, (metrics.get("messages_per_min") or {}).get(name))
         if line:
             lines.append(f"    {line}")
+    lines += [f"  {x}" for x in incomplete(d.get("servers") or {})]
     if exps:
         lines.append("  expectations:")
         for e in exps:

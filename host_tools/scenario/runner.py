@@ -303,7 +303,7 @@ def _epilogue(res: Result, lab: Any, opts: RunOptions, work: Path, own_tmp: bool
             try:
                 res.files.update(_collect(lab, opts, work))
                 res.lab_events = _lab_events(lab)
-                res.servers = _server_views(lab)
+                res.servers = _server_views(lab, res.started)
             finally:
                 lab.stop()
     finally:
@@ -456,10 +456,10 @@ def _collect(lab: Any, opts: RunOptions, work: Path) -> dict[str, str]:
     return files
 
 
-def _server_views(lab: Any) -> dict[str, Any]:
-    """What the call manager and the SRST router saw of each phone (host_tools.lab.perphone);
-    {} for a lab that has no simulators, and a view that could not be had is left out (it
-    must not hide the run's results)."""
+def _server_views(lab: Any, origin: float) -> dict[str, Any]:
+    """What the call manager and the SRST router saw of each phone (host_tools.lab.perphone),
+    session times in the report's host_ms; {} for a lab that has no simulators, and a view
+    that could not be had is left out (it must not hide the run's results)."""
     topo = getattr(lab, "topology", None)
     out: dict[str, Any] = {}
     for name, loop in (("callmanager", "hq"), ("srst", "branch")):   # the loop it runs on
@@ -467,7 +467,7 @@ def _server_views(lab: Any) -> dict[str, Any]:
         if srv is None or topo is None:
             continue
         try:
-            out[name] = getattr(topo, loop).call(perphone.view, srv)
+            out[name] = getattr(topo, loop).call(perphone.view, srv, origin)
         except Exception:  # noqa: BLE001 - a stopped loop, a lab torn down meanwhile
             pass
     return out

@@ -1,6 +1,9 @@
 """What the lab's SCCP servers saw of each phone (host_tools.lab.perphone): the messages per
-phone per minute beside a real phone's rate, in the scenario report and the fleet's figures."""
+phone per minute beside a real phone's rate, and each session's registration dialogue; in the
+scenario report and the fleet's figures."""
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -63,14 +66,25 @@ def test_rates_from_a_known_session_log():
     # 12 + 7 + 41 messages from its first connection (60 s) to now (180 s): 2 minutes
     assert (a["messages"], a["keepalives"], a["minutes"]) == (60, 32, 2.0)
     assert (a["per_min"], a["keepalives_per_min"]) == (30.0, 16.0)
+    assert [s["sid"] for s in a["sessions"]] == [1, 3, 4]
+    assert [s["outcome"] for s in a["sessions"]] == ["registered", "incomplete", "registered"]
+    assert a["sessions"][1]["missing"] == ["TimeDateReq"]
+    assert (a["sessions"][0]["at"], a["sessions"][0]["until"]) == (60.0, 70.0)
     b = v["phones"]["SEP001122AABBCD"]          # 9 KeepAlives in 1.5 minutes
-    assert b["per_min"] == 6.0
+    assert (b["per_min"], b["sessions"][0]["outcome"]) == (6.0, "keepalives only")
     assert v["phones"]["192.0.2.60"]["per_min"] == 6.0      # 3 in 0.5 minute
     ld = perphone.load(v)
     assert ld == {"phones": 3, "per_min_avg": 14.0, "per_min_max": 30.0,
                   "worst": "SEP001122AABBCC", "real_phone_per_min": 2.0, "keepalive_s": 30}
     assert perphone.load(v, {"SEP001122AABBCD"})["per_min_avg"] == 6.0
     assert perphone.load(v, {"SEP00"}) is None and perphone.load(None) is None
+
+
+def test_session_times_on_a_given_origin():
+    srv = _Server()
+    origin = time.monotonic() - srv.now() + 50.0      # 50 s after the server's start
+    s = perphone.view(srv, origin)["phones"]["SEP001122AABBCC"]["sessions"][0]
+    assert abs(s["at"] - 10_000) <= 5 and abs(s["until"] - 20_000) <= 5
 
 
 def test_real_phone_rate():
@@ -83,9 +97,9 @@ def lab(tmp_path_factory):
     return make_lab_pki(tmp_path_factory)
 
 
-def test_call_manager_counts_each_phone(lab):
+def test_call_manager_counts_each_phone_and_keeps_its_dialogues(lab):
     """A phone registers with the whole dialogue, sends 3 KeepAlives and leaves; comes back and
-    leaves without TimeDateReq; another only stands by. What the view counts of each, closed
+    leaves without TimeDateReq; another only stands by. What the view says of each, closed
     sessions included."""
     async def main():
         async with CallManager(cert=lab.ccm.cert_path, key=lab.ccm.key_path,
@@ -114,7 +128,11 @@ def test_call_manager_counts_each_phone(lab):
     a, b = v["phones"][PHONE], v["phones"][OTHER]
     # Register + 9 dialogue messages (one line) + 3 KeepAlives; then Register + 8 + 1
     assert (a["messages"], a["keepalives"]) == (23, 4)
-    assert b["messages"] == 2
+    first, second = a["sessions"]
+    assert (first["outcome"], first["closed"], first["missing"]) == ("registered", True, [])
+    assert first["messages"] == 13 and first["dialogue"][0].endswith("<Register")
+    assert (second["outcome"], second["missing"]) == ("incomplete", ["TimeDateReq"])
+    assert (b["messages"], b["sessions"][0]["outcome"]) == (2, "keepalives only")
     assert a["per_min"] > 23            # 23 messages in well under a minute
 
 
@@ -122,15 +140,20 @@ def _saved_report() -> dict:
     view = perphone.view(_Server())
     return {"scenario": "x", "board": "virtual", "mode": "netns", "passed": True, "error": None,
             "events": [], "actions": [], "expectations": [], "files": {},
-            "metrics": {"messages_per_min": {"callmanager": perphone.load(view), "srst": None}}}
+            "metrics": {"messages_per_min": {"callmanager": perphone.load(view), "srst": None}},
+            "servers": {"callmanager": view}}
 
 
-def test_scenario_summary_shows_the_rate():
+def test_scenario_summary_shows_the_rate_and_incomplete_dialogues():
     d = report.check(_saved_report(), "r.json")
     text = report.summary(d)
     assert ("messages/min received by the call manager: 14.0 per phone, worst 30.0 "
             "(SEP001122AABBCC); a real phone: 2.0 (a KeepAlive every 30 s)") in text
     assert "SRST router:" not in text
+    assert ("dialogue incomplete: call manager, SEP001122AABBCC, session 3 at 100.0 ms: "
+            "missing TimeDateReq") in text
+    with pytest.raises(ValueError, match="'servers'"):
+        report.check({**d, "servers": []}, "r.json")
 
 
 def test_fleet_notes_show_the_rate():

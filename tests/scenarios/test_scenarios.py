@@ -41,6 +41,17 @@ def test_scenario(path: Path, tmp_path: Path, request: pytest.FixtureRequest) ->
     assert res.passed, text
     # the lab's side of the story is in the report too (servers, faults)
     assert res.lab_events and all("ev" in e for e in res.lab_events), "no lab_events"
+    # and what the simulators saw: a server the phone says it registered with holds a session
+    # with the whole dialogue, and a rate for the phone (a HIL lab's outside servers: none)
+    for link, name in (("primary", "callmanager"), ("srst", "srst")):
+        view = res.servers.get(name)
+        if view is None or not any(s.event.ev == "registered" and s.event.get("link") == link
+                                   for s in res.events):
+            continue
+        done = [x for p in view["phones"].values() for x in p["sessions"]
+                if x["outcome"] == "registered" and not x["missing"] and x["dialogue"]]
+        assert done, (name, view)
+        assert res.metrics["messages_per_min"][name]["per_min_avg"] > 0, res.metrics
 
 
 def test_wrong_expectation_fails_and_names_it(tmp_path: Path, request: pytest.FixtureRequest) -> None:
