@@ -24,6 +24,7 @@ _MAX_S = const(432000)      # leases past 5 days are kept as 5-day ones (ticks_d
 _FLOOR_MS = const(60000)    # RFC 2131: at least 60 s between REQUESTs ...
 _FLOOR_MIN_MS = const(1000)  # ... scaled down for short leases, never below 1 s
 _STEP_MS = const(100)       # how often the socket is looked at while an answer is awaited
+_SPARE = const(2048)        # a renewal's own objects beyond phone.dhcpcore (client, reply)
 
 
 def times(lease_s, t1_s=None, t2_s=None):
@@ -90,8 +91,9 @@ class Keeper:
         self.renewals = 0
         self.old = None             # the address lost, while DISCOVER starts over
         self.due = False            # T1 reached (dhcp_bound said): extend at the next step
+        self.need = 0               # heap phone.dhcpcore took when it was loaded here
         if len(lease) > 6:
-            self.renewals, self.old, self.due, self.bufs = lease[6:]
+            self.renewals, self.old, self.due, self.bufs, self.need = lease[6:]
         else:
             # The exchange's two buffers, made now and kept for the keeper's life: at a
             # renewal, beside a TLS session, a fragmented heap may have no 1 KB block left
@@ -100,7 +102,10 @@ class Keeper:
             # now: each exchange makes its own, as before.
             self.bufs = None
             try:
+                gc.collect()
+                a0 = gc.mem_alloc()
                 from phone import dhcpcore
+                self.need = gc.mem_alloc() - a0
                 self.bufs = (bytearray(dhcpcore.BUF_SIZE), bytearray(dhcpcore.TX_SIZE))
             except MemoryError:
                 pass
@@ -111,7 +116,7 @@ class Keeper:
     def state(self):
         """Everything the keeper knows, as plain values: Keeper(.., state, ..) goes on."""
         return (self.ip, self.sid, self.lease_s, self.t1_s, self.t2_s, self.bound,
-                self.renewals, self.old, self.due, self.bufs)
+                self.renewals, self.old, self.due, self.bufs, self.need)
 
     def _client(self, dhcp):
         # the phone's own options (option 12, the board's interface), then the keeper's kw
@@ -193,6 +198,12 @@ class Keeper:
             return None
         gc.collect()
         a0 = gc.mem_alloc()
+        free = gc.mem_free()
+        if free < self.need + _SPARE:
+            # Not begun: an import cut short by MemoryError keeps part of itself in the heap
+            # for good, and every later try then has less (seen on a WT32: one failed load,
+            # then every renewal failed until the lease ran out). Tried again later.
+            raise MemoryError('%d bytes free, a renewal needs %d' % (free, self.need + _SPARE))
         from phone import dhcpcore
         c = self._client(dhcpcore)
         r = None

@@ -56,7 +56,7 @@ def test_keeper_state_goes_on_where_it_stopped():
                      a.events, a.cfg, None, None)
     eq(asyncio.run(k.step()), None, 'infinite lease: nothing more to do')
     st = ('192.0.2.10', '192.0.2.1', 120, 30, 90, time.ticks_ms(), 3, None, True,
-          (bytearray(8), bytearray(8)))
+          (bytearray(8), bytearray(8)), 12000)
     k = lease.Keeper(a.platform, st, a.events, a.cfg, None, None)
     eq(k.state(), st)
     eq(k.renewals, 3)
@@ -100,3 +100,20 @@ def test_register_builder_is_not_resident():
     import phone
     eq('phone.sccpreg' in sys.modules, False, 'phone.sccpreg left loaded')
     eq(hasattr(phone, 'sccpreg'), False, 'phone.sccpreg left on the package')
+
+
+def test_renewal_that_would_not_fit_is_not_begun():
+    # An import cut short by MemoryError keeps part of itself for good: a renewal whose
+    # phone.dhcpcore would not fit is put off (dhcp_keeper_failed) without loading anything.
+    import sys
+    from phone import lease
+    a, log = _agent()
+    st = ('192.0.2.10', '192.0.2.1', 120, None, None, time.ticks_ms() - 61000, 0, None, True,
+          None, 10 ** 9)
+    k = lease.Keeper(a.platform, st, a.events, a.cfg, None, None)
+    eq(asyncio.run(k.step()), a.cfg.retry_max_ms, 'retry after')
+    eq('phone.dhcpcore' in sys.modules, False, 'phone.dhcpcore loaded')
+    failed = [f for n, f in log if n == 'dhcp_keeper_failed']
+    eq(len(failed), 1, 'dhcp_keeper_failed events')
+    assert 'a renewal needs' in failed[0]['reason'], failed
+    eq(k.due, False, 'due after a put-off renewal')
