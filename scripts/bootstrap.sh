@@ -10,6 +10,10 @@ command -v tshark  >/dev/null 2>&1 || need+=(tshark)
 command -v ip      >/dev/null 2>&1 || need+=(iproute2)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)   # libfaketime: the faithful board's clock
 [ -x /usr/sbin/ser2net ] || command -v ser2net >/dev/null 2>&1 || need+=(ser2net)  # labgrid exporter
+# the SIP servers of the lab (issue 15): Kamailio with its TLS module, SIPp for scripted peers
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null || need+=(kamailio-tls-modules)
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "==> installing Debian packages: ${need[*]}"
