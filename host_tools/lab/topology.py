@@ -134,6 +134,11 @@ class Topology:
     def phone_env(self, index: int = 0) -> dict[str, str]:
         return {}
 
+    def host_prefix(self, role: str) -> list[str]:
+        """Command prefix that runs a server process on host `role` (branch, hq), as the
+        lab's Kamailio runs."""
+        return []
+
     def capture_point(self) -> Capture:
         raise NotImplementedError
 
@@ -361,6 +366,9 @@ class NetnsTopology(Topology):
     # -- phone side ---------------------------------------------------------------------
     def phone_prefix(self, index: int = 0) -> list[str]:
         return ["ip", "netns", "exec", self.phone_ns[index].name]
+
+    def host_prefix(self, role: str) -> list[str]:
+        return self._role_ns(role).argv([])
 
     def phone_env(self, index: int = 0) -> dict[str, str]:
         # PHONE_IF: the interface the unix-port agent puts its DHCP lease on

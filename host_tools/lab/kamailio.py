@@ -1,0 +1,253 @@
+"""Kamailio as the lab's SIP registrar over TLS 5061: the call manager's at HQ and the SRST
+router's in the branch, inside the lab's network namespaces (as dnsmasq is).
+
+    k = Kamailio(SipServerConfig(...), run_dir, prefix=["ip", "netns", "exec", NS])
+    k.start()                   # writes kamailio.cfg + tls.cfg, waits until RPC answers
+    k.status()                  # {"registered": {"1001": [{"contact": ..., "expires": 598}]}, ...}
+    k.stop()
+
+Kamailio runs in the foreground (`-DD`), logging to stderr (`-E`, log_stderror) into
+`run_dir/kamailio.log`; `run_dir/kamailio.pid` holds its main process. It needs no privilege
+of its own (port 5061, files in run_dir): in a namespace it runs as the lab does, in loopback
+mode as the user. It is started with a parent-death signal (`nsloop.spawn`), stops its
+workers on SIGTERM, and a killed lab's Kamailio is swept with its run folder (its command
+line names run_dir: `lab.sweep_stale_runs`). The configuration is kamailio_cfg.py's; status
+is JSON-RPC over a FIFO in run_dir (kamrpc.py). Debian: kamailio, kamailio-tls-modules.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from host_tools.lab.kamailio_cfg import (CFG_NAME, MODULES, RPC_FIFO, SipServerConfig,
+                                         write_config)
+from host_tools.lab.kamrpc import KamRpc, KamRpcError
+from host_tools.lab.nsloop import spawn, stop_process
+
+INSTALL = "Debian: kamailio, kamailio-tls-modules; `make setup` as root installs them"
+LOG_NAME = "kamailio.log"
+PID_NAME = "kamailio.pid"
+
+
+class KamailioError(RuntimeError):
+    pass
+
+
+def binary() -> str | None:
+    """The kamailio executable (Debian puts it in /usr/sbin, often not on a user's PATH)."""
+    found = shutil.which("kamailio")
+    if found:
+        return found
+    return "/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").is_file() else None
+
+
+@functools.lru_cache(maxsize=4)
+def _probe(exe: str) -> tuple[str, Path | None]:
+    """(version, module folder) from `kamailio -v` and `kamailio -I`."""
+    try:
+        v = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=10).stdout
+        info = subprocess.run([exe, "-I"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "", None
+    m = re.search(r"version: kamailio (\S+)", v)
+    d = re.search(r"Default paths to modules: (\S+)", info)
+    return (m.group(1) if m else ""), (Path(d.group(1)) if d else None)
+
+
+def version() -> str | None:
+    """Kamailio's version ("5.6.3"), None when it is not installed."""
+    exe = binary()
+    return (_probe(exe)[0] or None) if exe else None
+
+
+def available() -> str | None:
+    """None when Kamailio and every module the lab's configuration loads are installed, else
+    the reason (for pytest.skip and the lab's one-line error)."""
+    exe = binary()
+    if exe is None:
+        return f"Kamailio is not installed ({INSTALL})"
+    _, mdir = _probe(exe)
+    if mdir is None:
+        return f"{exe} -I names no module folder: is Kamailio installed whole? ({INSTALL})"
+    if not (mdir / "tls.so").is_file():
+        return f"Kamailio's TLS module is not installed ({mdir}/tls.so; {INSTALL})"
+    missing = [m for m in MODULES if not (mdir / f"{m}.so").is_file()]
+    if missing:
+        return f"Kamailio modules missing in {mdir}: {', '.join(missing)}"
+    return None
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a TCP listener could take host:port here (loopback mode: another lab, another
+    program on 5061)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Kamailio:
+    """config:   what to serve (kamailio_cfg.SipServerConfig)
+    run_dir:     its own folder (configuration, log, pid, RPC FIFO); made 0700
+    prefix:      command prefix that puts it in a network namespace (`ip netns exec NS`)
+    shm_mb, pkg_mb: Kamailio's shared and per-process memory (-m, -M)
+    emit:        lab events (sip_server_up, sip_server_stopped)"""
+
+    def __init__(self, config: SipServerConfig, run_dir: str | Path,
+                 prefix: Sequence[str] = (), shm_mb: int = 64, pkg_mb: int = 8,
+                 emit: Callable[..., Any] | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir).resolve()
+        self.prefix = list(prefix)
+        self.shm_mb, self.pkg_mb = shm_mb, pkg_mb
+        self.emit = emit or (lambda ev, **f: None)
+        self.proc: subprocess.Popen | None = None
+        self.rpc = KamRpc(self.run_dir / RPC_FIFO)
+
+    @property
+    def role(self) -> str:
+        return self.config.role
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return self.config.host, self.config.port
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / LOG_NAME
+
+    @property
+    def pid_path(self) -> Path:
+        return self.run_dir / PID_NAME
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def argv(self) -> list[str]:
+        exe = binary()
+        if exe is None:
+            raise KamailioError(available() or "kamailio not found")
+        return [*self.prefix, exe, "-DD", "-E", "-f", str(self.run_dir / CFG_NAME),
+                "-m", str(self.shm_mb), "-M", str(self.pkg_mb)]
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> "Kamailio":
+        if self.running:
+            return self
+        why = available()
+        if why:
+            raise KamailioError(why)
+        files = write_config(self.config, self.run_dir)
+        (self.run_dir / RPC_FIFO).unlink(missing_ok=True)     # a killed run's
+        env = dict(os.environ)
+        if "openssl" in files:                                # keys under 2048 bits
+            env["OPENSSL_CONF"] = str(files["openssl"])
+        with open(self.log_path, "ab") as log:
+            self.proc = spawn(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
+                              stderr=subprocess.STDOUT, cwd=self.run_dir, env=env)
+        # -DD writes no pid file of its own (only a daemonizing Kamailio does)
+        self.pid_path.write_text(f"{self.proc.pid}\n")
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.emit("sip_server_up", role=self.role, listen=f"tls:{self.config.host}:"
+                  f"{self.config.port}", version=version(), pid=self.proc.pid)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Ready when the RPC process answers: Kamailio forks it after every module is up
+        and the listeners are bound."""
+        end = time.monotonic() + timeout
+        fifo = self.run_dir / RPC_FIFO
+        while time.monotonic() < end:
+            if not self.running:
+                raise KamailioError(f"Kamailio ({self.role}) exited at start:\n"
+                                    + "\n".join(self.log_tail(15)))
+            if fifo.exists():
+                try:
+                    self.rpc.call("core.version", timeout=1.0)
+                    return
+                except KamRpcError:
+                    pass
+            time.sleep(0.05)
+        raise KamailioError(f"Kamailio ({self.role}) not ready within {timeout} s:\n"
+                            + "\n".join(self.log_tail(15)))
+
+    def stop(self) -> None:
+        """SIGTERM (Kamailio stops its workers), SIGKILL after 5 s; safe to call twice."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        code = stop_process(proc, signal.SIGTERM, 5.0)
+        self.pid_path.unlink(missing_ok=True)
+        self.emit("sip_server_stopped", role=self.role, exit=code)
+
+    def __enter__(self) -> "Kamailio":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, n: int = 20) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()[-n:]
+        except OSError:
+            return []
+
+    # -- status -------------------------------------------------------------------------
+    def registrations(self) -> dict[str, list[dict[str, Any]]]:
+        """AOR -> its contacts: contact URI, seconds left, instance, user agent, socket."""
+        if not self.running:
+            return {}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for dom in (self.rpc.call("ul.dump") or {}).get("Domains", []):
+            for rec in dom.get("Domain", {}).get("AoRs", []):
+                info = rec.get("Info", {})
+                out[info.get("AoR", "")] = [_contact(c.get("Contact", {}))
+                                            for c in info.get("Contacts", [])]
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """Like the SCCP simulators' status(): who is registered here (by AOR, the line), and
+        by device (the certificate CN the line belongs to)."""
+        st: dict[str, Any] = {"role": self.role, "running": self.running,
+                              "listen": f"tls:{self.config.host}:{self.config.port}"}
+        try:
+            regs = self.registrations()
+        except KamRpcError as e:           # running but not answering: say so, go on
+            regs, st["error"] = {}, str(e)
+        by_user = {ln.user: ln.device for ln in self.config.lines}
+        st.update(registrations=regs,
+                  registered=sorted({by_user[a] for a in regs if a in by_user}))
+        return st
+
+
+def _contact(c: dict[str, Any]) -> dict[str, Any]:
+    return {"contact": c.get("Address"), "expires": c.get("Expires"),
+            "instance": _unset(c.get("Instance")), "user_agent": c.get("User-Agent"),
+            "socket": c.get("Socket"), "received": _unset(c.get("Received")),
+            "call_id": c.get("Call-ID"), "cseq": c.get("CSeq")}
+
+
+def _unset(v: Any) -> Any:
+    return None if v == "[not set]" else v
