@@ -41,10 +41,13 @@ from host_tools.lab.callmanager import SECURE_PORT as CM_PORT
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
 from host_tools.lab import netns, ntp
 from host_tools.lab.eventlog import EventLog
+from host_tools.lab.kamailio import KamailioError
+from host_tools.lab.kamailio_cfg import ALGORITHMS as SIP_ALGORITHMS
 from host_tools.lab.names import SCCP_SERVERS, SERVERS, TFTP_KINDS
 from host_tools.lab.recorder import Recorder, RecorderError
 from host_tools.lab.served import TftpFiles
 from host_tools.lab.services import LoggedDnsmasq, LoggedTftp, start_with_fallback
+from host_tools.lab.sipservers import SipServers
 from host_tools.lab.srst import SECURE_PORT as SRST_PORT
 from host_tools.lab.srst import SrstRouter
 from host_tools.lab.topology import NetnsTopology, Topology, make_topology
@@ -167,6 +170,10 @@ class Lab:
     ccm_ca_signed:     the call manager certificate is issued by the lab's enterprise CA
                        (served with that CA) instead of self-signed (the CUCM default); the
                        SRST router's is always issued by the router's own CA
+    sip:               also run the SIP registrars (Kamailio over TLS 5061, mutual TLS, digest)
+                       at HQ and in the branch (host_tools.lab.sipservers); refused in one
+                       line when Kamailio is not installed
+    sip_algorithm:     their digest algorithm, "MD5" (Cisco phones') or "SHA-256" (RFC 8760)
     """
 
     def __init__(self, workdir: str | Path, mode: str = "auto",
@@ -178,7 +185,8 @@ class Lab:
                  dhcp: bool = True, dhcp_lease: int | str = "1h", tftp: str = "auto",
                  keylog: bool = True, record: bool = False,
                  pki: labpki.Pki | str | Path | None = None, ccm_ca_signed: bool = False,
-                 tftp_files: str | Path | None = None) -> None:
+                 tftp_files: str | Path | None = None, sip: bool = False,
+                 sip_algorithm: str = "MD5") -> None:
         self.workdir = Path(workdir).resolve()
         self.requested_mode = mode
         try:
@@ -216,6 +224,10 @@ class Lab:
         self.pki_folder = Path(pki) if isinstance(pki, (str, Path)) else None
         self.tls_security_level: int | None = None     # 1 for a PKI with keys under 2048 bits
         self.ccm_ca_signed = ccm_ca_signed
+        if sip_algorithm not in SIP_ALGORITHMS:
+            raise LabError(f"sip_algorithm={sip_algorithm!r}: one of {', '.join(SIP_ALGORITHMS)}")
+        self.want_sip = sip
+        self.sip_algorithm = sip_algorithm
         # filled by start()
         self.mode = "?"
         self.events: EventLog | None = None
@@ -225,6 +237,7 @@ class Lab:
         self.tftp: LoggedTftp | LoggedDnsmasq | None = None
         self.dhcp: LoggedDnsmasq | None = None
         self.ntp: ntp.SntpServer | None = None
+        self.sip: SipServers | None = None
         self.recorder: Recorder | None = None
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.files: dict[str, Any] = {}
@@ -302,6 +315,8 @@ class Lab:
             self.log("tftp_files_served", folder=str(self.tftp_files.folder), files=served)
         self._start_srst()
         self._start_callmanager()
+        if self.want_sip:
+            self._start_sip()
         self._start_tftp()
         self.write_configs()
         self.write_trust_lists()
@@ -330,6 +345,7 @@ class Lab:
         steps += [("recorder", self.record_stop),
                   ("dhcp", lambda: self.dhcp and self.dhcp.stop()),
                   ("tftp", lambda: self.tftp and self.tftp.stop())]
+        steps.append(("sip", lambda: self.sip and self.sip.stop()))
         if topo is not None:
             if self.callmanager is not None and topo.hq.running:
                 steps.append(("callmanager", lambda: topo.hq.run(self.callmanager.stop(), 10)))  # type: ignore[union-attr]
@@ -447,6 +463,17 @@ class Lab:
             make, lambda s: s.start(), lambda s: s.stop(), topo.mode == "loopback"), 20)
         self.endpoints["callmanager"] = topo.expose("callmanager", "tcp",
                                                     self.callmanager.ports["tls"], CM_PORT)
+
+    def _start_sip(self) -> None:
+        """Kamailio at both ends, after the SCCP simulators (the same PKI)."""
+        assert self.pki is not None
+        self.sip = SipServers(self.workdir, self.macs, algorithm=self.sip_algorithm,
+                              security_level=self.tls_security_level, emit_for=self._emitter)
+        try:
+            self.sip.start(self._topo(), self.pki)
+        except KamailioError as e:
+            raise LabError(f"sip: {e}") from None
+        self.endpoints.update(self.sip.endpoints)
 
     def _start_tftp(self) -> None:
         topo, a = self._topo(), self._topo().addr
@@ -756,6 +783,8 @@ class Lab:
             if (getattr(self, name, None) is not None and name not in self._stopped
                     and not self.server_running(name)):
                 out.append(f"lab server {name} died")
+        if self.sip is not None and self._started:
+            out += [f"lab server sip_{role} died" for role in self.sip.dead()]
         return out
 
     def status(self) -> dict:
@@ -775,6 +804,12 @@ class Lab:
                                credentials=sr.get("credentials"))
         if self.dhcp is not None:
             servers["dhcp"]["leases"] = self.dhcp.leases()
+        if self.sip is not None:
+            sip = self.sip.status()
+            for role, st in sip.items():
+                servers[f"sip_{role}"] = st
+            for m in self.macs:
+                phones[m].update({f"sip_{r}": w for r, w in self.sip.where(m, sip).items()})
         return {"mode": self.mode, "wan": topo.wan, "servers": servers, "phones": phones}
 
     def describe(self) -> dict:
@@ -792,6 +827,8 @@ class Lab:
             "phone_prefix": self.phone_prefix(), "phone_env": self.phone_env(),
             "profile_overrides": self.profile_overrides(),
         }
+        if self.sip is not None:
+            d["sip"] = self.sip.describe()
         if isinstance(topo, NetnsTopology):
             d["namespaces"] = topo.namespaces()
             d["interface"] = topo.interface
