@@ -137,17 +137,19 @@ class SipTlsClient:
         self.close()
 
     def register(self, user: str, expires: int | None = 600,
-                 authorization: str | None = None, device: str = "SEP001122AABBCC") -> Response:
+                 authorization: str | None = None, device: str = "SEP001122AABBCC",
+                 method: str = "REGISTER") -> Response:
+        """A REGISTER (or, with `method`, another request of the same form) for `user`."""
         self.cseq += 1
         lh, lp = self.local[:2]
         uri = f"sip:{self.host}"
-        hdrs = [f"REGISTER {uri} SIP/2.0",
+        hdrs = [f"{method} {uri} SIP/2.0",
                 f"Via: SIP/2.0/TLS {lh}:{lp};branch=z9hG4bK{secrets.token_hex(8)};rport",
                 "Max-Forwards: 70",
                 f"From: <sip:{user}@{self.host}>;tag={self.tag}",
                 f"To: <sip:{user}@{self.host}>",
                 f"Call-ID: {self.call_id}@{lh}",
-                f"CSeq: {self.cseq} REGISTER",
+                f"CSeq: {self.cseq} {method}",
                 f'Contact: <sip:{user}@{lh}:{lp};transport=tls>;+sip.instance='
                 f'"<urn:uuid:00000000-0000-0000-0000-{device[3:].lower()}>"',
                 f"User-Agent: Cisco-CP8865/lab-test"]

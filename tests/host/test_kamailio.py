@@ -193,6 +193,28 @@ def test_a_wrong_line_password_or_certificate_is_refused(sip_lab, role):
     # OTHER's line with MAC's certificate: right password, wrong device
     _, borrowed, _ = _register(lab, role, mac=OTHER, cert_of=MAC)
     assert (borrowed.status, borrowed.reason) == (403, "Certificate Mismatch")
+    # MAC's line (To) with OTHER's credentials (digest user)
+    other = lab.sip.lines[OTHER]
+    host, port = lab.endpoints[role]
+
+    def as_other():
+        with SipTlsClient(host, port, _ctx(lab)) as c:
+            ch = challenge_params(c.register("1001").header("WWW-Authenticate"))
+            auth = digest_authorization(ch, other.user, other.password, "REGISTER", f"sip:{host}")
+            return c.register("1001", 600, auth)
+    assert _phone(lab, as_other).status == 403
+    assert lab.status()["phones"][OTHER][role] is None
+
+
+@pytest.mark.netns
+def test_options_are_answered_and_other_requests_are_not_implemented(sip_lab):
+    lab = sip_lab
+    host, port = lab.endpoints["sip_callmanager"]
+
+    def run():
+        with SipTlsClient(host, port, _ctx(lab)) as c:
+            return [c.register("1001", None, method=m).status for m in ("OPTIONS", "INVITE")]
+    assert _phone(lab, run) == [200, 501]
 
 
 def _handshake(host: str, port: int, ctx: ssl.SSLContext) -> str:
