@@ -40,6 +40,8 @@ package(
         "sccp.py",
         "sccplink.py",
         "sccpreg.py",
+        "sip.py",
+        "sipreg.py",
         "setcheck.py",
         "settings.py",
         "sha512.py",

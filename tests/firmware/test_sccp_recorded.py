@@ -8,7 +8,7 @@
 # error.
 import json
 
-from fwtest import eq
+from fwtest import Pieces, eq
 from phone import sccp
 
 D = 'fixtures/cucm/'
@@ -26,21 +26,6 @@ SKIPPED = ('SetRinger', 'SetSpeakerMode', 'SetLamp', 'CallState', 'SelectSoftKey
 _U32 = (sccp.RESET, sccp.UNREGISTER_ACK, sccp.REGISTER_TOKEN_REJECT)
 _DISPLAYS = (sccp.DISPLAY_TEXT, sccp.DISPLAY_NOTIFY, sccp.DISPLAY_PRI_NOTIFY,
              sccp.DISPLAY_PROMPT_STATUS)
-
-
-class Pieces:
-    """A stream whose readinto gives at most `step` bytes a call (TCP segments, TLS records)."""
-
-    def __init__(self, data, step):
-        self.data = data
-        self.pos = 0
-        self.step = step
-
-    async def readinto(self, buf):
-        n = min(len(buf), self.step, len(self.data) - self.pos)
-        buf[:n] = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return n
 
 
 def _manifest():

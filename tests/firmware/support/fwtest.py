@@ -30,6 +30,22 @@ class raises:
         return True
 
 
+class Pieces:
+    """An asyncio stream over bytes whose readinto gives at most `step` bytes a call (TCP
+    segments, TLS records)."""
+
+    def __init__(self, data, step=1 << 20):
+        self.data = data
+        self.pos = 0
+        self.step = step
+
+    async def readinto(self, buf):
+        n = min(len(buf), self.step, len(self.data) - self.pos)
+        buf[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
 def eq(a, b, what=''):
     if a != b:
         raise AssertionError('%s%r != %r' % (what + ': ' if what else '', a, b))
