@@ -62,9 +62,7 @@ request_route {{
         }}
         exit;
     }}
-    if (!save("location")) {{
-        sl_reply_error();
-    }}
+    save("location");       # answers by itself, errors too (a second answer would follow)
 }}
 """
 
