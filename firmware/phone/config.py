@@ -8,7 +8,10 @@
 # Kept: call managers (<member priority>, callManager <name>, <processNodeName>,
 # <ports><ethernetPhonePort>), <srstInfo> (name, srstOption, ipAddr1..3, port1..3, isSecure and,
 # by our convention, <certificate> = base64 DER or a PEM block, with an optional <certHash> =
-# base64 (or hex) SHA-256 of the DER), deviceSecurityMode, connectionMonitorDuration.
+# base64 (or hex) SHA-256 of the DER), deviceSecurityMode, connectionMonitorDuration; for a
+# SIP phone (issue 15) deviceProtocol, transportLayerProtocol, the call managers' <sipPort> and
+# <securedSipPort>, <srstInfo>'s <sipIpAddr1..3>/<sipPort1..3>, <sipProfile><sipStack>'s
+# registration timers and the <sipLines> lines (featureID 9) with their digest credentials.
 # Where each comes from, and which is the lab's convention: docs/protocols.md, "The
 # configuration file".
 #
@@ -29,13 +32,23 @@ _DEFAULT_MONITOR_S = const(120)
 DEFAULT_PORT = const(2000)  # plain SCCP; the TLS port is this + SECURE_OFFSET
 SECURE_OFFSET = const(443)  # TLS port = the config's plain SCCP port + 443 (host tools too)
 _LAST = const(1 << 30)      # sort key of a <member> without a priority
+_SIP_PORT = const(5060)     # plain SIP; securedSipPort is 5061 when absent (_SIP_PORT + 1)
 
 # element name -> key, by parent
 _SRST = {b'name': 'name', b'srstOption': 'option', b'isSecure': 'secure',
          b'certificate': 'cert', b'certHash': 'hash', b'ipAddr1': 'ip1', b'ipAddr2': 'ip2',
          b'ipAddr3': 'ip3', b'port1': 'port1', b'port2': 'port2', b'port3': 'port3'}
 _CM = {b'name': 'name', b'processNodeName': 'host', b'ethernetPhonePort': 'port'}
-_TOP = {b'deviceSecurityMode': 'sec', b'connectionMonitorDuration': 'mon'}
+_TOP = {b'deviceSecurityMode': 'sec', b'connectionMonitorDuration': 'mon',
+        b'deviceProtocol': 'sip'}
+# SIP (issue 15): fields kept under their element names, decoded when met (names of our own
+# would be interned for good: docs/decisions.md, issue 15). By parent: [0:2] a call manager's
+# <ports>, [2:8] <srstInfo>, [8] the device's, [9:12] <sipProfile><sipStack>; _LINE: a
+# <sipLines><line>'s.
+_SIPS = (b'sipPort', b'securedSipPort', b'sipIpAddr1', b'sipPort1', b'sipIpAddr2', b'sipPort2',
+         b'sipIpAddr3', b'sipPort3', b'transportLayerProtocol', b'timerRegisterExpires',
+         b'timerRegisterDelta', b'timerKeepAliveExpires')
+_LINE = (b'featureID', b'name', b'authName', b'authPassword', b'displayName', b'proxy', b'port')
 _ENT = {b'amp': b'&', b'lt': b'<', b'gt': b'>', b'quot': b'"', b'apos': b"'"}
 _WS = (b' ', b'\n', b'\t', b'\r')
 
@@ -50,8 +63,15 @@ class Config:
     {'name', 'option', 'servers': [[ip, port]], 'secure', 'cert': DER bytes or None,
     'cert_sha256': bytes or None}. security_mode: 1 (also when absent), 2 or 3. root: 'device'
     or 'Default' (XMLDefault.cnf.xml). source_size/source_crc: the XML read (CRC-32).
-    sgn: [timestamp, file name] of the .sgn header it came in (verified), None if unsigned."""
-    root = srst = sgn = None
+    sgn: [timestamp, file name] of the .sgn header it came in (verified), None if unsigned.
+    sip: None for an SCCP phone. A SIP phone's config (<deviceProtocol> SIP; without one, a
+    <sipProfile> with a line) has sip = {'lines': [{'name', 'authName', 'authPassword',
+    'displayName', 'proxy', 'port' (int), 'featureID': those present}] (featureID 9, in file
+    order), 'transportLayerProtocol', 'timerRegisterExpires', 'timerRegisterDelta',
+    'timerKeepAliveExpires': int or None}; each call manager 'sip': [sipPort (5060 when
+    absent), securedSipPort (5061)]; srst 'sip': [[sipIpAddrN or ipAddrN, sipPortN (5060)]],
+    whose TLS port is sipPortN + 1 (Secure SRST). SCCP configs are read as before."""
+    root = srst = sgn = sip = None
     security_mode = 1
     monitor_s = _DEFAULT_MONITOR_S
     source_size = source_crc = 0
@@ -62,17 +82,21 @@ class Config:
     def wants_srst_standby(self):
         """The config's side of the Secure SRST rule (the caller also needs a CTL)."""
         s = self.srst
-        return self.security_mode in (2, 3) and bool(s and s['cert'] and s['servers'])
+        return self.security_mode in (2, 3) and bool(
+            s and s['cert'] and s['sip' if self.sip else 'servers'])
 
     def to_dict(self):
         s = self.srst
         if s and s['cert']:
             s = dict(s, cert=binascii.b2a_base64(s['cert']).strip().decode(),
                      cert_sha256=binascii.hexlify(s['cert_sha256']).decode())
-        return {'root': self.root, 'call_managers': self.call_managers, 'srst': s,
-                'security_mode': self.security_mode,
-                'connection_monitor_duration': self.monitor_s,
-                'source': [self.source_size, self.source_crc], 'sgn': self.sgn}
+        d = {'root': self.root, 'call_managers': self.call_managers, 'srst': s,
+             'security_mode': self.security_mode,
+             'connection_monitor_duration': self.monitor_s,
+             'source': [self.source_size, self.source_crc], 'sgn': self.sgn}
+        if self.sip:
+            d['sip'] = self.sip
+        return d
 
     def dumps(self):
         return json.dumps(self.to_dict())
@@ -89,6 +113,7 @@ def loads(text):
         c.monitor_s = d['connection_monitor_duration']
         c.source_size, c.source_crc = d['source']
         c.sgn = d.get('sgn')
+        c.sip = d.get('sip')
         s = c.srst = d['srst']
         if s and s['cert']:
             s['cert'] = binascii.a2b_base64(s['cert'])
@@ -359,20 +384,21 @@ def _parse(stream, bufsize):
     # then the Config. Closures over locals, not a class: every attribute name would be one
     # more name interned for good (docs/decisions.md, issue 13).
     names = []              # open element names (bytes), kept by the scanner
-    key = tgt = mem = srst = None   # key: field collected into tgt[key], at depth fd
-    tn = fd = md = 0        # text length; depth of the field collected, of the <member>
+    key = tgt = mem = srst = line = None    # key: field collected into tgt[key], at depth fd
+    tn = fd = md = 0        # text length; depth of the field collected, of the <member>/<line>
     text = bytearray(_TEXT_MAX)
     cms = []                # [((priority, order), member)]
-    top = {}
+    lines = []              # the <sipLines><line>s kept
+    top = {}                # (top['sip']: <deviceProtocol>)
 
     def begin(name, attr):
         # a field is known by its parent; <srstInfo> and <members><member> open a record
-        nonlocal key, tgt, mem, srst, tn, fd, md
+        nonlocal key, tgt, mem, srst, line, tn, fd, md
         d = len(names)      # the parent's depth (the root's is 1)
         par = names[-1]
         k = None
         if par == b'srstInfo':
-            k = _SRST.get(name)
+            k = _SRST.get(name) or name in _SIPS and name.decode()
             tgt = srst
         elif name == b'srstInfo':
             if srst is None:
@@ -382,10 +408,22 @@ def _parse(stream, bufsize):
             md = d + 1
         elif mem is not None:
             if par == b'callManager' or par == b'ports':
-                k = _CM.get(name)
+                k = _CM.get(name) or name in _SIPS and name.decode()
                 tgt = mem
+        elif line is not None:
+            if par == b'line':
+                k = name in _LINE and name.decode()
+                tgt = line
+        elif name == b'line' and par == b'sipLines':
+            # not once <deviceProtocol> said SCCP (it comes first): an SCCP parse as before
+            if top.get('sip', 'SIP').upper().encode() == b'SIP':
+                line = {}
+                md = d + 1
+        elif par == b'sipStack':
+            k = name in _SIPS and name.decode()
+            tgt = top
         elif d == 1 or par == b'devicePool':
-            k = _TOP.get(name)
+            k = _TOP.get(name) or name in _SIPS and name.decode()
             if k and d > 1:
                 k += '2'        # the device-level element wins
             tgt = top
@@ -410,7 +448,7 @@ def _parse(stream, bufsize):
 
     def close():
         # the field's text is kept, a <member> with a name or host is a call manager
-        nonlocal key, mem, text
+        nonlocal key, mem, line, text
         d = len(names)
         if key and d == fd:
             tgt[key] = _unescape(bytes(memoryview(text)[0:tn])).strip().decode()
@@ -422,6 +460,10 @@ def _parse(stream, bufsize):
                 k = mem.get('priority')
                 cms.append(((_LAST if k is None else k, len(cms)), mem))
             mem = None
+        if line is not None and d == md:
+            if line.pop(_LINE[0].decode(), '9') == '9' and line.get('name'):   # featureID
+                lines.append(line)
+            line = None
         return key and fd == d - 1
 
     root, size, crc = _scan(stream, bufsize, names, begin, add, close)
@@ -429,11 +471,31 @@ def _parse(stream, bufsize):
     c.root = root.decode()
     c.source_size = size
     c.source_crc = crc
+    v = top.get('sip')      # <deviceProtocol>
+    sip = v.upper().encode() if v else b'SIP' if lines else b'SCCP'
+    if sip != b'SIP' and sip != b'SCCP':
+        raise ConfigError('<deviceProtocol> is neither SCCP nor SIP: %s' % v)
+    sip = sip == b'SIP'
+    if sip and not lines:
+        raise ConfigError('SIP configuration without a line (<sipLines><line> with a <name>)')
     for _, m in sorted(cms):
         c.call_managers.append({
             'priority': m.get('priority'), 'name': m.get('name'),
             'host': m.get('host') or m.get('name'),
             'port': _num(m.get('port'), 'ethernetPhonePort') or DEFAULT_PORT})
+        if sip:     # [sipPort (5060 when absent), securedSipPort (5061)]
+            c.call_managers[-1]['sip'] = v = []
+            for k in (0, 1):
+                n = _SIPS[k].decode()
+                v.append(_num(m.get(n), n) or _SIP_PORT + k)
+    if sip:
+        for m in lines:
+            if 'port' in m:
+                m['port'] = _num(m['port'], 'line <port>')
+        c.sip = v = {'lines': lines}
+        for k in _SIPS[8:]:
+            k = k.decode()
+            v[k] = _num(top.get(k), k)
     c.security_mode = _num(top.get('sec') or top.get('sec2'), 'deviceSecurityMode') or 1
     c.monitor_s = _num(top.get('mon') or top.get('mon2'), 'connectionMonitorDuration') or c.monitor_s
     f = srst
@@ -455,6 +517,13 @@ def _parse(stream, bufsize):
             if f.get('ip' + k):
                 s['servers'].append([f['ip' + k],
                                      _num(f.get('port' + k), 'port' + k) or DEFAULT_PORT])
+        if sip:
+            s['sip'] = v = []
+            for k in (2, 4, 6):             # sipIpAddrN (else ipAddrN), sipPortN
+                a, n = _SIPS[k].decode(), _SIPS[k + 1].decode()
+                a = f.get(a) or f.get('ip' + n[-1])
+                if a:
+                    v.append([a, _num(f.get(n), n) or _SIP_PORT])
     return c
 
 

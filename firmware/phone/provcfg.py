@@ -135,18 +135,21 @@ def _cm_anchor(p, cm):
 
 def result(p, ev, c, mac, r):
     """Fill r (a provision.Provisioned) with what the agent needs; returns it."""
-    mode, cms_cfg, srst_cfg, monitor_s, tls = c     # tls: config.SECURE_OFFSET
+    mode, cms_cfg, srst_cfg, monitor_s, tls, sip = c     # tls: config.SECURE_OFFSET
     # With trust the links are TLS whatever the config says (a mode-1 config is refused
     # before this; this is the last line against plain text)
     secure = mode in (2, 3) or getattr(p, 'required', False)
     cms = []
     for cm in cms_cfg:
+        # SCCP: the plain port, + 443 for TLS; SIP: sipPort, or securedSipPort for TLS
+        port = cm['sip'] if sip else (cm['port'], cm['port'] + tls)
         if secure:
             anchor = _cm_anchor(p, cm) if p.trust is not None else None
-            cms.append((cm['name'], cm['host'], cm['port'] + tls, anchor))
+            cms.append((cm['name'], cm['host'], port[1], anchor))
         else:
-            cms.append((cm['name'], cm['host'], cm['port'], None))
-    srst, why = _srst(p, mode, srst_cfg, ev, tls)
+            cms.append((cm['name'], cm['host'], port[0], None))
+    # the SRST router's TLS port: its SCCP port + 443, or its SIP port + 1 (Secure SRST)
+    srst, why = _srst(p, mode, srst_cfg, ev, 1 if sip else tls, sip)
     cert = p.store.read_bytes(PHONE_CERT)
     key = p.store.read_bytes(PHONE_KEY)
     if cert is None or key is None:
@@ -166,12 +169,14 @@ def result(p, ev, c, mac, r):
     f = getattr(p, 'floor', None)
     r.signed_ts = max(p.trust.ts if p.trust is not None else 0, f[0] if f else 0)
     r.ntp = getattr(p, 'ntp', ())
+    r.sip = sip
     return r
 
 
-def _srst(p, mode, s, ev, tls):
-    if s is None or not s['servers'] or not s['cert']:
-        why = ('no SRST reference in the configuration' if s is None or not s['servers']
+def _srst(p, mode, s, ev, tls, sip):
+    servers = s and s['sip' if sip else 'servers']
+    if not servers or not s['cert']:
+        why = ('no SRST reference in the configuration' if not servers
                else 'the configuration carries no SRST certificate')
         # Never an unpinned SRST link: no standby, no fallback. The old pin goes too, so it
         # cannot outlive the signed config that carried it.
@@ -198,5 +203,5 @@ def _srst(p, mode, s, ev, tls):
     if p.store.read_bytes(SRST_CERT) != der:
         p.store.write_bytes(SRST_CERT, der)
         ev.emit('srst_pinned', cn=cn, sha256=s['cert_sha256'])
-    host, port = s['servers'][0]
+    host, port = servers[0]
     return (host, port + tls, (der, cn)), None

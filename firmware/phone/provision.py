@@ -33,9 +33,12 @@ class Provisioned:
     ip, mac; call_managers: [(name, host, port, anchor)] in priority order; anchor is
     (der, cn), or None for plain SCCP (security mode 1); srst: (host, tls_port, anchor) or
     None, with srst_why saying why not; identity: (cert_der, key_der) or None; monitor_s;
-    secure; lease: Provisioner.lease (plain values) or None. No methods on purpose: a function
-    defined here would keep this whole module (its globals) alive for as long as the agent
-    holds the result, after unload()."""
+    secure; lease: Provisioner.lease (plain values) or None; sip: None for an SCCP phone, else
+    the config's sip (the protocol is SIP: its lines with their digest credentials, the
+    sipStack timers, transportLayerProtocol; phone.config.Config), and then the call managers'
+    ports are their securedSipPort (sipPort in mode 1) and the SRST port its SIP port + 1.
+    No methods on purpose: a function defined here would keep this whole module (its
+    globals) alive for as long as the agent holds the result, after unload()."""
 
 
 def run(platform, store, settings, events, tftp_port=69):
@@ -138,7 +141,7 @@ class Provisioner:
                 ms=time.ticks_diff(time.ticks_ms(), t0))
         # what provcfg needs of the config, taken while phone.config is loaded
         c = (cfg.security_mode, cfg.call_managers, cfg.srst, cfg.monitor_s,
-             _config.SECURE_OFFSET)
+             _config.SECURE_OFFSET, cfg.sip)
         cfg = _config = None
         drop('config')
         from phone import provcfg
