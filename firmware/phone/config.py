@@ -66,7 +66,7 @@ class Config:
     sgn: [timestamp, file name] of the .sgn header it came in (verified), None if unsigned.
     sip: None for an SCCP phone. A SIP phone's config (<deviceProtocol> SIP; without one, a
     <sipProfile> with a line) has sip = {'lines': [{'name', 'authName', 'authPassword',
-    'displayName', 'proxy', 'port' (int), 'featureID': those present}] (featureID 9, in file
+    'displayName', 'proxy', 'port' (int): those present}] (featureID 9 or none, in file
     order), 'transportLayerProtocol', 'timerRegisterExpires', 'timerRegisterDelta',
     'timerKeepAliveExpires': int or None}; each call manager 'sip': [sipPort (5060 when
     absent), securedSipPort (5061)]; srst 'sip': [[sipIpAddrN or ipAddrN, sipPortN (5060)]],

@@ -12,8 +12,9 @@ registration flow, faults for the lab, and each phone's `SEP<MAC>.cnf.xml`.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from host_tools.lab import cnfxml
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
@@ -106,15 +107,19 @@ class CallManager(SccpServer):
         srst: cnfxml.SrstRef | None = None,
         credentials: tuple[str, int] | None = None,
         callmanagers: list[cnfxml.CallManagerRef] | None = None,
+        sip_lines: Mapping[str, list[cnfxml.SipLineRef]] | None = None,
         **kw: Any,
     ) -> list[Path]:
         """Write SEP<MAC>.cnf.xml for each phone. With `credentials` (host, port) the SRST
-        certificate is fetched from the router's credentials service and embedded."""
+        certificate is fetched from the router's credentials service and embedded. With
+        protocol="sip" in `kw`, `sip_lines` gives each MAC its lines."""
         if srst is not None and credentials is not None and srst.certificate is None:
             der = await self.fetch_srst_certificate(*credentials)
-            srst = cnfxml.SrstRef(srst.name, srst.address, srst.port, der, srst.secure)
+            srst = dataclasses.replace(srst, certificate=der)
         cms = callmanagers or [self.reference()]
-        paths = [cnfxml.write_cnf_xml(out_dir, mac, cms, srst, **kw) for mac in macs]
+        paths = [cnfxml.write_cnf_xml(out_dir, mac, cms, srst, **kw,
+                                      **({"sip_lines": sip_lines[mac]} if sip_lines else {}))
+                 for mac in macs]
         self.emit("configs_written", dir=str(out_dir), count=len(paths),
                   srst_cert=bool(srst and srst.certificate))
         return paths

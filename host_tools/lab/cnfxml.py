@@ -3,18 +3,32 @@
 The SRST router certificate goes inside `<srstInfo>` as `<certificate>` (base64 DER, one
 line) plus `<certHash>` (base64 SHA-256 of the DER): the project's convention, since no public
 sample shows Cisco's element.
+
+`protocol="sip"` writes a SIP phone's file (issue 15; docs/protocols.md): `<deviceProtocol>SIP`,
+each call manager's `<sipPort>`/`<securedSipPort>`, `<srstInfo>`'s `<sipIpAddr1>`/`<sipPort1>`
+(the plain SIP port: the phone adds 1 for TLS, as Cisco Secure SRST), `<sipProfile>` with its
+`<sipStack>` register timers and one `<sipLines><line>` (featureID 9) per `SipLineRef`, and
+`<transportLayerProtocol>` TLS.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
 from host_tools.pki import normalize_mac  # noqa: F401  (one MAC parser; PkiError is a ValueError)
 from phone.config import DEFAULT_PORT, SECURE_OFFSET  # type: ignore[import-not-found]  # noqa: F401
+
+SIP_PORT = 5060             # plain SIP (RFC 3261)
+SIP_TLS_PORT = 5061         # SIP over TLS: a call manager's securedSipPort, an SRST router's
+                            # SIP port + 1
+# <transportLayerProtocol>: CUCM's transport type (docs/protocols.md: 1 device default, 2 UDP,
+# 3 TLS, 4 TCP per the public sources there, which agree on 2 and 4 only)
+TRANSPORT_TLS = 3
+PROTOCOLS = ("sccp", "sip")
 
 
 @dataclass(frozen=True)
@@ -22,6 +36,8 @@ class CallManagerRef:
     name: str
     address: str
     port: int = DEFAULT_PORT  # ethernetPhonePort (plain); phones add SECURE_OFFSET for TLS
+    sip_port: int = SIP_PORT
+    secured_sip_port: int = SIP_TLS_PORT
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,17 @@ class SrstRef:
     port: int = DEFAULT_PORT
     certificate: bytes | None = None   # DER
     secure: bool = True
+    sip_port: int = SIP_PORT            # <sipPort1>: plain; a SIP phone's TLS port is this + 1
+
+
+@dataclass(frozen=True)
+class SipLineRef:
+    """A SIP line of the phone's file: `<name>` (the directory number), the digest user and
+    password (`<authName>`, `<authPassword>`), `<displayName>`."""
+    name: str
+    auth_name: str
+    password: str = field(repr=False)
+    display_name: str = ""
 
 
 def _sub(parent: ET.Element, tag: str, text: object | None = None, **attrs: str) -> ET.Element:
@@ -42,14 +69,23 @@ def _sub(parent: ET.Element, tag: str, text: object | None = None, **attrs: str)
 
 def build_cnf_xml(mac: str, callmanagers: list[CallManagerRef], srst: SrstRef | None = None, *,
                   security_mode: int = 3, connection_monitor: int = 120,
-                  load_name: str = "SCCP11.9-4-2SR3-1S", device_pool: str = "Default") -> str:
-    """The configuration file of one phone, as text."""
+                  load_name: str | None = None, device_pool: str = "Default",
+                  protocol: str = "sccp", sip_lines: list[SipLineRef] | None = None,
+                  register_expires: int = 3600) -> str:
+    """The configuration file of one phone, as text. protocol="sip" needs `sip_lines`."""
     normalize_mac(mac)
     if security_mode not in (1, 2, 3):
         raise ValueError("deviceSecurityMode is 1, 2 or 3")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol is one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    sip = protocol == "sip"
+    if sip and not sip_lines:
+        raise ValueError("a SIP phone's configuration needs at least one line")
+    if load_name is None:
+        load_name = "SIP11.9-4-2SR3-1S" if sip else "SCCP11.9-4-2SR3-1S"
     dev = ET.Element("device")
     _sub(dev, "fullConfig", "true")
-    _sub(dev, "deviceProtocol", "SCCP")
+    _sub(dev, "deviceProtocol", "SIP" if sip else "SCCP")
     _sub(dev, "sshUserId")
     pool = _sub(dev, "devicePool", name=device_pool)
     members = _sub(_sub(pool, "callManagerGroup"), "members")
@@ -57,7 +93,11 @@ def build_cnf_xml(mac: str, callmanagers: list[CallManagerRef], srst: SrstRef | 
         m = _sub(members, "member", priority=str(prio))
         c = _sub(m, "callManager")
         _sub(c, "name", cm.name)
-        _sub(_sub(c, "ports"), "ethernetPhonePort", cm.port)
+        ports = _sub(c, "ports")
+        _sub(ports, "ethernetPhonePort", cm.port)
+        if sip:
+            _sub(ports, "sipPort", cm.sip_port)
+            _sub(ports, "securedSipPort", cm.secured_sip_port)
         _sub(c, "processNodeName", cm.address)
     if srst is not None:
         info = _sub(pool, "srstInfo")
@@ -69,20 +109,44 @@ def build_cnf_xml(mac: str, callmanagers: list[CallManagerRef], srst: SrstRef | 
         for i in (2, 3):
             _sub(info, f"ipAddr{i}", "")
             _sub(info, f"port{i}", DEFAULT_PORT)
-        _sub(info, "sipIpAddr1", "")
-        _sub(info, "sipPort1", 5060)
+        _sub(info, "sipIpAddr1", srst.address if sip else "")
+        _sub(info, "sipPort1", srst.sip_port if sip else SIP_PORT)
         _sub(info, "isSecure", "true" if srst.secure else "false")
         if srst.certificate:
             _sub(info, "certificate", base64.b64encode(srst.certificate).decode())
             _sub(info, "certHash", base64.b64encode(hashlib.sha256(srst.certificate).digest()).decode())
     _sub(pool, "connectionMonitorDuration", connection_monitor)
+    if sip:
+        _sip_profile(dev, sip_lines or [], register_expires)
     _sub(dev, "deviceSecurityMode", security_mode)
+    if sip:
+        _sub(dev, "transportLayerProtocol", TRANSPORT_TLS)
     _sub(dev, "loadInformation", load_name, model="Cisco 7911")
     _sub(dev, "vendorConfig")
     _sub(dev, "commonProfile")
     ET.indent(dev, "  ")
     body = ET.tostring(dev, encoding="unicode")
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
+
+
+def _sip_profile(dev: ET.Element, lines: list[SipLineRef], register_expires: int) -> None:
+    prof = _sub(dev, "sipProfile")
+    stack = _sub(prof, "sipStack")
+    _sub(stack, "timerRegisterExpires", register_expires)
+    _sub(stack, "timerRegisterDelta", 5)
+    _sub(stack, "timerKeepAliveExpires", 120)
+    sl = _sub(prof, "sipLines")
+    for i, ln in enumerate(lines, 1):
+        e = _sub(sl, "line", button=str(i), lineIndex=str(i))
+        _sub(e, "featureID", 9)
+        _sub(e, "featureLabel", ln.name)
+        _sub(e, "proxy", "USECALLMANAGER")
+        _sub(e, "port", SIP_TLS_PORT)
+        _sub(e, "name", ln.name)
+        _sub(e, "displayName", ln.display_name or ln.name)
+        _sub(e, "authName", ln.auth_name)
+        _sub(e, "authPassword", ln.password)
+    _sub(prof, "voipControlPort", SIP_PORT)
 
 
 def cnf_filename(mac: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import time
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -174,6 +175,9 @@ class Lab:
                        at HQ and in the branch (host_tools.lab.sipservers); refused in one
                        line when Kamailio is not installed
     sip_algorithm:     their digest algorithm, "MD5" (Cisco phones') or "SHA-256" (RFC 8760)
+    protocol:          "sccp" (default) or "sip": the phones' SEP<MAC>.cnf.xml are SIP ones
+                       (cnfxml, protocol="sip": the line and password of sip-lines.json, the
+                       Kamailio registrars' TLS ports); "sip" implies sip=True
     """
 
     def __init__(self, workdir: str | Path, mode: str = "auto",
@@ -186,7 +190,7 @@ class Lab:
                  keylog: bool = True, record: bool = False,
                  pki: labpki.Pki | str | Path | None = None, ccm_ca_signed: bool = False,
                  tftp_files: str | Path | None = None, sip: bool = False,
-                 sip_algorithm: str = "MD5") -> None:
+                 sip_algorithm: str = "MD5", protocol: str = "sccp") -> None:
         self.workdir = Path(workdir).resolve()
         self.requested_mode = mode
         try:
@@ -226,7 +230,10 @@ class Lab:
         self.ccm_ca_signed = ccm_ca_signed
         if sip_algorithm not in SIP_ALGORITHMS:
             raise LabError(f"sip_algorithm={sip_algorithm!r}: one of {', '.join(SIP_ALGORITHMS)}")
-        self.want_sip = sip
+        if protocol not in cnfxml.PROTOCOLS:
+            raise LabError(f"protocol={protocol!r}: one of {', '.join(cnfxml.PROTOCOLS)}")
+        self.protocol = protocol
+        self.want_sip = sip or protocol == "sip"
         self.sip_algorithm = sip_algorithm
         # filled by start()
         self.mode = "?"
@@ -552,10 +559,13 @@ class Lab:
             c_host, c_port = self.endpoints["callmanager"]
             srst_ref = cnfxml.SrstRef(srst.name, s_host, s_port - cnfxml.SECURE_OFFSET)
             cms = [cnfxml.CallManagerRef(cm.name, c_host, c_port - cnfxml.SECURE_OFFSET)]
+            kw: dict[str, Any] = {}
+            if self.protocol == "sip":
+                srst_ref, cms, kw = self._sip_refs(srst_ref, cms, own)
             paths = topo.hq.run(cm.write_phone_configs(
                 self.tftp_root, own, srst=srst_ref, credentials=self.endpoints["credentials"],
                 callmanagers=cms, security_mode=self.security_mode,
-                connection_monitor=self.timers["connection_monitor"]), 30)
+                connection_monitor=self.timers["connection_monitor"], **kw), 30)
             for path in paths:
                 sgn = ctlbuild.build_sgn(p.tftp, path.read_bytes(), filename=path.name,
                                          hash_name=self.hash_name)
@@ -568,6 +578,22 @@ class Lab:
         self.files["configs"] = [str(x) for x in paths]
         self.files["signed_configs"] = [str(x) for x in signed]
         return paths
+
+    def _sip_refs(self, srst_ref: cnfxml.SrstRef, cms: list[cnfxml.CallManagerRef],
+                  macs: list[str]) -> tuple[cnfxml.SrstRef, list[cnfxml.CallManagerRef],
+                                            dict[str, Any]]:
+        """A SIP phone's side of its config: the Kamailio registrars' TLS endpoints (the SRST
+        router's SIP port is written as its TLS port - 1: the phone adds 1) and each phone's
+        line from sip-lines.json."""
+        if self.sip is None:
+            raise LabError("protocol='sip' needs the lab's SIP registrars (they are not running)")
+        s_host, s_tls = self.endpoints["sip_srst"]
+        c_host, c_tls = self.endpoints["sip_callmanager"]
+        srst_ref = dataclasses.replace(srst_ref, address=s_host, sip_port=s_tls - 1)
+        cms = [dataclasses.replace(c, address=c_host, secured_sip_port=c_tls) for c in cms]
+        lines = {m: [cnfxml.SipLineRef(ln.user, ln.user, ln.password)]
+                 for m, ln in self.sip.lines.items() if m in macs}
+        return srst_ref, cms, {"protocol": "sip", "sip_lines": lines}
 
     def write_trust_lists(self) -> dict[str, Path]:
         """CTLFile.tlv (SAST x2, CCM, TFTP, CAPF) and ITLFile.tlv (TFTP, CCM, CAPF), both
