@@ -397,8 +397,11 @@ def _parse(stream, bufsize):
         d = len(names)      # the parent's depth (the root's is 1)
         par = names[-1]
         k = None
+        # a SIP field, unless <deviceProtocol> (which comes first) said SCCP: an SCCP parse
+        # keeps what it did
+        sf = name in _SIPS and top.get('sip', 'SIP').upper().encode() == b'SIP' and name.decode()
         if par == b'srstInfo':
-            k = _SRST.get(name) or name in _SIPS and name.decode()
+            k = _SRST.get(name) or sf
             tgt = srst
         elif name == b'srstInfo':
             if srst is None:
@@ -408,22 +411,21 @@ def _parse(stream, bufsize):
             md = d + 1
         elif mem is not None:
             if par == b'callManager' or par == b'ports':
-                k = _CM.get(name) or name in _SIPS and name.decode()
+                k = _CM.get(name) or sf
                 tgt = mem
         elif line is not None:
             if par == b'line':
                 k = name in _LINE and name.decode()
                 tgt = line
         elif name == b'line' and par == b'sipLines':
-            # not once <deviceProtocol> said SCCP (it comes first): an SCCP parse as before
-            if top.get('sip', 'SIP').upper().encode() == b'SIP':
+            if top.get('sip', 'SIP').upper().encode() == b'SIP':     # (as sf)
                 line = {}
                 md = d + 1
         elif par == b'sipStack':
-            k = name in _SIPS and name.decode()
+            k = sf
             tgt = top
         elif d == 1 or par == b'devicePool':
-            k = _TOP.get(name) or name in _SIPS and name.decode()
+            k = _TOP.get(name) or sf
             if k and d > 1:
                 k += '2'        # the device-level element wins
             tgt = top
