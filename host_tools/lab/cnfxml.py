@@ -25,8 +25,8 @@ from phone.config import DEFAULT_PORT, SECURE_OFFSET  # type: ignore[import-not-
 SIP_PORT = 5060             # plain SIP (RFC 3261)
 SIP_TLS_PORT = 5061         # SIP over TLS: a call manager's securedSipPort, an SRST router's
                             # SIP port + 1
-# <transportLayerProtocol>: CUCM's transport type (docs/protocols.md: 1 device default, 2 UDP,
-# 3 TLS, 4 TCP per the public sources there, which agree on 2 and 4 only)
+# <transportLayerProtocol> for TLS: public files gloss 2 UDP and 4 TCP; 3 is the lab's choice,
+# unverified (docs/protocols.md). The phone takes TLS from the security mode, not from this.
 TRANSPORT_TLS = 3
 PROTOCOLS = ("sccp", "sip")
 
