@@ -42,6 +42,7 @@ package(
         "sccpreg.py",
         "sip.py",
         "sipreg.py",
+        "siplink.py",
         "setcheck.py",
         "settings.py",
         "sha512.py",

@@ -367,7 +367,11 @@ class Agent:
 # -- the signalling seam ------------------------------------------------------------------
 def signalling(prov):
     """The link class for the phone's protocol (docs/signalling.md): the one place the agent
-    meets a protocol. SCCP today; SIP (issue 15) is chosen here by the provisioned config."""
+    meets a protocol: SIP when the provisioned config is a SIP phone's (prov.sip), else SCCP.
+    Only the chosen protocol's modules are loaded."""
+    if getattr(prov, 'sip', None):
+        from phone.siplink import SipLink
+        return SipLink
     from phone.sccplink import SccpLink
     return SccpLink
 

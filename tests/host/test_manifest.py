@@ -11,10 +11,8 @@ from host_tools import BOARDS, FIRMWARE, boards, deploy, fwbuild, manifest, memc
 
 MANIFEST = FIRMWARE / "manifest.py"
 NEVER_ON_A_BOARD = ("phone/sccp_lab.py", "phone/compat.py")
-# Listed before anything on the board imports them: SIP's wire format, for the SIP link to
-# come (issue 15; docs/decisions.md, "Issue 15: the SIP wire format"). Once the link imports
-# them, the test below says to take them off this list.
-AHEAD_OF_THEIR_LINK = {"phone/sip.py", "phone/sipreg.py"}
+# Listed before anything on the board imports them (none since the SIP link, issue 15).
+AHEAD_OF_THEIR_LINK: set[str] = set()
 
 
 def _phone_imports(path: Path) -> set[str]:
