@@ -1,7 +1,7 @@
 # The connectivity half of a signalling link: one TLS session to one server (call manager or
 # SRST router), asyncio based, and the dead-peer rule. The protocol half subclasses Link
-# (phone.sccplink today), as mqtt_as keeps connectivity and protocol in two layers. What a
-# signalling link offers the agent, its modes and its events: docs/signalling.md.
+# (phone.sccplink, phone.siplink), as mqtt_as keeps connectivity and protocol in two layers.
+# What a signalling link offers the agent, its modes and its events: docs/signalling.md.
 # The trust anchor is one (der, cn) pair: exactly one certificate is trusted, byte for byte,
 # whatever the clock, the chain and the name (context(); docs/security.md rule 9).
 #

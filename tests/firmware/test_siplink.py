@@ -358,3 +358,15 @@ async def _server_requests(srv, out):
 
 def test_the_servers_options_and_check_sync():
     run('ok', _server_requests)
+
+
+# -- the seam -------------------------------------------------------------------------------
+def test_the_agent_picks_the_sip_link_from_prov_sip_and_loads_no_sccp():
+    import sys
+    from phone import agent
+    p = Owner(CaptureOut()).prov
+    eq(agent.signalling(p), SipLink)
+    for name in ('phone.sccplink',):   # (phone.sccp, sccpreg: this test's fakes load them)
+        assert name not in sys.modules, name + ' loaded by a SIP phone'
+    p.sip = None
+    eq(agent.signalling(p).__name__, 'SccpLink')

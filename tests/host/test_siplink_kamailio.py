@@ -29,8 +29,8 @@ def test_siplink_registers_at_hq_then_over_the_branch_standby(tmp_path):
         hq_host, hq_port = lab.endpoints["sip_callmanager"]
         br_host, br_port = lab.endpoints["sip_srst"]
         phone = pki.phones[MAC]
-        args = [str(SCRIPT), hq_host, str(hq_port), write_file(tmp_path, "ccm.der", pki.ccm.cert_der),
-                br_host, str(br_port), write_file(tmp_path, "srst.der", pki.srst.cert_der),
+        args = [str(SCRIPT), hq_host, str(hq_port),
+                write_file(tmp_path, "ccm.der", pki.ccm.cert_der), br_host, str(br_port), write_file(tmp_path, "srst.der", pki.srst.cert_der),
                 write_file(tmp_path, "phone.der", phone.cert_der),
                 write_file(tmp_path, "phone.key", phone.key_der), MAC, line.user, line.password]
         out = subprocess.run(micropython.command(args, heap="256K"), env=fwbuild.environ(),
