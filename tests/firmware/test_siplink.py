@@ -1,4 +1,4 @@
-# heap: 160K
+# heap: 256K
 # timeout: 60
 # phone.siplink, the SIP protocol half of a signalling link, against a small SIP registrar
 # written here (phone.sip's Reader on the server side too) on loopback, with fakes' TLS
@@ -7,7 +7,9 @@
 # REGISTER its first message), the digest challenge answered once, 403/404/423/503 and a
 # refused password, the refresh as the registered keepalive and a refused refresh as a dead
 # peer, the standby session's CRLF pings and a register() over it (no new session), a silent
-# peer, the server's OPTIONS and NOTIFY check-sync, and the unregistration.
+# peer, the server's OPTIONS and NOTIFY check-sync, and the unregistration. Then the agent,
+# unchanged, over SIP links: registered at HQ, a standby session to the branch, failover over
+# it, probes of HQ and the re-home over the probe, the branch back to standby.
 import asyncio
 import time
 
@@ -47,9 +49,9 @@ class Registrar:
         self.answers = []
         self.writers = []
 
-    async def start(self):
-        base = 20000 + time.ticks_us() % 20000
-        for i in range(20):
+    async def start(self, port=0):
+        base = port or 20000 + time.ticks_us() % 20000
+        for i in range(1 if port else 20):
             try:
                 self.server = await asyncio.start_server(self.serve, '127.0.0.1', base + i)
                 self.port = base + i
@@ -370,3 +372,57 @@ def test_the_agent_picks_the_sip_link_from_prov_sip_and_loads_no_sccp():
         assert name not in sys.modules, name + ' loaded by a SIP phone'
     p.sip = None
     eq(agent.signalling(p).__name__, 'SccpLink')
+
+
+# -- the agent, unchanged, over SIP links -------------------------------------------------------
+async def _agent_story():
+    from fwtest import states, stop_agents
+    from phone.agent import Agent, FALLBACK, PRIMARY
+    from phone.platform import Platform
+    fakes.install()
+    cm = await Registrar('ok').start()
+    br = await Registrar('ok').start()
+    out = CaptureOut()
+    anchor = (b'server-cert', 'lab-server')
+    p = fakes.provisioned('001122AABBCC', ('cm', '127.0.0.1', cm.port, anchor),
+                          ('127.0.0.1', br.port, anchor))
+    p.sip = Owner(out).prov.sip
+    p.sip['timerKeepAliveExpires'] = 1            # the standby session's pings: every second
+    plat = Platform({'name': 'sip', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
+    agent = Agent(plat, p, events=Events(out=out), settings=Settings(
+        {'probe_after_ms': 1000, 'ack_timeout_ms': 500, 'max_missed': 2,
+         'connect_timeout_ms': 1000, 'register_timeout_ms': 1000, 'retry_min_ms': 100,
+         'retry_max_ms': 400, 'monitor_s': 1}))
+    eq(agent.link_class, SipLink)
+    task = asyncio.create_task(agent.run())
+    try:
+        await until(lambda: events(out, 'standby_up'), 5000, 'standby to the branch', out)
+        eq(agent.state, PRIMARY)
+        eq(cm.first, ['REGISTER'])                 # the call manager: registered at once
+        eq(br.first, ['PING'])                     # the branch: a standby session
+        eq(br.regs, [])
+        await until(lambda: br.pings >= 3, 4000, 'standby pings', out)
+        await cm.stop()                            # HQ gone: failover over the standby
+        await until(lambda: agent.state == FALLBACK, 5000, 'FALLBACK', out)
+        eq(br.regs, [3600])
+        eq(br.accepted, 1)                         # no new session to the branch
+        reg = [e for e in events(out, 'registered') if e['link'] == 'srst']
+        eq(len(reg), 1)
+        assert PRIMARY in states(out) and states(out)[-1] == FALLBACK, states(out)
+        cm.first = []
+        await cm.start(cm.port)                    # HQ back: a probe, then the re-home over it
+        await until(lambda: agent.state == PRIMARY, 6000, 'the re-home', out)
+        eq(cm.first[0], 'PING')                    # the probe's session, proved by a ping
+        await until(lambda: len(cm.regs) >= 2, 3000, 'the registration at HQ', out)
+        eq(cm.accepted - cm.first.count('PING'), 1)    # the re-home opened no session of its own
+        # the branch: unregistered (Expires: 0), then a standby session again
+        await until(lambda: br.regs[-1:] == [0] and br.accepted == 2, 3000, 'standby again', out)
+        eq(br.first, ['PING', 'PING'])
+    finally:
+        await stop_agents([agent], [task])
+        await br.stop()
+        await cm.stop()
+
+
+def test_the_agent_fails_over_to_the_branch_over_its_sip_standby_session():
+    asyncio.run(_agent_story())
