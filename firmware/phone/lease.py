@@ -102,11 +102,15 @@ class Keeper:
             # now: each exchange makes its own, as before.
             self.bufs = None
             try:
-                gc.collect()
+                from phone import dhcpcore
+                self.bufs = (bytearray(dhcpcore.BUF_SIZE), bytearray(dhcpcore.TX_SIZE))
+                dhcpcore = None
+                drop('dhcpcore')
+                # Loaded again to weigh it (`need`): the first load may also have grown the
+                # qstr pool for its names, which a renewal's load never does again.
                 a0 = gc.mem_alloc()
                 from phone import dhcpcore
                 self.need = gc.mem_alloc() - a0
-                self.bufs = (bytearray(dhcpcore.BUF_SIZE), bytearray(dhcpcore.TX_SIZE))
             except MemoryError:
                 pass
             finally:
