@@ -41,6 +41,19 @@ def skip_without_libfaketime() -> None:
         pytest.skip(str(e))
 
 
+def at_clock(clock: str) -> dict[str, str]:
+    """Environment for a process whose wall clock starts at `clock` ("2000-01-01 00:00:00")
+    and runs from there: libfaketime preloaded, as the faithful board does. Not the
+    `faketime` wrapper: it names a semaphore after its own pid, and one left by a killed
+    wrapper makes a later one with that pid refuse to start ("sem_open: File exists")."""
+    from host_tools.vboard import faithful
+    try:
+        lib = faithful.libfaketime()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(str(e))
+    return {"LD_PRELOAD": lib, "FAKETIME": "@" + clock}
+
+
 def content(n: int, seed: int = 1) -> bytes:
     import random
     return random.Random(seed).randbytes(n)

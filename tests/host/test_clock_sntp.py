@@ -4,7 +4,6 @@ clock; an answer that does not echo the request, an unsynchronized server or sil
 unknown, each with an `sntp_failed` event, within the time allowed."""
 from __future__ import annotations
 
-import shutil
 import socket
 import struct
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import fwbuild, micropython
+from net_lab_support import at_clock
 
 SCRIPT = Path(__file__).parent / "mp" / "sntp_check.py"
 NTP_1900 = 2208988800
@@ -58,13 +58,9 @@ class Sntp:
 
 
 def run(port: int, *servers: str) -> str:
-    faketime = shutil.which("faketime")
-    if faketime is None:
-        pytest.skip("needs libfaketime's `faketime` (apt-get install faketime)")
-    cmd = [faketime, "2000-01-01 00:00:00"] + micropython.command([str(SCRIPT), str(port),
-                                                                  *servers])
-    out = subprocess.run(cmd, env=fwbuild.environ(), capture_output=True, text=True,
-                         timeout=30)
+    cmd = micropython.command([str(SCRIPT), str(port), *servers])
+    out = subprocess.run(cmd, env={**fwbuild.environ(), **at_clock("2000-01-01 00:00:00")},
+                         capture_output=True, text=True, timeout=30)
     text = out.stdout + out.stderr
     assert "START 2000" in text and "CLOCK" in text, text
     return text

@@ -4,7 +4,6 @@ session. Servers are the lab's call-manager simulator and plain sockets."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import socket
 import subprocess
 import threading
@@ -16,6 +15,7 @@ import pytest
 from host_tools import fwbuild, micropython, pki as labpki
 from host_tools.lab.callmanager import CallManager
 from mp_support import Loop, loop, write_file  # noqa: F401  (loop: a fixture)
+from net_lab_support import at_clock
 
 MAC = "001122AABBCC"
 SCRIPT = Path(__file__).parent / "mp" / "link_check.py"
@@ -39,13 +39,10 @@ def run_link(tmp: Path, port: int, anchor: bytes | None, cn: str, p: labpki.Pki,
             write_file(tmp, "phone.der", phone.cert_der),
             write_file(tmp, "phone.key", phone.key_der), action]
     cmd = micropython.command(args, heap="256K")
+    env = fwbuild.environ()
     if clock is not None:
-        faketime = shutil.which("faketime")
-        if faketime is None:
-            pytest.skip("needs libfaketime's `faketime` (apt-get install faketime)")
-        cmd = [faketime, clock] + cmd
-    out = subprocess.run(cmd, env=fwbuild.environ(), capture_output=True, text=True,
-                         timeout=30)
+        env.update(at_clock(clock))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
     text = out.stdout + out.stderr
     assert "RESULT" in text, text
     if clock is not None:     # the interpreter really saw that clock
