@@ -45,6 +45,20 @@ class FakeSsl:
     SSLContext = FakeContext
 
 
+async def listen(server, port=0):
+    """Start `server.serve` on loopback, at `port` or the first free one of 20 from a
+    pseudo-random base; sets server.server and server.port and returns `server`."""
+    base = port or 20000 + time.ticks_us() % 20000
+    for i in range(1 if port else 20):
+        try:
+            server.server = await asyncio.start_server(server.serve, '127.0.0.1', base + i)
+            server.port = base + i
+            return server
+        except OSError:
+            pass
+    raise OSError('no free port')
+
+
 def install():
     """phone.link makes its contexts with FakeSsl, from a clean slate."""
     _link.ssl = FakeSsl
@@ -88,15 +102,7 @@ class Server:
         self.devices = {}                 # device -> its session's stream
 
     async def start(self, port=0):
-        base = port or 20000 + time.ticks_us() % 20000
-        for i in range(1 if port else 20):
-            try:
-                self.server = await asyncio.start_server(self.serve, '127.0.0.1', base + i)
-                self.port = base + i
-                return self
-            except OSError:
-                pass
-        raise OSError('no free port')
+        return await listen(self, port)
 
     async def serve(self, r, w):
         self.accepted += 1
