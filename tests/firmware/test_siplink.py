@@ -409,7 +409,9 @@ async def _agent_story():
         await until(lambda: len(cm.regs) >= 2, 3000, 'the registration at HQ', out)
         eq(cm.accepted - cm.first.count('PING'), 1)    # the re-home opened no session of its own
         # the branch: unregistered (Expires: 0), then a standby session again
-        await until(lambda: br.regs[-1:] == [0] and br.accepted == 2, 3000, 'standby again', out)
+        # the new session's first message is read after its accept: wait for both
+        await until(lambda: br.regs[-1:] == [0] and br.accepted == 2 and len(br.first) == 2,
+                    3000, 'standby again', out)
         eq(br.first, ['PING', 'PING'])
     finally:
         await stop_agents([agent], [task])
