@@ -9,7 +9,7 @@ ARGS    ?=
 # The ESP32-faithful virtual boards `make test-faithful` runs the scenario library on.
 FAITHFUL?= olimex-esp32-poe-iso-wrover wt32-eth01
 
-.PHONY: setup demo test test-long test-faithful test-firmware bench bench-quick flash deploy repl lab-up lab-down vboard clean
+.PHONY: setup demo test test-wheel test-long test-faithful test-firmware bench bench-quick flash deploy repl lab-up lab-down vboard clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -19,6 +19,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(ARGS)
+
+# The wheel installed into a fresh venv in a temporary folder, `phonelab --version` and
+# `phonelab demo` run from it (about a minute; `make test` checks the wheel's contents).
+test-wheel: setup
+	PHONELAB_WHEEL=1 $(PY) -m pytest tests/host/test_packaging.py $(ARGS)
 
 # The whole scenario library on each faithful board in turn, at its calibrated CPU speed
 # (about 10 minutes a profile; every profile runs, the target fails if any did).

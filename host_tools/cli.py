@@ -26,12 +26,27 @@ EXIT_ERROR = 2          # the input or the environment is wrong (as argparse's u
 EXIT_INTERNAL = 70      # a bug (EX_SOFTWARE)
 
 
+class VersionAction(argparse.Action):
+    """`--version`, asked only when given (a checkout asks git for the commit)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        from host_tools import version
+        print(version.describe())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phonelab",
         description="Secure SRST phone agent: virtual boards, lab, flashing and tests.")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an internal error")
+    parser.add_argument("--version", action=VersionAction,
+                        help="the version and the firmware commit it carries, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"host_tools.commands.{name}").register(sub)

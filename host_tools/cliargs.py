@@ -52,6 +52,24 @@ def input_file(what: str = "file", utf8: bool = False,
     return check
 
 
+_toml_file = input_file("toml", utf8=True)
+
+
+@_kind("input_file", what="toml", utf8=True)
+def scenario_file(text: str) -> Path:
+    """A scenario TOML file, or the name of one of the shipped library (`wan-blackhole`:
+    scenarios/wan-blackhole.toml of the checkout or of the installed package) when no such
+    file is here."""
+    from host_tools import SCENARIOS
+    if text and "/" not in text and not text.endswith(".toml") and not Path(text).exists() \
+            and (SCENARIOS / f"{text}.toml").is_file():
+        text = str(SCENARIOS / f"{text}.toml")
+    return _toml_file(text)
+
+
+scenario_file.__name__ = _toml_file.__name__
+
+
 @_kind("input_dir")
 def input_dir(text: str) -> Path:
     """An existing folder."""

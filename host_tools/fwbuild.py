@@ -18,9 +18,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from host_tools import FIRMWARE, ROOT, manifest, micropython
+from host_tools import FIRMWARE, WORK, manifest, micropython
 
-CACHE = ROOT / "out" / "fwcache"
+CACHE = WORK / "out" / "fwcache"
 LAB_MODULES = ("phone/sccp_lab.py",)   # run under MicroPython by tests, not on a board
 _format: list[object] = []
 

@@ -29,11 +29,11 @@ from typing import Callable
 from pathlib import Path
 
 import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
-from host_tools import BOARDS, ROOT, fwbuild, micropython
+from host_tools import BOARDS, MPSCRIPTS, WORK, fwbuild, micropython
 from host_tools.events import Event, EventReader
 from phone.store import PHONE_CERT, PHONE_KEY  # type: ignore[import-not-found]
 
-PROVISION_RUN = ROOT / "host_tools" / "mpscripts" / "provision_run.py"
+PROVISION_RUN = MPSCRIPTS / "provision_run.py"
 MAC = "001122AABBCC"
 # Import order of a boot: what provisioning loads, then the agent's side.
 PROVISION_MODULES = ("events", "platform", "settings", "boot", "store", "provision", "dhcp",
@@ -139,7 +139,7 @@ def module_ram(fw: Path, modules: tuple[str, ...] = PROVISION_MODULES + AGENT_MO
 # -- frozen into the image ----------------------------------------------------------------------
 # scripts/build-frozen-unix.sh builds the unix port twice from one source: with the agent
 # frozen in (firmware/image/unix.py) and without.
-FROZEN_BUILD = ROOT / "build" / "frozen-unix"
+FROZEN_BUILD = WORK / "build" / "frozen-unix"
 
 
 def frozen_saving(fw: Path, build: Path = FROZEN_BUILD,

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host_tools import ROOT, cliargs, fwbuild, micropython, readers
+from host_tools import MPSCRIPTS, cliargs, fwbuild, micropython, readers
 
-CONFIG_SHOW = ROOT / "host_tools" / "mpscripts" / "config_show.py"
+CONFIG_SHOW = MPSCRIPTS / "config_show.py"
 # MicroPython's dicts come back in hash order; print in reading order.
 _ORDER = ["root", "security_mode", "connection_monitor_duration", "call_managers", "srst",
           "wants_srst_standby", "source"]

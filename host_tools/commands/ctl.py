@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host_tools import ROOT, cliargs, fwbuild, micropython, readers
+from host_tools import MPSCRIPTS, cliargs, fwbuild, micropython, readers
 
-CTLTOOL = ROOT / "host_tools" / "mpscripts" / "ctltool.py"
+CTLTOOL = MPSCRIPTS / "ctltool.py"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

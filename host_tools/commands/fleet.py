@@ -11,10 +11,10 @@ import sys
 import time
 from typing import Any
 
-from host_tools import ROOT, cliargs
+from host_tools import WORK, cliargs
 from host_tools.lab.names import MODES, WAN_KINDS
 
-DEFAULT_JSON = ROOT / "out" / "fleet"
+DEFAULT_JSON = WORK / "out" / "fleet"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backlog", type=cliargs.integer(0, 65535), default=4096,
                    help="listen backlog of the simulators (0: asyncio's 100)")
     p.add_argument("--json", type=cliargs.output_file, metavar="FILE",
-                   help=f"write the figures here (default {DEFAULT_JSON.relative_to(ROOT)}/fleet-N.json)")
+                   help=f"write the figures here (default {DEFAULT_JSON.relative_to(WORK)}/fleet-N.json)")
     p.add_argument("--keep", type=cliargs.output_dir, metavar="DIR", help="keep the lab and process folders here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from host_tools import ROOT, cliargs, readers
+from host_tools import WORK, cliargs, readers
 from host_tools.signals import pid_alive
 from host_tools.lab.names import MODES, PKI_HELP, SERVERS, TFTP_KINDS, TFTP_ROOT_HELP, WAN_KINDS
 
-DEFAULT_DIR = ROOT / "build" / "lab"
+DEFAULT_DIR = WORK / "build" / "lab"
 STATE = "lab-state.json"
 CONTROL = "control.sock"
 
@@ -98,7 +98,7 @@ def _dir(p: argparse.ArgumentParser, output: bool = False) -> None:
     """--dir: a folder `lab up` can make, or (other subcommands) an existing one."""
     p.add_argument("--dir", type=cliargs.output_dir if output else cliargs.input_dir,
                    default=DEFAULT_DIR,
-                   help=f"the lab's folder (default {DEFAULT_DIR.relative_to(ROOT)})")
+                   help=f"the lab's folder (default {DEFAULT_DIR.relative_to(WORK)})")
 
 
 # -- up ----------------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ def _detach(args: argparse.Namespace, workdir: Path) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     argv = _rebuild_argv(args)
     log = (workdir / "lab.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli", *argv], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "host_tools.cli", *argv], cwd=WORK,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     state_path = workdir / STATE

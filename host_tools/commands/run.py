@@ -14,7 +14,8 @@ from host_tools.scenario import report, runner, spec
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a scenario file against a virtual board (or a real one)")
-    p.add_argument("scenario", type=cliargs.input_file("toml", utf8=True), help="scenario TOML (see scenarios/)")
+    p.add_argument("scenario", type=cliargs.scenario_file,
+                   help="scenario TOML, or the name of one of scenarios/ (e.g. wan-blackhole)")
     p.add_argument("--board", default="virtual", type=cliargs.board_spec,
                    help="'virtual' (default), 'virtual:PROFILE' (the ESP32-faithful board of a "
                         "hardware profile, docs/vboard.md) or a serial port")

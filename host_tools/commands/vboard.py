@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from host_tools import ROOT, boards, cliargs, micropython
+from host_tools import WORK, boards, cliargs, micropython
 from host_tools.vboard import faithful
 from host_tools.vboard.board import VirtualBoard
 from host_tools.vboard.errors import VBoardError
 
-DEFAULT_DIR = ROOT / "build" / "vboard"
+DEFAULT_DIR = WORK / "build" / "vboard"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the firmware on the MicroPython unix port behind a pty and a "
                     "socket:// endpoint; the board's filesystem is a folder. Ctrl-C stops it.")
     p.add_argument("--dir", type=cliargs.output_dir, default=DEFAULT_DIR,
-                   help=f"the board's filesystem root (default {DEFAULT_DIR.relative_to(ROOT)})")
+                   help=f"the board's filesystem root (default {DEFAULT_DIR.relative_to(WORK)})")
     p.add_argument("--heap", default=micropython.DEFAULT_HEAP, metavar="SIZE",
                    type=cliargs.heap_size(),
                    help="MicroPython heap, like a small board (default %(default)s)")

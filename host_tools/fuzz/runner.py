@@ -19,9 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host_tools import ROOT, fwbuild, micropython
+from host_tools import MPSCRIPTS, fwbuild, micropython
 
-HARNESS = ROOT / "host_tools" / "mpscripts" / "fuzz_harness.py"
+HARNESS = MPSCRIPTS / "fuzz_harness.py"
 DEFAULT_HEAP = "128K"
 MAX_INPUT = 16384       # the harness's input buffer (network targets; files go by path)
 SLOW_MS = 1000          # an answer slower than this is recorded (a board is ~50x slower)

@@ -383,7 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         # a benchmark program of the repository (bench/ is not part of host_tools): run it
         import subprocess
 
-        from host_tools import ROOT
+        from host_tools import INSTALLED, ROOT
+        if INSTALLED:
+            print("error: --calibrate runs bench/cpu_calibration.py of the repository; "
+                  "run it from a checkout", file=sys.stderr)
+            return 2
         path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
         return subprocess.call([sys.executable, "-m", "bench.cpu_calibration", *rest],
                                env={**os.environ, "PYTHONPATH": path})

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from host_tools import boards, micropython
+from host_tools import PACKAGE, boards, micropython
 from host_tools.vboard.errors import VBoardError
 
 PREFIX = "virtual:"
@@ -216,7 +216,7 @@ class Faithful:
                self.mac, str(portfile)]
         self.lwip = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True,
-                                     cwd=str(Path(__file__).resolve().parents[2]))
+                                     cwd=str(PACKAGE.parent))
         deadline = time.monotonic() + 10
         while not portfile.exists():
             if self.lwip.poll() is not None:
