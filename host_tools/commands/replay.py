@@ -1,7 +1,10 @@
 """`phonelab replay CAPTURE.pcap`: serve a capture's DHCP answers and TFTP files back to a
 fresh virtual board and report where its behaviour differs from the capture. Exit 0 when the
-board's provisioning matched the capture (same files, same hashes), 1 when it did not, 2
-when the replay could not run.
+board did what the captured phone did: MATCHED (it provisioned, with the capture's trust
+and configuration files, same hashes, every request answered) or REPRODUCED (the captured
+phone got no configuration and the board failed the same way); 1 when it DIFFERS (among
+others: a board that did not provision, requests nobody answered), 2 when the replay could
+not run.
 
 `phonelab replay REPORT.json`: run a recorded `phonelab run` again with its faults at the
 recorded times; exit 0 when the recorded outcome was reproduced."""
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     rep = compare.report(cap, plan, res)
     compare.write(rep, report_path)
     print(compare.summary(rep))
-    return 0 if rep["matched"] else 1
+    return 0 if rep["reproduced"] else 1
 
 
 def run_recording(args: argparse.Namespace) -> int:

@@ -367,9 +367,10 @@ class TftpServer:
             if f.latency_s:
                 time.sleep(f.latency_s)
             for b in range(base, end + 1):
-                if f.error_at_block and f.error_at_block[0] == b:
-                    self._send(sock, x, _error(f.error_at_block[1], f.error_at_block[2]))
-                    e["result"] = "injected_error"
+                stop = self._error_at(x, b, blksize)
+                if stop is not None:
+                    self._send(sock, x, _error(stop[0], stop[1]))
+                    e["result"] = stop[2]
                     e["bytes"] = (b - 1) * blksize
                     return
                 if f.drip is not None:
@@ -417,6 +418,13 @@ class TftpServer:
         e["result"] = "ok"
         e["bytes"] = len(content)
         e["blocks"] = nblocks
+
+    def _error_at(self, x: _Transfer, block: int, blksize: int) -> tuple[int, str, str] | None:
+        """(code, message, log result) of the ERROR sent instead of DATA `block`, or None."""
+        f = self.faults.error_at_block
+        if f and f[0] == block:
+            return f[1], f[2], "injected_error"
+        return None
 
     # -- sending, with faults -------------------------------------------------------------
     def _send(self, sock: socket.socket, x: _Transfer, pkt: bytes, block: int | None = None) -> None:

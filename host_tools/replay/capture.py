@@ -7,11 +7,13 @@ the files they delivered, with timing.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from host_tools.replay import dhcp as dhcplib
+from host_tools.replay import dns as dnslib
 from host_tools.replay import tftp as tftplib
 from host_tools.replay.pcap import Datagram, ReadStats, udp_datagrams
 
@@ -55,6 +57,8 @@ class Analysis:
     files: dict[str, File] = field(default_factory=dict)
     other_clients: list[str] = field(default_factory=list)
     t0: float | None = None                  # the phone's first DHCP/TFTP packet
+    dns_servers: list[str] = field(default_factory=list)   # the phone asked them (port 53)
+    dns_names: dict[str, str] = field(default_factory=dict)  # name -> IPv4 they answered
 
     @property
     def tftp_servers(self) -> list[str]:
@@ -104,6 +108,7 @@ class Analysis:
             "path": str(self.path), "mac": self.mac, "phone_ip": self.phone_ip,
             "frames": self.stats.frames, "udp": self.stats.udp, "warnings": self.stats.warnings,
             "other_clients": self.other_clients,
+            "dns": {"servers": self.dns_servers, "names": self.dns_names},
             "dhcp": {"offer": _desc(self.dhcp.offer) if self.dhcp else None,
                      "ack": _desc(self.dhcp.ack) if self.dhcp else None,
                      "inform_ack": _desc(self.inform.ack) if self.inform else None,
@@ -122,7 +127,10 @@ def _desc(seen: dhcplib.Seen | None) -> dict[str, Any] | None:
 def analyse(path: str | Path, mac: str | None = None,
             tftp_ports: Iterable[int] = (tftplib.TFTP_PORT,)) -> Analysis:
     """Read a capture and pick the phone: `mac` (12 hex digits, any separators), or the first
-    DHCP client that got an ACK, or else the client of the first TFTP read request."""
+    DHCP client that got an ACK, or else the client of the first TFTP read request. Without
+    DHCP the phone's address is the one whose frames carry its MAC or, on a link type that
+    carries none (BSD loopback, raw IP), the client that asks for its per-device files
+    (SEP<MAC>.cnf.xml, CTLSEP<MAC>.tlv, ...) or, without a `mac`, of the first read request."""
     path = Path(path)
     stats = ReadStats()
     dgs: list[Datagram] = list(udp_datagrams(path, stats))
@@ -139,9 +147,16 @@ def analyse(path: str | Path, mac: str | None = None,
         phone_ip = full.ack.packet.yiaddr
     elif inform is not None and inform.requests:
         phone_ip = inform.requests[0].packet.ciaddr
-    if phone_ip is None and xfers and want is None:
-        phone_ip = xfers[0].client
-        chosen = chosen or _mac_of(dgs, phone_ip)
+    if phone_ip is None and xfers:
+        phone_ip = _client_of(dgs, xfers, want)
+        if phone_ip is None:
+            raise CaptureError(f"{path}: no TFTP read request from {want} (the capture's read "
+                               f"requests come from {', '.join(_clients(xfers))}; "
+                               f"other MACs: {', '.join(_macs(dgs, xfers)) or 'none on this link type'})")
+        chosen = chosen or _mac_of(dgs, phone_ip) or _mac_in_names(xfers, phone_ip)
+        if chosen is None:
+            raise CaptureError(f"{path}: the capture's link type carries no MAC address and the "
+                               f"read requests of {phone_ip} name none (SEP<MAC>...): give --mac")
     mine = [x for x in xfers if phone_ip is None or x.client == phone_ip]
     stamps = [x.rrq_ts[0] for x in mine]
     for ex in (full, inform):
@@ -149,6 +164,8 @@ def analyse(path: str | Path, mac: str | None = None,
             stamps.append(ex.first_ts)
     a = Analysis(path, stats, exs, chosen, full, inform, phone_ip, mine,
                  other_clients=[m for m in acked if m != chosen], t0=min(stamps) if stamps else None)
+    if phone_ip is not None:
+        a.dns_servers, a.dns_names = dnslib.seen(dgs, phone_ip)
     for x in mine:
         c = x.content
         if c is None:
@@ -159,6 +176,43 @@ def analyse(path: str | Path, mac: str | None = None,
         elif f.content != c:
             f.versions += 1
     return a
+
+
+def _clients(xfers: list[tftplib.Transfer]) -> list[str]:
+    return list(dict.fromkeys(x.client for x in xfers))
+
+
+def _macs(dgs: list[Datagram], xfers: list[tftplib.Transfer]) -> list[str]:
+    return [m for m in (_mac_of(dgs, c) for c in _clients(xfers)) if m]
+
+
+def _client_of(dgs: list[Datagram], xfers: list[tftplib.Transfer], want: str | None) -> str | None:
+    """The phone's address without DHCP: the first read request's client, or for `want` the
+    client whose frames carry that MAC or, when the link type carries none, whose read
+    requests name it (SEP<MAC>)."""
+    if want is None:
+        return xfers[0].client
+    for c in _clients(xfers):
+        if _mac_of(dgs, c) == want:
+            return c
+    for c in _clients(xfers):
+        if _mac_of(dgs, c) is None and _mac_in_names(xfers, c) == want:
+            return c
+    # no MAC anywhere (the link type carries none, no per-device name): the one client
+    anon = [c for c in _clients(xfers) if _mac_of(dgs, c) is None and _mac_in_names(xfers, c) is None]
+    return anon[0] if len(anon) == 1 and len(_clients(xfers)) == 1 else None
+
+
+_SEP = re.compile(r"SEP([0-9A-Fa-f]{12})")
+
+
+def _mac_in_names(xfers: list[tftplib.Transfer], ip: str) -> str | None:
+    """The MAC a client's read requests name (SEP<MAC>.cnf.xml, ITLSEP<MAC>.tlv, ...)."""
+    for x in xfers:
+        m = _SEP.search(x.file) if x.client == ip else None
+        if m:
+            return m.group(1).upper()
+    return None
 
 
 def _norm_mac(mac: str) -> str:

@@ -2,9 +2,14 @@
 complete files, the DHCP lease it took against the captured answer, the order and outcome
 of its read requests, its events; the differences; the JSON report and a summary.
 
-Only file differences decide the verdict (`matched`): the board's provisioning matched the
-capture when it fetched exactly the capture's files with the same hashes. The rest is
-listed for the reader (verdict: false).
+The verdict: MATCHED when the board provisioned and fetched the files that decide its trust
+and configuration (CTL, ITL, its configuration: `decisive`) as the capture has them, with
+the same hashes, and every file it asked for got an answer; REPRODUCED when the captured
+phone got no configuration either (its config download failed in the capture) and the
+board failed the same way (same answers to the same requests); DIFFERS otherwise. A board
+that did not provision is never MATCHED; a file nobody answered is a difference. Captured
+files the agent never asks for (Ringlist.xml, firmware loads, ...) and the rest (request
+order, lease fields, timing) are listed for information (verdict: false).
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from host_tools.replay.plan import Plan
 from host_tools.replay.session import ReplayRun
 
 LEASE_FIELDS = ("ip", "mask", "router", "dns", "lease_s", "tftp_servers")
+MATCHED, REPRODUCED, DIFFERS = "MATCHED", "REPRODUCED", "DIFFERS"
+FAILED = ("provision_failed", "provision_retry")
 NOTABLE = ("ctl_rejected", "config_rejected", "config_missing", "trust_missing", "tftp_failed",
            "dhcp_unavailable", "provision_failed", "network_failed", "no_identity")
 
@@ -86,6 +93,42 @@ def _event(run: ReplayRun, name: str) -> dict[str, Any] | None:
     return None
 
 
+def decisive_groups(mac: str) -> list[tuple[str, ...]]:
+    """The names the agent asks for, per file it needs, in the order it asks (lower case):
+    the board takes the first one a server has, so one per group decides."""
+    dev = f"sep{mac.lower()}"
+    return [(f"ctl{dev}.tlv", "ctlfile.tlv"), (f"itl{dev}.tlv", "itlfile.tlv"),
+            (f"{dev}.cnf.xml.sgn", f"{dev}.cnf.xml", "xmldefault.cnf.xml")]
+
+
+def _group(name: str, groups: list[tuple[str, ...]]) -> int | None:
+    low = name.lower()
+    return next((i for i, g in enumerate(groups) if low in g), None)
+
+
+def unanswered(run: ReplayRun) -> list[dict[str, Any]]:
+    """The board's read requests no server answered (a timeout or a network error before any
+    data), from its own events, for the files no other server answered either."""
+    answered: set[str] = set()
+    silent: list[dict[str, Any]] = []
+    for s in run.events:
+        e = s.event
+        if e.ev == "tftp_done" or (e.ev == "tftp_error" and (e.get("code") is not None
+                                                             or e.get("bytes"))):
+            answered.add(e.get("file"))
+        elif e.ev == "tftp_error":
+            silent.append({"file": e.get("file"), "server": e.get("server"),
+                           "reason": e.get("msg")})
+    return [u for u in silent if u["file"] not in answered]
+
+
+def captured_failed(cap: Analysis) -> bool:
+    """The captured phone asked for its configuration and got none complete."""
+    cfg = decisive_groups(cap.mac or "")[-1]
+    asked = [x for x in cap.transfers if x.file.lower() in cfg]
+    return bool(asked) and not any(x.complete for x in asked)
+
+
 def differences(cap: Analysis, plan: Plan, run: ReplayRun) -> list[dict[str, Any]]:
     diffs: list[dict[str, Any]] = []
 
@@ -94,27 +137,63 @@ def differences(cap: Analysis, plan: Plan, run: ReplayRun) -> list[dict[str, Any
                       "verdict": verdict})
 
     got, _src = board_files(run)
+    groups = decisive_groups(plan.mac)
+    fetched = {g for g in (_group(n, groups) for n in got) if g is not None}
+    claimed: set[int] = set()
     for name, f in cap.files.items():
         b = got.get(name)
+        g = _group(name, groups)
         if b is None:
-            add("file_not_fetched", name, {"size": f.size, "sha256": f.sha256}, None, True)
+            # decisive: the first captured file of a group the board fetched nothing of
+            decides = g is not None and g not in fetched and g not in claimed
+            if g is not None:
+                claimed.add(g)
+            add("file_not_fetched", name, {"size": f.size, "sha256": f.sha256}, None, decides)
         elif b["sha256"] != f.sha256:
             add("file_differs", name, {"size": f.size, "sha256": f.sha256}, b, True)
     for name, b in got.items():
         if name not in cap.files:
             add("file_extra", name, None, b, True)
+    for u in unanswered(run):
+        seen = [x.status for x in cap.transfers if x.file == u["file"]]
+        add("unanswered", f"{u['file']} from {u['server']}",
+            ", ".join(seen) if seen else "not asked for", "no answer",
+            "unanswered" not in seen)
     done = {s.event.get("file"): s.event.get("bytes") for s in run.events if s.event.ev == "tftp_done"}
     for name, b in got.items():
         if name in done and done[name] != b["size"]:
             add("board_size", name, b["size"], done[name], False)
-    want, have = _collapse(cap.requests), _collapse(board_requests(run))
+    creqs, breqs = cap.requests, board_requests(run)
+    want, have = _collapse(creqs), _collapse(breqs)
     if want != have:
         add("requests", "read requests in order", want, have, False)
     else:
-        cs = [r["status"] for r in cap.requests]
-        rs = [r["status"] for r in board_requests(run)]
+        cs = [r["status"] for r in creqs]
+        rs = [r["status"] for r in breqs]
         if cs != rs:
             add("request_results", "answers to the read requests", cs, rs, False)
+    failed = captured_failed(cap)
+    if run.ended != "provisioned":
+        why = _reason(run)
+        if run.ended in FAILED and failed:
+            # the captured phone failed too: the verdict is whether it failed the same way
+            cs, rs = _outcomes(creqs, groups), _outcomes(breqs, groups)
+            common = sorted(set(cs) & set(rs))
+            same = bool(common) and any(_group(n, groups) == len(groups) - 1 for n in common) \
+                and all(cs[n] == rs[n] for n in common)
+            add("board_end", "the board did not provision, nor did the captured phone",
+                "no configuration", f"{run.ended}: {why}" if why else run.ended, False)
+            if not same:
+                add("failure", "answers to the trust and configuration requests both asked for",
+                    {n: cs[n] for n in common} or cs, {n: rs[n] for n in common} or rs, True)
+        elif run.ended == "timeout":
+            add("board_end", "the board's first provisioning pass did not end in time", None,
+                run.ended, True)
+        else:
+            add("board_end", "the board did not provision",
+                "a configuration" if any(_group(n, groups) == len(groups) - 1 for n in cap.files)
+                else "no configuration request in the capture",
+                f"{run.ended}: {why}" if why else run.ended, True)
     lease = _event(run, "dhcp_lease")
     if lease is None:
         add("dhcp", "no dhcp_lease event", plan.expected_lease, None, False)
@@ -122,21 +201,39 @@ def differences(cap: Analysis, plan: Plan, run: ReplayRun) -> list[dict[str, Any
         for k in LEASE_FIELDS:
             if k in plan.expected_lease and lease.get(k) != plan.expected_lease[k]:
                 add("dhcp", k, plan.expected_lease[k], lease.get(k), False)
-    if run.ended == "timeout":
-        add("board_end", "the board's first provisioning pass did not end in time", None,
-            run.ended, False)
     return diffs
+
+
+def _outcomes(reqs: list[dict[str, Any]], groups: list[tuple[str, ...]]) -> dict[str, str]:
+    """name -> how its last request went, for the trust and configuration names."""
+    return {r["file"]: r["status"] for r in reqs if _group(r["file"], groups) is not None}
+
+
+def _reason(run: ReplayRun) -> str | None:
+    e = _event(run, "provision_failed")
+    return e.get("reason") if e else None
+
+
+def verdict(run: ReplayRun, diffs: list[dict[str, Any]]) -> str:
+    if run.error is not None or any(d["verdict"] for d in diffs):
+        return DIFFERS
+    return MATCHED if run.ended == "provisioned" else REPRODUCED
 
 
 def timing(cap: Analysis, run: ReplayRun) -> dict[str, Any]:
     """Side by side: captured transfer times and the board's (informational)."""
     ct = cap.timing()
-    done = {}
+    # the n-th captured transfer of a name beside the board's n-th transfer of it
+    done: dict[str, list[Any]] = {}
     for s in run.events:
         if s.event.ev == "tftp_done":
-            done.setdefault(s.event.get("file"), s.event.get("ms"))
-    files = [{"file": t["file"], "captured_ms": t["duration_ms"], "replay_ms": done.get(t["file"]),
-              "captured_first_answer_ms": t["first_answer_ms"]} for t in ct["tftp"]]
+            done.setdefault(s.event.get("file"), []).append(s.event.get("ms"))
+    files = []
+    for t in ct["tftp"]:
+        mine = done.get(t["file"]) or []
+        files.append({"file": t["file"], "captured_ms": t["duration_ms"],
+                      "replay_ms": mine.pop(0) if mine else None,
+                      "captured_first_answer_ms": t["first_answer_ms"]})
     lease = _event(run, "dhcp_lease")
     prov = _event(run, "provisioned")
     return {"dhcp": ct.get("dhcp"), "board_dhcp_ms": lease.get("ms") if lease else None,
@@ -148,16 +245,17 @@ def report(cap: Analysis, plan: Plan, run: ReplayRun) -> dict[str, Any]:
     diffs = differences(cap, plan, run)
     got, src = board_files(run)
     t0 = run.started
+    v = verdict(run, diffs)
     return {
         "capture": str(cap.path), "mac": plan.mac, "timing": plan.timing,
-        "matched": run.error is None and not any(d["verdict"] for d in diffs),
+        "verdict": v, "matched": v == MATCHED, "reproduced": v in (MATCHED, REPRODUCED),
         "error": run.error,
         "differences": diffs,
         "captured": cap.to_dict(),
         "replay": {
-            "ended": run.ended, "source": src,
+            "ended": run.ended, "reason": _reason(run), "source": src,
             "files": [{"name": k, **v} for k, v in got.items()],
-            "requests": board_requests(run),
+            "requests": board_requests(run), "unanswered_requests": unanswered(run),
             "dhcp_lease": _event(run, "dhcp_lease"),
             "dhcp_log": run.dhcp_log, "tftp_log": run.tftp_log, "unanswered": run.unanswered,
             "notable_events": [{"ev": s.event.ev, **s.event.fields} for s in run.events
@@ -189,8 +287,8 @@ def _plain(o: Any) -> Any:
 
 def summary(rep: dict[str, Any]) -> str:
     cap, rp = rep["captured"], rep["replay"]
-    lines = [f"replay of {rep['capture']} (phone {rep['mac']}, timing {rep['timing']}): "
-             f"{'MATCHED' if rep['matched'] else 'DIFFERS'}"]
+    v = rep.get("verdict") or (MATCHED if rep["matched"] else DIFFERS)
+    lines = [f"replay of {rep['capture']} (phone {rep['mac']}, timing {rep['timing']}): {v}"]
     if rep.get("error"):
         lines.append(f"  error: {rep['error']}")
     ack = (cap.get("dhcp") or {}).get("ack") or {}
@@ -200,33 +298,43 @@ def summary(rep: dict[str, Any]) -> str:
                      f"66 {ack.get('option66')} siaddr {ack.get('siaddr')} lease {ack.get('lease_s')}")
     lease = rp.get("dhcp_lease")
     lines.append("  board's lease: " + (f"{lease.get('ip')} mask {lease.get('mask')} router "
-                                        f"{lease.get('router')} tftp {lease.get('tftp_servers')} "
-                                        f"lease {lease.get('lease_s')}" if lease else "none"))
+                                        f"{lease.get('router')} dns {lease.get('dns')} tftp "
+                                        f"{lease.get('tftp_servers')} lease {lease.get('lease_s')}"
+                                        if lease else "none"))
     moved = rep["plan"].get("addresses_moved") or {}
     if moved:
         lines.append("  addresses mapped: " + ", ".join(f"{k}->{v}" for k, v in moved.items()))
     got = {f["name"]: f for f in rp["files"]}
+    info = {d["what"] for d in rep["differences"] if d["kind"] == "file_not_fetched" and not d["verdict"]}
     lines.append(f"  files (board's side from the {rp['source']}):")
     for f in cap["files"]:
         b = got.get(f["name"])
-        mark = "ok  " if b and b["sha256"] == f["sha256"] else "FAIL"
+        mark = "ok  " if b and b["sha256"] == f["sha256"] else "info" if f["name"] in info else "FAIL"
         lines.append(f"    {mark} {f['name']:34} {f['size']:>8} B  {f['sha256'][:16]}  "
                      f"board: {b['size'] if b else '-':>8} B  {b['sha256'][:16] if b else 'not fetched'}")
     for name, b in got.items():
         if not any(f["name"] == name for f in cap["files"]):
             lines.append(f"    FAIL {name:34} {'-':>8}    not in the capture  board: {b['size']} B")
-    lines.append(f"  board ended with: {rp['ended']}")
+    why = rp.get("reason")
+    lines.append(f"  board ended with: {rp['ended']}" + (f" ({why})" if why else ""))
     diffs = rep["differences"]
-    if diffs:
+    decide = [d for d in diffs if d["verdict"]]
+    rest = [d for d in diffs if not d["verdict"]]
+    if decide:
         lines.append("  differences:")
-        for d in diffs:
-            tag = "verdict" if d["verdict"] else "info   "
-            lines.append(f"    [{tag}] {d['kind']} {d['what']}: captured {d['captured']} / "
-                         f"replay {d['replay']}")
+        for d in decide:
+            lines.append(f"    {d['kind']} {d['what']}: captured {d['captured']} / replay {d['replay']}")
     else:
-        lines.append("  no differences")
+        lines.append("  no differences" + (" (for information only: see below)" if rest else ""))
+    if info:
+        lines.append("  captured files the agent never asks for (information): " + ", ".join(sorted(info)))
+    for d in rest:
+        if d["kind"] == "file_not_fetched" and d["what"] in info:
+            continue
+        lines.append(f"    [info] {d['kind']} {d['what']}: captured {d['captured']} / "
+                     f"replay {d['replay']}")
     for n in rep.get("notes", []):
         lines.append(f"  note: {n}")
-    for k, v in rep["files"].items():
-        lines.append(f"  {k}: {v}")
+    for k, val in rep["files"].items():
+        lines.append(f"  {k}: {val}")
     return "\n".join(lines)

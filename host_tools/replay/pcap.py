@@ -93,7 +93,10 @@ def _pcap(f: BinaryIO, order: str, magic: int, st: ReadStats) -> Iterator[Frame]
     if len(rest) < 20:
         raise PcapError("pcap header cut short")
     _vmaj, _vmin, _zone, _sig, _snap, link = struct.unpack(order + "HHiIII", rest)
-    link &= 0x0FFFFFFF                      # upper bits: FCS information
+    # the link type is the low 16 bits; above them: reserved bits, the P bit (bit 26) and
+    # the FCS length (bits 28-31) of frames that end with their FCS, which the IP total
+    # length trims off like Ethernet padding
+    link &= 0xFFFF
     unit = PCAP_MAGICS[magic]
     extra = 8 if magic == 0xA1B2CD34 else 0
     n = 0

@@ -49,6 +49,8 @@ class TftpPlan:
     silent: set[str] = field(default_factory=set)        # RRQs never answered
     # cut off mid-way: (the bytes delivered before the first missing block, tsize or None)
     partial: dict[str, tuple[bytes, int | None]] = field(default_factory=dict)
+    # of those, the ones the server ended with an ERROR after its data: (code, message)
+    partial_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     delays_s: dict[str, float] = field(default_factory=dict)
     ignore: dict[str, int] = field(default_factory=dict)  # RRQs to leave unanswered first
 
@@ -77,7 +79,9 @@ class Plan:
                 "tftp": [{"address": t.address, "captured_address": t.captured_address,
                           "files": sorted(t.files), "errors": {k: list(v) for k, v in t.errors.items()},
                           "silent": sorted(t.silent),
-                          "partial": {k: {"bytes": len(v[0]), "tsize": v[1]}
+                          "partial": {k: {"bytes": len(v[0]), "tsize": v[1],
+                                          "then_error": list(t.partial_errors[k])
+                                          if k in t.partial_errors else None}
                                       for k, v in t.partial.items()},
                           "delays_ms": {k: round(v * 1000, 3) for k, v in t.delays_s.items()},
                           "ignore": t.ignore} for t in self.tftp],
@@ -109,12 +113,20 @@ def build(cap: Analysis, timing: str = "captured") -> Plan:
     tftp = _tftp_plans(cap, amap, timing, notes)
     lan, host = _server_addresses(amap, dp, m_ack, tftp)
     hosts = _hosts(m_ack, m_offer, tftp, notes)
+    for name, addr in cap.dns_names.items():
+        hosts.setdefault(name, amap.map(addr))
+    if cap.dns_names:
+        notes.append("names the phone looked up in the capture resolve to what its DNS server "
+                     "answered: " + ", ".join(f"{k} -> {hosts[k]}" for k in cap.dns_names))
     if any(f.versions > 1 for f in cap.files.values()):
         notes.append("some files changed during the capture: the first complete version is served")
     for x in cap.incomplete:
+        err = x.error if x.error and x.error["by"] == "server" else None
+        then = (f"then the server answers ERROR {err['code']} {err['msg']!r} as it did" if err
+                else "then the server falls silent")
         notes.append(f"{x.file}: incomplete in the capture ({x.status}, missing blocks "
                      f"{x.missing_blocks[:5]}{'...' if len(x.missing_blocks) > 5 else ''}): "
-                     f"served up to its first missing block, then the server falls silent")
+                     f"served up to its first missing block, {then}")
     if amap.changed():
         notes.append("captured addresses moved onto the lab's documentation ranges: "
                      + ", ".join(f"{k} -> {v}" for k, v in amap.changed().items())
@@ -144,6 +156,7 @@ def _dhcp_packets(cap: Analysis, notes: list[str]) -> tuple[bootp.Bootp, bootp.B
     if inform is not None and inform.ack is not None:
         ia = inform.ack.packet
         ack = _synthesize(ia, inform.requests[0].packet.ciaddr)
+        _dns_seen(ack, cap)
         notes.append("the capture has no DHCP boot, only an INFORM: OFFER/ACK made from its answer")
         return _as_type(ack, bootp.OFFER), ack, _inform_from(ia), "synthesized from the INFORM answer"
     if cap.phone_ip is None or not cap.transfers:
@@ -193,7 +206,17 @@ def _made_up(cap: Analysis) -> bootp.Bootp:
     if any(ipaddress.ip_address(s) not in net for s in servers):
         opts.append((bootp.OPT_ROUTER, bootp.ip_bytes(server)))
     opts.append((bootp.OPT_TFTP_LIST, b"".join(bootp.ip_bytes(s) for s in servers)))
-    return bootp.Bootp(op=2, xid=0, chaddr=bytes.fromhex(cap.mac), yiaddr=ip, options=opts)
+    ack = bootp.Bootp(op=2, xid=0, chaddr=bytes.fromhex(cap.mac), yiaddr=ip, options=opts)
+    _dns_seen(ack, cap)
+    return ack
+
+
+def _dns_seen(ack: bootp.Bootp, cap: Analysis) -> None:
+    """A made-up answer names the DNS servers the capture shows the phone asking, as the
+    real answer must have (or the phone's own settings): a config that names its call
+    manager by host name then resolves as it did."""
+    if ack.option(bootp.OPT_DNS) is None and cap.dns_servers:
+        ack.set_option(bootp.OPT_DNS, b"".join(bootp.ip_bytes(s) for s in cap.dns_servers[:3]))
 
 
 def _server_src(cap: Analysis) -> str:
@@ -213,6 +236,7 @@ def _addresses(cap: Analysis, *packets: bootp.Bootp) -> list[str]:
         t66 = p.text(bootp.OPT_TFTP_NAME) or ""
         out += [w for w in t66.replace(",", " ").split() if _QUAD.match(w)]
     out += [x.server for x in cap.transfers]
+    out += cap.dns_servers + list(cap.dns_names.values())
     for ex in (cap.dhcp, cap.inform):
         if ex is not None and ex.ack is not None:
             out.append(ex.ack.src)
@@ -261,14 +285,20 @@ def _tftp_plans(cap: Analysis, amap: AddressMap, timing: str, notes: list[str]) 
         first = xs[0]
         done = next((x for x in xs if x.complete), None)
         err = next((x for x in xs if x.error and x.error["by"] == "server"), None)
+        cut = next((x for x in xs if x.answer is not None), None)
         if done is not None:
             tp.files[name] = done.content  # type: ignore[assignment]
             model = first if first.answer is not None else done
-        elif err is not None:
+        elif err is not None and not err.blocks:
             tp.errors[name] = (err.error["code"], err.error["msg"])  # type: ignore[index]
             model = err
-        elif (cut := next((x for x in xs if x.answer is not None), None)) is not None:
+        elif cut is not None:
+            # data, then silence or (the first such transfer) an ERROR: both as captured
+            if cut.blocks == {} and err is not None:
+                cut = err
             tp.partial[name] = (_prefix(cut), cut.tsize)
+            if cut.error and cut.error["by"] == "server":
+                tp.partial_errors[name] = (cut.error["code"], cut.error["msg"])
             model = cut
         else:
             tp.silent.add(name)

@@ -196,6 +196,16 @@ class ReplayTftp(TftpServer):
                 return
         super()._send(sock, x, pkt, block)
 
+    def _error_at(self, x: Any, block: int, blksize: int) -> tuple[int, str, str] | None:
+        """A transfer the captured server ended with an ERROR after some data: that ERROR in
+        place of the first block the capture did not see delivered."""
+        err = self.plan.partial_errors.get(x.file)
+        part = self.plan.partial.get(x.file)
+        if err is not None and part is not None and block > len(part[0]) // blksize:
+            x.entry["cut_off"] = True
+            return err[0], err[1], f"captured_error {err[0]}"
+        return super()._error_at(x, block, blksize)
+
     def _run(self, sock: socket.socket, x: Any, opts: dict[str, str]) -> None:
         delay = self.plan.delays_s.get(x.file, 0.0)
         if delay > 0:

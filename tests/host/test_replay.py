@@ -269,7 +269,7 @@ def test_lab_capture_replayed_provisions_a_fresh_board_identically(
     rc = phonelab(["replay", str(pcap), "--report", str(report), "--short-timers", "-q", *how])
     rep = json.loads(report.read_text())
     assert rc == 0, rep["differences"]
-    assert rep["matched"] and rep["replay"]["ended"] == "provisioned"
+    assert rep["matched"] and rep["verdict"] == "MATCHED" and rep["replay"]["ended"] == "provisioned"
     want = {f.name: sha(f.read_bytes()) for f in served.iterdir()
             if f.name in ("CTLFile.tlv", "ITLFile.tlv", f"SEP{MAC}.cnf.xml.sgn")}
     assert len(want) == 3
@@ -320,8 +320,11 @@ def test_field_capture_with_a_cut_config_download_reproduces_the_failing_boot(
     assert lease["ip"] == "192.0.2.57" and lease["tftp_servers"] == ["203.0.113.10"]
     assert rep["plan"]["addresses_moved"] == {PHONE: "192.0.2.57", SERVER: "192.0.2.1",
                                               TFTP: "203.0.113.10"}
-    assert rep["differences"] == []
+    # the captured phone got no configuration either: reproduced, never MATCHED
+    assert rep["verdict"] == "REPRODUCED" and not rep["matched"]
+    assert [d for d in rep["differences"] if d["verdict"]] == []
     assert rep["replay"]["ended"] in ("provision_retry", "provision_failed")
+    assert rep["replay"]["reason"].startswith("no configuration")
     # the config download stops where the capture's did: one block, then nothing
     assert rep["replay"]["requests"] == [{"file": r["file"], "status": r["status"]}
                                          for r in rep["captured"]["requests"]]
@@ -385,3 +388,4 @@ def test_a_failed_lab_run_replayed_from_its_report_fails_the_same_way(tmp_path: 
     assert cmp["reproduced"] and cmp["recorded_passed"] is False and cmp["replay_passed"] is False
     assert cmp["max_action_skew_ms"] < 500
     assert [a["action"] for a in cmp["replay"]["actions"]] == ["kill"]
+
