@@ -98,3 +98,33 @@ def test_bad_files_exit_1_with_the_reason(capsys, tmp_path):
         assert err.startswith("error: ") and reason in err, (name, err)
     rc, d, err = show(capsys, tmp_path / "missing.cnf.xml")
     assert rc == 2 and "no such file" in err      # usage error
+
+
+def test_files_that_are_not_a_configuration_say_what_they_are(capsys, tmp_path):
+    """A ring list, an MPP-style <Default> with no call manager, an ITL, a signed firmware
+    load: exit 1, one line saying what the file is and why it is not a configuration."""
+    from host_tools import ctlbuild, pki
+    ring = tmp_path / "Ringlist.xml"
+    ring.write_text('<?xml version="1.0"?>\n<!-- rings -->\n<CiscoIPPhoneRingList>\n'
+                    '<Ring><DisplayName>Chirp1</DisplayName><FileName>Chirp1.raw</FileName></Ring>\n'
+                    '</CiscoIPPhoneRingList>\n')
+    mpp = tmp_path / "XMLDefault.cnf.xml"
+    mpp.write_text("<Default><loadInformation>sip88xx.14-1-1</loadInformation>"
+                   "<authenticationURL></authenticationURL></Default>\n")
+    itl = tmp_path / "ITLFile.tlv"
+    itl.write_bytes((FX / "data" / "ctl_sha256.tlv").read_bytes())
+    signer = pki.make_identity("TFTP1", "TFTP", cn="TFTP1")
+    load = tmp_path / "cmterm-88xx.sip.14-1-1.sgn"
+    load.write_bytes(ctlbuild.build_sgn(signer, bytes(range(256)) * 8,
+                                        filename="cmterm-88xx.sip.14-1-1.loads"))
+    cases = {ring: "a ring list (the phone's ring tones, RingList.xml): its root element is "
+                   "<CiscoIPPhoneRingList>, a configuration's root element is <device>",
+             mpp: "a <Default> with no call manager",
+             itl: "a CTL/ITL trust list",
+             load: "a signed file ('cmterm-88xx.sip.14-1-1.loads' in its header) whose content "
+                   "is not XML"}
+    for path, what in cases.items():
+        rc, _, err = show(capsys, path)
+        assert rc == 1 and err.count("\n") == 1, (path, err)
+        assert err.startswith(f"error: {path} is not a phone configuration") and what in err, err
+        assert "tag longer" not in err
