@@ -29,6 +29,8 @@ SIP_TLS_PORT = 5061         # SIP over TLS: a call manager's securedSipPort, an 
 # unverified (docs/protocols.md). The phone takes TLS from the security mode, not from this.
 TRANSPORT_TLS = 3
 PROTOCOLS = ("sccp", "sip")
+REGISTER_EXPIRES = 3600            # <sipStack><timerRegisterExpires>
+SIP_STACK = {"timerRegisterDelta": 5, "timerKeepAliveExpires": 120}   # the rest of <sipStack>
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def build_cnf_xml(mac: str, callmanagers: list[CallManagerRef], srst: SrstRef | 
                   security_mode: int = 3, connection_monitor: int = 120,
                   load_name: str | None = None, device_pool: str = "Default",
                   protocol: str = "sccp", sip_lines: list[SipLineRef] | None = None,
-                  register_expires: int = 3600) -> str:
+                  register_expires: int = REGISTER_EXPIRES) -> str:
     """The configuration file of one phone, as text. protocol="sip" needs `sip_lines`."""
     normalize_mac(mac)
     if security_mode not in (1, 2, 3):
@@ -133,8 +135,8 @@ def _sip_profile(dev: ET.Element, lines: list[SipLineRef], register_expires: int
     prof = _sub(dev, "sipProfile")
     stack = _sub(prof, "sipStack")
     _sub(stack, "timerRegisterExpires", register_expires)
-    _sub(stack, "timerRegisterDelta", 5)
-    _sub(stack, "timerKeepAliveExpires", 120)
+    for tag, value in SIP_STACK.items():
+        _sub(stack, tag, value)
     sl = _sub(prof, "sipLines")
     for i, ln in enumerate(lines, 1):
         e = _sub(sl, "line", button=str(i), lineIndex=str(i))

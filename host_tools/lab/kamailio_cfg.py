@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import resource
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,9 @@ class SipServerConfig:
     match_cert:     the registering certificate's CN must be the line's device
     min/default/max_expires: the registrar's bounds (423 below min, max granted above max)
     tcp_workers:    Kamailio's TLS worker processes
+    max_connections: its TCP and TLS connection limits (tcp_max_connections,
+                    tls_max_connections; Kamailio's default 2048); open_files_limit follows
+                    them when the process's soft limit is lower (`open_files`)
     security_level: OpenSSL's, 1 for a PKI with keys under 2048 bits (as the simulators;
                     render_openssl)
     """
@@ -94,7 +98,8 @@ class SipServerConfig:
     min_expires: int = 60
     default_expires: int = 3600
     max_expires: int = 3600
-    tcp_workers: int = 2
+    tcp_workers: int = 1
+    max_connections: int = 2048
     security_level: int | None = None
 
     def __post_init__(self) -> None:
@@ -108,6 +113,8 @@ class SipServerConfig:
             raise SipConfigError(f"role {self.role!r}: one of {', '.join(ROLES)}")
         if self.algorithm not in ALGORITHMS:
             raise SipConfigError(f"algorithm {self.algorithm!r}: one of {', '.join(ALGORITHMS)}")
+        if not 0 < self.max_connections <= 1 << 20:
+            raise SipConfigError(f"max_connections {self.max_connections}: 1 to {1 << 20}")
         if not 0 <= self.port < 65536:
             raise SipConfigError(f"port {self.port}: 0-65535")
         if not 0 < self.min_expires <= self.default_expires <= self.max_expires:
@@ -124,6 +131,22 @@ class SipServerConfig:
             raise SipConfigError("two lines with one user")
         for p in (self.cert, self.key, self.client_ca):
             _check_path(p)
+
+
+def open_files(c: SipServerConfig) -> int | None:
+    """Kamailio's open_files_limit when this process's soft limit is below what its
+    connections need (one descriptor each in the TCP main process and one in the worker that
+    holds it, plus listeners, pipes and files), else None (the inherited limit stands)."""
+    need = 2 * c.max_connections + 256
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY or soft >= need else need
+
+
+def connections_for(lines: int) -> int:
+    """The connection limit a registrar with `lines` phones needs: each phone's registered
+    or standby session, a probe's and a re-home's beside it, with room for reconnects;
+    never below Kamailio's default."""
+    return max(2048, 3 * lines + 64)
 
 
 def _check_path(p: Path) -> None:
@@ -185,6 +208,8 @@ def render_cfg(c: SipServerConfig, run_dir: Path, secret: str | None = None) -> 
         '\t\texit;\n'
         '\t}\n') if c.match_cert else ""
     modules = "\n".join(f'loadmodule "{m}.so"' for m in MODULES)
+    nofile = open_files(c)
+    files = f"open_files_limit={nofile}\n" if nofile else ""
     return f"""#!KAMAILIO
 # The lab's {c.role} SIP registrar, written by host_tools/lab/kamailio_cfg.py: do not edit.
 
@@ -195,7 +220,9 @@ memlog=5
 fork=yes
 children=1
 tcp_children={c.tcp_workers}
-disable_tcp=no
+tcp_max_connections={c.max_connections}
+tls_max_connections={c.max_connections}
+{files}disable_tcp=no
 enable_tls=yes
 listen=tls:{c.host}:{c.port}
 auto_aliases=no

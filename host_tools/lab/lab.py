@@ -178,6 +178,8 @@ class Lab:
     protocol:          "sccp" (default) or "sip": the phones' SEP<MAC>.cnf.xml are SIP ones
                        (cnfxml, protocol="sip": the line and password of sip-lines.json, the
                        Kamailio registrars' TLS ports); "sip" implies sip=True
+    sip_macs:          the phones the SIP registrars give a line (default: macs; a fleet
+                       gives each of its phones one, with no config or certificate here)
     """
 
     def __init__(self, workdir: str | Path, mode: str = "auto",
@@ -190,7 +192,8 @@ class Lab:
                  keylog: bool = True, record: bool = False,
                  pki: labpki.Pki | str | Path | None = None, ccm_ca_signed: bool = False,
                  tftp_files: str | Path | None = None, sip: bool = False,
-                 sip_algorithm: str = "MD5", protocol: str = "sccp") -> None:
+                 sip_algorithm: str = "MD5", protocol: str = "sccp",
+                 sip_macs: Iterable[str] | None = None) -> None:
         self.workdir = Path(workdir).resolve()
         self.requested_mode = mode
         try:
@@ -235,6 +238,8 @@ class Lab:
         self.protocol = protocol
         self.want_sip = sip or protocol == "sip"
         self.sip_algorithm = sip_algorithm
+        self.sip_macs = ([labpki.normalize_mac(m) for m in sip_macs] if sip_macs is not None
+                         else self.macs)
         # filled by start()
         self.mode = "?"
         self.events: EventLog | None = None
@@ -474,7 +479,7 @@ class Lab:
     def _start_sip(self) -> None:
         """Kamailio at both ends, after the SCCP simulators (the same PKI)."""
         assert self.pki is not None
-        self.sip = SipServers(self.workdir, self.macs, algorithm=self.sip_algorithm,
+        self.sip = SipServers(self.workdir, self.sip_macs, algorithm=self.sip_algorithm,
                               security_level=self.tls_security_level, emit_for=self._emitter)
         try:
             self.sip.start(self._topo(), self.pki)

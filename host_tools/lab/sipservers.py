@@ -20,10 +20,20 @@ from typing import Any, Callable
 from host_tools import pki as labpki
 from host_tools.lab.kamailio import Kamailio, KamailioError, available, free_port, port_free
 from host_tools.lab.kamailio_cfg import (CUCM_REALM, SECURE_PORT, SipLine, SipServerConfig,
-                                         lab_lines)
+                                         connections_for, lab_lines)
 from host_tools.lab.topology import Topology
 
 LINES_FILE = "sip-lines.json"
+
+
+SHM_BASE_MB = 64          # Kamailio's shared memory for a lab's few phones
+SHM_PER_LINE_KB = 256     # and per line: its TLS session (OpenSSL's buffers), its contact
+
+
+def shm_for(lines: int) -> int:
+    """Kamailio's shared memory (-m, MB) for a registrar of `lines` phones (a fleet's: every
+    phone holds a TLS session there; docs/decisions.md, "Issue 15: the SIP fleet")."""
+    return SHM_BASE_MB + (lines * SHM_PER_LINE_KB + 1023) // 1024
 
 
 class SipServers:
@@ -64,9 +74,10 @@ class SipServers:
                 key=ident.key_path, client_ca=pki.capf.cert_path,  # type: ignore[arg-type]
                 realm=ident.cn if role == "srst" else CUCM_REALM,
                 lines=tuple(self.lines.values()), algorithm=self.algorithm,
-                security_level=self.security_level)
+                security_level=self.security_level,
+                max_connections=connections_for(len(self.lines)))
             k = Kamailio(cfg, self.workdir / f"sip-{role}", prefix=topo.host_prefix(host),
-                         emit=self.emit_for(f"sip_{role}"))
+                         shm_mb=shm_for(len(self.lines)), emit=self.emit_for(f"sip_{role}"))
             self.servers[role] = k           # before start: stop() ends a half-started one
             k.start()
             if role == "srst":
