@@ -1,8 +1,11 @@
-"""`phonelab fleet --phones N [--procs P] [--target lab|HOST:PORT] [--fail-over]`: a fleet of
-virtual phones booting (and failing over) at once, as a load test of an SRST router: the lab's
-simulator, or a real router at HOST:PORT. Prints the figures, writes them as JSON; exit 0 only
-when every phone got where the run asked (registered + standby, and on the SRST router after
-the WAN cut with --fail-over). See docs/fleet.md."""
+"""`phonelab fleet --phones N [--procs P] [--sip] [--target lab|HOST:PORT] [--fail-over]`: a
+fleet of virtual phones booting (and failing over) at once, as a load test of an SRST router:
+the lab's simulator, or a real router at HOST:PORT. With --sip the phones are SIP phones
+against the lab's Kamailio registrars at both ends (or, with --target, a real router's SIP TLS
+port, 5061), and Kamailio's own count of registrations must agree with theirs. Prints the
+figures, writes them as JSON; exit 0 only when every phone got where the run asked
+(registered + standby, and on the SRST router after the WAN cut with --fail-over). See
+docs/fleet.md."""
 from __future__ import annotations
 
 import argparse
@@ -24,8 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phones", "-n", type=cliargs.integer(1, 100000), required=True, help="how many phones")
     p.add_argument("--procs", "-p", type=cliargs.integer(0, 1024), default=0,
                    help="MicroPython processes (default: one per core)")
+    p.add_argument("--sip", action="store_true",
+                   help="SIP phones (REGISTER over TLS 5061) against the lab's Kamailio "
+                        "registrars, call manager's and SRST router's (Debian kamailio, "
+                        "kamailio-tls-modules)")
     p.add_argument("--target", default="lab", metavar="lab|HOST:PORT", type=_target,
-                   help="the SRST router: the lab's simulator (default) or a real one's TLS port")
+                   help="the SRST router: the lab's simulator (default) or a real one's TLS "
+                        "port (SCCP 2443; with --sip its SIP TLS port, 5061)")
     p.add_argument("--srst-cert", type=cliargs.cert_file, metavar="FILE",
                    help="with --target HOST:PORT: the router certificate to pin (PEM or DER; "
                         "default: the one it presents)")
@@ -117,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{time.monotonic() - t0:7.1f}s {msg}", flush=True)
 
     opts = FleetOptions(phones=args.phones, procs=args.procs, target=args.target,
+                        protocol="sip" if args.sip else "sccp",
                         fail_over=args.fail_over, cut=args.cut, mode=args.mode,
                         timers=args.timers, ramp=args.ramp, settings=settings,
                         boot_timeout=args.boot_timeout, failover_timeout=args.failover_timeout,
@@ -129,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     except FleetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = args.json or DEFAULT_JSON / f"fleet-{args.phones}.json"
+    out = args.json or DEFAULT_JSON / f"fleet-{'sip-' if args.sip else ''}{args.phones}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")
     _show(res, report)

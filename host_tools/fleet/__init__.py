@@ -8,5 +8,6 @@ load test. `phonelab fleet`, `bench/fleet.py`, docs/fleet.md.
     track       per-phone state from the tagged event lines, on the agents' own clock
     metrics     registrations/s, time to all-on-SRST, memory per phone, failures
     cpu         CPU per process and per simulator thread (where the bottleneck is)
+    sipside     a SIP fleet's lines and the Kamailio registrars' own counts (--sip)
     run         the whole run: lab, processes, WAN cut, figures
 """

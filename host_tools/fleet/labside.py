@@ -55,12 +55,16 @@ def phone_ip(lab: Any, outside: tuple[str, int] | None) -> str:
 
 
 def servers(lab: Any, fp: identities.FleetPki, outside: tuple[str, int] | None,
-             srst_cert: Path | None) -> tuple[spec.Server, spec.Server]:
+             srst_cert: Path | None, sip: bool = False) -> tuple[spec.Server, spec.Server]:
+    """The call manager and the SRST router the phones are given: the simulators' TLS ports,
+    or with `sip` the Kamailio registrars' (5061: the call manager's securedSipPort, the
+    router's SIP port + 1), which present the same certificates; an outside router's."""
     p = fp.pki
-    host, port = lab.endpoints["callmanager"]
+    cm_key, srst_key = ("sip_callmanager", "sip_srst") if sip else ("callmanager", "srst")
+    host, port = lab.endpoints[cm_key]
     cm = spec.Server(host, port, p.ccm.cert_der, p.ccm.cn, name=lab.callmanager.name)
     if outside is None:
-        host, port = lab.endpoints["srst"]
+        host, port = lab.endpoints[srst_key]
         return cm, spec.Server(host, port, p.srst.cert_der, p.srst.cn)
     if srst_cert is not None:
         der = _load_cert(srst_cert)

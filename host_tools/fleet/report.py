@@ -77,6 +77,7 @@ def notes(res: dict[str, Any]) -> list[str]:
         out.append(f"process {proc} asyncio waits: {lp['sweeps_per_s']} I/O sweeps/s, "
                    f"{lp['sweep_share'] * 100:.0f}% of the time sweeping, "
                    f"{lp['idle_share'] * 100:.0f}% idle")
+    out += kamailio_lines(res)
     out += load_lines(res)
     if res.get("failure_count"):
         out.append(f"{res['failure_count']} phones failed: " + ", ".join(
@@ -86,9 +87,37 @@ def notes(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def kamailio_lines(res: dict[str, Any]) -> list[str]:
+    """A SIP fleet: what the Kamailio registrars counted themselves."""
+    out = []
+    n = res.get("phones") or 1
+    for key, role, phase, start in (("kamailio_boot", "callmanager", "boot", "the boot"),
+                                    ("kamailio_failover", "srst", "after the cut", "the cut")):
+        k = res.get(key)
+        if not k:
+            continue
+        shm, added = k.get("shm_used_kb"), k.get("shm_added_kb")
+        out.append(f"Kamailio {role}, {phase} (its statistics, read every {k.get('poll_s')} s): "
+                   f"{k.get('registered')} registered, all in {_v(k.get('all_registered_s'))} s "
+                   f"({_v(k.get('registrations_per_s'))}/s), {k.get('registers_received')} "
+                   f"REGISTERs received, {k.get('registers_accepted')} accepted, "
+                   f"{k.get('registers_rejected')} rejected; {k.get('tcp_connections')} TCP "
+                   f"connections; shared memory {shm} KB in use"
+                   + (f", {added} KB more than before {start} ({added / n:.1f} KB per "
+                      f"phone)" if added is not None else ""))
+    for what in res.get("server_mismatch") or []:
+        out.append(f"MISMATCH: {what}")
+    return out
+
+
 def load_lines(res: dict[str, Any]) -> list[str]:
     """Messages per phone per minute at each simulator over the run, beside a real phone's."""
     mpm = res.get("messages_per_min") or {}
+    if res.get("protocol") == "sip":
+        return [f"{role} Kamailio: {v.get('registers_per_phone_per_min')} REGISTERs per phone "
+                f"per minute over {v.get('minutes')} min (its own count; CRLF keepalives are "
+                f"not SIP requests, it counts none)" for role, v in mpm.items()
+                if isinstance(v, dict) and "registers_per_phone_per_min" in v]
     found = (perphone.load_line(what, mpm.get(name)) for name, what in perphone.SERVERS)
     return [x for x in found if x]
 
@@ -97,12 +126,20 @@ def lines(res: dict[str, Any]) -> list[tuple[str, str]]:
     """Label/value pairs for one run (phonelab fleet's summary)."""
     b, f, m = res.get("boot", {}), res.get("failover", {}), res.get("memory", {})
     out = [("phones / processes / mode", f"{res['phones']} / {res['procs']} / {res.get('mode')} "
-                                          f"(timers {res.get('timers')}, target {res.get('target')})"),
+                                          f"({res.get('protocol', 'sccp').upper()}, timers "
+                                          f"{res.get('timers')}, target {res.get('target')})"),
            ("registered with the call manager", f"{b.get('registered', 0)}/{res['phones']}"),
            ("registrations/s at boot (avg, peak 1 s)",
             f"{_v(b.get('registrations_per_s'))}, {_v(b.get('peak_registrations_per_s'))}"),
            ("all registered / all standby after", f"{_v(b.get('all_registered_s'))} s / "
                                                   f"{_v(b.get('all_standby_s'))} s")]
+    kb, kf = res.get("kamailio_boot"), res.get("kamailio_failover")
+    if kb:
+        out.append(("Kamailio: registered at HQ, all in", f"{kb.get('registered')}/{res['phones']}, "
+                    f"{_v(kb.get('all_registered_s'))} s"))
+    if kf:
+        out.append(("Kamailio: registered at the branch, all in",
+                    f"{kf.get('registered')}/{res['phones']}, {_v(kf.get('all_registered_s'))} s"))
     if res.get("fail_over"):
         out += [("on the SRST router after the WAN cut", f"{f.get('on_srst', 0)}/{res['phones']}"),
                 ("all / median on the SRST router after",

@@ -3,6 +3,10 @@ at once, optionally a WAN cut, and the figures.
 
     res = run(FleetOptions(phones=100, procs=2, fail_over=True))
     res["boot"]["registrations_per_s"], res["failover"]["all_on_srst_s"], res["failures"]
+
+protocol="sip": SIP phones (phone.siplink) against the lab's Kamailio registrars at both ends
+(`Lab(sip=True)`, a line for every fleet phone); the run also counts what Kamailio itself
+holds (host_tools.fleet.sipside: its statistics, ul.dump) and is ok only when they agree.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from host_tools.fleet import backlog, cpu, identities, labside, metrics, netstat, spec
+from host_tools.fleet import backlog, cpu, identities, labside, metrics, netstat, sipside, spec
 from host_tools.fleet.labside import FleetError
 from host_tools.fleet.procs import FleetProc, status_kb
 from host_tools.fleet.track import Tracker
@@ -21,6 +25,8 @@ from host_tools.lab.lab import run_folder
 
 __all__ = ["FleetError", "FleetOptions", "parse_target", "run"]
 TIMERS = ("short", "long")
+PROTOCOLS = ("sccp", "sip")
+KAMAILIO_SETTLE_S = 10.0              # Kamailio's count after the phones' own events
 
 
 @dataclass
@@ -28,6 +34,7 @@ class FleetOptions:
     phones: int = 10
     procs: int = 0                        # 0: one per core
     target: str = "lab"                   # "lab" or HOST:PORT of an SRST router's TLS port
+    protocol: str = "sccp"                # "sip": SIP phones against the lab's Kamailio
     fail_over: bool = False
     cut: str = "blackhole"                # WAN fault kind for fail_over
     mode: str = "auto"                    # lab topology: auto, netns, loopback
@@ -69,6 +76,8 @@ def run(opts: FleetOptions) -> dict[str, Any]:
         raise FleetError("a fleet needs at least one phone")
     if opts.timers not in TIMERS:
         raise FleetError(f"timers {opts.timers!r}: one of {', '.join(TIMERS)}")
+    if opts.protocol not in PROTOCOLS:
+        raise FleetError(f"protocol {opts.protocol!r}: one of {', '.join(PROTOCOLS)}")
     t0 = time.monotonic()
     say = opts.progress or (lambda msg: None)
     outside = parse_target(opts.target)
@@ -102,8 +111,12 @@ class _Run:
         # An outside router is reached from the host's own network: a loopback lab (call
         # manager behind the WAN relay), phones in the host namespace.
         self.mode = "loopback" if outside else opts.mode
+        self.sip = opts.protocol == "sip"
+        # SIP: the registrars give every fleet phone a line (the lab's own phone is the first)
         self.lab = Lab(work / "lab", mode=self.mode, macs=fp.macs[:1],
-                       short_timers=opts.timers == "short", dhcp=False, keylog=False, pki=fp.pki)
+                       short_timers=opts.timers == "short", dhcp=False, keylog=False, pki=fp.pki,
+                       sip=self.sip, sip_macs=fp.macs if self.sip else None)
+        self.watch: sipside.Watch | None = None
         self.devices = {p.device for p in fp.phones}
         self.procs: list[FleetProc] = []
         self.tracker = Tracker({})
@@ -112,6 +125,7 @@ class _Run:
         self.host_rss0: int | None = None
         self.res: dict[str, Any] = {"phones": opts.phones, "procs": opts.procs_count(),
                                     "target": opts.target, "fail_over": opts.fail_over,
+                                    "protocol": opts.protocol,
                                     "timers": opts.timers,
                                     "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
 
@@ -129,7 +143,14 @@ class _Run:
             res["listen_backlog"] = {"backlog": o.backlog,
                                      "sockets": backlog.raise_backlog(lab, o.backlog)}
         ip = labside.phone_ip(lab, self.outside)
-        cm, srst = labside.servers(lab, self.fp, self.outside, o.srst_cert)
+        cm, srst = labside.servers(lab, self.fp, self.outside, o.srst_cert, sip=self.sip)
+        sip = None
+        if self.sip:
+            sip = spec.SipSpec(spec.sip_stack(), sipside.lines(lab))
+            self.watch = sipside.Watch(lab, self.outside).start()
+            res["kamailio"] = {r: {"max_connections": k.config.max_connections,
+                                   "shm_mb": k.shm_mb, "tcp_workers": k.config.tcp_workers}
+                               for r, k in sipside.servers(lab, self.outside).items()}
         self.with_standby = srst is not None
         firmware = self.work / "firmware"
         labside.install(firmware, self.work / "build")
@@ -143,7 +164,7 @@ class _Run:
                             settings=settings, monitor_s=lab.timers["connection_monitor"],
                             ramp_ms=ramp_ms, max_s=self.boot_to + self.fo_to + 120,
                             fast_poll=o.fast_poll, max_connecting=o.max_connecting,
-                            gc_every_ms=o.gc_every_ms)
+                            gc_every_ms=o.gc_every_ms, sip=sip)
                  for i, c in enumerate(chunks)]
         self.tracker = Tracker({s.index: s.macs for s in specs})
         heap_kb = [o.heap_base_kb + o.heap_per_phone_kb * len(s.phones) for s in specs]
@@ -151,6 +172,8 @@ class _Run:
         self.procs = [FleetProc(s, firmware=firmware, heap=h * 1024, prefix=lab.phone_prefix(),
                                 tracker=self.tracker) for s, h in zip(specs, heap_kb)]
         self.probes = cpu.lab_probes()
+        if self.sip:
+            self.probes.update(sipside.cpu_probes(lab, self.outside))
         for p in self.procs:
             self.probes[f"fleet process {p.index} (MicroPython)"] = p.cpu_seconds
 
@@ -180,7 +203,11 @@ class _Run:
         if rss and self.host_rss0:
             res["host_rss_kb"] = {"before": self.host_rss0, "links_up": rss,
                                   "per_phone": round((rss - self.host_rss0) / o.phones, 1)}
-        res["servers_boot"] = labside.server_view(self.lab, self.outside, self.devices)
+        if self.watch is not None:
+            res["kamailio_boot"] = self._kamailio("callmanager", t_spawn)
+            res["servers_boot"] = sipside.view(self.lab, self.outside, self.devices)
+        else:
+            res["servers_boot"] = labside.server_view(self.lab, self.outside, self.devices)
 
     def fail_over(self) -> None:
         o, res, tr = self.opts, self.res, self.tracker
@@ -198,12 +225,18 @@ class _Run:
         res["failover"] = metrics.failover(tr)
         self.say(_failover_line(res["failover"]))
         self._wait_heap("fallback", 10)
-        res["servers_failover"] = labside.server_view(self.lab, self.outside, self.devices)
+        if self.watch is not None:
+            if self.outside is None:
+                res["kamailio_failover"] = self._kamailio("srst", t_cut)
+            res["servers_failover"] = sipside.view(self.lab, self.outside, self.devices)
+        else:
+            res["servers_failover"] = labside.server_view(self.lab, self.outside, self.devices)
 
     def finish(self) -> None:
         o, res, tr = self.opts, self.res, self.tracker
         try:        # over the whole run, with every phone still up
-            res["messages_per_min"] = labside.load(self.lab, self.outside, self.devices)
+            res["messages_per_min"] = (sipside.load(self.watch, o.phones) if self.watch else
+                                       labside.load(self.lab, self.outside, self.devices))
         except Exception as e:  # noqa: BLE001 - a figure that cannot be had hides no other
             res["messages_per_min"] = {"error": str(e)}
         self._stop()
@@ -217,11 +250,14 @@ class _Run:
         res["failure_reasons"] = metrics.reasons(fails)
         res["failures"] = fails[:50]
         res["stray_lines"] = tr.strays
-        res["ok"] = not fails and not tr.strays
+        res["server_mismatch"] = self._mismatch()
+        res["ok"] = not fails and not tr.strays and not res["server_mismatch"]
         if o.on_done is not None:
             o.on_done(tr)
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         for p in self.procs:
             if p.alive:
                 p.request_stop()
@@ -230,6 +266,31 @@ class _Run:
         self.lab.stop()
 
     # -- helpers ---------------------------------------------------------------------------
+    def _kamailio(self, role: str, since: float) -> dict[str, Any]:
+        """Kamailio's own figures for the phase since `since`, once its count has caught up
+        with the phones' events (or KAMAILIO_SETTLE_S has passed)."""
+        assert self.watch is not None
+        end = time.monotonic() + KAMAILIO_SETTLE_S
+        while time.monotonic() < end and (self.watch.latest(role, sipside.REGISTERED) or 0) \
+                < self.opts.phones:
+            time.sleep(sipside.POLL_S)
+        return self.watch.phase(role, since, self.opts.phones)
+
+    def _mismatch(self) -> list[str]:
+        """SIP: where Kamailio's registrations differ from what the run asked (every phone
+        registered at HQ after boot, at the branch after the cut); [] for SCCP."""
+        if self.watch is None:
+            return []
+        n, out = self.opts.phones, []
+        checks = [("servers_boot", "callmanager")]
+        if self.opts.fail_over and self.outside is None:
+            checks.append(("servers_failover", "srst"))
+        for key, role in checks:
+            got = self.res.get(key, {}).get(role, {}).get("registered")
+            if got != n:
+                out.append(f"Kamailio {role} holds {got} of {n} registrations ({key})")
+        return out
+
     def _wait_heap(self, phase: str, timeout: float) -> None:
         self.tracker.wait_until(
             lambda t: all(t.proc_event(p.index, "fleet_heap", phase=phase) for p in self.procs),

@@ -6,7 +6,10 @@
 # from files the host wrote (host_tools/fleet/spec.py):
 #   SPECDIR/fleet.json   {"ip", "cm": [name, host, port, cn], "srst": [host, port, cn] | null,
 #                         "monitor_s", "settings": {...}, "phones": [MAC, ...], "device_type",
-#                         "ramp_ms", "max_s", "fast_poll", "max_connecting", "gc_every_ms"}
+#                         "ramp_ms", "max_s", "fast_poll", "max_connecting", "gc_every_ms",
+#                         "sip": true for a SIP fleet}
+#   SPECDIR/sip.json     a SIP fleet: {"stack": {<sipStack> timers}, "lines": {MAC: [user,
+#                         password]}}: each agent's Provisioned.sip (the agent picks SipLink)
 #   SPECDIR/cm.der, srst.der          the trust anchors (call manager, SRST router)
 #   SPECDIR/<MAC>.der, <MAC>.key      each phone's certificate and private key (DER)
 #
@@ -96,6 +99,10 @@ def main():
         host, port, cn = spec['srst']
         srst = (host, port, (_read(spec_dir + '/srst.der'), cn))
     macs = spec['phones']
+    sip = None
+    if spec.get('sip'):
+        with open(spec_dir + '/sip.json') as f:
+            sip = json.load(f)
     ids = []
     for mac in macs:
         ids.append((_read('%s/%s.der' % (spec_dir, mac)), _read('%s/%s.key' % (spec_dir, mac))))
@@ -111,6 +118,11 @@ def main():
         p.identity = identity
         p.monitor_s = spec.get('monitor_s', 120)
         p.secure = True
+        if sip is not None:         # as phone.config reads a SIP phone's cnf.xml
+            user, password = sip['lines'][mac]
+            s = dict(sip['stack'])
+            s['lines'] = [{'name': user, 'authName': user, 'authPassword': password}]
+            p.sip = s
         return p
 
     agents = []
@@ -119,7 +131,7 @@ def main():
         plat = FleetPlatform(profile, mac=parse_mac(mac))
         ev = _events.Events(tag=mac, t0=T0)
         agents.append(Agent(plat, provisioned(mac, ids[i]), events=ev, settings=settings))
-    ids = None
+    ids = sip = None
     heap('agents', len(agents))
 
     async def guard(i):
