@@ -125,6 +125,12 @@ def run_up(args: argparse.Namespace) -> int:
                   f"network.\n  Add --yes-serve-dhcp (a dedicated bench segment only) or "
                   f"--no-dhcp (boards with a configured tftp_server).", file=sys.stderr)
             return 2
+        if not (args.mac or args.tftp_root or args.pki):
+            print(f"error: --interface {args.interface} needs the board's MAC (--mac, from its "
+                  f"label or `phonelab boards`): the lab makes its certificate and its "
+                  f"configuration for that MAC, and no virtual phone of the lab may use it. "
+                  f"(Other devices get XMLDefault.cnf.xml, as from CUCM.)", file=sys.stderr)
+            return 2
         try:
             saved = check_bench_interface(args.interface)
         except TopologyError as e:
@@ -228,14 +234,18 @@ def _print_summary(lab: Any, args: argparse.Namespace, control: Path) -> None:
         label = f"DHCP{where}:"
         print(f"  {label:<18}192.0.2.100-199, router 192.0.2.1, "
               f"option 150 = {ep['tftp'].split(':')[0]}")
-    print(f"  TFTP:             {ep['tftp']}  ({lab.tftp_kind}; root {lab.tftp_root})")
+    print(f"  TFTP:             {ep['tftp']}  ({lab.tftp_kind}; root {lab.tftp_root}; "
+          f"XMLDefault.cnf.xml for unknown devices)")
     print(f"  call manager:     {ep['callmanager']}  (SCCP over TLS)")
     print(f"  SRST router:      {ep['srst']}  credentials service {ep['credentials']}")
     print(f"  events:           {d['events']}   TLS key log: {d['keylog']}")
     for mac in lab.macs:
         folder = Path(d["workdir"]) / "boards" / mac
         env = " ".join(f"{k}={v}" for k, v in lab.phone_env(mac).items())
-        if d["mode"] == "netns":
+        if args.interface:
+            print(f"  bench board:      SEP{mac} on {args.interface}  (its folder {folder}; no "
+                  f"virtual phone of this lab uses its MAC: the phone namespace keeps its own)")
+        elif d["mode"] == "netns":
             ns = lab.phone_prefix(mac)[-1]
             print(f"  virtual board:    {env} phonelab vboard --netns {ns} --dir {folder}")
         else:

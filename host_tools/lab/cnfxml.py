@@ -131,6 +131,27 @@ def build_cnf_xml(mac: str, callmanagers: list[CallManagerRef], srst: SrstRef | 
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
 
 
+DEFAULT_CNF = "XMLDefault.cnf.xml"
+
+
+def build_default_cnf_xml(callmanagers: list[CallManagerRef], *, connection_monitor: int = 120,
+                          load_name: str = "SCCP11.9-4-2SR3-1S") -> str:
+    """XMLDefault.cnf.xml, as CUCM serves it to a device it does not know (auto-registration):
+    root <Default>, the call manager group, a load per model; no SRST, no certificate."""
+    dev = ET.Element("Default")
+    members = _sub(_sub(dev, "callManagerGroup"), "members")
+    for prio, cm in enumerate(callmanagers):
+        m = _sub(members, "member", priority=str(prio))
+        c = _sub(m, "callManager")
+        _sub(c, "name", cm.name)
+        _sub(_sub(c, "ports"), "ethernetPhonePort", cm.port)
+        _sub(c, "processNodeName", cm.address)
+    _sub(dev, "connectionMonitorDuration", connection_monitor)
+    _sub(dev, "loadInformation307", load_name, model="IP Phone 7911")
+    ET.indent(dev, "  ")
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n{ET.tostring(dev, encoding="unicode")}\n'
+
+
 def _sip_profile(dev: ET.Element, lines: list[SipLineRef], register_expires: int) -> None:
     prof = _sub(dev, "sipProfile")
     stack = _sub(prof, "sipStack")

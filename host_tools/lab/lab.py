@@ -580,6 +580,15 @@ class Lab:
             for name, out in ((f"SEP{m}.cnf.xml", paths), (f"SEP{m}.cnf.xml.sgn", signed)):
                 if (self.tftp_root / name).is_file():
                     out.append(self.tftp_root / name)
+        default = self.tftp_root / cnfxml.DEFAULT_CNF
+        if not default.exists():
+            # what CUCM serves a device it does not know (SEP<MAC>.cnf.xml not found): the
+            # call managers, no SRST, no certificate
+            c_host, c_port = self.endpoints["callmanager"]
+            default.write_text(cnfxml.build_default_cnf_xml(
+                [cnfxml.CallManagerRef(cm.name, c_host, c_port - cnfxml.SECURE_OFFSET)],
+                connection_monitor=self.timers["connection_monitor"]))
+            self.files["default_config"] = str(default)
         self.files["configs"] = [str(x) for x in paths]
         self.files["signed_configs"] = [str(x) for x in signed]
         return paths

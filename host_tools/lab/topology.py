@@ -306,7 +306,10 @@ class NetnsTopology(Topology):
         for i, ph in enumerate(self.phone_ns):
             lab.veth(ph, br, a_name=self.PHONE_IF, b_name=f"lan{i}")
             br.ip("link", "set", f"lan{i}", "master", self.LAN_BRIDGE)
-            if self.phones > 1 or len(self.phone_macs) == 1:
+            # with a real board on the bench interface its MAC is the board's alone: the
+            # phone namespace keeps the kernel's random one (a DHCP client there must not
+            # take the board's lease)
+            if not self.interface and (self.phones > 1 or len(self.phone_macs) == 1):
                 mac = self.phone_macs[i] if i < len(self.phone_macs) else None
                 if mac:
                     ph.ip("link", "set", self.PHONE_IF, "address", _colon_mac(mac), check=False)

@@ -511,6 +511,8 @@ def test_lab_up_interface_needs_consent_and_refuses_the_default_route():
     r = _phonelab("lab", "up", "--interface", dev)
     assert r.returncode == 2 and "--yes-serve-dhcp" in r.stderr
     r = _phonelab("lab", "up", "--interface", dev, "--yes-serve-dhcp")
+    assert r.returncode == 2 and "needs the board's MAC (--mac" in r.stderr
+    r = _phonelab("lab", "up", "--interface", dev, "--yes-serve-dhcp", "--mac", "001122AABBCC")
     assert r.returncode == 2 and "default route" in r.stderr
 
 
@@ -529,6 +531,15 @@ def test_lab_bench_interface_serves_a_board_and_is_given_back(tmp_path, lab_pki)
             with Lab(tmp_path / "lab", mode="netns", macs=[MAC], pki=lab_pki,
                      interface=dev) as lab:
                 host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+                # the board's MAC is the board's alone: not the lab's phone namespace's
+                ph = lab.topology.phone_ns[0]
+                link = json.loads(ph.run(["ip", "-j", "link", "show", "eth0"]).stdout)[0]
+                assert link["address"].replace(":", "").upper() != MAC
+                # an unknown device gets XMLDefault.cnf.xml, which the agent reads
+                from host_tools.commands import config as configcmd
+                d = configcmd.show(lab.tftp_root / "XMLDefault.cnf.xml")
+                assert d["root"] == "Default" and d["srst"] is None
+                assert [(m["host"], m["port"]) for m in d["call_managers"]] == [("203.0.113.10", 2000)]
                 assert f": {dev}@" not in host_links and f": {dev}:" not in host_links
                 assert board.call(tcp_probe, "192.0.2.1", 2443, PROBE_S) == "open"
                 assert board.call(tcp_probe, "203.0.113.10", 2443, PROBE_S) == "open"
