@@ -51,6 +51,11 @@ class BoardProfile:
         return bool(self.data.get("limited", False))
 
     @property
+    def agent_in_image(self) -> bool:
+        """The agent must run from the board's image (frozen in, docs/firmware-image.md)."""
+        return bool(self.data.get("agent_in_image", False))
+
+    @property
     def network_kind(self) -> str:
         return self.data["network"]["kind"]
 
@@ -72,6 +77,8 @@ def validate(data: object, where: str) -> None:
     net = data["network"]
     if "psram" in data and not isinstance(data.get("limited", False), bool):
         fail('"limited" must be true or false')
+    if not isinstance(data.get("agent_in_image", False), bool):
+        fail('"agent_in_image" must be true or false')
     if net.get("kind") not in NET_KINDS:
         fail(f'network.kind must be one of {sorted(NET_KINDS)}, not {net.get("kind")!r}')
     if net["kind"] == "LAN":

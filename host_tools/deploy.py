@@ -200,7 +200,7 @@ del _vh, _vw, _vf, _vd
 _FROZEN_CODE = """\
 import sys
 _vp = sys.path[:]
-sys.path[:] = ['.frozen']
+sys.path[:] = ['.frozen', '/rom']
 _vf = []
 _vn = None
 for _vn in %r:
@@ -277,8 +277,9 @@ class RawRepl:
                 "platform": platform}
 
     def frozen(self, names: list[str]) -> frozenset[str]:
-        """Which of these top-level packages/modules the board's image has frozen in (imported
-        with only '.frozen' on sys.path, then forgotten)."""
+        """Which of these top-level packages/modules the board's image has frozen in, or its
+        ROMFS partition holds (imported with only '.frozen' and '/rom' on sys.path, then
+        forgotten)."""
         out = self.exec(_FROZEN_CODE % (names,)).decode().strip()
         return frozenset(ast.literal_eval(out.splitlines()[-1]))
 
@@ -327,6 +328,7 @@ class DeployResult:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     bytes_copied: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def plan(items: list[Item], on_board: dict[str, str | None], old_files: set[str],
@@ -385,6 +387,14 @@ def deploy(port: str, board: str = "virtual", source: bool = False, force: bool 
         if frozen:
             console.print(f"the board's image has {', '.join(sorted(frozen))} frozen in: "
                           f"not copied (copies would be imported instead)")
+        missing = sorted(set(names) - frozen)
+        if profile.agent_in_image and missing:
+            result.warnings.append(
+                f"profile {profile.name} runs the agent from the image (no PSRAM: as files "
+                f"its bytecode takes the heap a lease renewal needs), and this board's image "
+                f"lacks {', '.join(missing)}: flash the image with the agent frozen in "
+                f"(docs/firmware-image.md)")
+            console.print(f"warning: {result.warnings[-1]}")
         items = build_items(firmware, profile, fmt, Path(tmp), frozen)
         mac = keep_mac(items, b.read_text("/board.json"))
         if mac:

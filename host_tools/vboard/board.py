@@ -227,7 +227,8 @@ class VirtualBoard(ConsoleTaps):
     def _command(self, mode: str) -> list[str]:
         cmd = [*self.prefix, self.interpreter]
         if self.heap is not None:
-            cmd += ["-X", f"heapsize={self.heap}"]
+            rom = self.faithful.image_size if self.faithful is not None else 0
+            cmd += ["-X", f"heapsize={self.heap + rom}"]
         return cmd + ["-i", str(BOARD_MAIN), str(self.folder), mode]
 
     def _pump(self) -> None:
@@ -331,7 +332,7 @@ class VirtualBoard(ConsoleTaps):
     def _spawn(self, mode: str, first: bool = False) -> None:
         try:
             if self.faithful is not None:
-                self.faithful.power_up()     # clock back to 2000-01-01, lease gone
+                self.faithful.power_up(self.folder)  # clock back to 2000, lease gone
             interp = Interpreter(self._command(mode), self.env)
         except OSError as e:
             if first:

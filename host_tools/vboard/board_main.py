@@ -71,6 +71,8 @@ def _vboard_setup(folder):
     sys.modules['os'] = board_os
     sys.modules['uos'] = board_os
     sys.path[:] = ['', '.frozen', '/lib']  # the ESP32 port's default
+    if os.getenv('VBOARD_ROMFS'):
+        sys.path.insert(2, '/rom')    # the image's modules, after the frozen ones
     return board_os
 
 

@@ -72,6 +72,7 @@ class Traits:
     network: str          # LAN or WLAN
     heap: int             # the profile's MicroPython heap, bytes
     tls_sessions: int
+    agent_in_image: bool  # the agent runs from the image: emulated with a ROMFS (below)
     data: dict[str, Any]
     path: Path
 
@@ -104,7 +105,7 @@ def traits(board: str) -> Traits:
         sessions = TLS_SESSIONS_NO_PSRAM if (b.limited or not b.psram) else TLS_SESSIONS_PSRAM
     return Traits(profile=name, chip=b.chip, psram=b.psram, limited=b.limited,
                   network=b.network_kind, heap=heap_bytes, tls_sessions=int(sessions),
-                  data=dict(b.data), path=b.path)
+                  agent_in_image=b.agent_in_image, data=dict(b.data), path=b.path)
 
 
 def heap_for(board: str | None, default: str | int | None) -> str | int | None:
@@ -151,6 +152,8 @@ class Faithful:
         self.lwip: subprocess.Popen[bytes] | None = None
         self.powerups = 0
         self.cpu: Any = None
+        self.image = self.run / "romfs.img"
+        self.image_size = 0         # bytes of the ROM image in the capped heap (0: none)
 
     def env(self) -> dict[str, str]:
         t = self.traits
@@ -166,11 +169,43 @@ class Faithful:
             "VBOARD_PSRAM": "1" if t.psram else "0",
             "VBOARD_TLS_SESSIONS": str(t.tls_sessions),
             "VBOARD_NET": t.network,
+            "VBOARD_ROMFS": str(self.image) if t.agent_in_image else "",
         }
 
+    # -- the agent in the image (profiles with "agent_in_image") ---------------------------
+    def take_image(self, folder: Path) -> None:
+        """A board that runs the agent from its image: the folder's top-level packages
+        (`phone/`, as a deploy or the scenario runner put them there) become the board's
+        ROM, as if the image built from them had been flashed, and leave the filesystem
+        (on a board '' comes first on sys.path: copies would be imported instead).
+
+        The unix port has no image to freeze into; it has VfsRom, which imports an .mpy in
+        place (bytecode and names stay in the buffer, only the objects the module makes take
+        heap: py/persistentcode.c, mp_reader_try_read_rom). The buffer itself is read into the
+        board's heap at power-up, so the heap cap grows by its size (image_size). A frozen
+        module costs a real board less still (its raw code is in flash too)."""
+        if not self.traits.agent_in_image:
+            return
+        pkgs = [p for p in sorted(folder.iterdir())
+                if p.is_dir() and any((p / n).exists() for n in ("__init__.py", "__init__.mpy"))]
+        if pkgs:
+            src = self.run / "image-src"
+            shutil.rmtree(src, ignore_errors=True)
+            src.mkdir()
+            for p in pkgs:
+                shutil.move(str(p), str(src / p.name))
+            r = subprocess.run([sys.executable, "-m", "mpremote", "romfs", "--no-mpy",
+                                "-o", str(self.image), "build", str(src)],
+                               capture_output=True, text=True, check=False)
+            if r.returncode != 0 or not self.image.exists():
+                raise VBoardError(f"virtual:{self.traits.profile}: cannot build the board's "
+                                  f"ROM image: {(r.stderr or r.stdout).strip()[-300:]}")
+        self.image_size = self.image.stat().st_size if self.image.exists() else 0
+
     # -- every power-up and reset ----------------------------------------------------------
-    def power_up(self) -> None:
+    def power_up(self, folder: Path) -> None:
         self.powerups += 1
+        self.take_image(folder)
         self.set_clock(EPOCH_2000)
         self.wdt_file.write_text(" " * 25)
         self._lwip_ctl("off")

@@ -147,3 +147,24 @@ def test_mpy_format_and_compiler_choice():
 def test_unreachable_port_is_a_clear_error(tmp_path):
     r = phonelab_deploy(str(tmp_path / "no-such-tty"))
     assert r.returncode == 1 and "cannot open" in r.stderr
+
+
+def test_a_board_that_runs_the_agent_from_its_image(tmp_path, firmware):
+    """wt32-eth01's agent belongs in the image: deployed to a board whose image lacks it, a
+    warning names the fix; to the faithful board (the agent in its ROM at /rom) nothing of
+    the package is copied and nothing is said."""
+    from net_lab_support import skip_without_libfaketime
+    plain = tmp_path / "plain"
+    with VirtualBoard(plain, tcp_port=0) as b:
+        r = deploy.deploy(b.url, board="wt32-eth01", firmware=firmware, show=False)
+    assert len(r.warnings) == 1 and "lacks phone" in r.warnings[0]
+    assert (plain / "phone").is_dir()
+    skip_without_libfaketime()
+    rom = tmp_path / "rom"
+    shutil.copytree(plain / "phone", rom / "phone")
+    with VirtualBoard(rom, tcp_port=0, board="virtual:wt32-eth01") as b:
+        with deploy.RawRepl(b.port_for_mpremote) as raw:
+            assert raw.frozen(["asyncio", "phone"]) == {"asyncio", "phone"}
+        r = deploy.deploy(b.url, board="wt32-eth01", firmware=firmware, show=False)
+    assert r.warnings == [] and not [f for f in r.copied if f.startswith("/phone")]
+    assert not (rom / "phone").exists()

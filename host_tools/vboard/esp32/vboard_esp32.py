@@ -2,6 +2,8 @@
 # (--board virtual:PROFILE): host_tools/vboard/board_main.py calls install() before any board
 # code runs, while host paths are still reachable. It puts in sys.modules what the ESP32
 # port has and the unix port has not, or has differently (docs/vboard.md, with sources):
+#   /rom     the agent in the image (profiles with agent_in_image): a ROMFS, imported in place;
+#   gc       mem_alloc() leaves the ROM image's buffer out (it is flash on a board)
 #   sys      platform 'esp32'
 #   time     the ESP32 port's epoch (2000-01-01): time() is int seconds since 2000
 #   machine  Pin (the profile chip's GPIOs; 16/17 absent on a PSRAM ESP32), reset(), WDT,
@@ -463,8 +465,36 @@ def _install_tls(real, budget):
     return t
 
 
+def _mount_rom(path):
+    # The image's ROMFS (host_tools/vboard/faithful.py, take_image): read first, so that its
+    # one block lies at the bottom of the heap, and mounted at /rom as a real ROMFS partition
+    # is; imports from it run in place.
+    # Returns the heap it took, which gc.mem_alloc() then leaves out: a real board's ROM is
+    # flash, not heap (gc.mem_free() needs no change: the cap grew by the same amount).
+    import vfs
+    import gc
+    gc.collect()
+    a0 = gc.mem_alloc()
+    with open(path, 'rb') as f:
+        vfs.mount(vfs.VfsRom(f.read()), '/rom')
+    gc.collect()
+    return gc.mem_alloc() - a0
+
+
+def _install_gc(real, rom):
+    g = _Module('gc', real)
+    g.mem_alloc = lambda: real.mem_alloc() - rom
+    return g
+
+
 def install():
     env = os.getenv
+    rom = env('VBOARD_ROMFS')
+    if rom:
+        try:
+            rom = _mount_rom(rom)
+        except OSError:
+            rom = 0     # no image built (no package in the folder): a stock image's board
     run = env('VBOARD_RUN')
     chip = env('VBOARD_CHIP') or 'esp32'
     psram = env('VBOARD_PSRAM') == '1'
@@ -490,6 +520,9 @@ def install():
         pass            # no namespace: the cable is unplugged, DHCP never answers
     mods['hashlib'] = _install_hashlib(real_hashlib)
     mods['tls'] = _install_tls(real_tls, int(env('VBOARD_TLS_SESSIONS') or '1'))
+    if rom:
+        import gc as real_gc
+        mods['gc'] = _install_gc(real_gc, rom)
     if 'ssl' in mods:
         del mods['ssl']      # micropython-lib's ssl imports tls: let it find the board's
     for name in ('time', 'machine', 'hashlib', 'sys'):
