@@ -191,7 +191,10 @@ async def fetch_router_certificate(host: str, port: int = DEFAULT_PORT, *,
     except (OSError, asyncio.TimeoutError) as e:
         raise CredentialsError(f"cannot reach {host}:{port}: {e}") from e
     try:
-        presented = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        try:
+            presented = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        except ValueError as e:     # the server's alert (our certificate refused) came first
+            raise ConnectionError(f"the handshake did not hold ({e})") from None
         writer.write(request())
         await writer.drain()
         left = max(0.1, timeout - (time.monotonic() - t0))

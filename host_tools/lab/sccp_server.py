@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
+import os
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -131,6 +133,7 @@ def server_context(cert: str | Path, key: str | Path, client_ca: str | Path | by
     present a certificate chaining to it. `security_level`: see set_security_level()."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslobject_class = AlertingSSLObject
     set_security_level(ctx, security_level)
     ctx.load_cert_chain(str(cert), str(key))
     if client_ca is not None:
@@ -139,6 +142,50 @@ def server_context(cert: str | Path, key: str | Path, client_ca: str | Path | by
     if keylog:
         ctx.keylog_filename = str(keylog)
     return ctx
+
+
+# the raw socket of the connection whose handshake an Acceptor task runs (see AlertingSSLObject)
+_HANDSHAKE_FD: contextvars.ContextVar[int | None] = contextvars.ContextVar("handshake_fd",
+                                                                          default=None)
+
+
+class AlertingSSLObject(ssl.SSLObject):
+    """An SSLObject that sends the alert of a failed handshake, as a TLS server does (no
+    client certificate: certificate_required; another CA's: unknown_ca; TLS 1.1:
+    protocol_version). asyncio's SSL protocol drops the connection on a handshake error
+    without writing what OpenSSL put in its outgoing buffer, so the client saw a bare FIN.
+    The socket is the one Acceptor._run set in `_HANDSHAKE_FD`: asyncio creates the object
+    in a callback scheduled from that task, so it sees the task's context."""
+
+    _alert_out: ssl.MemoryBIO | None = None
+    _alert_fd: int | None = None
+
+    @classmethod
+    def _create(cls, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,  # type: ignore[override]
+                server_side: bool = False, server_hostname: str | None = None,
+                session: ssl.SSLSession | None = None,
+                context: ssl.SSLContext | None = None) -> "AlertingSSLObject":
+        obj = super()._create(incoming, outgoing, server_side, server_hostname,  # type: ignore[misc]
+                              session, context)
+        obj._alert_out, obj._alert_fd = outgoing, _HANDSHAKE_FD.get()
+        return obj
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError:
+            self._send_alert()
+            raise
+
+    def _send_alert(self) -> None:
+        out, fd = self._alert_out, self._alert_fd
+        if out is None or fd is None or not out.pending:
+            return
+        data = out.read()
+        with contextlib.suppress(OSError):
+            os.write(fd, data)
 
 
 def set_security_level(ctx: ssl.SSLContext, level: int | None) -> None:
@@ -245,6 +292,8 @@ class Acceptor:
         while self.stalled is not None and self.stalled():
             await asyncio.sleep(0.05)   # a hung server: TCP accepted by the kernel, no answer
         if self.ctx is not None:
+            sock = writer.get_extra_info("socket")
+            _HANDSHAKE_FD.set(sock.fileno() if sock is not None else None)
             try:
                 await writer.start_tls(self.ctx, ssl_handshake_timeout=self.handshake_timeout)
             except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError) as e:

@@ -342,3 +342,49 @@ def test_micropython_phone_registers(lab, tmp_path):
     rc, out = run(main(), timeout=60)
     assert rc == 0, out
     assert "ack RegisterAck 30" in out and "next CapabilitiesReq" in out and "ka KeepAliveAck" in out, out
+
+
+def test_a_failed_handshake_ends_with_the_alert_a_tls_server_sends(lab):
+    """No client certificate (TLS 1.3 and 1.2), another CA's certificate, TLS 1.1: the
+    client reads the alert (a reason) and not a bare EOF (issue 18)."""
+    import warnings
+
+    def client(ctx: ssl.SSLContext, port: int) -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            try:
+                with ctx.wrap_socket(s, server_hostname="cucm") as ss:
+                    ss.sendall(b"\0" * 12)
+                    return repr(ss.recv(100))
+            except (ssl.SSLError, OSError) as e:
+                return str(e)
+
+    def ctx(**kw: object) -> ssl.SSLContext:
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        c.check_hostname, c.verify_mode = False, ssl.CERT_NONE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if kw.get("tls11"):
+                c.set_ciphers("DEFAULT:@SECLEVEL=0")
+                c.minimum_version = c.maximum_version = ssl.TLSVersion.TLSv1_1
+        if kw.get("tls12"):
+            c.maximum_version = ssl.TLSVersion.TLSv1_2
+        if kw.get("cert"):
+            c.load_cert_chain(lab.srst.cert_path, lab.srst.key_path)
+        return c
+
+    cases = [(ctx(), "certificate required"), (ctx(tls12=True), "handshake failure"),
+             (ctx(cert=True), "unknown ca")]
+    try:
+        ctx(tls11=True)
+        cases.append((ctx(tls11=True), "protocol version"))
+    except ssl.SSLError:
+        pass                                 # this OpenSSL has no TLS 1.1 at all
+
+    async def main():
+        async with cm_for(lab) as cm:
+            loop = asyncio.get_running_loop()
+            for c, alert in cases:
+                got = await loop.run_in_executor(None, client, c, cm.ports["tls"])
+                assert f"alert {alert}" in got, (alert, got)
+
+    run(main())
