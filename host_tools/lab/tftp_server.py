@@ -9,7 +9,8 @@
 Serves files under `root`. A name holding `SEP<12 hex digits>` (SEP<MAC>.cnf.xml,
 CTLSEP<MAC>.tlv, ...) is served from root/<MAC>/ when that file exists there, else from root.
 Options (RFC 2347/2348/2349/7440): blksize, tsize, timeout, windowsize; unknown options are
-not acknowledged. Faults: see `Faults`. Each transfer runs in its own thread with its own
+not acknowledged. blksize: never more than asked nor than one unfragmented datagram to the
+client carries (path_blksize); under 8 not acknowledged (512, as tftp-hpa). Faults: see `Faults`. Each transfer runs in its own thread with its own
 socket (its TID), as RFC 1350 asks.
 """
 from __future__ import annotations
@@ -29,7 +30,9 @@ from host_tools.lab import netns as _netns
 from host_tools.lab.serverthread import ServerThread
 
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
-MAX_BLKSIZE = 65464
+MIN_BLKSIZE, MAX_BLKSIZE = 8, 65464           # RFC 2348
+IP_MTU = getattr(socket, "IP_MTU", 14)       # Linux <linux/in.h>
+_HEADERS = 20 + 8 + 4                        # IPv4 (no options), UDP, TFTP DATA
 _MAC_RE = re.compile(r"SEP([0-9A-Fa-f]{12})")
 
 
@@ -270,10 +273,20 @@ class TftpServer:
         if opts and not f.ignore_options:
             try:
                 if "blksize" in opts:
-                    blksize = max(8, min(int(opts["blksize"]), self.max_blksize))
+                    asked = int(opts["blksize"])
                     if f.drip is not None:
                         blksize = max(8, min(int(f.drip[0]), MAX_BLKSIZE))
-                    oack.append(("blksize", str(blksize)))
+                        oack.append(("blksize", str(blksize)))
+                    elif asked >= MIN_BLKSIZE:
+                        # RFC 2348: never more than asked; and no more than one datagram
+                        # the path carries without IP fragmentation
+                        blksize = min(asked, self.max_blksize, path_blksize(self.host, x.client))
+                        oack.append(("blksize", str(blksize)))
+                        if blksize < min(asked, self.max_blksize):
+                            e["blksize_capped"] = f"{asked} asked, the path carries {blksize}"
+                    else:
+                        # below the RFC's 8: not acknowledged (as tftp-hpa), 512 it is
+                        e["blksize_ignored"] = asked
                 if "timeout" in opts:
                     t = int(opts["timeout"])
                     if 1 <= t <= 255:
@@ -453,6 +466,20 @@ class TftpServer:
             sock.sendto(pkt, addr)
         except OSError:
             pass
+
+
+def path_blksize(host: str, client: tuple[str, int]) -> int:
+    """The largest DATA payload one unfragmented IPv4 datagram carries from `host` to
+    `client`: the route's MTU (the kernel's path MTU for it) less the headers. Called in
+    the server's namespace; MAX_BLKSIZE when the kernel will not say."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+            s.connect(client)                # no packet: a route lookup
+            mtu = s.getsockopt(socket.IPPROTO_IP, IP_MTU)
+    except OSError:
+        return MAX_BLKSIZE
+    return max(MIN_BLKSIZE, min(MAX_BLKSIZE, mtu - _HEADERS))
 
 
 def _error(code: int, msg: str) -> bytes:

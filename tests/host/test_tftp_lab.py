@@ -261,3 +261,45 @@ def test_windowsize_saves_round_trips_on_a_slow_path(fw, root, tmp_path):
             times[w] = run.result["transfers"][0]["ms"]
     assert times[1] >= 46 * 20 * 0.9, times
     assert times[8] * 3 < times[1], times
+
+
+def _first_answer(port: int, blksize: int | None) -> tuple[int, dict[str, str], int]:
+    """(opcode, OACK options, DATA length) of the server's first answer to a read request."""
+    import socket
+    import struct
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    req = b"\0\1big.bin\0octet\0tsize\0" + b"0\0"
+    if blksize is not None:
+        req += b"blksize\0" + str(blksize).encode() + b"\0"
+    s.sendto(req, ("127.0.0.1", port))
+    data, addr = s.recvfrom(70000)
+    op = struct.unpack("!H", data[:2])[0]
+    f = data[2:].split(b"\0")
+    opts = {f[i].decode(): f[i + 1].decode() for i in range(0, len(f) - 1, 2) if f[i]} if op == 6 else {}
+    s.sendto(struct.pack("!HH", 5, 0) + b"done\0", addr)        # the test has what it wanted
+    s.close()
+    return op, opts, len(data) - 4
+
+
+def test_blksize_follows_rfc_2348_and_the_path_mtu(root):
+    """Never more than asked; under 8 not acknowledged (512, as tftp-hpa); never more than
+    an unfragmented datagram carries: on a 1500-byte link 1468 (issue 18)."""
+    with TftpServer(root) as srv:
+        assert _first_answer(srv.port, 1000)[1]["blksize"] == "1000"
+        op, opts, n = _first_answer(srv.port, 4)
+        assert op == 6 and "blksize" not in opts and opts["tsize"] == "65536"
+        assert _first_answer(srv.port, 65464)[1]["blksize"] == "65464"   # loopback: 64 KiB MTU
+        srv.wait_log(3)
+        assert srv.log[1]["blksize"] == 512 and srv.log[1]["blksize_ignored"] == 4
+    from host_tools.lab import netns
+    if netns.unusable_reason():
+        return
+    with netns.NamespaceSet("tftpmtu") as nl:
+        ns = nl.namespace("srv")
+        ns.ip("link", "set", "lo", "mtu", "1500")
+        with TftpServer(root, netns=ns.name) as srv:
+            assert ns.call(_first_answer, srv.port, 65464)[1]["blksize"] == "1468"
+            assert ns.call(_first_answer, srv.port, 1200)[1]["blksize"] == "1200"
+            srv.wait_log(1)
+            assert srv.log[0]["blksize_capped"] == "65464 asked, the path carries 1468"
