@@ -20,7 +20,7 @@ import sys
 
 # One name per module of host_tools/commands/; order is the order of `phonelab --help`.
 COMMANDS = ["demo", "boards", "certs", "config", "ctl", "vboard", "deploy", "flash", "identity",
-            "repl", "status", "lab", "run", "replay", "report", "fleet"]
+            "package", "repl", "status", "lab", "run", "replay", "report", "fleet"]
 
 EXIT_ERROR = 2          # the input or the environment is wrong (as argparse's usage errors)
 EXIT_INTERNAL = 70      # a bug (EX_SOFTWARE)

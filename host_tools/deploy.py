@@ -1,4 +1,4 @@
-"""`phonelab deploy`: put the firmware on a board, real or virtual, through mpremote's transport.
+"""`phonelab deploy`: put the firmware on a board, real or virtual, with mpremote.
 
 - What goes on the board is what firmware/manifest.py lists (micropython-lib's manifest form,
   read by host_tools.manifest): its modules are compiled with an mpy-cross that emits the .mpy
@@ -6,11 +6,17 @@
   main.py and boot.py always go as source; boards/NAME.json becomes board.json.
 - A package frozen into the board's MicroPython image (docs/firmware-image.md) is not copied:
   copies on the filesystem would be imported instead of the frozen code.
-- Only files whose SHA-256 on the board differs are copied (hashes are computed on the board,
-  so hand edits are noticed), each to a temporary name then renamed, so a cut cable never
-  leaves half a module. Files under /phone that are no longer part of the firmware (or a .py
-  that would shadow its new .mpy) are removed. /.deploy.json records what was deployed.
+- The copy is mpremote's own (`mpremote fs cp -r`, its command line): it skips a file whose
+  SHA-256 on the board matches (computed on the board, so hand edits are noticed).
+  Files under /phone that are no longer part of the firmware (or a .py that would shadow its
+  new .mpy) are removed (`fs rm`); /.deploy.json, written last, records what was deployed.
 - Then the board is soft reset in the friendly REPL, so boot.py and main.py start the agent.
+
+RawRepl (below) asks the board what it is and holds before the copy, and serves the tools
+that write a few files themselves, each to a temporary name then renamed (`phonelab identity`:
+a private key is never left half written). It stands on mpremote's transport class, not
+part of mpremote's documented interface: tests/host/test_mpremote_pin.py pins the mpremote
+release it was checked against.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import re
 import shlex
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -161,8 +168,39 @@ def build_items(firmware: Path, board: boards.BoardProfile, fmt: MpyFormat | Non
 
 
 # -- talking to the board -------------------------------------------------------------------------
-_HASH_CODE = """\
-import os, hashlib, binascii
+_WALK_CODE = """\
+import os
+def _vw(d, out):
+    try:
+        it = list(os.ilistdir(d))
+    except OSError:
+        return
+    for e in it:
+        p = d + '/' + e[0]
+        if e[1] & 0x4000:
+            _vw(p, out)
+        else:
+            out.append(p)
+"""
+
+# the files under `dirs` and those of `files` that exist
+_LIST_CODE = _WALK_CODE + """\
+_vf = []
+_vd = None
+for _vd in %r:
+    _vw(_vd, _vf)
+for _vd in %r:
+    try:
+        os.stat(_vd)
+        _vf.append(_vd)
+    except OSError:
+        pass
+print(repr(_vf))
+del _vw, _vf, _vd
+"""
+
+_HASH_CODE = _WALK_CODE + """\
+import hashlib, binascii
 def _vh(p):
     try:
         h = hashlib.sha256()
@@ -176,17 +214,6 @@ def _vh(p):
         return binascii.hexlify(h.digest()).decode()
     except OSError:
         return None
-def _vw(d, out):
-    try:
-        it = list(os.ilistdir(d))
-    except OSError:
-        return
-    for e in it:
-        p = d + '/' + e[0]
-        if e[1] & 0x4000:
-            _vw(p, out)
-        else:
-            out.append(p)
 _vf = %r
 _vd = None
 for _vd in %r:
@@ -217,7 +244,8 @@ del _vp, _vf, _vn
 
 
 class RawRepl:
-    """The few operations deploy needs, on mpremote's SerialTransport (pty, tty, socket://)."""
+    """A raw REPL session on mpremote's SerialTransport (pty, tty, socket://): the few
+    operations deploy, identity, status and the HIL handles need."""
 
     def __init__(self, port: str, wait: float = 2.0) -> None:
         from mpremote.transport import TransportError
@@ -290,6 +318,11 @@ class RawRepl:
         return dict(ast.literal_eval(line[3:]) for line in out.splitlines()
                     if line.startswith("#H "))
 
+    def present(self, files: list[str], dirs: list[str]) -> set[str]:
+        """The files under `dirs` and those of `files` that exist on the board."""
+        out = self.exec(_LIST_CODE % (dirs, files)).decode().strip()
+        return set(ast.literal_eval(out.splitlines()[-1]))
+
     def read_text(self, path: str) -> str | None:
         try:
             return self.eval(f"open({path!r}).read()")  # type: ignore[return-value]
@@ -331,20 +364,6 @@ class DeployResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def plan(items: list[Item], on_board: dict[str, str | None], old_files: set[str],
-         force: bool, dirs: tuple[str, ...]
-         ) -> tuple[list[Item], list[Item], list[str]]:
-    """(to copy, unchanged, to remove). Removed: files on the board under the manifest's
-    package folders (`dirs`), or from the previous deploy, that are not part of this one."""
-    wanted = {i.target for i in items}
-    copy = [i for i in items if force or on_board.get(i.target) != i.sha256]
-    same = [i for i in items if i not in copy]
-    stale = [p for p, h in on_board.items()
-             if h is not None and p not in wanted and p != RECORD
-             and (p.startswith(tuple(d + "/" for d in dirs)) or p in old_files)]
-    return copy, same, sorted(stale)
-
-
 def keep_mac(items: list[Item], on_board: str | None) -> str | None:
     """The board's /board.json may hold the MAC `phonelab identity` wrote (the phone's
     identity); a new profile without one keeps it. Returns the MAC kept, if any."""
@@ -360,86 +379,131 @@ def keep_mac(items: list[Item], on_board: str | None) -> str | None:
     return mac
 
 
+def mpremote_command(*args: str) -> list[str]:
+    """mpremote's command line, from the Python that runs the host tools."""
+    return [sys.executable, "-m", "mpremote", *args]
+
+
+def copy_with_mpremote(port: str, stage: Path, stale: list[str], force: bool,
+                       wait: float = 2.0) -> set[str]:
+    """`mpremote fs cp -r` of what `stage` holds to the board's root (the record last),
+    `fs rm` of `stale` before it. mpremote skips a file whose SHA-256 on the board matches
+    (unless `force`); returns the board paths it found up to date."""
+    record = stage / RECORD.lstrip("/")
+    sources = sorted(str(p) for p in stage.iterdir() if p != record)
+    cmd = mpremote_command("connect", port, "resume",
+                           "fs", "cp", *(["-f"] if force else []), "-r", *sources, ":")
+    if stale:
+        cmd += ["+", "fs", "rm", *[":" + p for p in stale]]
+    cmd += ["+", "fs", "cp", str(record), ":" + RECORD]
+    deadline = time.monotonic() + wait
+    while True:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if r.returncode == 0:
+            break
+        why = (r.stderr.strip() or r.stdout.strip()).splitlines()[-1:] or ["no output"]
+        if "failed to access" in why[0] and time.monotonic() < deadline:
+            time.sleep(0.1)     # the port still held for a moment by the probe that closed it
+            continue
+        raise DeployError(f"{port}: mpremote fs cp failed: {why[0]}")
+    return {"/" + line.split(":", 1)[1].strip().lstrip("./")
+            for line in r.stdout.splitlines() if line.startswith("Up to date:")}
+
+
+def soft_reset(port: str, timeout: float = 10.0) -> None:
+    """Ctrl-D at the friendly prompt (where mpremote leaves the board), so boot.py and
+    main.py run: a soft reset in the raw REPL (mpremote's soft-reset) skips main.py."""
+    import serial
+    try:
+        conn = serial.serial_for_url(port, baudrate=115200, timeout=0.2)
+    except (serial.SerialException, ValueError) as e:
+        raise DeployError(f"cannot open {port}: {e}") from None
+    try:
+        conn.write(b"\x04")
+        seen = bytearray()
+        deadline = time.monotonic() + timeout
+        while b"soft reboot" not in seen:
+            if time.monotonic() > deadline:
+                raise DeployError(f"{port}: no soft reboot within {timeout:.0f} s of Ctrl-D "
+                                  f"(last output {bytes(seen[-80:])!r})")
+            seen += conn.read(256)
+    finally:
+        conn.close()
+
+
 def deploy(port: str, board: str = "virtual", source: bool = False, force: bool = False,
            reset: bool = True, firmware: Path = FIRMWARE, show: bool = True) -> DeployResult:
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TransferSpeedColumn)
 
     profile = boards.load(board)
     entries = manifest_entries(firmware)        # a bad manifest fails before the board is touched
     console = Console(quiet=not show, highlight=False, soft_wrap=True)
-    with RawRepl(port) as b, tempfile.TemporaryDirectory(prefix="phonelab-deploy-") as tmp:
-        info = b.info()
-        fmt = None
-        if not source:
-            if info["mpy"] is None:
-                raise DeployError(f"the board ({info['name']} {info['version']}) does not say "
-                                  f"which .mpy format it loads; deploy sources with --source")
-            fmt = MpyFormat.from_sys(info["mpy"])
-        result = DeployResult(board=info, mpy=f".mpy v{fmt.label}" if fmt else "source")
-        console.print(f"board on {port}: {info['name']} {info['version']} ({info['platform']}), "
-                      f"deploying {result.mpy}, profile {profile.name}")
-        names = sorted({e.target.split("/")[0].removesuffix(".py")
-                        for e in entries if e.target not in SCRIPTS})
-        dirs = tuple(sorted({"/" + e.target.split("/")[0] for e in entries if "/" in e.target}))
-        frozen = b.frozen(names)
-        if frozen:
-            console.print(f"the board's image has {', '.join(sorted(frozen))} frozen in: "
-                          f"not copied (copies would be imported instead)")
-        missing = sorted(set(names) - frozen)
-        if profile.agent_in_image and missing:
-            result.warnings.append(
-                f"profile {profile.name} runs the agent from the image (no PSRAM: as files "
-                f"its bytecode takes the heap a lease renewal needs), and this board's image "
-                f"lacks {', '.join(missing)}: flash the image with the agent frozen in "
-                f"(docs/firmware-image.md)")
-            console.print(f"warning: {result.warnings[-1]}")
-        items = build_items(firmware, profile, fmt, Path(tmp), frozen)
-        mac = keep_mac(items, b.read_text("/board.json"))
-        if mac:
-            console.print(f"keeping the MAC {mac} that phonelab identity put in /board.json")
-        try:
-            old = json.loads(b.read_text(RECORD) or "{}")
-        except ValueError:
-            old = {}
-        old_files = set(old.get("files", {})) if isinstance(old, dict) else set()
-        on_board = b.hashes(sorted({i.target for i in items} | old_files), list(dirs))
-        copy, same, stale = plan(items, on_board, old_files, force, dirs)
-        result.unchanged = [i.target for i in same]
+    with tempfile.TemporaryDirectory(prefix="phonelab-deploy-") as tmp:
+        with RawRepl(port) as b:                # what the board is and holds; nothing written
+            info = b.info()
+            fmt = None
+            if not source:
+                if info["mpy"] is None:
+                    raise DeployError(f"the board ({info['name']} {info['version']}) does not "
+                                      f"say which .mpy format it loads; deploy sources with "
+                                      f"--source")
+                fmt = MpyFormat.from_sys(info["mpy"])
+            result = DeployResult(board=info, mpy=f".mpy v{fmt.label}" if fmt else "source")
+            console.print(f"board on {port}: {info['name']} {info['version']} "
+                          f"({info['platform']}), deploying {result.mpy}, profile {profile.name}")
+            names = sorted({e.target.split("/")[0].removesuffix(".py")
+                            for e in entries if e.target not in SCRIPTS})
+            dirs = tuple(sorted({"/" + e.target.split("/")[0] for e in entries
+                                 if "/" in e.target}))
+            frozen = b.frozen(names)
+            if frozen:
+                console.print(f"the board's image has {', '.join(sorted(frozen))} frozen in: "
+                              f"not copied (copies would be imported instead)")
+            missing = sorted(set(names) - frozen)
+            if profile.agent_in_image and missing:
+                result.warnings.append(
+                    f"profile {profile.name} runs the agent from the image (no PSRAM: as "
+                    f"files its bytecode takes the heap a lease renewal needs), and this "
+                    f"board's image lacks {', '.join(missing)}: flash the image with the agent "
+                    f"frozen in (docs/firmware-image.md)")
+                console.print(f"warning: {result.warnings[-1]}")
+            items = build_items(firmware, profile, fmt, Path(tmp) / "mpy", frozen)
+            mac = keep_mac(items, b.read_text("/board.json"))
+            if mac:
+                console.print(f"keeping the MAC {mac} that phonelab identity put in /board.json")
+            try:
+                old = json.loads(b.read_text(RECORD) or "{}")
+            except ValueError:
+                old = {}
+            old_files = set(old.get("files", {})) if isinstance(old, dict) else set()
+            present = b.present(sorted(old_files), list(dirs))
+        wanted = {i.target for i in items}
+        stale = sorted(p for p in present if p not in wanted and p != RECORD
+                       and (p.startswith(tuple(d + "/" for d in dirs)) or p in old_files))
 
-        total = sum(len(i.data) for i in copy)
-        with Progress(TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), console=console, transient=True) as progress:
-            overall = progress.add_task("deploying", total=total or 1)
-            made: set[str] = set()
-            for item in copy:
-                parent = item.target.rsplit("/", 1)[0]
-                if parent and parent not in made:
-                    b.makedirs(parent)
-                    made.add(parent)
-                task = progress.add_task(item.target.lstrip("/"), total=len(item.data) or 1)
-
-                def advance(n: int, task: int = task) -> None:
-                    progress.advance(task, n)
-                    progress.advance(overall, n)
-                b.write(item.target, item.data, advance)
-                progress.remove_task(task)
+        stage = Path(tmp) / "stage"
+        for item in items:
+            (stage / item.target.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (stage / item.target.lstrip("/")).write_bytes(item.data)
+        record = {"board": profile.name, "format": result.mpy,
+                  "files": {i.target: i.sha256 for i in items}}
+        (stage / RECORD.lstrip("/")).write_text(json.dumps(record, indent=1, sort_keys=True))
+        console.print(f"copying {len(items)} file(s) with mpremote fs cp "
+                      f"({'--force' if force else 'files whose SHA-256 matches are skipped'})")
+        same = copy_with_mpremote(port, stage, stale, force)
+        for item in items:
+            if item.target in same:
+                result.unchanged.append(item.target)
+            else:
                 console.print(f"  copied   {item.target} ({len(item.data)} B)")
                 result.copied.append(item.target)
                 result.bytes_copied += len(item.data)
         for path in stale:
-            b.remove(path)
             console.print(f"  removed  {path}")
             result.removed.append(path)
-        record = {"board": profile.name, "format": result.mpy,
-                  "files": {i.target: i.sha256 for i in items}}
-        if copy or stale or not isinstance(old, dict) or old.get("files") != record["files"]:
-            data = json.dumps(record, indent=1, sort_keys=True).encode()
-            b.write(RECORD, data, lambda n: None)
         console.print(f"deployed {len(result.copied)} file(s) ({result.bytes_copied} B), "
                       f"{len(result.unchanged)} unchanged, {len(result.removed)} removed")
         if reset:
-            b.soft_reset()
+            soft_reset(port)
             console.print("soft reset: boot.py and main.py are starting")
     return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import BOARDS, FIRMWARE, deploy, manifest
+from host_tools import BOARDS, FIRMWARE, boards, deploy, manifest
 from host_tools.vboard import VirtualBoard
 
 BIN = Path(sys.executable).parent
@@ -92,12 +92,12 @@ def test_stale_and_shadowing_files_are_removed(board, folder, firmware):
     (folder / "phone" / "agent.py").write_text("raise ImportError('stale source shadows the .mpy')\n")
     (folder / "phone" / "gone.mpy").write_bytes(b"old")
     (folder / "keep.txt").write_text("user data")
-    result = deploy.deploy(board.url, firmware=firmware, show=False)
+    result = deploy.deploy(board.port_for_mpremote, firmware=firmware, show=False)
     assert result.removed == ["/phone/agent.py", "/phone/gone.mpy"]
     assert (folder / "keep.txt").exists() and not (folder / "phone" / "agent.py").exists()
 
     # switching to sources replaces every .mpy by its .py
-    result = deploy.deploy(board.url, firmware=firmware, source=True, show=False)
+    result = deploy.deploy(board.port_for_mpremote, firmware=firmware, source=True, show=False)
     assert result.mpy == "source"
     assert sorted(p.name for p in (folder / "phone").iterdir()) == [f"{m}.py" for m in modules(firmware)]
     seen = len(board.events)
@@ -168,3 +168,30 @@ def test_a_board_that_runs_the_agent_from_its_image(tmp_path, firmware):
         r = deploy.deploy(b.url, board="wt32-eth01", firmware=firmware, show=False)
     assert r.warnings == [] and not [f for f in r.copied if f.startswith("/phone")]
     assert not (rom / "phone").exists()
+
+
+def test_mip_installs_the_package_the_manifest_makes(board, folder, tmp_path):
+    """`phonelab package` + `mpremote mip install`: the agent on a board with mpremote alone."""
+    from host_tools import fwbuild, mippkg
+    pkg_dir = tmp_path / "pkg"
+    label = fwbuild.unix_format().label
+    r = subprocess.run([str(BIN / "phonelab"), "package", "--out", str(pkg_dir), "--mpy", label],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pkg = json.loads((pkg_dir / "package.json").read_text())
+    targets = {t for t, _ in pkg["urls"]}
+    assert {"board.json", "boot.py", "main.py", "phone/agent.mpy"} <= targets
+    assert pkg["version"] == manifest.read(FIRMWARE / "manifest.py").metadata.version
+    out = mpremote(board.port_for_mpremote, "mip", "install", "--target", "/",
+                   str(pkg_dir / "package.json"))
+    assert "Done" in out
+    for target in targets:
+        assert (folder / target).read_bytes() == (pkg_dir / target).read_bytes(), target
+    seen = len(board.events)
+    board.reset()
+    e = board.wait_event("boot", timeout=20, since=seen)
+    assert e["board"] == "virtual"
+    # then phonelab deploy takes over the board mip filled: nothing to copy but its record
+    result = deploy.deploy(board.port_for_mpremote, show=False, reset=False)
+    assert result.copied == [] and result.removed == []
+    assert mippkg.CHIP_ARCH[boards.load("olimex-esp32-poe-iso-wrover").chip] == "xtensawin"
