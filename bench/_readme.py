@@ -21,7 +21,7 @@ from host_tools import ROOT
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 DOCS = ROOT / "docs" / "benchmarks.md"
-ORDER = ("failover", "limited", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak",
+ORDER = ("failover", "failover_sip", "limited", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak",
          "cpu_calibration", "cpu_handshake", "sha512")
 
 

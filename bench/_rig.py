@@ -51,6 +51,7 @@ class RigSpec:
     tftp: str = "auto"
     mode: str = "auto"
     board: str = "virtual"                  # or "virtual:PROFILE": the ESP32-faithful board
+    protocol: str = "sccp"                  # or "sip": a SIP phone against the lab's Kamailio
 
     @property
     def faithful(self) -> str | None:
@@ -90,7 +91,8 @@ class Rig:
         from host_tools.lab.lab import Lab
         s = self.spec
         self.workdir.mkdir(parents=True, exist_ok=True)
-        kw: dict[str, Any] = {"short_timers": s.short_timers, "tftp": s.tftp}
+        kw: dict[str, Any] = {"short_timers": s.short_timers, "tftp": s.tftp,
+                              "protocol": s.protocol}
         for k in ("keepalive", "secondary_keepalive", "connection_monitor"):
             if getattr(s, k) is not None:
                 kw[k] = getattr(s, k)

@@ -20,7 +20,8 @@ targets: failover median under 10 s, Register -> RegisterAck over the standby se
 timer-bound (its quota is under 1 % of a core), and the CPU-bound part of its figures, the
 register step, is CPU time granted per 144 ms quota period; a busy machine delays each grant
 by a scheduler slice, which shows in the worst case, so the host's load average is recorded
-with the figures. BENCH_FAILOVER_BOARDS (comma-separated, or "none") names other boards."""
+with the figures. BENCH_FAILOVER_BOARDS (comma-separated, or "none") names other boards.
+The same series for SIP phones against Kamailio: bench/failover_sip.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Series:
     spacing: tuple[float, float] = (0.2, 5.2)   # random wait before each cut, seconds
     start_at: float = 0.0                       # wall clock: all series begin together
     board: str = "virtual"                      # "virtual:PROFILE": an ESP32-faithful board
+    protocol: str = "sccp"                      # "sip": a SIP phone against Kamailio
 
 
 def plan(quick: bool) -> list[Series]:
@@ -82,14 +84,15 @@ def plan(quick: bool) -> list[Series]:
 def series(s: Series) -> dict:
     """One lab + board, s.runs cut/failover/restore/re-home cycles (runs in a worker)."""
     spec = RigSpec(keepalive=s.keepalive, secondary_keepalive=2 * s.keepalive,
-                   short_timers=s.short_timers, settings=s.settings, board=s.board)
-    with Rig(_rig.workdir(f"failover-{s.kind}-{s.keepalive}"), spec) as rig:
+                   short_timers=s.short_timers, settings=s.settings, board=s.board,
+                   protocol=s.protocol)
+    with Rig(_rig.workdir(f"failover-{s.protocol}-{s.kind}-{s.keepalive}"), spec) as rig:
         rig.wait("standby_up", rig.booted, 180 if spec.faithful else 60)
         runs, errors, load = _rig.cycles(rig, s, _one,
                                          lambda t: rig.wait("standby_up", t, 90))
     return {"label": s.label, "kind": s.kind, "keepalive": s.keepalive, "runs": runs,
             "errors": errors, "settings": s.settings, "short_timers": s.short_timers,
-            "board": s.board, "load": load}
+            "board": s.board, "load": load, "protocol": s.protocol}
 
 
 def _one(rig: Rig, s: Series) -> dict:
@@ -103,6 +106,33 @@ def run(quick: bool) -> dict:
 
 
 def summarize(results: list[dict], quick: bool) -> dict:
+    rows, table, errors = tabulate(results)
+    host = [t for t in table if t["board"] == "virtual"]
+    all_runs = [x for t in host for x in t["runs"] if not t["short_timers"]]
+    reg_all = _rig.stats([x["register_ms"] for x in all_runs])
+    step_all = _rig.stats([x["step_ms"] for x in all_runs])
+    notes = _notes(host, reg_all, step_all) + _faithful_notes(table)
+    notes.append(_rig.load_note(table))
+    if errors:
+        notes.append(f"{len(errors)} run(s) not counted: " + "; ".join(errors[:3]))
+    return {"title": "Failover: WAN cut -> registered with the SRST router (virtual board at "
+                     "host speed and ESP32-faithful board, namespace lab)",
+            "columns": COLUMNS, "rows": rows, "notes": notes, "series": table,
+            "register_over_standby": reg_all, "failover_step": step_all, "errors": errors,
+            "targets": {"failover_median_ms": TARGET_FAILOVER_MS,
+                        "register_over_standby_ms": TARGET_REGISTER_MS},
+            "firmware": _rig.revision()}
+
+
+COLUMNS = ["WAN cut", "keepalive", "runs", "median", "worst", "detected",
+           "register over standby", "standby", "vs real phones", "target"]
+
+
+def tabulate(results: list[dict], keepalive: str | None = None,
+             real_phones: bool = True) -> tuple[list[list], list[dict], list[str]]:
+    """The series' runs grouped by (label, keepalive): table rows (COLUMNS; `keepalive` in
+    place of the keepalive, `real_phones` False for '-' in 'vs real phones'), their figures,
+    and the errors."""
     groups: dict[tuple[str, int], dict] = {}
     errors: list[str] = []
     for r in results:
@@ -125,8 +155,8 @@ def summarize(results: list[dict], quick: bool) -> dict:
         over = sum(1 for x in runs if x["over_standby"])
         lo, hi = REAL_STANDBY_MS if g["r"]["kind"] == "cm_reset" else REAL_CUT_MS
         real = f"{_x(lo / fo['median'])}-{_x(hi / fo['median'])}x ({lo // 1000}-{hi // 1000} s)" \
-            if fo["median"] else "-"
-        rows.append([label, f"{ka} s", fo["n"], _rig.sec(fo["median"]), _rig.sec(fo["worst"]),
+            if fo["median"] and real_phones else "-"
+        rows.append([label, keepalive or f"{ka} s", fo["n"], _rig.sec(fo["median"]), _rig.sec(fo["worst"]),
                      _rig.sec(det["median"]), f"{reg['median']}/{reg['worst']} ms",
                      f"{over}/{len(runs)}", real, _target(board, fo, reg)])
         table.append({"label": label, "keepalive_s": ka, "board": board, "failover": fo,
@@ -134,25 +164,9 @@ def summarize(results: list[dict], quick: bool) -> dict:
                       "over_standby": over, "errors": g["errors"],
                       "settings": g["r"]["settings"], "short_timers": g["r"]["short_timers"],
                       "load": [min(g["load"], default=None), max(g["load"], default=None)],
-                      "runs": runs})
+                      "protocol": g["r"].get("protocol", "sccp"), "runs": runs})
         errors += g["errors"]
-    host = [t for t in table if t["board"] == "virtual"]
-    all_runs = [x for t in host for x in t["runs"] if not t["short_timers"]]
-    reg_all = _rig.stats([x["register_ms"] for x in all_runs])
-    step_all = _rig.stats([x["step_ms"] for x in all_runs])
-    notes = _notes(host, reg_all, step_all) + _faithful_notes(table)
-    notes.append(_rig.load_note(table))
-    if errors:
-        notes.append(f"{len(errors)} run(s) not counted: " + "; ".join(errors[:3]))
-    return {"title": "Failover: WAN cut -> registered with the SRST router (virtual board at "
-                     "host speed and ESP32-faithful board, namespace lab)",
-            "columns": ["WAN cut", "keepalive", "runs", "median", "worst", "detected",
-                        "register over standby", "standby", "vs real phones", "target"],
-            "rows": rows, "notes": notes, "series": table,
-            "register_over_standby": reg_all, "failover_step": step_all, "errors": errors,
-            "targets": {"failover_median_ms": TARGET_FAILOVER_MS,
-                        "register_over_standby_ms": TARGET_REGISTER_MS},
-            "firmware": _rig.revision()}
+    return rows, table, errors
 
 
 def _target(board: str, fo: dict, reg: dict) -> str:

@@ -5,7 +5,11 @@ SRST router after the cut, MicroPython heap and RSS per phone, failures with rea
 (host_tools/fleet, docs/fleet.md). Quick: 20 phones in 1 process; full: 100, 300 and 1,000
 phones in 2 processes. The lab's short timers (keepalive 5 s; the agent probes after 1.5 s of
 silence and gives up after 2 missed acks of 1 s), so detection takes 1.5 to 3.5 s of the time
-to the SRST router. Phone certificates (2048-bit) are made once and cached in out/fleet/."""
+to the SRST router. Phone certificates (2048-bit) are made once and cached in out/fleet/.
+
+SIP rows (issue 15, `phonelab fleet --sip`): SIP phones against the lab's Kamailio registrars
+at both ends, the same timers and cut; Kamailio's own count must agree with the phones'
+(quick: 10 phones in 1 process; full: 1,000 in 2)."""
 from __future__ import annotations
 
 import os
@@ -14,39 +18,63 @@ from typing import Any
 from host_tools.fleet import report
 from host_tools.fleet.run import FleetOptions, run as run_fleet
 
-QUICK = ((20, 1),)
-FULL = ((100, 2), (300, 2), (1000, 2))
+QUICK = ((20, 1, "sccp"), (10, 1, "sip"))
+FULL = ((100, 2, "sccp"), (300, 2, "sccp"), (1000, 2, "sccp"), (1000, 2, "sip"))
+COLUMNS = ["protocol", *report.COLUMNS]
 
 
 def run(quick: bool) -> dict[str, Any]:
     results, rows, notes = [], [], []
-    for phones, procs in QUICK if quick else FULL:
-        res = run_fleet(FleetOptions(phones=phones, procs=procs, fail_over=True))
+    for phones, procs, protocol in QUICK if quick else FULL:
+        res = run_fleet(FleetOptions(phones=phones, procs=procs, fail_over=True,
+                                     protocol=protocol))
         results.append(res)
-        rows.append(report.row(res))
-        notes.append(f"{phones} phones:")
+        rows.append([protocol.upper(), *report.row(res)])
+        notes.append(f"{phones} phones, {protocol.upper()}:")
         notes += [f"  {line}" for line in report.notes(res) if "console" not in line]
-    biggest = max((r for r in results if r.get("ok")), key=lambda r: r["phones"], default=None)
+    sccp = [r for r in results if r.get("protocol", "sccp") == "sccp"]
+    biggest = max((r for r in sccp if r.get("ok")), key=lambda r: r["phones"], default=None)
     notes.insert(0, report.LEGEND)
     notes.insert(1, f"highest N with every phone registered, standing by and then on the SRST "
                     f"router: {biggest['phones'] if biggest else 'none'} "
                     f"(machine: {os.cpu_count()} cores; 'other programs' below is load from "
                     f"other processes during the phase)")
+    notes.insert(2, "SIP rows: SIP phones against the lab's Kamailio registrars (call manager's "
+                    "and SRST router's, mutual TLS 5061, digest); 'reg' and 'SRST' are the "
+                    "phones' events, and the run counts only when Kamailio's own statistics "
+                    "and ul.dump hold as many (the 'Kamailio' lines below).")
     mode = results[0].get("mode", "?") if results else "?"
-    return {"title": f"Fleet: N phones boot and fail over at once (lab simulators, {mode} mode)",
-            "columns": report.COLUMNS, "rows": rows, "notes": notes, "results": results}
+    return {"title": f"Fleet: N phones boot and fail over at once (lab simulators and Kamailio, "
+                     f"{mode} mode)",
+            "columns": COLUMNS, "rows": rows, "notes": notes, "results": results}
 
 
 PLACE = "alone"         # registrations per second: it needs the CPU to itself
 
 
 def headline(res: dict) -> list[tuple[str, str, str]]:
-    ok = [r for r in res.get("results", []) if r.get("ok")]
-    if not ok:
-        return [("fleet", "no run with every phone registered and failed over", "-")]
-    big = max(ok, key=lambda r: r["phones"])
-    row = dict(zip(res["columns"], next(r for r in res["rows"] if r[0] == big["phones"])))
-    return [(f"{big['phones']:,} phones in {big['procs']} MicroPython processes: all registered / "
-             f"all on SRST after the WAN cut",
-             f"{row['all reg s']} s ({row['reg/s']} registrations/s) / {row['all SRST s']} s",
-             f"{row['heap KB/ph']} KB heap per phone, {row['fail']} failures")]
+    out = []
+    cols = res["columns"]
+    for protocol in ("sccp", "sip"):
+        ok = [(r, row) for r, row in zip(res.get("results", []), res.get("rows", []))
+              if r.get("ok") and r.get("protocol", "sccp") == protocol]
+        if not ok:
+            if protocol == "sccp" or any(r.get("protocol") == "sip" for r in res.get("results", [])):
+                out.append((f"fleet ({protocol.upper()})",
+                            "no run with every phone registered and failed over", "-"))
+            continue
+        big, cells = max(ok, key=lambda x: x[0]["phones"])
+        row = dict(zip(cols, cells))       # (older figures have no protocol column)
+        what = "" if protocol == "sccp" else "SIP phones against Kamailio, "
+        compared = f"{row['heap KB/ph']} KB heap per phone, {row['fail']} failures"
+        if protocol == "sip":
+            kb = big.get("kamailio_boot") or {}
+            compared += (f"; Kamailio's own count: all registered in "
+                         f"{kb.get('all_registered_s')} s, "
+                         f"{(kb.get('shm_added_kb') or 0) / big['phones']:.0f} KB of its "
+                         f"shared memory per phone")
+        out.append((f"{what}{big['phones']:,} phones in {big['procs']} MicroPython processes: "
+                    f"all registered / all on SRST after the WAN cut",
+                    f"{row['all reg s']} s ({row['reg/s']} registrations/s) / "
+                    f"{row['all SRST s']} s", compared))
+    return out
