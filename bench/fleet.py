@@ -17,6 +17,7 @@ from typing import Any
 
 from host_tools.fleet import report
 from host_tools.fleet.run import FleetOptions, run as run_fleet
+from host_tools.lab import kamailio
 
 QUICK = ((20, 1, "sccp"), (10, 1, "sip"))
 FULL = ((100, 2, "sccp"), (300, 2, "sccp"), (1000, 2, "sccp"), (1000, 2, "sip"))
@@ -25,7 +26,11 @@ COLUMNS = ["protocol", *report.COLUMNS]
 
 def run(quick: bool) -> dict[str, Any]:
     results, rows, notes = [], [], []
+    no_sip = kamailio.available()
     for phones, procs, protocol in QUICK if quick else FULL:
+        if protocol == "sip" and no_sip:
+            notes.append(f"{phones} phones, SIP: not run ({no_sip})")
+            continue
         res = run_fleet(FleetOptions(phones=phones, procs=procs, fail_over=True,
                                      protocol=protocol))
         results.append(res)
