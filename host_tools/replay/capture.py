@@ -134,8 +134,6 @@ def analyse(path: str | Path, mac: str | None = None,
     path = Path(path)
     stats = ReadStats()
     dgs: list[Datagram] = list(udp_datagrams(path, stats))
-    if stats.unsupported_links and not stats.udp:
-        raise CaptureError(f"{path}: unsupported link types {sorted(stats.unsupported_links)}")
     exs = dhcplib.exchanges(dgs)
     xfers = tftplib.transfers(dgs, tftp_ports)
     want = _norm_mac(mac) if mac else None

@@ -143,7 +143,7 @@ class Capture:
         opt = struct.pack("<HHB3x", 9, 1, tsresol) + struct.pack("<HH", 0, 0)
         idb = block(1, struct.pack("<HHI", self.linktype, 0, 262144) + opt)
         out = bytearray(shb + idb)
-        out += block(5, b"")     # an interface statistics-like block with no body: skipped
+        out += block(5, struct.pack("<III", 0, 0, 0))   # interface statistics: no packet
         for r in self.records:
             ticks = round(r.ts * 10 ** tsresol)
             out += block(6, struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF,

@@ -22,6 +22,10 @@ from host_tools.replay import bootp, capture, plan as planlib
 from host_tools.replay.pcap import PcapError, ReadStats, udp_datagrams
 from pcap_builder import Capture, dhcp_boot, fragments, ip4, tftp_file
 
+# captures are read through tshark (host_tools/replay/pcap.py)
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None,
+                                reason="tshark not installed (apt-get install tshark)")
+
 MAC = "001122AABBCC"
 PHONE, SERVER, TFTP = "10.20.30.57", "10.20.30.1", "172.16.5.10"
 CTL = random.Random(1).randbytes(1500)
