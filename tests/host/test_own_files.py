@@ -164,7 +164,7 @@ def test_without_files_the_lab_makes_its_own_and_given_macs_win(folder, tmp_path
         assert lab.macs == [MAC]
         names = sorted(f.name for f in lab.tftp_root.iterdir())
         assert names == ["CTLFile.tlv", "ITLFile.tlv", "SEP0011223344FF.cnf.xml",
-                         f"SEP{MAC}.cnf.xml", f"SEP{MAC}.cnf.xml.sgn"]
+                         f"SEP{MAC}.cnf.xml", f"SEP{MAC}.cnf.xml.sgn", "XMLDefault.cnf.xml"]
         assert ("SEP0011223344FF.cnf.xml is served but no phone of this lab has that MAC"
                 in lab.warnings)
     assert Lab(tmp_path / "lab2", mode="loopback").macs == [DEFAULT_MAC]
