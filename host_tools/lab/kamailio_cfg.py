@@ -77,7 +77,8 @@ class SipServerConfig:
     qop:            challenges carry qop="auth" (RFC 3261 recommends it)
     match_cert:     the registering certificate's CN must be the line's device
     min/default/max_expires: the registrar's bounds (423 below min, max granted above max)
-    tcp_workers:    Kamailio's TLS worker processes
+    tcp_workers:    Kamailio's TLS worker processes (1: Kamailio 5.6 with OpenSSL 3 corrupts
+                    its shared memory when more than one runs TLS; docs/decisions.md)
     max_connections: its TCP and TLS connection limits (tcp_max_connections,
                     tls_max_connections; Kamailio's default 2048); open_files_limit follows
                     them when the process's soft limit is lower (`open_files`)
