@@ -13,7 +13,9 @@ import contextlib
 import contextvars
 import hashlib
 import os
+import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,8 +186,32 @@ class AlertingSSLObject(ssl.SSLObject):
         if out is None or fd is None or not out.pending:
             return
         data = out.read()
-        with contextlib.suppress(OSError):
+        try:
             os.write(fd, data)
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return
+        # then FIN, and the socket held open a moment (asyncio closes its own descriptor)
+        # reading what the client still sends: closed on unread data it would answer with a
+        # reset, and a client still writing its flight sees EPIPE before it reads the alert
+        threading.Thread(target=_linger, args=(s,), name="tls-alert", daemon=True).start()
+
+
+def _linger(s: socket.socket, seconds: float = 2.0) -> None:
+    end = time.monotonic() + seconds
+    try:
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(0.2)
+        while time.monotonic() < end:
+            try:
+                if not s.recv(65536):
+                    break
+            except socket.timeout:
+                continue
+    except OSError:
+        pass
+    finally:
+        s.close()
 
 
 def set_security_level(ctx: ssl.SSLContext, level: int | None) -> None:

@@ -388,3 +388,42 @@ def test_a_failed_handshake_ends_with_the_alert_a_tls_server_sends(lab):
                 assert f"alert {alert}" in got, (alert, got)
 
     run(main())
+
+
+MP_CLIENT = """
+import socket, sys, tls
+ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+ctx.verify_mode = tls.CERT_NONE
+s = socket.socket()
+s.connect(socket.getaddrinfo("127.0.0.1", int(sys.argv[1]))[0][-1])
+try:
+    ss = ctx.wrap_socket(s, server_hostname="cucm")
+    ss.write(bytes(12))
+    print("read", ss.read(10))
+except OSError as e:
+    print("error", e)
+"""
+
+
+def test_a_board_without_its_identity_reads_the_alert(lab, tmp_path):
+    """MicroPython's TLS (Mbed TLS, as on a board) without a client certificate: a fatal
+    alert, not a connection closed or a broken pipe (issue 18)."""
+    import subprocess
+    from host_tools import fwbuild, micropython
+    try:
+        micropython.command(["-c", "pass"])
+    except micropython.MicroPythonNotFound as e:
+        pytest.skip(str(e))
+    script = tmp_path / "client.py"
+    script.write_text(MP_CLIENT)
+
+    async def main():
+        async with cm_for(lab) as cm:
+            proc = await asyncio.create_subprocess_exec(
+                *micropython.command([str(script), str(cm.ports["tls"])]), env=fwbuild.environ(),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+            return out.decode()
+
+    out = run(main())
+    assert "FATAL_ALERT" in out, out
