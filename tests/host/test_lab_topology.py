@@ -550,3 +550,24 @@ def test_lab_bench_interface_serves_a_board_and_is_given_back(tmp_path, lab_pki)
             assert netns.ip("link", "show", "dev", dev, check=False).returncode == 0
         finally:
             netns.ip("link", "del", dev, check=False)
+
+
+def test_lab_up_summary_names_the_bench_board_and_no_vboard_for_its_mac(tmp_path, capsys):
+    """With --interface the summary says the board's MAC is its own, with no `vboard`
+    command for it (issue 18)."""
+    import argparse
+    from types import SimpleNamespace
+    from host_tools.commands import lab as labcmd
+    ep = {k: {"host": "203.0.113.10", "port": p} for k, p in
+          (("dhcp", 67), ("tftp", 69), ("callmanager", 2443), ("srst", 2443), ("credentials", 2444))}
+    fake = SimpleNamespace(
+        macs=[MAC], tftp_kind="lab", tftp_root=tmp_path, profile_overrides=dict,
+        phone_env=lambda m=None: {"PHONE_IF": "eth0"}, phone_prefix=lambda m=None: ["ns", "x"],
+        describe=lambda: {"mode": "netns", "workdir": str(tmp_path), "endpoints": ep,
+                          "events": "e", "keylog": "k",
+                          "namespaces": {"phone": ["p"], "branch": "b", "hq": "h"}})
+    args = argparse.Namespace(interface="enx0", dir=tmp_path)
+    labcmd._print_summary(fake, args, tmp_path / "c.sock")
+    out = capsys.readouterr().out
+    assert f"bench board:      SEP{MAC} on enx0" in out and "no virtual phone" in out
+    assert "phonelab vboard" not in out and "XMLDefault.cnf.xml for unknown devices" in out
