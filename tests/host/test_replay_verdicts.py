@@ -297,6 +297,9 @@ def test_real_client_captures_are_read_as_wireshark_reads_them(tmp_path: Path) -
     assert p.expected_lease["dns"] == ["192.0.2.1"] and p.hosts == {"cucm1.example.test": "192.0.2.20"}
     o = capture.analyse(CAPS / "dhcp-only.pcap")
     assert o.transfers == [] and o.to_dict()["dhcp"]["ack"]["option150"] == ["198.51.100.7", "198.51.100.8"]
+    t = capture.analyse(CAPS / "dhcp-rfc5859.pcap")       # tcpdump's (public)
+    assert (t.mac, t.phone_ip, t.transfers) == ("000C291F7406", "192.168.1.4", [])
+    assert t.to_dict()["dhcp"]["ack"]["option150"] == ["192.168.1.10", "192.168.1.11"]
 
 
 def _netns() -> None:
@@ -325,17 +328,22 @@ def test_a_real_clients_boot_with_a_ring_list_is_matched_with_the_extra_as_infor
 
 @pytest.mark.netns
 @pytest.mark.slow
+@pytest.mark.parametrize("name,mac,server", [
+    ("dhcp-only.pcap", MAC, "198.51.100.7"),            # udhcpc and dnsmasq, made here
+    ("dhcp-rfc5859.pcap", "000C291F7406", "192.0.2.10"),  # tcpdump's test data (public)
+])
 def test_a_real_dhcp_only_capture_differs_and_names_the_unanswered_requests(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, mac: str,
+        server: str) -> None:
     _netns()
     import json
     report = tmp_path / "dhcp.json"
-    rc = phonelab(["replay", str(CAPS / "dhcp-only.pcap"), "--report", str(report),
+    rc = phonelab(["replay", str(CAPS / name), "--report", str(report),
                    "--no-record", "--short-timers", "--timing", "fast", "--timeout", "60", "-q"])
     rep = json.loads(report.read_text())
     out = capsys.readouterr().out
     assert rc == 1 and rep["verdict"] == "DIFFERS", out
     unanswered = [d["what"] for d in rep["differences"] if d["kind"] == "unanswered" and d["verdict"]]
-    assert f"CTLSEP{MAC}.tlv from 198.51.100.7" in unanswered, rep["differences"]
-    assert f"unanswered CTLSEP{MAC}.tlv from 198.51.100.7" in out
+    assert f"CTLSEP{mac}.tlv from {server}" in unanswered, rep["differences"]
+    assert f"unanswered CTLSEP{mac}.tlv from {server}" in out
     assert "board ended with: provision_failed (no configuration: TFTP unreachable" in out
