@@ -297,6 +297,17 @@ def test_real_client_captures_are_read_as_wireshark_reads_them(tmp_path: Path) -
     assert p.expected_lease["dns"] == ["192.0.2.1"] and p.hosts == {"cucm1.example.test": "192.0.2.20"}
     o = capture.analyse(CAPS / "dhcp-only.pcap")
     assert o.transfers == [] and o.to_dict()["dhcp"]["ack"]["option150"] == ["198.51.100.7", "198.51.100.8"]
+    # tcpdump's TFTP capture (public): no DHCP, the phone chosen with --mac or by default
+    for mac in (None, "00:0c:29:f3:8f:18"):
+        f = capture.analyse(CAPS / "tftp-tcpdump.pcap", mac=mac)
+        assert (f.mac, f.phone_ip, [r["status"] for r in f.requests]) == (
+            "000C29F38F18", "192.168.1.2", ["complete"])
+        assert f.files["file1"].size == 1129 and f.transfers[0].blksize == 512
+    if shutil.which("tshark"):
+        out = tmp_path / "tcpdump-objects"
+        subprocess.run(["tshark", "-r", str(CAPS / "tftp-tcpdump.pcap"), "-Q", "--export-objects",
+                        f"tftp,{out}"], check=True, capture_output=True, timeout=60)
+        assert (out / "file1").read_bytes() == f.files["file1"].content
     t = capture.analyse(CAPS / "dhcp-rfc5859.pcap")       # tcpdump's (public)
     assert (t.mac, t.phone_ip, t.transfers) == ("000C291F7406", "192.168.1.4", [])
     assert t.to_dict()["dhcp"]["ack"]["option150"] == ["192.168.1.10", "192.168.1.11"]
