@@ -125,10 +125,7 @@ class SipLink(Link):
         self._reg = reg
         self._reader.reg = reg
         if reg.host != self.host:        # another registrar: its own URI and challenge
-            reg.host = self.host
-            reg.uri = 'sip:' + self.host
-            reg.aor = '<sip:%s@%s>' % (reg.line, self.host)
-            reg.challenge = None
+            self._aim(reg)
         t0 = time.ticks_ms()
         auth = min_exp = 0
         while True:
@@ -167,14 +164,32 @@ class SipLink(Link):
             return
         await super()._keepalive(now)
 
+    def _aim(self, reg):
+        reg.host = self.host
+        reg.uri = 'sip:' + self.host
+        reg.aor = '<sip:%s@%s>' % (reg.line, self.host)
+        reg.challenge = None
+
     async def _unregister(self, ms):
+        # The agent's one Reg is aimed at the registrar it last registered with: after a
+        # re-home, the call manager. The router's un-REGISTER goes in the router's terms
+        # (its URI, its own challenge), and the Reg is aimed back after it.
         reg = self._reg
+        was = None
+        if reg.host != self.host:
+            was = (reg.host, reg.uri, reg.aor, reg.challenge, reg.nc)
+            self._aim(reg)
         t0 = time.ticks_ms()
-        for _ in range(3):
-            left = ms - time.ticks_diff(time.ticks_ms(), t0)
-            st, why, _, _, _, verdict = await self._ask(reg.register(0), left if left > 0 else 1)
-            if st < 300:
-                return
-            if (st != 401 and st != 407) or verdict is not None:
-                break
-        raise LinkError(verdict or '%d %s' % (st, why))
+        try:
+            for _ in range(3):
+                left = ms - time.ticks_diff(time.ticks_ms(), t0)
+                st, why, _, _, _, verdict = await self._ask(reg.register(0),
+                                                            left if left > 0 else 1)
+                if st < 300:
+                    return
+                if (st != 401 and st != 407) or verdict is not None:
+                    break
+            raise LinkError(verdict or '%d %s' % (st, why))
+        finally:
+            if was:
+                reg.host, reg.uri, reg.aor, reg.challenge, reg.nc = was

@@ -36,7 +36,7 @@ class Registrar:
     notfound (404), short (423 Min-Expires 120 below 120 s), busy (503 Retry-After 30),
     silent (no pong, no answer), refuse_refresh (the second 200 is the last: 403 after).
     Records: accepted, first (each session's first bytes: PING or REGISTER), regs (Expires of
-    each authorised REGISTER), pings."""
+    each authorised REGISTER), uris (their Request-URIs), pings."""
 
     def __init__(self, mode='ok', granted=3600, password='secret'):
         self.mode = mode
@@ -45,12 +45,13 @@ class Registrar:
         self.accepted = 0
         self.first = []
         self.regs = []
+        self.uris = []
         self.pings = 0
         self.answers = []
         self.writers = []
 
-    async def start(self, port=0):
-        return await fakes.listen(self, port)
+    async def start(self, port=0, host='127.0.0.1'):
+        return await fakes.listen(self, port, host)
 
     async def stop(self):
         self.server.close()
@@ -90,6 +91,7 @@ class Registrar:
         if self.mode == 'refuse_refresh' and len(self.regs) >= 2:
             return self._answer(m, head, 403, 'Forbidden')
         self.regs.append(m.expires)
+        self.uris.append(m.uri)
         g = min(m.expires, self.granted)
         k = head.find('\r\nContact: ') + 11          # the phone's Contact, as registrars echo it
         return self._answer(m, head, 200, 'OK', 'Contact: %s;expires=%d\r\n' % (
@@ -373,11 +375,11 @@ async def _agent_story():
     from phone.platform import Platform
     fakes.install()
     cm = await Registrar('ok').start()
-    br = await Registrar('ok').start()
+    br = await Registrar('ok').start(host='127.0.0.2')     # the branch: another host
     out = CaptureOut()
     anchor = (b'server-cert', 'lab-server')
     p = fakes.provisioned('001122AABBCC', ('cm', '127.0.0.1', cm.port, anchor),
-                          ('127.0.0.1', br.port, anchor))
+                          ('127.0.0.2', br.port, anchor))
     p.sip = Owner(out).prov.sip
     p.sip['timerKeepAliveExpires'] = 1            # the standby session's pings: every second
     plat = Platform({'name': 'sip', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
@@ -413,6 +415,11 @@ async def _agent_story():
         await until(lambda: br.regs[-1:] == [0] and br.accepted == 2 and len(br.first) == 2,
                     3000, 'standby again', out)
         eq(br.first, ['PING', 'PING'])
+        # each registrar in its own terms: the branch's un-REGISTER (after the re-home at HQ)
+        # names the branch, and the registration is aimed at HQ again after it
+        eq(br.uris, ['sip:127.0.0.2', 'sip:127.0.0.2'])
+        eq(cm.uris[-1], 'sip:127.0.0.1')
+        eq((agent._reg.uri, agent._reg.host), ('sip:127.0.0.1', '127.0.0.1'))
     finally:
         await stop_agents([agent], [task])
         await br.stop()

@@ -45,13 +45,14 @@ class FakeSsl:
     SSLContext = FakeContext
 
 
-async def listen(server, port=0):
-    """Start `server.serve` on loopback, at `port` or the first free one of 20 from a
-    pseudo-random base; sets server.server and server.port and returns `server`."""
+async def listen(server, port=0, host='127.0.0.1'):
+    """Start `server.serve` on loopback (`host`: another 127.x address for a second host),
+    at `port` or the first free one of 20 from a pseudo-random base; sets server.server and
+    server.port and returns `server`."""
     base = port or 20000 + time.ticks_us() % 20000
     for i in range(1 if port else 20):
         try:
-            server.server = await asyncio.start_server(server.serve, '127.0.0.1', base + i)
+            server.server = await asyncio.start_server(server.serve, host, base + i)
             server.port = base + i
             return server
         except OSError:
