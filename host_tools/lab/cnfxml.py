@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import host_tools.fw  # noqa: F401  (firmware/ on sys.path)
+from host_tools.lab.names import PROTOCOLS  # noqa: F401  (the lab's one list)
 from host_tools.pki import normalize_mac  # noqa: F401  (one MAC parser; PkiError is a ValueError)
 from phone.config import DEFAULT_PORT, SECURE_OFFSET  # type: ignore[import-not-found]  # noqa: F401
 
@@ -28,7 +29,6 @@ SIP_TLS_PORT = 5061         # SIP over TLS: a call manager's securedSipPort, an 
 # <transportLayerProtocol> for TLS: public files gloss 2 UDP and 4 TCP; 3 is the lab's choice,
 # unverified (docs/protocols.md). The phone takes TLS from the security mode, not from this.
 TRANSPORT_TLS = 3
-PROTOCOLS = ("sccp", "sip")
 REGISTER_EXPIRES = 3600            # <sipStack><timerRegisterExpires>
 SIP_STACK = {"timerRegisterDelta": 5, "timerKeepAliveExpires": 120}   # the rest of <sipStack>
 

@@ -16,6 +16,7 @@ is JSON-RPC over a FIFO in run_dir (kamrpc.py). Debian: kamailio, kamailio-tls-m
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from host_tools.lab import tlskeylog
 from host_tools.lab.kamailio_cfg import (CFG_NAME, MODULES, RPC_FIFO, SipServerConfig,
                                          write_config)
 from host_tools.lab.kamrpc import KamRpc, KamRpcError
@@ -108,17 +110,21 @@ class Kamailio:
     run_dir:     its own folder (configuration, log, pid, RPC FIFO); made 0700
     prefix:      command prefix that puts it in a network namespace (`ip netns exec NS`)
     shm_mb, pkg_mb: Kamailio's shared and per-process memory (-m, -M)
-    emit:        lab events (sip_server_up, sip_server_stopped)"""
+    keylog:      append its TLS session keys to this file (tlskeylog.py; None: none)
+    emit:        lab events (sip_server_up, sip_server_stopped, sip_keylog_unavailable)"""
 
     def __init__(self, config: SipServerConfig, run_dir: str | Path,
                  prefix: Sequence[str] = (), shm_mb: int = 64, pkg_mb: int = 8,
+                 keylog: Path | None = None,
                  emit: Callable[..., Any] | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir).resolve()
         self.prefix = list(prefix)
         self.shm_mb, self.pkg_mb = shm_mb, pkg_mb
+        self.keylog = keylog
         self.emit = emit or (lambda ev, **f: None)
         self.proc: subprocess.Popen | None = None
+        self.frozen = False                # freeze(): its processes stopped (SIGSTOP)
         self.rpc = KamRpc(self.run_dir / RPC_FIFO)
 
     @property
@@ -160,6 +166,11 @@ class Kamailio:
         env = dict(os.environ)
         if "openssl" in files:                                # keys under 2048 bits
             env["OPENSSL_CONF"] = str(files["openssl"])
+        if self.keylog is not None:
+            try:
+                env.update(tlskeylog.environ(self.keylog))
+            except tlskeylog.KeylogUnavailable as e:          # runs on, undecryptable
+                self.emit("sip_keylog_unavailable", role=self.role, reason=str(e))
         with open(self.log_path, "ab") as log:
             self.proc = spawn(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
                               stderr=subprocess.STDOUT, cwd=self.run_dir, env=env)
@@ -195,12 +206,29 @@ class Kamailio:
 
     def stop(self) -> None:
         """SIGTERM (Kamailio stops its workers), SIGKILL after 5 s; safe to call twice."""
+        if self.frozen and self.running:
+            self.freeze(False)             # a stopped process would not see SIGTERM
         proc, self.proc = self.proc, None
         if proc is None:
             return
         code = stop_process(proc, signal.SIGTERM, 5.0)
         self.pid_path.unlink(missing_ok=True)
         self.emit("sip_server_stopped", role=self.role, exit=code)
+
+    def freeze(self, on: bool = True) -> list[int]:
+        """A hung registrar (the lab's `hang` fault): SIGSTOP to the main process and its
+        workers, SIGCONT with on=False. The kernel keeps the TCP connections (and completes
+        new handshakes into the listen backlog) but nothing is read or answered. Returns the
+        processes signalled."""
+        if not self.running:
+            raise KamailioError(f"Kamailio ({self.role}) is not running")
+        assert self.proc is not None
+        pids = [self.proc.pid, *_children(self.proc.pid)]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP if on else signal.SIGCONT)
+        self.frozen = on
+        return pids
 
     def __enter__(self) -> "Kamailio":
         return self.start()
@@ -240,6 +268,22 @@ class Kamailio:
         st.update(registrations=regs,
                   registered=sorted({by_user[a] for a in regs if a in by_user}))
         return st
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Kamailio's workers), from /proc."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(d.name))
+    return out
 
 
 def _contact(c: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from host_tools.lab.callmanager import SECURE_PORT as CM_PORT
 from host_tools.lab.credentials import DEFAULT_PORT as CREDENTIALS_PORT
 from host_tools.lab import netns, ntp
 from host_tools.lab.eventlog import EventLog
-from host_tools.lab.kamailio import KamailioError
+from host_tools.lab.kamailio import Kamailio, KamailioError
 from host_tools.lab.kamailio_cfg import ALGORITHMS as SIP_ALGORITHMS
 from host_tools.lab.names import SCCP_SERVERS, SERVERS, TFTP_KINDS
 from host_tools.lab.recorder import Recorder, RecorderError
@@ -480,7 +480,8 @@ class Lab:
         """Kamailio at both ends, after the SCCP simulators (the same PKI)."""
         assert self.pki is not None
         self.sip = SipServers(self.workdir, self.sip_macs, algorithm=self.sip_algorithm,
-                              security_level=self.tls_security_level, emit_for=self._emitter)
+                              security_level=self.tls_security_level,
+                              keylog=self.keylog_path, emit_for=self._emitter)
         try:
             self.sip.start(self._topo(), self.pki)
         except KamailioError as e:
@@ -717,6 +718,8 @@ class Lab:
         return self._topo().flap(period_s, count, kind, wait)
 
     def _cm_reset(self, on: bool) -> float:
+        if self._sip_server("callmanager") is not None:
+            return self._sip_cm_reset(on)
         topo, cm = self._topo(), self.callmanager
         assert cm is not None
 
@@ -744,8 +747,31 @@ class Lab:
         self._stopped.discard("callmanager")
         return at
 
+    def _sip_server(self, name: str) -> Kamailio | None:
+        """The Kamailio that plays `name` (callmanager, srst) for SIP phones (protocol "sip"),
+        else None: then the SCCP simulator plays it."""
+        if self.protocol != "sip" or self.sip is None:
+            return None
+        return self.sip.servers.get(name)
+
+    def _sip_cm_reset(self, on: bool) -> float:
+        """cm_reset for SIP phones: the HQ Kamailio goes (SIGTERM: its connections close,
+        its port refuses) and comes back on restore, as the SCCP call manager's reset and
+        refusal (docs/decisions.md, issue 15)."""
+        k = self._sip_server("callmanager")
+        assert k is not None
+        if on:
+            self._stopped.add("callmanager")
+            k.stop()
+            self.log("cm_reset", connections=None, server="sip_callmanager")
+            return time.monotonic()
+        k.start()
+        self._stopped.discard("callmanager")
+        return time.monotonic()
+
     def kill(self, name: str) -> None:
-        """Stop one server as if its process died: callmanager, srst, tftp, dhcp."""
+        """Stop one server as if its process died: callmanager, srst, tftp, dhcp (for SIP
+        phones the call manager and the SRST router are the Kamailio registrars)."""
         topo = self._topo()
         self._check_server(name)
         self._stopped.add(name)
@@ -765,6 +791,10 @@ class Lab:
     def _server_call(self, topo: Topology, name: str, method: str) -> None:
         """Call a server's start or stop: the simulators' (coroutines) in their namespace's
         loop, the others' directly."""
+        k = self._sip_server(name)
+        if k is not None:
+            getattr(k, method)()
+            return
         srv = getattr(self, name)
         if name == "callmanager":
             topo.hq.run(getattr(srv, method)(), 10)
@@ -774,9 +804,15 @@ class Lab:
             getattr(srv, method)()
 
     def hang(self, name: str, on: bool = True) -> None:
-        """A hung SCCP server: TCP stays up, nothing is answered."""
+        """A hung server: TCP stays up, nothing is answered (SIP phones': the Kamailio
+        registrar's processes stopped, SIGSTOP, and continued, SIGCONT)."""
         if name not in SCCP_SERVERS:
             raise LabError(f"hang applies to {' or '.join(SCCP_SERVERS)}")
+        k = self._sip_server(name)
+        if k is not None:
+            k.freeze(on)
+            self.log("server_hung", server=f"sip_{name}", on=on)
+            return
         srv = self.callmanager if name == "callmanager" else self.srst
         loop = self._topo().hq if name == "callmanager" else self._topo().branch
         loop.call(srv.hang, on)  # type: ignore[union-attr]
@@ -789,6 +825,9 @@ class Lab:
 
     # ------------------------------------------------------------------ status
     def server_running(self, name: str) -> bool:
+        k = self._sip_server(name)
+        if k is not None:
+            return k.running
         srv = getattr(self, name, None)
         if srv is None:
             return False
@@ -824,7 +863,9 @@ class Lab:
                     and not self.server_running(name)):
                 out.append(f"lab server {name} died")
         if self.sip is not None and self._started:
-            out += [f"lab server sip_{role} died" for role in self.sip.dead()]
+            # (for SIP phones the loop above has named their registrars already)
+            out += [f"lab server sip_{role} died" for role in self.sip.dead()
+                    if self._sip_server(role) is None]
         return out
 
     def status(self) -> dict:

@@ -8,6 +8,8 @@ WAN_KINDS = ("blackhole", "unreachable", "link_down", "cm_reset")
 SERVERS = ("callmanager", "srst", "tftp", "dhcp")
 # the SCCP servers, which can also hang (TCP up, nothing answered)
 SCCP_SERVERS = ("callmanager", "srst")
+# the phones' signalling protocol (their SEP<MAC>.cnf.xml; the SIP lab runs Kamailio too)
+PROTOCOLS = ("sccp", "sip")
 # lab topologies: namespaces (root) or loopback; "auto" picks namespaces when they work
 MODES = ("auto", "netns", "loopback")
 # TFTP server: the lab's own or dnsmasq's ("auto": the lab's)

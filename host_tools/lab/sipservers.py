@@ -41,17 +41,19 @@ class SipServers:
     macs:       the lab's phones, one line each
     algorithm:  the digest algorithm both servers challenge with ("MD5", "SHA-256")
     security_level: OpenSSL's, for a PKI with keys under 2048 bits
+    keylog:     both append their TLS keys to this file (the lab's key log; tlskeylog.py)
     emit_for:   src name -> an event emitter (the lab's)"""
 
     ROLES = (("srst", "branch"), ("callmanager", "hq"))     # (role, host), in start order
 
     def __init__(self, workdir: Path, macs: list[str], *, algorithm: str = "MD5",
-                 security_level: int | None = None,
+                 security_level: int | None = None, keylog: Path | None = None,
                  emit_for: Callable[[str], Callable[..., Any]] | None = None) -> None:
         self.workdir = Path(workdir)
         self.macs = list(macs)
         self.algorithm = algorithm
         self.security_level = security_level
+        self.keylog = keylog
         self.emit_for = emit_for or (lambda src: lambda ev, **f: None)
         self.lines: dict[str, SipLine] = dict(zip(self.macs, lab_lines(f"SEP{m}" for m in self.macs)))
         self.servers: dict[str, Kamailio] = {}
@@ -77,7 +79,8 @@ class SipServers:
                 security_level=self.security_level,
                 max_connections=connections_for(len(self.lines)))
             k = Kamailio(cfg, self.workdir / f"sip-{role}", prefix=topo.host_prefix(host),
-                         shm_mb=shm_for(len(self.lines)), emit=self.emit_for(f"sip_{role}"))
+                         shm_mb=shm_for(len(self.lines)), keylog=self.keylog,
+                         emit=self.emit_for(f"sip_{role}"))
             self.servers[role] = k           # before start: stop() ends a half-started one
             k.start()
             if role == "srst":
