@@ -2,6 +2,7 @@
 user's own files, --tftp-root, are the lab's: host_tools.lab.served)."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ def _target(lab: Any, which: str) -> Path:
 def replace_file(lab: Any, which: str, how: str) -> Path:
     """Swap a served file for a bad variant; the good one is kept as NAME.good."""
     path = _target(lab, which)
+    if how == "plain":
+        if which != "config":
+            raise FaultError("plain is a config replacement (an unsigned non-secure config)")
+        _plain_config(lab, path)
+        return path
     good = path.with_name(path.name + ".good")
     if not good.exists():
         shutil.copyfile(path, good)
@@ -47,6 +53,54 @@ def replace_file(lab: Any, which: str, how: str) -> Path:
     tmp.replace(path)
     lab.log("file_replaced", file=path.name, how=how)
     return path
+
+
+def _plain_config(lab: Any, sgn: Path) -> None:
+    """A plain-TCP offer: the signed config withdrawn (kept as NAME.sgn.good) and served
+    unsigned with deviceSecurityMode 1 (non-secure), as a rogue TFTP server would. A phone
+    that has trust must refuse it and keep to TLS."""
+    xml = sgn.with_name(sgn.name[: -len(".sgn")])
+    good = sgn.with_name(sgn.name + ".good")
+    if sgn.exists():
+        sgn.replace(good)
+    text = _sgn_payload(good.read_bytes()).decode()
+    for m in (2, 3):
+        text = text.replace(f"<deviceSecurityMode>{m}</deviceSecurityMode>",
+                            "<deviceSecurityMode>1</deviceSecurityMode>")
+    tmp = xml.with_name(xml.name + ".new")
+    tmp.write_text(text)
+    tmp.replace(xml)
+    lab.log("file_replaced", file=xml.name, how="plain")
+
+
+def replace_cert(lab: Any, server: str, workdir: Path) -> Any:
+    """The server presents a certificate the phone never pinned, then restarts with it: the
+    SRST router one re-issued by its own CA (same CN, another key: not the one the config
+    carries), the call manager a self-signed one with its CN that no trust list holds. For
+    SIP phones the Kamailio registrar's (lab.protocol "sip"). Returns the new identity."""
+    p = lab.pki
+    if server == "srst":
+        old = p.srst
+        new = labpki.make_identity("srst-renewed", "SRST", cn=old.cn, issuer=p.srst_ca)
+    elif server == "callmanager":
+        old = p.ccm
+        new = labpki.make_identity("ccm-rogue", "CCM", cn=old.cn)
+    else:
+        raise FaultError(f"replace_cert: callmanager or srst, not {server!r}")
+    new = new.write(workdir / f"{server}-replaced")
+    sip = getattr(lab, "sip", None)
+    if getattr(lab, "protocol", "sccp") == "sip" and sip is not None:
+        k = sip.servers[server]
+        k.config = dataclasses.replace(k.config, cert=new.server_cert, key=new.key_path)
+    else:
+        srv = getattr(lab, server)
+        srv.cert, srv.key = new.server_cert, new.key_path
+        cred = getattr(srv, "credentials", None)
+        if server == "srst" and cred is not None:     # the router hands out its new one
+            cred.cert, cred.key, cred.cert_der = new.server_cert, new.key_path, new.cert_der
+    lab.restart(server)
+    lab.log("cert_replaced", server=server, cn=new.cn)
+    return new
 
 
 def _resigned(lab: Any, which: str, good: Path, how: str) -> bytes:

@@ -7,7 +7,8 @@ from typing import Any
 
 from host_tools.events import Event
 
-CUT_ACTIONS = ("wan_cut", "flap", "kill:callmanager", "hang:callmanager")
+CUT_ACTIONS = ("wan_cut", "flap", "kill:callmanager", "hang:callmanager",
+               "replace_cert:callmanager")
 
 
 @dataclass
@@ -60,7 +61,7 @@ def compute(evs: list[Stamped], actions: list[Action]) -> dict[str, Any]:
             m["standby_up_ms"] = sb.event.t - boot.event.t
     failovers, rehomes = [], []
     for a in actions:
-        if a.key in CUT_ACTIONS:
+        if a.key in CUT_ACTIONS and a.args.get("on", True):     # (not a hang's end)
             reg = _first(evs, "registered:srst", a.host)
             if reg is not None:
                 failovers.append({"after": a.key, "ms": round((reg.host - a.host) * 1000),
@@ -69,6 +70,8 @@ def compute(evs: list[Stamped], actions: list[Action]) -> dict[str, Any]:
         restored = None
         if a.action in ("wan_restore", "restart") and a.key != "restart:srst":
             restored = a.host
+        elif a.key == "hang:callmanager" and a.args.get("on") is False:
+            restored = a.host            # the call manager answers again
         elif a.action == "flap":         # the WAN is back for good after the last period
             restored = a.host + a.args.get("period", 2.0) * a.args.get("count", 3)
         if restored is not None:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from host_tools.lab import perphone
+from host_tools.lab import perphone, sipview
 
 if TYPE_CHECKING:          # reading a saved report needs no runner (phonelab report)
     from host_tools.scenario.runner import Result
@@ -120,10 +120,16 @@ def summary(r: Result | dict[str, Any]) -> str:
     if metrics.get("register_over_standby_ms") is not None:
         lines.append(f"    {'register over standby':24} {metrics['register_over_standby_ms']} ms")
     lines.append(f"    {'final state':24} {metrics.get('final_state')}")
+    mpm = metrics.get("messages_per_min") or {}
     for name, what in perphone.SERVERS:
-        line = perphone.load_line(what, (metrics.get("messages_per_min") or {}).get(name))
+        line = perphone.load_line(what, mpm.get(name))
         if line:
             lines.append(f"    {line}")
+        line = sipview.summary_line(what, (d.get("servers") or {}).get(name))
+        if line:
+            lines.append(f"    {line}")
+    if mpm.get("not_applicable"):
+        lines.append(f"    messages/min {mpm['not_applicable']}")
     lines += [f"  {x}" for x in incomplete(d.get("servers") or {})]
     if exps:
         lines.append("  expectations:")

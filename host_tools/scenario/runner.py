@@ -18,10 +18,10 @@ from typing import Any, Callable
 from host_tools import deploy
 from host_tools import boards as boardlib
 from host_tools.events import Event, EventReader
-from host_tools.lab import perphone
+from host_tools.lab import perphone, sipview
 from host_tools.scenario import faults
 from host_tools.scenario.metrics import Action, Stamped, compute, matches, verdicts
-from host_tools.scenario.spec import Scenario, Step, for_board
+from host_tools.scenario.spec import SIP_NO_RESET, Scenario, Step, for_board
 
 DEFAULT_HEAP = "192K"   # the whole story on the 64-bit unix port, with room (docs/decisions.md)
 
@@ -314,8 +314,10 @@ def _epilogue(res: Result, lab: Any, opts: RunOptions, work: Path, own_tmp: bool
 def _conclude(res: Result) -> Result:
     sc = res.scenario
     res.metrics = compute(res.events, res.actions)
-    res.metrics["messages_per_min"] = {name: perphone.load(v)
-                                       for name, v in res.servers.items()}
+    res.metrics["messages_per_min"] = {name: None if v.get("protocol") == "sip"
+                                       else perphone.load(v) for name, v in res.servers.items()}
+    if any(v.get("protocol") == "sip" for v in res.servers.values()):
+        res.metrics["messages_per_min"]["not_applicable"] = sipview.NOT_MEASURED
     res.expectations = verdicts(sc.expect, res.events, res.metrics)
     since = res.actions[-1].host if res.actions else float("-inf")
     if sc.until and res.error is None and not any(
@@ -405,9 +407,13 @@ def _perform(step: Step, lab: Any, board: Any) -> None:
         lab.hang(a["server"], a.get("on", True))
     elif step.action == "replace_file":
         faults.replace_file(lab, a["file"], a["with"])
+    elif step.action == "replace_cert":
+        faults.replace_cert(lab, a["server"], Path(lab.workdir))
     elif step.action == "tftp_fault":
         faults.tftp_fault(lab, a)
     elif step.action == "send_reset":
+        if getattr(lab, "protocol", "sccp") == "sip":    # spec.py refuses it; a HIL lab too
+            raise RunError(f"line {step.line}: {SIP_NO_RESET}")
         mac = lab.macs[0]
         sent = lab.topology.hq.run(lab.callmanager.reset_phone(f"SEP{mac}", a.get("kind", 2)), 10)
         if not sent:
@@ -458,10 +464,19 @@ def _collect(lab: Any, opts: RunOptions, work: Path) -> dict[str, str]:
 
 def _server_views(lab: Any, origin: float) -> dict[str, Any]:
     """What the call manager and the SRST router saw of each phone (host_tools.lab.perphone),
-    session times in the report's host_ms; {} for a lab that has no simulators, and a view
-    that could not be had is left out (it must not hide the run's results)."""
+    session times in the report's host_ms; for SIP phones what the Kamailio registrars saw
+    (host_tools.lab.sipview); {} for a lab that has no simulators, and a view that could not
+    be had is left out (it must not hide the run's results)."""
     topo = getattr(lab, "topology", None)
     out: dict[str, Any] = {}
+    sip = getattr(lab, "sip", None)
+    if getattr(lab, "protocol", "sccp") == "sip" and sip is not None:
+        for name, k in sip.servers.items():      # the phones' servers are the Kamailios
+            try:
+                out[name] = sipview.view(k)
+            except Exception:  # noqa: BLE001 - as below: never hide the run's results
+                pass
+        return out
     for name, loop in (("callmanager", "hq"), ("srst", "branch")):   # the loop it runs on
         srv = getattr(lab, name, None)
         if srv is None or topo is None:

@@ -46,7 +46,9 @@ The rules (anything else is refused with one line naming the file and line):
                 secondary_keepalive 1..3600 s; connection_monitor 1..86400 s;
                 hash_name sha1|sha256|sha512; key_size 1024|2048|3072|4096;
                 ccm_ca_signed bool (the call manager certificate issued by a CA, not
-                self-signed);
+                self-signed); protocol sccp|sip (sip: the phone's config is a SIP one and
+                the call manager and SRST router are the lab's Kamailio registrars on TLS
+                5061; their faults below act on Kamailio; send_reset is refused);
                 dhcp_lease: dnsmasq's lease time (120 or more seconds, "2m", "1h", "infinite").
   [board]       heap "96K"/"2M" 8K..512M; profile: a board profile in boards/: a unix-chip
                 one runs as is, a hardware one on the ESP32-faithful board virtual:PROFILE
@@ -60,9 +62,11 @@ The rules (anything else is refused with one line naming the file and line):
                 kill/restart (server callmanager|srst|tftp|dhcp; dhcp not in loopback mode
                 or with dhcp = false), hang (server callmanager|srst, on bool), replace_file
                 (file ctl|itl|config, with tampered|unknown_sast|truncated|bad_signature|
-                garbage), tftp_fault (loss 0..1, seed 0..2^32-1 with loss, missing: file
-                names, clear = true alone; needs the lab TFTP server), send_reset (kind 1..3),
-                wait. Each entry has exactly one of `at` and `after`; `delay` >= 0.
+                garbage, or plain: the config served unsigned with security mode 1),
+                replace_cert (server callmanager|srst: a certificate the phone never
+                pinned, the server restarted with it), tftp_fault (loss 0..1, seed
+                0..2^32-1 with loss, missing: file names, clear = true alone; needs the lab
+                TFTP server), send_reset (kind 1..3; SCCP only), wait. Each entry has exactly one of `at` and `after`; `delay` >= 0.
   [expect]      final_state PRIMARY|FALLBACK|REHOME|TRYING|PROVISION|BOOT; max_*_ms
                 0..86400000 and max_registrations 0..100000 (0 is legal: "none");
                 events/no_events lists; ctl_rejected, config_rejected,
@@ -98,9 +102,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from host_tools.lab.names import MODES, SCCP_SERVERS, SERVERS, TFTP_KINDS, WAN_KINDS
+from host_tools.lab.names import (MODES, PROTOCOLS, SCCP_SERVERS, SERVERS, TFTP_KINDS,
+                                  WAN_KINDS)
 
-REPLACEMENTS = ("tampered", "unknown_sast", "truncated", "bad_signature", "garbage")
+REPLACEMENTS = ("tampered", "unknown_sast", "truncated", "bad_signature", "garbage", "plain")
 FILES = ("ctl", "itl", "config")
 STATES = ("PRIMARY", "FALLBACK", "REHOME", "TRYING", "PROVISION", "BOOT")
 HASHES = ("sha1", "sha256", "sha512")
@@ -258,7 +263,7 @@ LAB_KEYS: dict[str, Check] = {
     "tftp": _one_of(TFTP_KINDS), "dhcp": _BOOL, "keepalive": _int(1, 3600),
     "secondary_keepalive": _int(1, 3600), "connection_monitor": _int(1, 86400),
     "hash_name": _one_of(HASHES), "key_size": _one_of(KEY_SIZES), "dhcp_lease": _dhcp_lease,
-    "ccm_ca_signed": _BOOL}
+    "ccm_ca_signed": _BOOL, "protocol": _one_of(PROTOCOLS)}
 BOARD_KEYS: dict[str, Check] = {"heap": _heap, "profile": _profile}
 EXPECT_KEYS: dict[str, Check] = {
     "final_state": _one_of(STATES), "max_failover_ms": _MS, "max_rehome_ms": _MS,
@@ -280,12 +285,16 @@ ACTIONS: dict[str, dict[str, Check]] = {
     "restart": {"server": _one_of(SERVERS)},
     "hang": {"server": _one_of(SCCP_SERVERS), "on": _BOOL},
     "replace_file": {"file": _one_of(FILES), "with": _one_of(REPLACEMENTS)},
+    "replace_cert": {"server": _one_of(SCCP_SERVERS)},
     "tftp_fault": {"loss": _loss, "seed": _int(0, 2**32 - 1), "missing": _file_names,
                    "clear": _BOOL},
     "send_reset": {"kind": _int(1, 3)},   # the call manager sends Reset (1 reset, 2 restart, 3 apply)
     "wait": {},
 }
+SIP_NO_RESET = ("send_reset is the SCCP call manager's Reset message; the lab's SIP "
+                "registrar (Kamailio) sends no check-sync NOTIFY: not with protocol = \"sip\"")
 REQUIRED = {"kill": ("server",), "restart": ("server",), "hang": ("server",),
+            "replace_cert": ("server",),
             "replace_file": ("file", "with")}
 TOP_KEYS: dict[str, Check] = {
     "name": _name, "description": _STR, "lab": _typed(dict, "a table"),
@@ -574,6 +583,11 @@ def _step(t: Any, line: int, fail: Any, lines: _Lines, lab: dict[str, Any]) -> S
         fail(f"[[timeline]] {action} dhcp: this lab runs no DHCP server "
              f"({'loopback mode' if lab.get('mode') == 'loopback' else 'dhcp = false'})",
              lines.of_key("server", line))
+    if action == "replace_file" and a["with"] == "plain" and a["file"] != "config":
+        fail("[[timeline]] replace_file: with = \"plain\" is for file = \"config\" (an "
+             "unsigned non-secure config)", lines.of_key("with", line))
+    if action == "send_reset" and lab.get("protocol") == "sip":
+        fail(f"[[timeline]] {SIP_NO_RESET}", lines.of_key("action", line))
     if action == "tftp_fault":
         if lab.get("tftp") == "dnsmasq":
             fail("[[timeline]] tftp_fault needs the lab's own TFTP server, not tftp = \"dnsmasq\"",

@@ -97,6 +97,37 @@ def test_once_accepted_bad_scenarios_are_refused(bad, line, msg):
     assert msg in str(ei.value)
 
 
+SIP = GOOD.replace("short_timers = true", "short_timers = true\nprotocol = \"sip\"")
+
+
+def test_protocol_sip_is_a_lab_option():
+    assert spec.loads(SIP).lab["protocol"] == "sip"
+    assert "protocol" not in spec.loads(GOOD).lab           # the Lab's default: sccp
+    sc = spec.loads(SIP.replace('kind = "blackhole"', 'kind = "cm_reset"'))
+    assert sc.timeline[0].args == {"kind": "cm_reset"}    # Kamailio HQ's reset (lab.py)
+
+
+@pytest.mark.parametrize("bad,line,msg", [
+    (SIP.replace('protocol = "sip"', 'protocol = "h323"'), 7,
+     "[lab] protocol must be one of sccp, sip, not 'h323'"),
+    (SIP.replace('protocol = "sip"', 'protocol = true'), 7, "protocol must be one of sccp, sip"),
+    (SIP.replace('kind = "blackhole"', 'kind = 2').replace('"wan_cut"', '"send_reset"'), 12,
+     "send_reset is the SCCP call manager's Reset message"),
+    (GOOD.replace('kind = "blackhole"', 'file = "ctl"\nwith = "plain"').replace(
+        '"wan_cut"', '"replace_file"'), 13, 'with = "plain" is for file = "config"'),
+    (GOOD.replace('kind = "blackhole"', 'server = "tftp"').replace(
+        '"wan_cut"', '"replace_cert"'), 12, "server must be one of callmanager, srst"),
+    (GOOD.replace('kind = "blackhole"', '').replace('"wan_cut"', '"replace_cert"'), 8,
+     "replace_cert needs server ="),
+])
+def test_sip_and_certificate_steps_are_checked(bad, line, msg):
+    with pytest.raises(spec.ScenarioError) as ei:
+        spec.loads(bad)
+    assert f"<scenario>:{line}:" in str(ei.value), str(ei.value)
+    assert msg in str(ei.value)
+    assert "\n" not in str(ei.value)
+
+
 def test_unreadable_files_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b'name = "x"\ndescription = "\xff\xfe"\n')
