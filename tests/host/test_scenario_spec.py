@@ -91,10 +91,16 @@ def test_bad_scenarios_name_the_line(bad, line, msg):
      "tftp must be one of auto, lab, dnsmasq"),
 ])
 def test_once_accepted_bad_scenarios_are_refused(bad, line, msg):
+    _refused_at(bad, line, msg)
+
+
+def _refused_at(bad: str, line: int, msg: str) -> None:
+    """Refused in one line that names the line and says `msg`."""
     with pytest.raises(spec.ScenarioError) as ei:
         spec.loads(bad)
     assert f"<scenario>:{line}:" in str(ei.value), str(ei.value)
     assert msg in str(ei.value)
+    assert "\n" not in str(ei.value)
 
 
 SIP = GOOD.replace("short_timers = true", "short_timers = true\nprotocol = \"sip\"")
@@ -121,11 +127,7 @@ def test_protocol_sip_is_a_lab_option():
      "replace_cert needs server ="),
 ])
 def test_sip_and_certificate_steps_are_checked(bad, line, msg):
-    with pytest.raises(spec.ScenarioError) as ei:
-        spec.loads(bad)
-    assert f"<scenario>:{line}:" in str(ei.value), str(ei.value)
-    assert msg in str(ei.value)
-    assert "\n" not in str(ei.value)
+    _refused_at(bad, line, msg)
 
 
 def test_unreadable_files_are_one_line(tmp_path):
