@@ -27,7 +27,10 @@ _SIP_TWIN = ("the SIP twin of a WAN fault whose path to the phone is the SCCP on
              "(Kamailio's own reset) and the SIP-only stories")
 _SIP_HANG = ("a hung Kamailio (SIGSTOP) fails over as sip-wan-blackhole's silence does; "
              "`make test` runs that one")
-LONG = {"dhcp-short-lease": _MINUTES, "sip-wan-unreachable": _SIP_TWIN,
+_MATRIX = ("the fault matrix (bench/fault_matrix.py) proves the same refusal on every board; "
+           "`make test` runs its SIP form (issue 15's new ground)")
+LONG = {"dhcp-short-lease": _MINUTES, "srst-cert-replaced": _MATRIX,
+        "cm-cert-unknown": _MATRIX, "plain-config": _MATRIX, "sip-wan-unreachable": _SIP_TWIN,
         "sip-wan-link_down": _SIP_TWIN, "sip-wan-flap": _SIP_TWIN, "sip-cm-hang": _SIP_HANG}
 _RUN_LONG = bool(os.environ.get("PHONELAB_LONG"))
 SCENARIOS = [pytest.param(p, id=p.stem, marks=pytest.mark.skipif(
