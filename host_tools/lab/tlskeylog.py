@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from host_tools import ROOT
+from host_tools import WORK
 
 ENV = "PHONELAB_TLS_KEYLOG"
 SOURCE = r"""
@@ -92,7 +92,7 @@ def library() -> Path:
     if cc is None:
         raise KeylogUnavailable("no C compiler (cc) to build the key log library")
     tag = hashlib.sha256(SOURCE.encode()).hexdigest()[:12]
-    out = ROOT / "out" / "build" / f"tlskeylog-{tag}.so"
+    out = WORK / "out" / "build" / f"tlskeylog-{tag}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
