@@ -52,7 +52,9 @@ class TftpPlan:
     # of those, the ones the server ended with an ERROR after its data: (code, message)
     partial_errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     delays_s: dict[str, float] = field(default_factory=dict)
-    ignore: dict[str, int] = field(default_factory=dict)  # RRQs to leave unanswered first
+    # for how long after the board's first read request of a name its requests go
+    # unanswered (the captured server ignored the phone's first ones for that long)
+    silent_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,7 +86,9 @@ class Plan:
                                           if k in t.partial_errors else None}
                                       for k, v in t.partial.items()},
                           "delays_ms": {k: round(v * 1000, 3) for k, v in t.delays_s.items()},
-                          "ignore": t.ignore} for t in self.tftp],
+                          "silent_first_ms": {k: round(v * 1000, 3)
+                                              for k, v in t.silent_s.items()}}
+                         for t in self.tftp],
                 "hosts": self.hosts, "expected_lease": self.expected_lease, "notes": self.notes}
 
 
@@ -305,8 +309,8 @@ def _tftp_plans(cap: Analysis, amap: AddressMap, timing: str, notes: list[str]) 
             continue
         if timing == "captured":
             tp.delays_s[name] = (model.first_answer_ms or 0) / 1000
-            if model.retransmitted_rrqs:
-                tp.ignore[name] = model.retransmitted_rrqs
+            if model.silent_ms:
+                tp.silent_s[name] = model.silent_ms / 1000
     out = [p for p in plans.values() if p.files or p.errors or p.partial]
     for p in plans.values():
         if p not in out:

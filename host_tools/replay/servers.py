@@ -164,7 +164,7 @@ class ReplayTftp(TftpServer):
             self.names[name] = p
         (root / "names.json").write_text(json.dumps({k: v.name for k, v in self.names.items()},
                                                     indent=2) + "\n")
-        self._ignore_left = dict(plan.ignore)
+        self._first_rrq: dict[str, float] = {}      # name -> when the board first asked
         self.unanswered: list[dict[str, Any]] = []
         super().__init__(root, host=plan.address, port=port, log_path=log_path, netns=netns)
 
@@ -179,9 +179,12 @@ class ReplayTftp(TftpServer):
             with self._lock:
                 if name in self.plan.silent:
                     why = "unanswered in the capture"
-                elif self._ignore_left.get(name, 0) > 0:
-                    self._ignore_left[name] -= 1
-                    why = "first requests unanswered in the capture"
+                elif name in self.plan.silent_s:
+                    # by time, not by count: the board retransmits on its own schedule
+                    first = self._first_rrq.setdefault(name, time.monotonic())
+                    if time.monotonic() - first < self.plan.silent_s[name]:
+                        why = (f"unanswered for the first {self.plan.silent_s[name]:.3f} s "
+                               f"in the capture")
             if why is not None:
                 self.unanswered.append({"time": time.time(), "client": f"{client[0]}:{client[1]}",
                                         "file": name, "why": why})

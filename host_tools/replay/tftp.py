@@ -138,6 +138,18 @@ class Transfer:
         return len([t for t in self.rrq_ts if t <= self.first_answer_ts]) - 1
 
     @property
+    def silent_ms(self) -> float | None:
+        """How long the server left this file's read requests unanswered, from the first:
+        halfway between the last request it ignored and the one it answered (it woke up in
+        between); None when it answered the first (or never answered)."""
+        if self.first_answer_ts is None:
+            return None
+        before = [t for t in self.rrq_ts if t <= self.first_answer_ts]
+        if len(before) < 2:
+            return None
+        return round(((before[-2] + before[-1]) / 2 - before[0]) * 1000, 3)
+
+    @property
     def first_answer_ms(self) -> float | None:
         """Time from the last read request before the first answer to that answer: how long
         the server took to answer."""

@@ -166,11 +166,12 @@ def test_plan_maps_private_addresses_onto_documentation_ranges(tmp_path: Path) -
                                 "dns": [], "lease_s": 7200, "tftp_servers": ["203.0.113.10"]}
     assert p.dhcp.ignore_discovers == 1 and p.dhcp.offer_delay_s == pytest.approx(0.002)
     t = p.tftp[0]
-    assert t.ignore == {"CTLFile.tlv": 1} and t.delays_s["CTLFile.tlv"] == pytest.approx(0.25)
+    assert t.silent_s == {"CTLFile.tlv": pytest.approx(0.5)}      # between the two RRQs
+    assert t.delays_s["CTLFile.tlv"] == pytest.approx(0.25)
     assert t.errors == {f"ITLSEP{MAC}.tlv": (1, "File not found")}
     assert any("10.20.30.57 -> 192.0.2.57" in n for n in p.notes)
     fast = planlib.build(capture.analyse(tmp_path / "f.pcap"), "fast")
-    assert fast.dhcp.ignore_discovers == 0 and fast.tftp[0].delays_s == {} and fast.tftp[0].ignore == {}
+    assert fast.dhcp.ignore_discovers == 0 and fast.tftp[0].delays_s == {} and fast.tftp[0].silent_s == {}
 
 
 def test_inform_only_and_tftp_only_captures_get_a_made_up_boot(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import random
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,42 @@ def test_a_real_dhcp_only_capture_differs_and_names_the_unanswered_requests(
     assert f"CTLSEP{mac}.tlv from {server}" in unanswered, rep["differences"]
     assert f"unanswered CTLSEP{mac}.tlv from {server}" in out
     assert "board ended with: provision_failed (no configuration: TFTP unreachable" in out
+
+
+def test_a_slow_file_not_found_is_answered_after_the_captured_silence_not_a_count(
+        tmp_path: Path) -> None:
+    """A server that ignored the phone's first 7 read requests (one a second) before saying
+    "File not found": the replay is silent for as long, not for 7 requests, so a board that
+    retransmits less often still gets "File not found" (and not "TFTP unreachable")."""
+    import socket
+    from host_tools.replay.servers import ReplayTftp
+    cap = Capture()
+    dhcp_boot(cap, MAC, PHONE, SERVER, OPTS)
+    tftp_file(cap, PHONE, 40001, TFTP, 50001, "CTLFile.tlv", None, rrqs=8, options=False)
+    cap.write_pcap(tmp_path / "slow.pcap")
+    a = capture.analyse(tmp_path / "slow.pcap")
+    assert a.transfers[0].retransmitted_rrqs == 7
+    t = planlib.build(a, "captured").tftp[0]
+    assert t.errors == {"CTLFile.tlv": (1, "File not found")}
+    assert t.silent_s == {"CTLFile.tlv": pytest.approx(6.5)}
+    t.silent_s["CTLFile.tlv"] = 0.65                      # the same, ten times faster
+    srv = ReplayTftp(t, tmp_path / "root", netns=None, port=0)  # type: ignore[arg-type]
+    srv.host = "127.0.0.1"
+    tries: list[tuple[float, bytes | None]] = []        # (sent after the first, answer)
+    with srv:
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.settimeout(0.3)                                 # a try every 0.3 s
+        t0 = time.monotonic()
+        while len(tries) < 10:
+            sent = time.monotonic() - t0
+            c.sendto(rrq("CTLFile.tlv"), ("127.0.0.1", srv.port))
+            try:
+                tries.append((sent, c.recvfrom(600)[0]))
+                break
+            except socket.timeout:
+                tries.append((sent, None))
+        c.close()
+    *silent, (sent, answer) = tries
+    assert answer is not None and answer[:4] == struct.pack("!HH", 5, 1), tries
+    assert len(silent) >= 2 and sent >= 0.65 - 0.02 and all(s < 0.65 + 0.02 for s, _ in silent), tries
+    assert {u["why"] for u in srv.unanswered} == {"unanswered for the first 0.650 s in the capture"}
