@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from host_tools.events import Event, EventReader, Listener, Listeners, Text
@@ -159,3 +160,47 @@ class SerialConsole(Listeners):
             raise RuntimeError(f"console on {self.port} is not open")
         self._ser.write(data)  # type: ignore[attr-defined]
 
+
+
+class BoardLog:
+    """A board's console kept as test artifacts: NAME.serial.log (every byte, as the board
+    wrote it) and NAME.events.jsonl (each event line as the agent wrote it, with the host's
+    wall-clock time it arrived). A console sink (BoardHandle.attach): feed(), skip(), closed."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        import re
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "board"
+        self.serial_path = folder / f"{stem}.serial.log"
+        self.events_path = folder / f"{stem}.events.jsonl"
+        self._serial = self.serial_path.open("ab")
+        self._events = self.events_path.open("a", encoding="utf-8")
+        self._reader = EventReader()
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        import json
+        with self._lock:
+            if self.closed:
+                return
+            self._serial.write(data)
+            self._serial.flush()
+            now = time.time()
+            for item in self._reader.feed(data):
+                if isinstance(item, Event):
+                    ev = {"t": item.t, "ev": item.ev, **item.fields}
+                    if item.phone is not None:
+                        ev["ph"] = item.phone
+                    self._events.write(json.dumps({"host_time": round(now, 3), "event": ev})
+                                       + "\n")
+            self._events.flush()
+
+    def skip(self) -> None:
+        """A reset: the logs go on (the next boot's lines follow in both files)."""
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._serial.close()
+            self._events.close()

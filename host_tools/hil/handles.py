@@ -187,8 +187,26 @@ class SerialHandle(BoardHandle):
     def start(self) -> SerialHandle:
         if self.spec.profile is None:
             self.profile = self._profile_on_board()
+        if self.spec.chip is not None:          # detected (--board auto): the profile agrees
+            from host_tools import boards
+            chip = boards.load(self.profile).chip
+            if chip != self.spec.chip:
+                raise BoardError(f"{self.name}: the board is an {self.spec.chip}, its profile "
+                                 f"{self.profile!r} is for an {chip}: deploy the right one "
+                                 f"(--board PROFILE@{self.spec.target})")
         self.console.start()
         return self
+
+    def flash(self, image: Path) -> None:
+        """Write a MicroPython image with esptool (host_tools.flash: chip and image checked
+        against the profile, written at its offset), then wait until MicroPython answers."""
+        from host_tools import espimage, flash
+        with self._port_free():
+            try:
+                flash.flash(self.tool_port, self.profile, image, show=False)
+                flash.wait_for_micropython(self.tool_port)
+            except (flash.FlashError, espimage.ImageError) as e:
+                raise BoardError(f"{self.name}: {e}") from None
 
     def _profile_on_board(self) -> str:
         try:

@@ -1,28 +1,32 @@
-"""A labgrid place as a board: acquire it through the coordinator, find its serial port (and
-power switch, if any), release it at the end.
+"""A labgrid target as a board, through labgrid's public interface only.
 
-The coordinator address comes from LG_COORDINATOR (labgrid's own variable; HOST[:PORT],
-default port 20408). Acquiring is labgrid's lock: while we hold the place, nobody else can
-(labgrid-client shows it as acquired by HOST/USER). The serial port is the exporter's
-NetworkSerialPort, i.e. ser2net speaking RFC 2217, which pyserial and mpremote open as
-`rfc2217://HOST:PORT?ign_set_control` (or socket:// for protocol "raw"). Power, when the place has a power resource, is switched with
-`labgrid-client power` (its drivers know the many PDUs), run as an argument list.
+- `--lg-env ENV.yaml` (labgrid's own pytest plugin): its `target` fixture is the board. The
+  environment names the serial port (a RemotePlace whose exporter serves a
+  NetworkSerialPort, or a local RawSerialPort/USBSerialPort) and, if it has one, a driver
+  for power (anything implementing labgrid's PowerProtocol, e.g. NetworkPowerDriver). As
+  everywhere with labgrid, a remote place is acquired by the user first
+  (`labgrid-client -p PLACE acquire`).
+- `--board labgrid:PLACE`: the plugin acquires the place itself with `labgrid-client`
+  (labgrid's lock: while we hold it nobody else can), builds a Target with a RemotePlace
+  (labgrid's library use: a resource and its driver bound to a Target), and releases the
+  place at the end. The coordinator is LG_COORDINATOR (labgrid's own variable; HOST[:PORT],
+  default 127.0.0.1:20408).
+
+The serial port is what pyserial and mpremote open: a NetworkSerialPort is ser2net speaking
+RFC 2217, `rfc2217://HOST:PORT?ign_set_control` (or socket:// for protocol "raw"); a local
+port is its device. Power is switched by the target's PowerProtocol driver.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_COORDINATOR = "127.0.0.1:20408"
-SERIAL_CLASSES = ("NetworkSerialPort",)
-POWER_SUFFIX = "PowerPort"
 
 
 class PlaceError(RuntimeError):
@@ -33,111 +37,121 @@ def coordinator() -> str:
     return os.environ.get("LG_COORDINATOR", DEFAULT_COORDINATOR)
 
 
-@contextlib.contextmanager
-def _session(place: str):
-    """A labgrid client session (its own event loop), closed afterwards; labgrid's chatter
-    (it prints 'acquired place ...') kept off our stdout."""
+def _labgrid() -> None:
     try:
-        from labgrid.remote.client import start_session
+        import labgrid  # noqa: F401
     except ImportError:
         raise PlaceError("labgrid is not installed: pip install 'labgrid==26.0.1' "
                          "(it is in the project's dev extras)") from None
-    import asyncio
-    # grpc's aio channel binds to the thread's current loop when labgrid creates it: make ours
-    # current for the session, then close it (labgrid's stash ignores a closed loop).
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    args = argparse.Namespace(place=place, allow_unmatched=False, kick=False)
-    try:
-        try:
-            session = start_session(coordinator(), extra={"args": args}, loop=loop)
-        except Exception as e:
-            raise PlaceError(f"cannot reach the labgrid coordinator at {coordinator()} "
-                             f"(LG_COORDINATOR): {e}") from None
-        try:
-            yield session, loop
-        finally:
-            loop.run_until_complete(session.stop())
-            loop.run_until_complete(session.close())
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
 
 
-def _run(loop: object, coro: object) -> None:
-    from labgrid.remote.client import Error as LabgridError, ErrorGroup
-    quiet = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(quiet):
-            loop.run_until_complete(coro)  # type: ignore[attr-defined]
-    except (LabgridError, ErrorGroup) as e:
-        raise PlaceError(str(e)) from None
+def client(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`labgrid-client -x COORDINATOR ARGS...` (labgrid's command line)."""
+    exe = shutil.which("labgrid-client") or str(Path(sys.executable).parent / "labgrid-client")
+    return subprocess.run([exe, "-x", coordinator(), *args], capture_output=True, text=True,
+                          timeout=timeout)
 
 
-def _serial_url(args: dict) -> str:
-    """pyserial URL of a NetworkSerialPort. As labgrid's own SerialDriver does, RFC 2217
+def _client_error(r: subprocess.CompletedProcess) -> str:
+    lines = [ln.strip() for ln in (r.stderr or r.stdout).splitlines() if ln.strip()]
+    text = lines[-1] if lines else f"exit {r.returncode}"
+    return text.removeprefix("labgrid-client: error: ")
+
+
+def serial_url(resource: Any) -> str:
+    """pyserial URL of a labgrid serial resource. As labgrid's own SerialDriver does, RFC 2217
     control acknowledgements are not waited for (ser2net does not send them for ports
     without modem lines, e.g. a pty)."""
-    if args.get("protocol", "rfc2217") == "raw":
-        return f"socket://{args['host']}:{args['port']}"
-    return f"rfc2217://{args['host']}:{args['port']}?ign_set_control"
+    from labgrid.resource import NetworkSerialPort
+    if isinstance(resource, NetworkSerialPort):
+        if resource.protocol == "raw":
+            return f"socket://{resource.host}:{resource.port}"
+        return f"rfc2217://{resource.host}:{resource.port}?ign_set_control"
+    return str(resource.port)
 
 
 @dataclass
-class Place:
+class LabgridBoard:
+    """A labgrid Target's serial port and power, for host_tools.hil.handles.LabgridHandle."""
     name: str
+    target: Any
     serial_url: str
     speed: int
-    power: str | None = None        # the power resource ("" when named by its class), if any
-    acquired: bool = False
+    power: Any = None               # the target's PowerProtocol driver, if any
+    place: str | None = None        # a place we acquired ourselves (released by release())
+    _env: Any = field(default=None, repr=False)
 
     @classmethod
-    def acquire(cls, name: str) -> Place:
-        with _session(name) as (session, loop):
-            _run(loop, session.acquire())
+    def from_target(cls, target: Any, place: str | None = None) -> LabgridBoard:
+        """The board of a labgrid Target: its serial resource, its power driver if any."""
+        from labgrid.exceptions import NoDriverFoundError, NoResourceFoundError
+        from labgrid.protocol import PowerProtocol
+        from labgrid.resource import NetworkSerialPort, RawSerialPort
+        serial = None
+        for cls_ in (NetworkSerialPort, RawSerialPort):     # USBSerialPort is a RawSerialPort
             try:
-                found = session.get_target_resources(session.get_place(name))
-                serial = [(n, r) for (n, c), r in found.items() if c in SERIAL_CLASSES]
-                # labgrid names a resource by its class unless the exporter renamed it
-                power = [(n if n != c else "") for (n, c), _r in found.items()
-                         if c.endswith(POWER_SUFFIX)]
-                if not serial:
-                    raise PlaceError(f"labgrid place {name!r} has no serial port resource "
-                                     f"(NetworkSerialPort); it has: "
-                                     f"{', '.join(c for _n, c in found) or 'nothing'}")
-                _n, res = serial[0]
-                if not res.avail:
-                    raise PlaceError(f"the serial port of place {name!r} is not available "
-                                     f"(exporter down or device unplugged)")
-                args = res.args
-                url = _serial_url(args)
-                place = cls(name, url, int(args.get("speed") or 115200),
-                            power[0] if power else None, acquired=True)
-            except BaseException:
-                _run(loop, session.release())
-                raise
-        return place
+                serial = target.get_resource(cls_, wait_avail=False)
+                break
+            except NoResourceFoundError:
+                continue
+        if serial is None:
+            raise PlaceError(f"labgrid target {target.name!r} has no serial port resource "
+                             f"(NetworkSerialPort, RawSerialPort or USBSerialPort); it has: "
+                             f"{', '.join(type(r).__name__ for r in target.resources) or 'nothing'}")
+        if not serial.avail:
+            raise PlaceError(f"the serial port of labgrid target {target.name!r} is not "
+                             f"available (exporter down or device unplugged)")
+        try:
+            power = target.get_driver(PowerProtocol, activate=False)
+        except NoDriverFoundError:
+            power = None
+        return cls(target.name, target, serial_url(serial), int(serial.speed or 115200),
+                   power, place)
 
-    def release(self) -> None:
-        if not self.acquired:
-            return
-        with _session(self.name) as (session, loop):
-            _run(loop, session.release())
-        self.acquired = False
+    @classmethod
+    def acquire(cls, place: str) -> LabgridBoard:
+        """Acquire `place` (labgrid-client), and a Target with its RemotePlace and, when the
+        place has a NetworkPowerPort, a NetworkPowerDriver."""
+        _labgrid()
+        r = client("-p", place, "acquire")
+        if r.returncode != 0:
+            raise PlaceError(f"cannot acquire labgrid place {place!r} (coordinator "
+                             f"{coordinator()}, LG_COORDINATOR): {_client_error(r)}")
+        try:
+            from labgrid import Target
+            from labgrid.driver import NetworkPowerDriver
+            from labgrid.resource import NetworkPowerPort, RemotePlace
+            target = Target(place)
+            RemotePlace(target, name=place)
+            if any(isinstance(res, NetworkPowerPort) for res in target.resources):
+                NetworkPowerDriver(target, None)
+            return cls.from_target(target, place)
+        except BaseException:
+            client("-p", place, "release")
+            raise
 
     def power_cycle(self, delay: float = 1.0) -> None:
         if self.power is None:
-            raise PlaceError(f"labgrid place {self.name!r} has no power resource")
-        client = shutil.which("labgrid-client") or str(Path(sys.executable).parent / "labgrid-client")
-        cmd = [client, "-x", coordinator(), "-p", self.name, "power", "cycle", "-t", str(delay)]
-        if self.power:
-            cmd += ["--name", self.power]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise PlaceError(f"power cycle of place {self.name!r} failed: "
-                             f"{(r.stderr or r.stdout).strip()}")
+            raise PlaceError(f"labgrid target {self.name!r} has no power driver")
+        self.target.activate(self.power)
+        if hasattr(self.power, "delay"):
+            self.power.delay = delay
+        self.power.cycle()
 
-    def __enter__(self) -> Place:
+    def release(self) -> None:
+        """Give back what we took: the target's drivers, and the place if we acquired it."""
+        if self.place is None:
+            return
+        try:
+            self.target.cleanup()
+        finally:
+            r = client("-p", self.place, "release")
+            self.place = None
+            if r.returncode != 0:
+                raise PlaceError(f"cannot release labgrid place {self.name!r}: "
+                                 f"{_client_error(r)}")
+
+    def __enter__(self) -> LabgridBoard:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,20 +5,27 @@ of a hardware profile, docs/vboard.md) or `--board /dev/ttyUSB0`, repeatable.
     pytest --board virtual                          a fresh virtual board, firmware deployed
     pytest --board /dev/ttyUSB0                     a real board (profile from its board.json)
     pytest --board wt32-eth01@/dev/ttyUSB0          ... naming the profile (a fresh board)
-    pytest --board labgrid:bench-3                  a labgrid place (LG_COORDINATOR)
+    pytest --board auto                             every ESP32 board attached (esptool finds them)
+    pytest --lg-env env.yaml                        labgrid's pytest plugin: its `target` is the board
+    pytest --board labgrid:bench-3                  a labgrid place, acquired for the run (LG_COORDINATOR)
     pytest -n 2 --board /dev/ttyUSB0 --board /dev/ttyUSB1     two boards, one xdist worker each
     pytest -n 2 --dist each --board A --board B     every test on every board
-    pytest ... --junitxml=out/hil.xml               JUnit XML for CI (pytest's own report)
+    pytest ... --junitxml=out/hil.xml               JUnit XML for CI (pytest's own report), and
+                                                    out/hil-boards/NAME.serial.log, .events.jsonl
 
 Fixtures: `board` (a handle, see host_tools.hil.handles; one per worker for the session),
 `event_stream` (that board's events from the start of the test), `lab` (host_tools.lab.Lab
 around this worker's board, which it gives the lab's identity and puts on the lab's network: a
 board in its own lab; real boards need --lab-interface), `board_spec`, `board_specs`.
+labgrid's own fixtures (`env`, `target`, `strategy`) and options (`--lg-env`, `--lg-log`,
+...) work beside these: with --lg-env, `board` is labgrid's `target` (host_tools.hil.lgplace).
 Plugins built on this one get `pytest_phonelab_board_ready(board, config)` (firmware deployed)
 and `pytest_phonelab_lab_ready(board, lab, config)` (board in the lab, agent restarted).
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +36,7 @@ from host_tools.hil import specs as _specs
 from host_tools.lab.names import MODES
 
 VBOARD_HEAP = "192K"  # = host_tools.scenario.runner.DEFAULT_HEAP (docs/decisions.md)
+SPECS = pytest.StashKey[list]()       # the boards of this run, resolved once (auto: detected)
 
 
 class HilHooks:
@@ -51,15 +59,23 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("phonelab", "Secure SRST phone lab")
     group.addoption("--board", action="append", default=None,
-                    metavar="virtual|virtual:PROFILE|PORT|labgrid:PLACE",
+                    metavar="virtual|virtual:PROFILE|PORT|auto|labgrid|labgrid:PLACE",
                     help="board to test: 'virtual' (default), a serial port or URL "
-                         "([PROFILE@]PORT), or a labgrid place ([PROFILE@]labgrid:PLACE); "
-                         "repeatable, one pytest-xdist worker per board")
+                         "([PROFILE@]PORT), 'auto' (every ESP32 board attached), 'labgrid' "
+                         "(the target of labgrid's --lg-env; the default with --lg-env) or a "
+                         "labgrid place ([PROFILE@]labgrid:PLACE); repeatable, one "
+                         "pytest-xdist worker per board")
+    group.addoption("--board-ports", action="append", default=None, metavar="GLOB",
+                    help="where --board auto looks for boards (default: the USB serial ports "
+                         "pyserial lists); repeatable")
     group.addoption("--vboard-heap", default=VBOARD_HEAP, metavar="SIZE",
                     help="MicroPython heap of virtual boards (default %(default)s, the scenario "
                          "runner's: the whole agent on the 64-bit unix port)")
     group.addoption("--hil-firmware", default=str(FIRMWARE), metavar="DIR",
                     help="firmware tree deployed to the boards (default: the repository's)")
+    group.addoption("--hil-flash", default=None, metavar="IMAGE",
+                    help="flash this MicroPython image to each real board (esptool, at the "
+                         "profile's offset) before the deploy; virtual boards ignore it")
     group.addoption("--hil-source", action="store_true",
                     help="deploy .py sources instead of .mpy")
     group.addoption("--hil-no-deploy", action="store_true",
@@ -79,26 +95,69 @@ def _workers(config: pytest.Config) -> int:
     return 0
 
 
+def _lg_env(config: pytest.Config) -> str | None:
+    """labgrid's --lg-env (or its LG_ENV), when labgrid's pytest plugin is loaded."""
+    if not config.pluginmanager.hasplugin("labgrid"):
+        return None
+    return config.getoption("lg_env", None) or os.environ.get("LG_ENV")
+
+
+def resolve(config: pytest.Config) -> list[_specs.BoardSpec]:
+    """The boards of this run: --board (default virtual, or labgrid's target with --lg-env),
+    `auto` replaced by the boards detected. SpecError says what is wrong."""
+    specs = _specs.parse_all(config.getoption("--board"),
+                             "labgrid" if _lg_env(config) else _specs.VIRTUAL)
+    if any(s.kind == "lgenv" for s in specs) and not _lg_env(config):
+        raise _specs.SpecError("--board labgrid is the target of labgrid's pytest plugin: give "
+                               "it --lg-env ENV.yaml (or LG_ENV), without -p no:labgrid")
+    specs = _specs.expand_auto(specs, config.getoption("--board-ports"))
+    _specs.check_workers(specs, _workers(config))
+    return specs
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hil: drives a board (virtual or real) through the "
                                        "phonelab HIL fixtures")
-    if hasattr(config, "workerinput"):  # an xdist worker: the controller checked already
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller resolved the boards
+        given = config.workerinput.get("phonelab_boards")  # type: ignore[attr-defined]
+        if given is not None:
+            config.stash[SPECS] = [_specs.BoardSpec(**d) for d in given]
         return
     try:
-        parsed = _specs.parse_all(config.getoption("--board"))
-        _specs.check_workers(parsed, _workers(config))
+        config.stash[SPECS] = resolve(config)
     except _specs.SpecError as e:
         raise pytest.UsageError(str(e)) from None
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """pytest-xdist: each worker gets the controller's boards (auto detects once)."""
+    specs = node.config.stash.get(SPECS, None)  # type: ignore[attr-defined]
+    if specs is not None:
+        node.workerinput["phonelab_boards"] = [dataclasses.asdict(s) for s in specs]  # type: ignore[attr-defined]
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     given = config.getoption("--board")
-    return f"phonelab boards: {', '.join(given)}" if given else None
+    specs = config.stash.get(SPECS, None)
+    if specs and (given or any(s.kind != "virtual" for s in specs)):
+        return f"phonelab boards: {', '.join(s.text for s in specs)}"
+    return None
+
+
+def artifact_dir(config: pytest.Config) -> Path | None:
+    """Beside the JUnit XML (--junitxml out/hil.xml: out/hil-boards/), else none."""
+    xml = getattr(config.option, "xmlpath", None)
+    if not xml:
+        return None
+    xml_path = Path(os.path.expanduser(os.path.expandvars(xml)))
+    return xml_path.with_name(xml_path.stem + "-boards")
 
 
 @pytest.fixture(scope="session")
 def board_specs(request: pytest.FixtureRequest) -> list[_specs.BoardSpec]:
-    return _specs.parse_all(request.config.getoption("--board"))
+    specs = request.config.stash.get(SPECS, None)
+    return specs if specs is not None else resolve(request.config)
 
 
 @pytest.fixture(scope="session")
@@ -123,23 +182,42 @@ def board(board_spec: _specs.BoardSpec, request: pytest.FixtureRequest,
     else:
         from host_tools.hil import lgplace
         try:
-            place = lgplace.Place.acquire(str(board_spec.target))
+            if board_spec.kind == "lgenv":      # labgrid's pytest plugin, its target fixture
+                target = request.getfixturevalue("target")
+                place = lgplace.LabgridBoard.from_target(target)
+                name = f"labgrid:{target.name}"
+            else:
+                place = lgplace.LabgridBoard.acquire(str(board_spec.target))
+                name = board_spec.text
         except lgplace.PlaceError as e:
             pytest.fail(f"--board {board_spec.text}: {e}", pytrace=False)
-        handle = handles.LabgridHandle(board_spec, board_spec.text, place)
+        handle = handles.LabgridHandle(board_spec, name, place)
+    log = None
+    artifacts = artifact_dir(config)
+    if artifacts is not None:
+        from host_tools.hil.console import BoardLog
+        log = BoardLog(artifacts, handle.name)
+        handle.attach(log)
     try:
         handle.start()  # type: ignore[attr-defined]
+        image = config.getoption("--hil-flash")
+        if image and handle.kind != "virtual":
+            handle.flash(Path(image))  # type: ignore[attr-defined]
         if not config.getoption("--hil-no-deploy"):
             handle.deploy(Path(config.getoption("--hil-firmware")),
                           source=config.getoption("--hil-source"))
         config.hook.pytest_phonelab_board_ready(board=handle, config=config)
     except BaseException as e:
         handle.close()
+        if log is not None:
+            log.close()
         if isinstance(e, (handles.BoardError, DeployError)):
             pytest.fail(f"--board {board_spec.text}: {e}", pytrace=False)
         raise
     yield handle
     handle.close()
+    if log is not None:
+        log.close()
 
 
 @pytest.fixture

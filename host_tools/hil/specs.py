@@ -5,6 +5,8 @@
     olimex-esp32-poe-iso-wrover@/dev/ttyUSB0     ... with the profile named (first deploy)
     socket://HOST:PORT, rfc2217://HOST:PORT      a board behind a network serial port
     labgrid:PLACE, PROFILE@labgrid:PLACE         a labgrid place (serial port, optional power)
+    labgrid, PROFILE@labgrid   the target of labgrid's --lg-env (the default with --lg-env)
+    auto                       every ESP32 board attached (host_tools.hil.detect: esptool)
 
 Worker gwN takes board N (mod the number of boards). A real board is never shared: more
 workers than boards is only allowed when every board is virtual.
@@ -19,6 +21,7 @@ from host_tools import boards
 
 VIRTUAL = "virtual"
 LABGRID = "labgrid:"
+AUTO = "auto"
 
 
 class SpecError(ValueError):
@@ -28,9 +31,10 @@ class SpecError(ValueError):
 @dataclass(frozen=True)
 class BoardSpec:
     text: str
-    kind: str                  # "virtual", "serial", "labgrid"
+    kind: str                  # "virtual", "serial", "labgrid", "lgenv" (--lg-env), "auto"
     target: str | None = None  # serial port / URL, or the labgrid place
     profile: str | None = None
+    chip: str | None = None    # as detected (--board auto): the profile must be for it
 
     @property
     def shareable(self) -> bool:
@@ -43,6 +47,8 @@ def parse(text: str) -> BoardSpec:
         raise SpecError("empty --board value")
     if t == VIRTUAL:
         return BoardSpec(t, "virtual", profile="virtual")
+    if t == AUTO:
+        return BoardSpec(t, "auto")
     if t.startswith(VIRTUAL + ":"):         # the ESP32-faithful board of a hardware profile
         from host_tools.vboard import faithful
         try:
@@ -61,6 +67,8 @@ def parse(text: str) -> BoardSpec:
         rest = t
     if rest == VIRTUAL:
         raise SpecError(f"--board {text}: write just 'virtual' for a virtual board")
+    if rest == LABGRID[:-1]:
+        return BoardSpec(t, "lgenv", None, profile)
     if rest.startswith(LABGRID):
         place = rest[len(LABGRID):]
         if not place:
@@ -69,11 +77,30 @@ def parse(text: str) -> BoardSpec:
     if "://" in rest or rest.startswith("/dev/") or rest.startswith("COM"):
         return BoardSpec(t, "serial", rest, profile)
     raise SpecError(f"--board {text}: not 'virtual', 'virtual:PROFILE', a serial port (/dev/..., socket://, "
-                    f"rfc2217://) or labgrid:PLACE")
+                    f"rfc2217://), 'auto', 'labgrid' (--lg-env) or labgrid:PLACE")
 
 
-def parse_all(texts: list[str] | None) -> list[BoardSpec]:
-    specs = [parse(t) for t in (texts or [VIRTUAL])]
+def parse_all(texts: list[str] | None, default: str = VIRTUAL) -> list[BoardSpec]:
+    return check_distinct([parse(t) for t in (texts or [default])])
+
+
+def expand_auto(specs: list[BoardSpec], patterns: list[str] | None = None) -> list[BoardSpec]:
+    """`auto` replaced by a serial board per attached ESP32 (detect.DetectError if none)."""
+    if not any(s.kind == "auto" for s in specs):
+        return specs
+    from host_tools.hil import detect
+    try:
+        found = detect.detect(patterns)
+    except detect.DetectError as e:
+        raise SpecError(str(e)) from None
+    out: list[BoardSpec] = []
+    for s in specs:
+        out += [BoardSpec(f.port, "serial", f.port, chip=f.chip) for f in found] \
+            if s.kind == "auto" else [s]
+    return check_distinct(out)
+
+
+def check_distinct(specs: list[BoardSpec]) -> list[BoardSpec]:
     seen: dict[tuple[str, str | None], str] = {}
     for s in specs:
         if s.kind == "virtual":

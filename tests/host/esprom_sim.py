@@ -18,11 +18,13 @@ import hashlib
 import os
 import pty
 import select
+import socket
 import struct
 import threading
 import tty
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 FLASH_SIZE = 4 << 20
@@ -315,3 +317,47 @@ def make_image(chip_id: int, size: int = 70000, offset: int = 0x1000, app: bool 
     if 0 <= at < len(data) - 1:
         data[at:at + 2] = b"\xaa\x50" if partition_table else b"\xff\xff"
     return bytes(data)
+
+
+class ChipThenMicroPython:
+    """The pty is the ROM until `booted(sim)` holds at the end of an esptool session (by
+    default: a finished write, i.e. after flashing); then it is the console of a virtual
+    board, as if MicroPython had booted (`phonelab flash`, `--board auto` after detection)."""
+
+    def __init__(self, folder: Path, chip: str = "esp32",
+                 booted: Callable[[RomSim], bool] = lambda sim: bool(sim.writes)) -> None:
+        from host_tools.vboard import VirtualBoard
+        self.sim = RomSim(chip)
+        self.booted = booted
+        self.vboard = VirtualBoard(folder, tcp_port=0, pty=False)
+        self.sock: socket.socket | None = None
+        self.dev = PtyDevice(self.handle, on_hangup=self.hangup)
+
+    def handle(self, data: bytes) -> bytes:
+        if self.sock is None:
+            return self.sim.feed(data)
+        self.sock.sendall(data)
+        return b""
+
+    def hangup(self) -> None:
+        if self.sock is None and self.booted(self.sim):
+            self.vboard.start()
+            self.sock = socket.create_connection(("127.0.0.1", self.vboard.tcp_port))
+            threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.sock is not None
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                return
+            if not data:
+                return
+            self.dev.write(data)
+
+    def close(self) -> None:
+        self.dev.close()
+        if self.sock is not None:
+            self.sock.close()
+        self.vboard.stop()

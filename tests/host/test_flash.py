@@ -3,17 +3,15 @@ pty (tests/host/esprom_sim.py); image headers and offsets are checked against es
 tables; the full CLI run ends on a virtual board that "boots" after the flash."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import serial
 
-from esprom_sim import PtyDevice, RomSim, make_image
+from esprom_sim import ChipThenMicroPython, PtyDevice, RomSim, make_image
 from host_tools import boards, espimage, flash, pki
 
 BIN = Path(sys.executable).parent
@@ -152,47 +150,6 @@ def test_silent_port_says_how_to_enter_the_bootloader(image):
 
 
 # -- the whole command: flash, "boot", deploy, identity -----------------------------------------
-class ChipThenMicroPython:
-    """The pty is the ROM until a finished write and the end of that esptool session; then it
-    is the console of a virtual board, as if the flashed MicroPython had booted."""
-
-    def __init__(self, folder: Path) -> None:
-        from host_tools.vboard import VirtualBoard
-        self.sim = RomSim("esp32")
-        self.vboard = VirtualBoard(folder, tcp_port=0, pty=False)
-        self.sock: socket.socket | None = None
-        self.dev = PtyDevice(self.handle, on_hangup=self.hangup)
-
-    def handle(self, data: bytes) -> bytes:
-        if self.sock is None:
-            return self.sim.feed(data)
-        self.sock.sendall(data)
-        return b""
-
-    def hangup(self) -> None:
-        if self.sock is None and self.sim.writes:
-            self.vboard.start()
-            self.sock = socket.create_connection(("127.0.0.1", self.vboard.tcp_port))
-            threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.sock is not None
-        while True:
-            try:
-                data = self.sock.recv(4096)
-            except OSError:
-                return
-            if not data:
-                return
-            self.dev.write(data)
-
-    def close(self) -> None:
-        self.dev.close()
-        if self.sock is not None:
-            self.sock.close()
-        self.vboard.stop()
-
-
 def test_phonelab_flash_then_deploys_and_puts_the_identity(tmp_path, image):
     ident = pki.make_identity("SEP00112233AABB", "PHONE", key_size=1024).write(tmp_path / "pki")
     sast = pki.make_identity("sast", "SAST", key_size=1024).write(tmp_path / "pki")

@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from host_tools import FIRMWARE
+from host_tools.scenario import runner
 from host_tools.vboard import VirtualBoard
 
 pytest_plugins = ["pytester"]
 BIN = Path(sys.executable).parent
+SCENARIO_TESTS = Path(__file__).resolve().parents[1] / "scenarios" / "test_scenarios.py"
 
 # A stand-in agent: the plugin is under test here, not the firmware (tests/scenarios run that).
 # It reports the token a test wrote to the board, so crossed boards or streams show at once.
@@ -83,7 +85,7 @@ def hil(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
 
         def run(self, *args: str, timeout: float = 120, stand_in: bool = True) -> pytest.RunResult:
             fw_args = ["--hil-firmware", str(fw)] if stand_in else []
-            return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:labgrid",
+            return pytester.runpytest_subprocess("-p", "no:cacheprovider",
                                                  *fw_args, *args, timeout=timeout)
 
         def results(self) -> list[dict]:
@@ -242,7 +244,7 @@ def labgrid_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     env = {**os.environ, "LG_COORDINATOR": addr, "NO_PROXY": "127.0.0.1"}
     procs: list[subprocess.Popen] = []
-    vb = VirtualBoard(tmp_path / "bench-board", heap="96K").start()
+    vb = VirtualBoard(tmp_path / "bench-board", heap=runner.DEFAULT_HEAP).start()  # the agent's
     PowerSwitch.board, PowerSwitch.log = vb, []
     http_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PowerSwitch)
     threading.Thread(target=http_srv.serve_forever, daemon=True).start()
@@ -307,22 +309,100 @@ def test_power_cycle_restarts_the_board(board, event_stream):
 
 
 @pytest.mark.slow
-def test_labgrid_place_is_acquired_used_and_released(hil, labgrid_place):
-    from host_tools.hil.lgplace import Place, PlaceError
-    place = labgrid_place["place"]
+def test_labgrid_place_and_lg_env_with_serial_logs_beside_the_junit_xml(hil, labgrid_place):
+    """labgrid's pytest plugin loaded: --board labgrid:PLACE (acquired for the run, released
+    after), then --lg-env with labgrid's `target` fixture as the board (the place acquired
+    first, as labgrid users do); each board's serial log and events beside the JUnit XML."""
+    from host_tools.hil.lgplace import LabgridBoard, PlaceError
+    place, client = labgrid_place["place"], labgrid_place["client"]
     hil.inner(2)
     hil.path.joinpath("test_power.py").write_text(POWER_INNER)
-    r = hil.run("--board", f"virtual@labgrid:{place}")
+    r = hil.run("--board", f"virtual@labgrid:{place}", "--junitxml", "out/hil.xml")
     r.assert_outcomes(passed=3)
     got = hil.results()
     assert {g["kind"] for g in got} == {"labgrid"}
     assert all(g["port"].startswith("rfc2217://127.0.0.1:") for g in got)
     assert labgrid_place["power_log"] == ["0", "1"]
-    assert "acquired: None" in labgrid_place["client"]("-p", place, "show").stdout  # released
+    assert "acquired: None" in client("-p", place, "show").stdout  # released
+    boards_dir = hil.path / "out" / "hil-boards"
+    log = (boards_dir / f"virtual-labgrid-{place}.serial.log").read_bytes()
+    events = [json.loads(line) for line in
+              (boards_dir / f"virtual-labgrid-{place}.events.jsonl").read_text().splitlines()]
+    assert log.count(b'"ev":"hello"') >= 3 and b"soft reboot" in log    # 2 tests + power
+    assert [e["event"]["ev"] for e in events].count("boot") >= 3          # 2 resets + power
+    assert all(isinstance(e["host_time"], float) for e in events)
+
+    # labgrid's way: an environment file, the place acquired by the user, `target` the board
+    (hil.path / "env.yaml").write_text(
+        f"targets:\n  main:\n    resources:\n      RemotePlace:\n        name: {place}\n"
+        f"    drivers:\n      NetworkPowerDriver: {{}}\n")
+    assert client("-p", place, "acquire").returncode == 0
+    try:
+        r = hil.run("--lg-env", str(hil.path / "env.yaml"), "--hil-no-deploy")
+        r.assert_outcomes(passed=3)
+        got = hil.results()
+        assert {(g["kind"], g["name"]) for g in got} == {("labgrid", "labgrid:main")}
+        assert labgrid_place["power_log"] == ["0", "1", "0", "1"]
+        # the scenario suite on labgrid's target: the real agent, a loopback lab
+        r = hil.run(str(SCENARIO_TESTS), "-k", "wan-blackhole",
+                    "--lg-env", str(hil.path / "env.yaml"), "--lab-mode", "loopback",
+                    "--junitxml", "out/scenarios.xml", stand_in=False, timeout=300)
+        r.assert_outcomes(passed=1, deselected=r.parseoutcomes().get("deselected", 0))
+        assert (hil.path / "out" / "scenarios-boards" / "labgrid-main.events.jsonl").stat().st_size
+    finally:
+        client("-p", place, "release")
+    r = hil.run("--board", "labgrid")                        # no --lg-env: said at once
+    assert r.ret == pytest.ExitCode.USAGE_ERROR and "--lg-env" in r.stderr.str()
+
     # the lock: while we hold the place, nobody else gets it
-    with Place.acquire(place) as held:
-        assert held.serial_url.startswith("rfc2217://") and held.power == ""
+    with LabgridBoard.acquire(place) as held:
+        assert held.serial_url.startswith("rfc2217://") and held.power is not None
         with pytest.raises(PlaceError, match="already acquired"):
-            Place.acquire(place)
-    with pytest.raises(PlaceError, match="matches nothing"):
-        Place.acquire("no-such-place")
+            LabgridBoard.acquire(place)
+    with pytest.raises(PlaceError, match="matches nothing|not found|does not exist"):
+        LabgridBoard.acquire("no-such-place")
+
+
+def test_board_auto_finds_the_esp32_on_a_port_and_says_when_there_is_none(hil, tmp_path):
+    """--board auto asks every candidate port with esptool's detect_chip: here a pty whose far
+    end is a simulated ESP32 ROM until the detection ends, then the virtual board MicroPython
+    "boots" into (tests/host/esprom_sim.py)."""
+    from esprom_sim import ChipThenMicroPython
+    folder = tmp_path / "esp32"
+    folder.mkdir()
+    (folder / "board.json").write_text(json.dumps({"name": "olimex-esp32-poe-iso-wrover"}))
+    chip = ChipThenMicroPython(folder, booted=lambda sim: bool(sim.ops))
+    try:
+        hil.inner(1)
+        r = hil.run("--board", "auto", "--board-ports", chip.dev.path, "--junitxml", "j.xml")
+        r.assert_outcomes(passed=1)
+        got = hil.results()
+        assert [(g["kind"], g["port"], g["profile"]) for g in got] == [
+            ("serial", chip.dev.path, "olimex-esp32-poe-iso-wrover")]
+        assert (hil.path / "j-boards" / f"{chip.dev.path.strip('/').replace('/', '-')}"
+                ".serial.log").stat().st_size > 0
+    finally:
+        chip.close()
+    r = hil.run("--board", "auto", "--board-ports", str(tmp_path / "no-such-tty*"))
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--board auto: no ESP32 board answered (looked at: no serial port matches" \
+        in r.stderr.str()
+
+
+def test_a_serial_board_is_flashed_then_deployed(hil, tmp_path):
+    """--hil-flash IMAGE: esptool writes the image at the profile's offset (a simulated ROM on
+    the pty), MicroPython "boots" (the virtual board behind the same pty), then the deploy."""
+    from esprom_sim import ChipThenMicroPython, make_image
+    image = tmp_path / "ESP32_GENERIC-20260101-v1.29.0.bin"
+    image.write_bytes(make_image(0))
+    chip = ChipThenMicroPython(tmp_path / "esp32")
+    try:
+        hil.inner(1)
+        r = hil.run("--board", f"olimex-esp32-poe-iso-wrover@{chip.dev.path}",
+                    "--hil-flash", str(image))
+        r.assert_outcomes(passed=1)
+        assert chip.sim.writes and chip.sim.writes[0][0] == 0x1000
+        assert bytes(chip.sim.flash[0x1000:0x1000 + image.stat().st_size]) == image.read_bytes()
+        assert (tmp_path / "esp32" / "main.py").read_text() == MAIN
+    finally:
+        chip.close()

@@ -5,8 +5,9 @@ Default: a fresh virtual board per scenario; `--board virtual:PROFILE` a fresh E
 board of that hardware profile (docs/vboard.md), at its calibrated CPU speed; on a `limited`
 profile (one TLS session, no standby link) each scenario is read for that board
 (spec.for_board, docs/reports.md). With the HIL plugin's `--board PORT` (or
-`labgrid:PLACE`) the same scenarios run on that board through its `board` fixture, in a lab
-on `--lab-interface IF` (the bench NIC its Ethernet is plugged into)."""
+`labgrid:PLACE`, `auto`, or labgrid's `--lg-env`) the same scenarios run on that board
+through its `board` fixture, in a lab on `--lab-interface IF` (the bench NIC its Ethernet is
+plugged into)."""
 from __future__ import annotations
 
 import os
@@ -91,8 +92,9 @@ def test_wrong_expectation_fails_and_names_it(tmp_path: Path, request: pytest.Fi
 
 
 def _options(request: pytest.FixtureRequest, tmp_path: Path) -> runner.RunOptions:
-    """A fresh virtual board, or the HIL plugin's board when --board names a real one."""
-    boards = request.config.getoption("--board") or ["virtual"]
+    """A fresh virtual board, or the HIL plugin's board when --board names a real one (or
+    `auto` found one, or labgrid's --lg-env gives its target)."""
+    boards = [s.text for s in request.getfixturevalue("board_specs")]
     if boards == ["virtual"]:
         return runner.RunOptions(workdir=tmp_path)
     if len(boards) == 1 and boards[0].startswith("virtual:"):   # the ESP32-faithful board
