@@ -111,10 +111,15 @@ def unanswered(run: ReplayRun) -> list[dict[str, Any]]:
     data), from its own events, for the files no other server answered either."""
     answered: set[str] = set()
     silent: list[dict[str, Any]] = []
+    asking: dict[Any, Any] = {}         # server -> the file its last read request asked for
     for s in run.events:
         e = s.event
-        if e.ev == "tftp_done" or (e.ev == "tftp_error" and (e.get("code") is not None
-                                                             or e.get("bytes"))):
+        if e.ev == "tftp_start":
+            asking[e.get("server")] = e.get("file")
+        elif e.ev in ("tftp_oack", "tftp_options_ignored"):    # an answer, then maybe silence
+            answered.add(asking.get(e.get("server")))
+        elif e.ev == "tftp_done" or e.ev == "tftp_options_refused" or (
+                e.ev == "tftp_error" and (e.get("code") is not None or e.get("bytes"))):
             answered.add(e.get("file"))
         elif e.ev == "tftp_error":
             silent.append({"file": e.get("file"), "server": e.get("server"),

@@ -87,6 +87,11 @@ def test_a_dhcp_only_capture_whose_board_gets_nothing_differs_naming_the_unanswe
     assert ("board_end", "the board did not provision") in kinds
     text = compare.summary(rep)
     assert "DIFFERS" in text and "unanswered ITLFile.tlv from 203.0.113.11" in text
+    # an OACK and then silence is an answer: not "unanswered"
+    oack = [ev("tftp_start", server="203.0.113.10", file="CTLFile.tlv"),
+            ev("tftp_oack", server="203.0.113.10", blksize=1428),
+            ev("tftp_error", server="203.0.113.10", file="CTLFile.tlv", code=None, bytes=0)]
+    assert compare.unanswered(fake_run(p, "provision_failed", oack)) == []
     assert "board ended with: provision_failed (no configuration: TFTP unreachable" in text
 
 
