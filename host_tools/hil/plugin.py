@@ -173,6 +173,7 @@ def board(board_spec: _specs.BoardSpec, request: pytest.FixtureRequest,
     from host_tools.hil import handles
     config = request.config
     worker = f"gw{_specs.worker_index()}"
+    by_strategy = False         # labgrid's strategy (--lg-env) put the board in its state
     if board_spec.kind == "virtual":
         folder = tmp_path_factory.mktemp(f"vboard-{worker}")
         handle: handles.BoardHandle = handles.VirtualHandle(
@@ -186,6 +187,19 @@ def board(board_spec: _specs.BoardSpec, request: pytest.FixtureRequest,
                 target = request.getfixturevalue("target")
                 place = lgplace.LabgridBoard.from_target(target)
                 name = f"labgrid:{target.name}"
+                strategy = _phonelab_strategy(target)
+                if strategy is not None:        # the environment's strategy flashes, deploys
+                    request.getfixturevalue("strategy")     # labgrid's: --lg-initial-state
+                    strategy.firmware = strategy.firmware or config.getoption("--hil-firmware")
+                    strategy.source = strategy.source or config.getoption("--hil-source")
+                    if not config.getoption("--hil-no-deploy"):
+                        from labgrid.strategy import StrategyError
+                        try:
+                            strategy.transition("deployed")  # type: ignore[attr-defined]
+                        except StrategyError as e:
+                            pytest.fail(f"--lg-env: labgrid strategy {type(strategy).__name__}: "
+                                        f"{e.__cause__ or e.msg}", pytrace=False)
+                    by_strategy = True
             else:
                 place = lgplace.LabgridBoard.acquire(str(board_spec.target))
                 name = board_spec.text
@@ -201,9 +215,9 @@ def board(board_spec: _specs.BoardSpec, request: pytest.FixtureRequest,
     try:
         handle.start()  # type: ignore[attr-defined]
         image = config.getoption("--hil-flash")
-        if image and handle.kind != "virtual":
+        if image and handle.kind != "virtual" and not by_strategy:
             handle.flash(Path(image))  # type: ignore[attr-defined]
-        if not config.getoption("--hil-no-deploy"):
+        if not config.getoption("--hil-no-deploy") and not by_strategy:
             handle.deploy(Path(config.getoption("--hil-firmware")),
                           source=config.getoption("--hil-source"))
         config.hook.pytest_phonelab_board_ready(board=handle, config=config)
@@ -218,6 +232,17 @@ def board(board_spec: _specs.BoardSpec, request: pytest.FixtureRequest,
     handle.close()
     if log is not None:
         log.close()
+
+
+def _phonelab_strategy(target: object) -> object | None:
+    """The target's PhonelabStrategy (host_tools.hil.lgstrategy), if its environment has one."""
+    from labgrid.exceptions import NoDriverFoundError
+
+    from host_tools.hil.lgstrategy import PhonelabStrategy
+    try:
+        return target.get_driver(PhonelabStrategy, activate=False)  # type: ignore[attr-defined]
+    except NoDriverFoundError:
+        return None
 
 
 @pytest.fixture
