@@ -12,11 +12,17 @@ of its own (port 5061, files in run_dir): in a namespace it runs as the lab does
 mode as the user. It is started with a parent-death signal (`nsloop.spawn`), stops its
 workers on SIGTERM, and a killed lab's Kamailio is swept with its run folder (its command
 line names run_dir: `lab.sweep_stale_runs`). The configuration is kamailio_cfg.py's; status
-is JSON-RPC over a FIFO in run_dir (kamrpc.py). Debian: kamailio, kamailio-tls-modules.
+is JSON-RPC over a FIFO (kamrpc.py). Kamailio 5.6 limits two kinds of path (kamailio_cfg:
+RPC_PATH_MAX, TLS_PATH_MAX; a long RPC one corrupts its memory), so the FIFO and links to
+the TLS certificate, key and CA are in a private folder of its own with a short path,
+/tmp/phonelab-kam-XXXXXXXX (`short_dir`): run_dir's own length never matters. It is made at
+each start and removed at stop, on every path (a killed lab's by the sweep: it is a marked
+run folder); `run_dir/rpc.fifo` links to the FIFO. Debian: kamailio, kamailio-tls-modules.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import re
@@ -29,10 +35,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from host_tools.lab import tlskeylog
-from host_tools.lab.kamailio_cfg import (CFG_NAME, MODULES, RPC_FIFO, SipServerConfig,
-                                         write_config)
+from host_tools.lab.kamailio_cfg import (CFG_NAME, MODULES, RPC_FIFO, TLS_FILES,
+                                         SipServerConfig, write_config)
 from host_tools.lab.kamrpc import KamRpc, KamRpcError
 from host_tools.lab.nsloop import spawn, stop_process
+from host_tools.lab.runs import run_folder, short_base
 
 INSTALL = "Debian: kamailio, kamailio-tls-modules; `make setup` as root installs them"
 LOG_NAME = "kamailio.log"
@@ -107,7 +114,8 @@ def free_port(host: str) -> int:
 
 class Kamailio:
     """config:   what to serve (kamailio_cfg.SipServerConfig)
-    run_dir:     its own folder (configuration, log, pid, RPC FIFO); made 0700
+    run_dir:     its own folder (configuration, log, pid, a link to the RPC FIFO); made
+                 0700; any length (what Kamailio limits is in short_dir while it runs)
     prefix:      command prefix that puts it in a network namespace (`ip netns exec NS`)
     shm_mb, pkg_mb: Kamailio's shared and per-process memory (-m, -M)
     keylog:      append its TLS session keys to this file (tlskeylog.py; None: none)
@@ -125,7 +133,8 @@ class Kamailio:
         self.emit = emit or (lambda ev, **f: None)
         self.proc: subprocess.Popen | None = None
         self.frozen = False                # freeze(): its processes stopped (SIGSTOP)
-        self.rpc = KamRpc(self.run_dir / RPC_FIFO)
+        self.short_dir: Path | None = None  # while started: RPC FIFO, links to the TLS files
+        self.rpc = KamRpc(self.run_dir / RPC_FIFO)  # start() points it at short_dir's
 
     @property
     def role(self) -> str:
@@ -161,8 +170,29 @@ class Kamailio:
         why = available()
         if why:
             raise KamailioError(why)
-        files = write_config(self.config, self.run_dir)
-        (self.run_dir / RPC_FIFO).unlink(missing_ok=True)     # a killed run's
+        self.short_dir = run_folder("kam", short_base())
+        try:
+            self._spawn()
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.emit("sip_server_up", role=self.role, listen=f"tls:{self.config.host}:"
+                  f"{self.config.port}", version=version(), pid=self.proc.pid)
+        return self
+
+    def _spawn(self) -> None:
+        short = self.short_dir
+        assert short is not None
+        tls = {}
+        for name in TLS_FILES:                  # Kamailio reads them through short links
+            (short / f"{name}.pem").symlink_to(Path(getattr(self.config, name)).resolve())
+            tls[name] = short / f"{name}.pem"
+        files = write_config(dataclasses.replace(self.config, **tls), self.run_dir, short)
+        link = self.run_dir / RPC_FIFO          # for a person (docs/lab.md), or a killed run's
+        link.unlink(missing_ok=True)
+        link.symlink_to(short / RPC_FIFO)
+        self.rpc = KamRpc(short / RPC_FIFO)
         env = dict(os.environ)
         if "openssl" in files:                                # keys under 2048 bits
             env["OPENSSL_CONF"] = str(files["openssl"])
@@ -176,20 +206,12 @@ class Kamailio:
                               stderr=subprocess.STDOUT, cwd=self.run_dir, env=env)
         # -DD writes no pid file of its own (only a daemonizing Kamailio does)
         self.pid_path.write_text(f"{self.proc.pid}\n")
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        self.emit("sip_server_up", role=self.role, listen=f"tls:{self.config.host}:"
-                  f"{self.config.port}", version=version(), pid=self.proc.pid)
-        return self
 
     def _wait_ready(self, timeout: float) -> None:
         """Ready when the RPC process answers: Kamailio forks it after every module is up
         and the listeners are bound."""
         end = time.monotonic() + timeout
-        fifo = self.run_dir / RPC_FIFO
+        fifo = self.rpc.fifo
         while time.monotonic() < end:
             if not self.running:
                 raise KamailioError(f"Kamailio ({self.role}) exited at start:\n"
@@ -205,15 +227,21 @@ class Kamailio:
                             + "\n".join(self.log_tail(15)))
 
     def stop(self) -> None:
-        """SIGTERM (Kamailio stops its workers), SIGKILL after 5 s; safe to call twice."""
+        """SIGTERM (Kamailio stops its workers), SIGKILL after 5 s; the RPC folder removed;
+        safe to call twice."""
         if self.frozen and self.running:
             self.freeze(False)             # a stopped process would not see SIGTERM
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        code = stop_process(proc, signal.SIGTERM, 5.0)
-        self.pid_path.unlink(missing_ok=True)
-        self.emit("sip_server_stopped", role=self.role, exit=code)
+        try:
+            if proc is not None:
+                code = stop_process(proc, signal.SIGTERM, 5.0)
+                self.pid_path.unlink(missing_ok=True)
+                self.emit("sip_server_stopped", role=self.role, exit=code)
+        finally:
+            short, self.short_dir = self.short_dir, None
+            if short is not None:
+                shutil.rmtree(short, ignore_errors=True)
+                (self.run_dir / RPC_FIFO).unlink(missing_ok=True)
 
     def freeze(self, on: bool = True) -> list[int]:
         """A hung registrar (the lab's `hang` fault): SIGSTOP to the main process and its

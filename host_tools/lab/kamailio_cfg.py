@@ -4,7 +4,7 @@ tls.cfg for one SIP registrar, the call manager's at HQ or the SRST router's in 
     cfg = SipServerConfig(role="srst", host="192.0.2.1", cert=pki.srst.server_cert,
                           key=pki.srst.key_path, client_ca=pki.capf.cert_path,
                           realm="srst-branch-7", lines=[SipLine("1001", "pw", "SEP001122AABBCC")])
-    write_config(cfg, run_dir)      # run_dir/kamailio.cfg, run_dir/tls.cfg
+    write_config(cfg, run_dir, rpc_dir)     # run_dir/kamailio.cfg, run_dir/tls.cfg
 
 What the server does (docs/lab.md, "The SIP servers"; docs/decisions.md, "Issue 15"):
 - SIP over TLS on `host:port` (5061) and nothing else: no UDP or TCP listener;
@@ -18,7 +18,9 @@ What the server does (docs/lab.md, "The SIP servers"; docs/decisions.md, "Issue 
   replaces its old contact), expiry within [min_expires, max_expires] (below: 423 Interval Too Brief with
   Min-Expires, RFC 3261 10.3; above: max_expires granted);
 - OPTIONS to the server answered 200, ACK dropped, any other request 501;
-- its status over JSON-RPC on a FIFO in the run folder (`kamrpc.py`).
+- its status over JSON-RPC on a FIFO in `rpc_dir`, a folder with a short path (`kamrpc.py`;
+  RPC_PATH_MAX: Kamailio 5.6's jsonrpcs overflows a 128-byte buffer on a long one); the TLS
+  files' paths at most TLS_PATH_MAX (kamailio.py links them from that folder).
 """
 from __future__ import annotations
 
@@ -30,11 +32,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from host_tools.lab.kamrpc import REPLY_NAME_MAX
+
 ROLES = ("callmanager", "srst")
 SECURE_PORT = 5061                 # SIP over TLS (RFC 3261: 5060 + 1)
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 CUCM_REALM = "ccmsipline"          # CUCM's default cluster security realm
 RPC_FIFO = "rpc.fifo"
+# jsonrpcs (Kamailio 5.6) builds a reply FIFO's path, fifo_reply_dir + the client's name, in
+# a 128-byte buffer: past 127 characters it refuses the reply ("Reply fifo filename too
+# long"), and a fifo_reply_dir of 128 or more overflows the buffer when its RPC process
+# starts (memory corruption, Kamailio exits). Its other paths (cfg, TLS files) have no limit.
+RPC_PATH_MAX = 127
+RPC_DIR_MAX = RPC_PATH_MAX - 1 - REPLY_NAME_MAX     # the folder, without its trailing '/'
+# tls.cfg's parser (Kamailio's cfg_parser) takes a value of at most 512 characters ("Token
+# too long" past it, and Kamailio exits): the TLS files' paths. kamailio.cfg has no limit.
+TLS_PATH_MAX = 512
+TLS_FILES = ("cert", "key", "client_ca")            # SipServerConfig's fields in tls.cfg
 CFG_NAME = "kamailio.cfg"
 TLS_NAME = "tls.cfg"
 OPENSSL_NAME = "openssl.cnf"
@@ -158,6 +172,11 @@ def _check_path(p: Path) -> None:
 def render_tls(c: SipServerConfig) -> str:
     """tls.cfg: the server profile for every TLS listener (there is one). The client profile
     is never used (the registrar opens no connection) but is strict all the same."""
+    for name in TLS_FILES:
+        p = str(getattr(c, name))
+        if len(p) > TLS_PATH_MAX:
+            raise SipConfigError(f"{p[:60]}...: {len(p)} characters, Kamailio's tls.cfg "
+                                 f"takes at most {TLS_PATH_MAX}")
     return (f"# the lab's {c.role} SIP registrar (host_tools/lab/kamailio_cfg.py)\n"
             f"[server:default]\n"
             f"method = TLSv1.2+\n"
@@ -191,9 +210,16 @@ MODULES = ("kex", "corex", "sl", "pv", "maxfwd", "sanity", "siputils", "xlog", "
             "usrloc", "registrar", "auth", "jsonrpcs", "tls")
 
 
-def render_cfg(c: SipServerConfig, run_dir: Path, secret: str | None = None) -> str:
-    """kamailio.cfg for `c`, its files in `run_dir` (tls.cfg, the RPC FIFO)."""
+def render_cfg(c: SipServerConfig, run_dir: Path, rpc_dir: Path | None = None,
+               secret: str | None = None) -> str:
+    """kamailio.cfg for `c`, its files in `run_dir` (tls.cfg), its RPC FIFO in `rpc_dir`
+    (default run_dir), whose path must be at most RPC_DIR_MAX characters."""
+    rpc_dir = run_dir if rpc_dir is None else rpc_dir
     _check_path(run_dir)
+    _check_path(rpc_dir)
+    if len(str(rpc_dir)) > RPC_DIR_MAX:
+        raise SipConfigError(f"{rpc_dir}: {len(str(rpc_dir))} characters, Kamailio's RPC "
+                             f"FIFO folder takes at most {RPC_DIR_MAX}")
     secret = secret or secrets.token_hex(16)
     idle = c.max_expires + 60          # a registered phone's connection outlives its expiry
     challenge = "1" if c.qop else "0"  # www_challenge flags: 1 = qop="auth"
@@ -251,9 +277,9 @@ modparam("auth", "algorithm", "{c.algorithm}")
 modparam("htable", "htable", "ha1=>size=10;")
 modparam("htable", "htable", "dev=>size=10;")
 modparam("jsonrpcs", "transport", 2)
-modparam("jsonrpcs", "fifo_name", "{run_dir / RPC_FIFO}")
+modparam("jsonrpcs", "fifo_name", "{rpc_dir / RPC_FIFO}")
 modparam("jsonrpcs", "fifo_mode", 0600)
-modparam("jsonrpcs", "fifo_reply_dir", "{run_dir}/")
+modparam("jsonrpcs", "fifo_reply_dir", "{rpc_dir}/")
 modparam("jsonrpcs", "pretty_format", 0)
 
 event_route[htable:mod-init] {{
@@ -318,14 +344,15 @@ route[REGISTER] {{
 """
 
 
-def write_config(c: SipServerConfig, run_dir: Path) -> dict[str, Path]:
+def write_config(c: SipServerConfig, run_dir: Path,
+                 rpc_dir: Path | None = None) -> dict[str, Path]:
     """Write kamailio.cfg and tls.cfg (and openssl.cnf for weak keys) into `run_dir` (made
-    0700: the cfg holds the HA1s)."""
+    0700: the cfg holds the HA1s), the RPC FIFO to be in `rpc_dir` (render_cfg)."""
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     run_dir.chmod(0o700)
     out = {"cfg": run_dir / CFG_NAME, "tls": run_dir / TLS_NAME}
-    out["cfg"].write_text(render_cfg(c, run_dir))
+    out["cfg"].write_text(render_cfg(c, run_dir, rpc_dir))
     out["tls"].write_text(render_tls(c))
     ossl = render_openssl(c)
     (run_dir / OPENSSL_NAME).unlink(missing_ok=True)

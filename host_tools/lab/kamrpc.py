@@ -6,7 +6,8 @@
 
 The request goes into Kamailio's FIFO as one JSON document naming a reply FIFO, which the
 client makes beside it (Kamailio writes replies only into its `fifo_reply_dir`, and only to
-names without '.' or '/'). A FIFO is a file, not a socket: the lab reaches a Kamailio in
+names without '.' or '/'; the folder's path and the name together in at most 127 characters,
+see kamailio_cfg.RPC_PATH_MAX). A FIFO is a file, not a socket: the lab reaches a Kamailio in
 another network namespace with no way in, and the answer has no size limit (a datagram
 socket's would cut ul.dump of a large fleet).
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 _ids = itertools.count(1)
+REPLY_NAME_MAX = 32        # "reply_PID_N": a pid (at most 7 digits), a count below 10**9
 
 
 class KamRpcError(RuntimeError):
@@ -30,14 +32,14 @@ class KamRpcError(RuntimeError):
 
 class KamRpc:
     def __init__(self, fifo: str | Path, timeout: float = 5.0) -> None:
-        self.fifo = Path(fifo)
+        self.fifo = Path(fifo).resolve()   # a link to it (the run folder's): replies beside it
         self.timeout = timeout
         self._lock = threading.Lock()
 
     def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
         """The method's result; KamRpcError for an error answer, no answer, no server."""
         timeout = self.timeout if timeout is None else timeout
-        n = next(_ids)
+        n = next(_ids) % 10**9
         name = f"reply_{os.getpid()}_{n}"
         reply = self.fifo.parent / name
         req: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": n, "reply_name": name}

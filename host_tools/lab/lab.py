@@ -46,6 +46,11 @@ from host_tools.lab.kamailio import Kamailio, KamailioError
 from host_tools.lab.kamailio_cfg import ALGORITHMS as SIP_ALGORITHMS
 from host_tools.lab.names import SCCP_SERVERS, SERVERS, TFTP_KINDS
 from host_tools.lab.recorder import Recorder, RecorderError
+from host_tools.lab.runs import OWNER_FILE, RUN_PREFIX, run_folder  # noqa: F401 (theirs)
+from host_tools.lab.runs import owner_alive as _owner_alive
+from host_tools.lab.runs import pids_using as _pids_using
+from host_tools.lab.runs import short_base
+from host_tools.lab.runs import start_time as _start_time  # noqa: F401 (tests')
 from host_tools.lab.served import TftpFiles
 from host_tools.lab.services import LoggedDnsmasq, LoggedTftp, start_with_fallback
 from host_tools.lab.sipservers import SipServers
@@ -68,69 +73,20 @@ SHORT_BOARD_SETTINGS = {"probe_after_ms": 1500, "ack_timeout_ms": 1000, "max_mis
                         "tftp_timeout_ms": 1000, "dhcp_timeout_ms": 15000}
 
 _live: "weakref.WeakSet[Lab]" = weakref.WeakSet()
-RUN_PREFIX = "phonelab-"
-OWNER_FILE = ".phonelab-owner"      # "PID STARTTIME" of the process a run folder belongs to
 
 
 class LabError(RuntimeError):
     pass
 
 
-# ------------------------------------------------------------------ run folders and the sweep
-def _start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot, /proc/PID/stat field 22): with the
-    pid it names one process, never a later one that reuses the pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]
-
-
-def run_folder(tag: str, base: str | Path | None = None) -> Path:
-    """A temporary folder for one run: private (0700, it will hold the lab PKI's keys and the
-    TLS key log) and marked with this process, so that the next lab started on this machine
-    removes it if this process is killed before it can (sweep_stale_runs)."""
-    d = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{tag}-", dir=base)).resolve()
-    d.chmod(0o700)
-    (d / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
-    return d
-
-
-def _owner_alive(folder: Path) -> bool | None:
-    """True/False for a marked run folder, None for one that is not (not ours, or a run
-    still creating it)."""
-    try:
-        pid_s, start = (folder / OWNER_FILE).read_text().split()
-        pid = int(pid_s)
-    except (OSError, ValueError):
-        return None
-    return _start_time(pid) == start
-
-
-def _pids_using(folder: Path) -> list[int]:
-    """Processes whose command line names a path in `folder` (dnsmasq's lease and pid files,
-    a virtual board's folder), never this one."""
-    root = str(folder)
-    pids = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or int(p.name) == os.getpid():
-            continue
-        try:
-            args = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if any(a == root or root + "/" in a for a in args):
-            pids.append(int(p.name))
-    return pids
-
-
+# ------------------------------------------------------------------ the sweep of killed runs
 def sweep_stale_runs(base: str | Path | None = None) -> list[str]:
     """Remove what killed runs left: their processes (dnsmasq, virtual boards), their network
     namespaces (netns names carry the owner's pid) and their run folders (keys, key logs).
     Only runs whose owner process is gone are touched; a live run's are never."""
     done: list[str] = []
-    for d in sorted(Path(base or tempfile.gettempdir()).glob(f"{RUN_PREFIX}*")):
+    bases = {Path(base)} if base else {Path(tempfile.gettempdir()), short_base()}
+    for d in sorted(d for b in bases for d in b.glob(f"{RUN_PREFIX}*")):
         if not d.is_dir() or _owner_alive(d) is not False:
             continue
         pids = _pids_using(d)

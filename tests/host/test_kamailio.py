@@ -29,8 +29,9 @@ from host_tools import ROOT
 from host_tools import pki as labpki
 from host_tools.lab import kamailio, netns
 from host_tools.lab import lab as lablib
-from host_tools.lab.kamailio_cfg import (SipConfigError, SipLine, SipServerConfig, render_cfg,
-                                         render_openssl, render_tls)
+from host_tools.lab.kamailio_cfg import (RPC_DIR_MAX, TLS_PATH_MAX, SipConfigError, SipLine,
+                                         SipServerConfig, render_cfg, render_openssl,
+                                         render_tls)
 from host_tools.lab.lab import Lab
 
 MAC, OTHER = "001122AABBCC", "001122AABBDD"
@@ -122,6 +123,22 @@ def test_configuration_is_tls_only_mutual_and_keeps_no_password(tmp_path):
 def test_configuration_refuses_what_kamailio_could_not_quote(tmp_path, bad):
     with pytest.raises(SipConfigError):
         _config(tmp_path, **bad)
+
+
+def test_paths_kamailio_would_choke_on_are_refused_in_one_line(tmp_path):
+    """Kamailio 5.6 corrupts its memory on a long RPC FIFO folder (jsonrpcs' 128-byte reply
+    path) and refuses a long TLS file path (tls.cfg's 512-character values): refused before
+    it starts. The lab never meets either (kamailio.py: a short private folder)."""
+    long = tmp_path.joinpath(*["d" * 100] * 6)
+    c = _config(tmp_path)
+    with pytest.raises(SipConfigError, match="RPC FIFO folder"):
+        render_cfg(c, long)
+    cfg = render_cfg(c, long, rpc_dir=tmp_path / "rpc")
+    assert f'"fifo_reply_dir", "{tmp_path / "rpc"}/"' in cfg and str(long) in cfg
+    render_cfg(c, long, rpc_dir=Path("/" + "r" * (RPC_DIR_MAX - 1)))    # the longest taken
+    assert len(str(long / "srst.key.pem")) > TLS_PATH_MAX
+    with pytest.raises(SipConfigError, match="tls.cfg"):
+        render_tls(_config(tmp_path, key=long / "srst.key.pem"))
 
 
 def test_available_names_the_missing_package(monkeypatch, tmp_path):
@@ -372,6 +389,31 @@ def test_loopback_lab_reaches_hq_through_the_wan_relay(tmp_path, sip_pki):
                 Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
+def test_the_registrars_run_in_a_very_long_work_folder(tmp_path):
+    """The work folder's length never matters (pytest's basetemp, a scenario's folder): here
+    over 600 characters, the PKI in it too. Kamailio's RPC FIFO and its TLS files' links
+    are in a short private folder of each server's, gone when the lab stops."""
+    skip_without_kamailio()
+    deep = tmp_path.joinpath(*[f"a-long-folder-name-{i}-" + "x" * 80 for i in range(6)])
+    pki = labpki.make_pki(deep / "pki", [MAC])
+    assert len(str(pki.srst.key_path)) > TLS_PATH_MAX
+    with Lab(deep / "lab", mode="loopback", macs=[MAC], pki=pki, sip=True) as lab:
+        servers = lab.sip.servers  # type: ignore[union-attr]
+        shorts = [k.short_dir for k in servers.values()]
+        for k in servers.values():
+            assert str(k.run_dir).startswith(str(deep)) and k.short_dir is not None
+            assert len(str(k.short_dir)) <= RPC_DIR_MAX
+            assert stat.S_IMODE(k.short_dir.stat().st_mode) == 0o700
+            assert (k.run_dir / "rpc.fifo").resolve() == k.short_dir / "rpc.fifo"
+        for role in ROLES:
+            assert _register(lab, role)[1].status == 200
+        st = lab.status()
+        assert st["phones"][MAC]["sip_callmanager"] == st["phones"][MAC]["sip_srst"] == "registered"
+        assert lab.failures() == []
+    assert not any(d.exists() for d in shorts if d is not None)
+    assert not [k for k in servers.values() if k.running or (k.run_dir / "rpc.fifo").is_symlink()]
+
+
 def test_a_pki_with_1024_bit_keys_registers_with_a_warning(tmp_path):
     """An older cluster's 1024-bit CAPF and phone certificates: Kamailio allows them as the
     simulators do (OpenSSL security level 1), and the lab says so."""
@@ -387,23 +429,25 @@ KILLED = """
 import sys, time
 from pathlib import Path
 from host_tools import pki as labpki
-from host_tools.lab import lab as lablib
+from host_tools.lab import kamailio, lab as lablib
 from host_tools.lab.kamailio import Kamailio
 from host_tools.lab.kamailio_cfg import SipServerConfig, lab_lines
+kamailio.short_base = lambda: Path(sys.argv[1])     # its short folder beside the run's
 run = lablib.run_folder("kam", sys.argv[1])
 p = labpki.load_pki(sys.argv[2])
 cfg = SipServerConfig(role="srst", host="127.0.0.1", port=int(sys.argv[3]),
                       cert=p.srst.server_cert, key=p.srst.key_path, client_ca=p.capf.cert_path,
                       realm="r", lines=lab_lines(["SEP001122AABBCC"]))
 k = Kamailio(cfg, run / "sip-srst").start()
-print(run, flush=True)
+print(run, k.short_dir, flush=True)
 time.sleep(60)
 """
 
 
 def test_a_killed_labs_kamailio_does_not_outlive_it(tmp_path, sip_pki):
     """SIGKILL the process that started Kamailio: Kamailio ends with it (parent-death signal)
-    and the next lab's sweep removes the run folder; nothing of it is left."""
+    and the next lab's sweep removes the run folder and Kamailio's short folder (its RPC
+    FIFO); nothing of it is left."""
     skip_without_kamailio()
     base = tmp_path / "tmp"
     base.mkdir()
@@ -412,8 +456,10 @@ def test_a_killed_labs_kamailio_does_not_outlive_it(tmp_path, sip_pki):
                              str(port)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        run = Path(proc.stdout.readline().strip())  # type: ignore[union-attr]
-        assert run.is_dir(), proc.communicate(timeout=5)
+        said = proc.stdout.readline().split()  # type: ignore[union-attr]
+        assert len(said) == 2, proc.communicate(timeout=5)
+        run, short = map(Path, said)
+        assert run.is_dir() and (short / "rpc.fifo").exists()
         pids = lablib._pids_using(run)
         assert len(pids) > 1       # the main process and its workers
     finally:
@@ -421,7 +467,7 @@ def test_a_killed_labs_kamailio_does_not_outlive_it(tmp_path, sip_pki):
         proc.wait(10)
     assert netns.wait_for(lambda: not _alive(pids), 5), [_state(p) for p in pids]
     lablib.sweep_stale_runs(base)
-    assert not run.exists()
+    assert not run.exists() and not short.exists()
 
 
 def _state(pid: int) -> str:
