@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from host_tools import ROOT
+from host_tools import WORK
 from host_tools import pki as labpki
 
-DEFAULT_CACHE = ROOT / "out" / "fleet" / "pki-cache"
+DEFAULT_CACHE = WORK / "out" / "fleet" / "pki-cache"
 MAC_PREFIX = "02F1EE"
 KEY_SIZE = 2048
 

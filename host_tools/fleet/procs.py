@@ -9,13 +9,13 @@ import subprocess
 import threading
 from pathlib import Path
 
-from host_tools import ROOT, fwbuild, micropython
+from host_tools import MPSCRIPTS, fwbuild, micropython
 from host_tools.events import Event, EventReader
 from host_tools.fleet.spec import ProcSpec
 from host_tools.fleet.track import Tracker
 from host_tools.lab import nsloop
 
-RUNNER = ROOT / "host_tools" / "mpscripts" / "fleet_run.py"
+RUNNER = MPSCRIPTS / "fleet_run.py"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 

@@ -332,11 +332,11 @@ _PKIS: dict[str, Any] = {}
 def _board_pki(mac: str) -> Any:
     """The bench's lasting PKI for this phone (out/hil/pki-MAC): a real board keeps its trust
     list across runs, as a phone keeps its cluster's."""
-    from host_tools import ROOT
+    from host_tools import WORK
     from host_tools import pki as labpki
     if mac not in _PKIS:
         from host_tools.lab.lab import private_folder
-        d = private_folder(ROOT / "out" / "hil" / f"pki-{mac}")
+        d = private_folder(WORK / "out" / "hil" / f"pki-{mac}")
         try:
             _PKIS[mac] = labpki.load_pki(d)
         except labpki.PkiError:

@@ -26,9 +26,6 @@ DATA = "host_tools/data/"
 # (docs/decisions.md, "Issue 17"). The test fails when one is added, and when one is fixed
 # (then take it off this list).
 KNOWN_REPO_PATHS = {
-    "host_tools/fleet/procs.py": "ROOT / host_tools / mpscripts (use host_tools.MPSCRIPTS)",
-    "host_tools/fleet/identities.py": "a cache under ROOT / out (use host_tools.WORK)",
-    "host_tools/scenario/runner.py": "the bench PKI under ROOT / out (use host_tools.WORK)",
     "host_tools/fuzz/gen/corpus.py": "tests/firmware/fixtures: the fuzzer's seeds, a checkout only",
 }
 REPO_PATH = re.compile(r'ROOT\s*/\s*"(host_tools|out|build|tests)"|parents\[\d\]'
@@ -87,6 +84,14 @@ def test_the_unpacked_wheel_runs_from_anywhere(unpacked: Path, tmp_path: Path) -
     assert r.stdout.startswith(str(unpacked / DATA / "scenarios" / "wan-blackhole.toml"))
     r = _phonelab(unpacked, tmp_path, "vboard", "--help")
     assert r.returncode == 0 and str(REPO) not in r.stdout, r.stdout
+    # `phonelab fleet`: its MicroPython runner from the package, its PKI cache in WORK
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PHONELAB_HOME")}
+    r = subprocess.run([sys.executable, "-c", "from host_tools.fleet import identities, procs; "
+                        "print(procs.RUNNER.is_file(), procs.RUNNER, identities.DEFAULT_CACHE)"],
+                       cwd=tmp_path, env={**env, "PYTHONPATH": str(unpacked)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["True", str(unpacked / "host_tools/mpscripts/fleet_run.py"),
+                                str(tmp_path / "out/fleet/pki-cache")], r.stdout + r.stderr
     assert list(tmp_path.iterdir()) == []      # nothing written by asking
 
 
