@@ -54,6 +54,11 @@ class Agent:
         self._rh_fails = 0                  # limited: re-homes in a row that failed
         self._lim = None                    # limited: phone.limited, loaded at the first failover
         self._sb = None                     # other boards: phone.standby (its standby half)
+        self._trying = None                 # the primary link a registration is opening
+        self._refresh = False               # TFTP answers again: restart at the re-home
+        # Booted from the store (TFTP silent or unreachable): the WAN is likely down, and the
+        # first registration races the SRST router (phone.bootrace).
+        self._race = bool(getattr(prov, 'offline', False)) and prov.srst is not None
         if not self._limited:
             from phone import standby
             self._sb = standby
@@ -103,6 +108,13 @@ class Agent:
         self._no_addr = False
         self._wake.set()
 
+    def _refreshing(self):
+        """Re-home time after a boot from the store, with TFTP answering again: restart
+        instead, and provisioning brings what TFTP serves (phone.tftpwatch)."""
+        if self._refresh:
+            self._reset_kind = 'tftp'
+        return self._refresh
+
     def _backed_off(self):
         b, self._back = self._back, False
         return b
@@ -130,6 +142,9 @@ class Agent:
             self._tasks.append(asyncio.create_task(self._sb.keeper(self)))
         if getattr(prov, 'lease', None):
             self._tasks.append(asyncio.create_task(self._keep_lease(prov.lease)))
+        if getattr(prov, 'offline', False):
+            from phone import tftpwatch
+            self._tasks.append(asyncio.create_task(tftpwatch.watch(self)))
         try:
             await self._serve()
         finally:
@@ -197,9 +212,9 @@ class Agent:
                     # Not before it is needed: in PRIMARY its 2.3 KB are the DHCP renewal's.
                     from phone import limited
                     self._lim = limited
-                if await self._lim.watch_primary(self):
+                if await self._lim.watch_primary(self) and not self._refreshing():
                     await self._lim.rehome(self)
-            elif await self._sb.monitor_primary(self):
+            elif await self._sb.monitor_primary(self) and not self._refreshing():
                 await self._sb.rehome(self)
             return delay
         # Neither registered. Without an address (the lease lost, phone.lease asking for a new
@@ -226,6 +241,16 @@ class Agent:
                 delay = self._grow(delay)
                 if not self.running or self._reset_kind:
                     return delay
+        if self._race:
+            self._race = False
+            if self._sb is not None:
+                from phone import bootrace
+                try:
+                    if await bootrace.run(self):
+                        return delay
+                finally:
+                    bootrace = None
+                    drop('bootrace')
         # Try the call managers, then the SRST router.
         if await self._register_primary():
             gc.collect()
@@ -248,10 +273,12 @@ class Agent:
             link = over
             if link is None:
                 link = self.link_class(self, 'primary', host, port, anchor, name)
+            self._trying = link
             try:
                 t0 = time.ticks_ms()
                 ack = await link.register(self._reg)    # opens a new link: Register first
             except _link.LinkError as e:
+                self._trying = None
                 self.events.emit('register_failed', link='primary', cm=name, host=host, port=port,
                                  reason=str(e))
                 await link.close('register failed')
@@ -260,6 +287,7 @@ class Agent:
                 if over is not None:
                     return False
                 continue
+            self._trying = None
             self.primary = link
             self._reg_at = time.ticks_ms()
             self.events.emit('registered', link='primary', cm=name, host=host, port=port,

@@ -170,6 +170,9 @@ def result(p, ev, c, mac, r):
     r.signed_ts = max(p.trust.ts if p.trust is not None else 0, f[0] if f else 0)
     r.ntp = getattr(p, 'ntp', ())
     r.sip = sip
+    r.offline = p.offline        # booted from the store: no TFTP answer (phone.bootrace)
+    r.down = p.down
+    r.tftp = (tuple(p.servers), p.tftp_port)    # phone.tftpwatch, after an offline boot
     return r
 
 

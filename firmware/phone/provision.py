@@ -36,7 +36,10 @@ class Provisioned:
     secure; lease: Provisioner.lease (plain values) or None; sip: None for an SCCP phone, else
     the config's sip (the protocol is SIP: its lines with their digest credentials, the
     sipStack timers, transportLayerProtocol; phone.config.Config), and then the call managers'
-    ports are their securedSipPort (sipPort in mode 1) and the SRST port its SIP port + 1.
+    ports are their securedSipPort (sipPort in mode 1) and the SRST port its SIP port + 1;
+    offline: True when no TFTP server answered (the stored state was used); down: the TFTP
+    servers an ICMP host/network unreachable came back from; tftp: (the TFTP servers asked,
+    their port).
     No methods on purpose: a function defined here would keep this whole module (its
     globals) alive for as long as the agent holds the result, after unload()."""
 
@@ -67,6 +70,9 @@ class Provisioner:
     silent = None
     late = False
     capped = False
+    quiet_ms = None
+    down = ()
+    servers = ()
 
     def __init__(self, store, settings, tftp_port=69):
         self.store = store
@@ -100,7 +106,7 @@ class Provisioner:
     # -- one pass ------------------------------------------------------------------------
     def _once(self, plat, ev):
         t0 = self._begin()
-        servers = self._network(plat, ev)
+        servers = self.servers = self._network(plat, ev)
         mac = plat.mac()
         dev = plat.device_name()
         self.offline = True
@@ -191,7 +197,12 @@ class Provisioner:
         ms = self.s.provision_deadline_ms
         self.until = time.ticks_add(t0, ms) if ms else None
         self.silent = []
+        self.down = []              # servers that answered ICMP host/net unreachable
         self.late = self.capped = False
+        # With a configuration stored, a silent TFTP server is not waited out: the phone
+        # boots from the store and the agent watches for TFTP to answer (phone.tftpwatch).
+        from phone.store import CONFIG
+        self.quiet_ms = (self.s.tftp_stored_wait_ms or None) if self.store.exists(CONFIG) else None
         return t0
 
     def _overdue(self, ev):
@@ -226,7 +237,7 @@ class Provisioner:
                         blksize=s.tftp_blksize, windowsize=s.tftp_windowsize,
                         max_bytes=s.max_file_bytes, events=ev, min_blksize=s.tftp_min_blksize,
                         silent_retries=s.tftp_silent_retries, min_rate=s.tftp_min_rate,
-                        until=self.until, silent=self.silent)
+                        until=self.until, silent=self.silent, answer_ms=self.quiet_ms)
         out = []
         try:
             for kind, names, dest in wanted:
@@ -247,6 +258,8 @@ class Provisioner:
                     except tftp.TftpError as e:
                         w.abort()
                         w = None
+                        if e.down and e.server not in self.down:
+                            self.down.append(e.server)
                         if self._overdue(ev):
                             why = 'unreachable'
                             break
@@ -267,6 +280,8 @@ class Provisioner:
                 if w is None and why == 'unreachable':
                     break
         finally:
+            if c.answer_ms is None:
+                self.quiet_ms = None        # a server answered: TFTP is there this pass
             c = tftp = None
             drop('tftp')
         return out

@@ -17,6 +17,7 @@ LIMITS = {
     'max_file_bytes': (1024, 1048576),
     'tftp_min_blksize': (8, 65464),
     'provision_deadline_ms': (0, 3600000),  # 0: none
+    'tftp_stored_wait_ms': (0, 3600000),    # 0: wait out every retry, as with nothing stored
 }
 
 

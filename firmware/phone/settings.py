@@ -14,6 +14,7 @@ DEFAULTS = {
                                  # for TLS, Register and its answer
     'register_timeout_ms': 5000,
     # retries with exponential backoff (standby to SRST, primary probes in fallback, boot)
+    'boot_race_ms': 1500,         # offline boot: the call manager's TCP silent this long -> SRST
     'retry_min_ms': 1000,
     'retry_max_ms': 30000,
     # None: use the config's connectionMonitorDuration (default 120 s)
@@ -21,6 +22,7 @@ DEFAULTS = {
     # provisioning
     'dhcp_timeout_ms': 20000,
     'tftp_timeout_ms': 3000,
+    'tftp_stored_wait_ms': 1500,  # a stored config: no TFTP answer this long, boot from the store
     'tftp_retries': 5,
     'tftp_blksize': 1428,
     'tftp_windowsize': 4,

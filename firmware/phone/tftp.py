@@ -58,6 +58,8 @@ _UNREACH = (101, 111, 113)  # ENETUNREACH, ECONNREFUSED, EHOSTUNREACH: no use as
 
 
 class TftpError(Exception):
+    down = False    # ICMP host or network unreachable (phone.provision: a WAN that is down)
+
     """A failed transfer. `code` is the TFTP error code (0-8) when the server sent an ERROR
     packet or we aborted with one; None for timeouts and network errors. `local` is True
     when this side gave up (size limit, bad OACK, write failure), False when the server said so."""
@@ -77,6 +79,13 @@ class TftpError(Exception):
         name = _NAMES[self.code] if 0 <= self.code < len(_NAMES) else '?'
         who = 'we aborted' if self.local else 'server says'
         return 'TFTP error %d (%s)%s, %s: %s' % (self.code, name, where, who, self.msg)
+
+
+def _gone(e):
+    # An ICMP error: `down` when the host or its network is unreachable (not a closed port)
+    err = TftpError(None, 'unreachable: %r' % (e,))
+    err.down = e.args[0] != 111
+    return err
 
 
 class TftpTimeout(TftpError):
@@ -208,12 +217,15 @@ class Client:
     with min_rate (bytes/s) each file has a deadline of one full retry budget plus its size
     (tsize, else max_bytes) at that rate; `until` (a ticks_ms value) ends any transfer and
     the walk of the list. `silent`: a list that collects the servers that never answered
-    (pass the same list to the next Client of a pass); fetch asks them last."""
+    (pass the same list to the next Client of a pass); fetch asks them last. `answer_ms`:
+    a server that has not answered a read request within this many ms is given up (a phone
+    with a stored configuration does not wait out every retry of a WAN that is down); the
+    first answer from any server lifts it for the Client's life."""
 
     def __init__(self, blksize=_BLKSIZE, windowsize=_WINDOWSIZE, timeout_ms=_TIMEOUT_MS,
                  retries=_RETRIES, max_bytes=_MAX_BYTES, options=True, port=_PORT, events=None,
                  min_blksize=_MIN_BLKSIZE, silent_retries=_SILENT_RETRIES, min_rate=0,
-                 until=None, silent=None):
+                 until=None, silent=None, answer_ms=None):
         if not 8 <= blksize <= 65464:
             raise ValueError('blksize must be 8..65464')
         if not 1 <= windowsize <= 65535:
@@ -234,6 +246,7 @@ class Client:
         self.min_rate = min_rate
         self.until = until
         self.silent = [] if silent is None else silent
+        self.answer_ms = answer_ms      # see the class doc: lifted at the first answer
         self._first_retries = retries   # RRQ resends for the server being asked
         self._t0 = 0
         self._end = None                # ticks_ms the transfer must end by (None: no bound)
@@ -362,6 +375,9 @@ class Client:
             tries = 0
             end = self._end
             deadline = ticks_add(ticks_ms(), timeout)
+            quiet = self.answer_ms
+            if quiet:
+                quiet = ticks_add(ticks_ms(), quiet)
             try:
                 s.sendto(rrq, dest)
             except OSError as e:
@@ -375,8 +391,16 @@ class Client:
                         raise self._late(st)
                     if e_left < left:
                         left = e_left
+                if quiet:
+                    q_left = ticks_diff(quiet, now)
+                    if q_left <= 0:
+                        raise TftpTimeout('no answer to the read request in %d ms'
+                                          % self.answer_ms)
+                    if q_left < left:
+                        left = q_left
                 if left <= 0 or not wait(self._poller, self._ipoll, left):
-                    if end is not None and ticks_diff(end, ticks_ms()) <= 0:
+                    if (end is not None and ticks_diff(end, ticks_ms()) <= 0 or
+                            quiet and ticks_diff(quiet, ticks_ms()) <= 0):
                         continue
                     tries += 1
                     st.timeouts += 1
@@ -386,7 +410,7 @@ class Client:
                         s.sendto(rrq, dest)
                     except OSError as e:
                         if e.args and e.args[0] in _UNREACH:
-                            raise TftpError(None, 'unreachable: %r' % (e,))
+                            raise _gone(e)
                     st.retransmits += 1
                     deadline = ticks_add(ticks_ms(), timeout)
                     continue
@@ -396,12 +420,13 @@ class Client:
                     if e.args and e.args[0] in _EAGAIN:
                         continue
                     if e.args and e.args[0] in _UNREACH:    # ICMP: no one serves TFTP there
-                        raise TftpError(None, 'unreachable: %r' % (e,))
+                        raise _gone(e)
                     raise TftpError(None, 'receive failed: %r' % (e,))
                 ln = len(data)
                 if ln < 4 or addr_ip(peer) != sip:
                     continue
                 st.answered = True
+                self.answer_ms = quiet = None
                 op = opcode(data, ln)
                 if op == _ERROR:
                     code, msg = parse_error(data, ln)
@@ -543,8 +568,9 @@ class Client:
                         d = None
                 except OSError as e:
                     if not (e.args and e.args[0] in _EAGAIN):
-                        raise TftpError(None, ('unreachable: %r' if e.args and e.args[0]
-                                               in _UNREACH else 'receive failed: %r') % (e,))
+                        if e.args and e.args[0] in _UNREACH:
+                            raise _gone(e)
+                        raise TftpError(None, 'receive failed: %r' % (e,))
                     n = 0
                 if not n or n < 4:
                     continue

@@ -11,6 +11,8 @@ from phone.settings import Settings
 
 
 class TftpError(Exception):
+    down = False
+
     def __init__(self, code):
         super().__init__(code, 'File not found' if code == 1 else 'timeout')
         self.code = code
@@ -28,7 +30,7 @@ class Servers:
 
         class Client:
             def __init__(self, **kw):
-                pass
+                self.answer_ms = kw.get('answer_ms')
 
             def fetch(self, servers, name, sink, next_on_not_found=True):
                 first = None

@@ -447,3 +447,29 @@ def test_receive_loop_does_not_allocate_per_block():
     small = measure(4)
     large = measure(40)
     assert large - small < 256, (small, large)
+
+
+def test_a_silent_server_is_given_up_after_answer_ms():
+    # A stored configuration (phone.provision): the server silent for answer_ms is not
+    # waited out (5 tries of 1 s here), and nothing but the RRQ is sent.
+    f, c, sink = run(lambda f, to: None, timeout_ms=1000, retries=5, answer_ms=250)
+    t0 = time.ticks_ms()
+    with raises(tftp.TftpTimeout, match='in 250 ms'):
+        c.get('127.0.0.1', 'f', sink)
+    took = time.ticks_diff(time.ticks_ms(), t0)
+    assert 240 <= took < 700, took
+    eq(len(f.sent_by_client()), 1)
+    eq(c.answer_ms, 250)                    # still in force: nobody answered
+
+
+def test_an_answer_lifts_answer_ms_for_the_client():
+    content = pattern(700, 7)
+
+    def q(f, to):
+        f.sock.sendto(oack(tsize=700, blksize=1024), to)
+        f.sock.sendto(data(1, content), to)
+
+    f, c, sink = run(q, blksize=1024, timeout_ms=100, retries=1, answer_ms=250)
+    c.get('127.0.0.1', 'f', sink)
+    eq(sink.value(), bytes(content))
+    eq(c.answer_ms, None)                   # TFTP is there: later files get every retry

@@ -1,0 +1,127 @@
+# phone.tftpwatch (after a boot from the store): the read request that tells whether TFTP
+# answers again, and what the agent does when it does.
+import asyncio
+import socket
+
+from fwtest import bound_udp, eq
+from phone import tftpwatch
+from phone.states import FALLBACK, PRIMARY
+
+RRQ = b'\x00\x01SEP001122AABBCC.cnf.xml.sgn\x00octet\x00'
+
+
+def test_an_answer_is_seen_and_the_transfer_ended():
+    srv, port = bound_udp([41000])
+    srv.setblocking(False)
+    got = []
+
+    async def server():
+        while True:
+            try:
+                data, peer = srv.recvfrom(600)
+            except OSError:
+                await asyncio.sleep_ms(10)
+                continue
+            got.append(data)
+            if len(got) == 1:
+                srv.sendto(b'\x00\x05\x00\x01File not found\x00', peer)    # any answer counts
+            else:
+                return
+
+    async def main():
+        t = asyncio.create_task(server())
+        ok = await tftpwatch._answers('127.0.0.1', port, RRQ, 1000)
+        await asyncio.wait_for_ms(t, 1000)
+        return ok
+
+    eq(asyncio.run(main()), True)
+    eq(got[0], RRQ)
+    eq(got[1][:2], b'\x00\x05')             # the client ended the transfer
+    srv.close()
+
+
+def test_silence_is_not_an_answer():
+    srv, port = bound_udp([41100])
+
+    async def main():
+        return await tftpwatch._answers('127.0.0.1', port, RRQ, 200)
+
+    eq(asyncio.run(main()), False)
+    srv.close()
+
+
+class _Agent:
+    """What watch() uses of the Agent."""
+
+    def __init__(self, state, port):
+        self.state = state
+        self.running = True
+        self._reset_kind = 0
+        self._refresh = False
+        self._wake = asyncio.Event()
+        self.seen = []
+
+        class P:
+            secure = True
+            tftp = (('127.0.0.1',), port)
+        self.prov = P()
+
+        class C:
+            retry_min_ms = 50
+            tftp_timeout_ms = 300
+        self.cfg = C()
+        agent = self
+
+        class Ev:
+            def emit(self, name, **f):
+                agent.seen.append((name, f))
+        self.events = Ev()
+
+        class Plat:
+            def device_name(self):
+                return 'SEP001122AABBCC'
+        self.platform = Plat()
+
+    def _grow(self, d):
+        return d * 2
+
+
+def _watch(state):
+    srv, port = bound_udp([41200])
+    srv.setblocking(False)
+    a = _Agent(state, port)
+
+    async def server():
+        n = 0
+        while True:
+            try:
+                data, peer = srv.recvfrom(600)
+            except OSError:
+                await asyncio.sleep_ms(10)
+                continue
+            n += 1
+            if n == 2:                       # silent for the first ask: the backoff grows
+                srv.sendto(b'\x00\x03\x00\x01' + b'x' * 10, peer)
+
+    async def main():
+        t = asyncio.create_task(server())
+        await asyncio.wait_for_ms(tftpwatch.watch(a), 3000)
+        t.cancel()
+
+    asyncio.run(main())
+    srv.close()
+    return a
+
+
+def test_in_primary_the_phone_restarts_at_once():
+    a = _watch(PRIMARY)
+    names = [n for n, f in a.seen]
+    eq(names, ['tftp_watch', 'tftp_watch', 'tftp_back'])
+    eq([f['retry_ms'] for n, f in a.seen if n == 'tftp_watch'], [50, 100])
+    eq((a._refresh, a._reset_kind), (True, 'tftp'))
+
+
+def test_in_fallback_the_restart_waits_for_the_re_home():
+    a = _watch(FALLBACK)
+    eq(a.seen[-1][1]['then'], 'restart at the re-home')
+    eq((a._refresh, a._reset_kind), (True, 0))
