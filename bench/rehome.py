@@ -109,10 +109,32 @@ def _boot_outage(rig: Rig, t: Task) -> dict:
          "provisioned_ms": (prov[0].event.t - boot.event.t) if prov else None,
          "cut_to_boot_ms": round((t_boot - t_cut) * 1000)}
     t_back = rig.restore()
-    rh = rig.wait("rehomed", t_back, t.monitor + 90)
+    # After a boot from the store the re-home is a restart (TFTP answers again: phone.tftpwatch)
+    # and the boot that follows registers with the call manager; cm_reset leaves TFTP up, so
+    # that boot was not offline and re-homes as usual.
+    if r["offline"]:
+        rs = rig.wait("restarting", t_back, t.monitor + 90)
+        rh = rig.wait("registered:primary", rs.host, 60)
+    else:
+        rh = rig.wait("rehomed", t_back, t.monitor + 90)
     r["rehome_ms"] = round((rh.host - t_back) * 1000)
     rig.wait("standby_up", rh.host, 60)
     return r
+
+
+# Issue 16's targets for a boot during an outage with stored state (no public figure for
+# real phones): the SRST router reached within 5 s of the boot when the WAN is silent, 2 s
+# when it answers ICMP unreachable.
+BOOT_TARGET_S = {"unreachable": 2.0}
+BOOT_TARGET_DEFAULT_S = 5.0
+
+
+def _target(r: dict) -> str:
+    if r["kind"] == "cm_reset":
+        return "no public figure"
+    limit = BOOT_TARGET_S.get(r["kind"], BOOT_TARGET_DEFAULT_S)
+    worst = max(x["registered_ms"] for x in r["runs"]) / 1000
+    return f"target < {limit:g} s: {'pass' if worst < limit else 'MISS'}"
 
 
 def run(quick: bool) -> dict:
@@ -153,7 +175,7 @@ def summarize(results: list[dict]) -> dict:
         rows.append([f"boot during outage ({r['label']})", st["n"], _rig.sec(st["median"]),
                      _rig.sec(st["worst"]),
                      f"provisioned after {_rig.sec(prov['median'])} (offline {offline}/"
-                     f"{st['n']}), registered with {'/'.join(links)}", "no public figure"])
+                     f"{st['n']}), registered with {'/'.join(links)}", _target(r)])
         detail["boot_outage"].append({"label": r["label"], "kind": r["kind"],
                                       "registered": st, "runs": r["runs"]})
     notes = [
@@ -165,10 +187,13 @@ def summarize(results: list[dict]) -> dict:
         "the already open probe session. So the overhead is 0.1-1.2 s, by where the restore "
         "falls in that rhythm.",
         "Boot: the board's own clock from its boot event (cold boots: bench/boot.py).",
-        "Boot during an outage, default settings: TFTP gives up on the first file after the "
-        "request and tftp_retries 5 resends, tftp_timeout_ms 3000 each (18 s, ICMP errors or "
-        "not), then the call manager's connect (connect_timeout_ms 5000 when silent, about "
-        "1 s with ICMP errors), then the SRST router; cm_reset leaves TFTP reachable.",
+        "Boot during an outage, default settings, configuration stored: TFTP is given up "
+        "after tftp_stored_wait_ms (1.5 s) of silence or at its ICMP error; the standby "
+        "session to the SRST router opens beside the call-manager attempt, and the phone "
+        "registers over it once the call manager has not completed TCP in boot_race_ms "
+        "(1.5 s) or its host answered ICMP host unreachable (docs/failover.md). Targets "
+        "(issue 16): 5 s silent, 2 s with ICMP. The re-home column of such a boot is the "
+        "restart TFTP's return brings (phone.tftpwatch); cm_reset leaves TFTP reachable.",
     ]
     if errors:
         notes.append(f"{len(errors)} run(s) not counted: " + "; ".join(errors[:3]))
