@@ -148,7 +148,15 @@ class Rig:
         """Serving the call manager and ready for the next fault: the standby link up beside
         it, or on a limited board (one TLS session, no standby) registered with it."""
         if not self.spec.limited:
-            return self.wait("standby_up", since, timeout)
+            # after a boot from the store the standby opens beside the first registration
+            # (phone.bootrace) and may be up before it: look from that boot on, as long as
+            # no failover or re-home has come since (a standby reopened after them counts)
+            start = since
+            boots = [b for b in self.since(0.0, "boot") if b.host <= since]
+            if boots and not any(self.since(boots[-1].host, x)
+                                 for x in ("primary_lost", "rehomed", "link_down:srst")):
+                start = boots[-1].host
+            return self.wait("standby_up", start, timeout)
         reg = self.wait_for(lambda e: e.ev == "rehomed" or (
             e.ev == "registered" and e.get("link") == "primary"), since, timeout,
             "registered with the call manager")

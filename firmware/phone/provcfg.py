@@ -172,7 +172,9 @@ def result(p, ev, c, mac, r):
     r.sip = sip
     r.offline = p.offline        # booted from the store: no TFTP answer (phone.bootrace)
     r.down = p.down
-    r.tftp = (tuple(p.servers), p.tftp_port)    # phone.tftpwatch, after an offline boot
+    # phone.tftpwatch after an offline boot, unless a server answered (a refused OACK, a
+    # dripping transfer): TFTP is up then, and a restart would meet the same server
+    r.tftp = (() if p.heard else tuple(p.servers), p.tftp_port)
     return r
 
 

@@ -39,7 +39,7 @@ class Provisioned:
     ports are their securedSipPort (sipPort in mode 1) and the SRST port its SIP port + 1;
     offline: True when no TFTP server answered (the stored state was used); down: the TFTP
     servers an ICMP host/network unreachable came back from; tftp: (the TFTP servers asked,
-    their port).
+    their port; no servers when one answered this pass: TFTP is there, only unusable).
     No methods on purpose: a function defined here would keep this whole module (its
     globals) alive for as long as the agent holds the result, after unload()."""
 
@@ -73,6 +73,7 @@ class Provisioner:
     quiet_ms = None
     down = ()
     servers = ()
+    heard = False
 
     def __init__(self, store, settings, tftp_port=69):
         self.store = store
@@ -198,6 +199,7 @@ class Provisioner:
         self.until = time.ticks_add(t0, ms) if ms else None
         self.silent = []
         self.down = []              # servers that answered ICMP host/net unreachable
+        self.heard = False          # a TFTP server answered this pass (usable or not)
         self.late = self.capped = False
         # With a configuration stored, a silent TFTP server is not waited out: the phone
         # boots from the store and the agent watches for TFTP to answer (phone.tftpwatch).
@@ -280,7 +282,8 @@ class Provisioner:
                 if w is None and why == 'unreachable':
                     break
         finally:
-            if c.answer_ms is None:
+            if c.heard:
+                self.heard = True
                 self.quiet_ms = None        # a server answered: TFTP is there this pass
             c = tftp = None
             drop('tftp')

@@ -247,6 +247,7 @@ class Client:
         self.until = until
         self.silent = [] if silent is None else silent
         self.answer_ms = answer_ms      # see the class doc: lifted at the first answer
+        self.heard = False              # a server answered (anything) this Client's life
         self._first_retries = retries   # RRQ resends for the server being asked
         self._t0 = 0
         self._end = None                # ticks_ms the transfer must end by (None: no bound)
@@ -425,7 +426,7 @@ class Client:
                 ln = len(data)
                 if ln < 4 or addr_ip(peer) != sip:
                     continue
-                st.answered = True
+                st.answered = self.heard = True
                 self.answer_ms = quiet = None
                 op = opcode(data, ln)
                 if op == _ERROR:

@@ -31,6 +31,7 @@ class Servers:
         class Client:
             def __init__(self, **kw):
                 self.answer_ms = kw.get('answer_ms')
+                self.heard = False
 
             def fetch(self, servers, name, sink, next_on_not_found=True):
                 first = None
