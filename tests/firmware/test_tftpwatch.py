@@ -10,26 +10,28 @@ from phone.states import FALLBACK, PRIMARY
 RRQ = b'\x00\x01SEP001122AABBCC.cnf.xml.sgn\x00octet\x00'
 
 
+async def _serve(srv, nth, answer, got, stop):
+    """A TFTP server on `srv` that sends `answer` to the nth packet it receives, keeps what
+    it got in `got`, and ends after `stop` packets."""
+    while len(got) < stop:
+        try:
+            data, peer = srv.recvfrom(600)
+        except OSError:
+            await asyncio.sleep_ms(10)
+            continue
+        got.append(data)
+        if len(got) == nth:
+            srv.sendto(answer, peer)
+
+
 def test_an_answer_is_seen_and_the_transfer_ended():
     srv, port = bound_udp([41000])
     srv.setblocking(False)
     got = []
 
-    async def server():
-        while True:
-            try:
-                data, peer = srv.recvfrom(600)
-            except OSError:
-                await asyncio.sleep_ms(10)
-                continue
-            got.append(data)
-            if len(got) == 1:
-                srv.sendto(b'\x00\x05\x00\x01File not found\x00', peer)    # any answer counts
-            else:
-                return
-
     async def main():
-        t = asyncio.create_task(server())
+        # any answer counts, an ERROR too; the next packet is the client's own ERROR
+        t = asyncio.create_task(_serve(srv, 1, b'\x00\x05\x00\x01File not found\x00', got, 2))
         ok = await tftpwatch._answers('127.0.0.1', port, RRQ, 1000)
         await asyncio.wait_for_ms(t, 1000)
         return ok
@@ -91,20 +93,9 @@ def _watch(state):
     srv.setblocking(False)
     a = _Agent(state, port)
 
-    async def server():
-        n = 0
-        while True:
-            try:
-                data, peer = srv.recvfrom(600)
-            except OSError:
-                await asyncio.sleep_ms(10)
-                continue
-            n += 1
-            if n == 2:                       # silent for the first ask: the backoff grows
-                srv.sendto(b'\x00\x03\x00\x01' + b'x' * 10, peer)
-
     async def main():
-        t = asyncio.create_task(server())
+        # silent for the first ask (the backoff grows), a DATA block for the second
+        t = asyncio.create_task(_serve(srv, 2, b'\x00\x03\x00\x01' + b'x' * 10, [], 99))
         await asyncio.wait_for_ms(tftpwatch.watch(a), 3000)
         t.cancel()
 
