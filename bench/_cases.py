@@ -13,7 +13,6 @@ import time
 from typing import Any, Callable
 
 from bench._rig import Rig, sleep_until
-from host_tools import pki as labpki
 from host_tools.lab.tftp_server import Faults
 from host_tools.scenario import faults as scfaults
 
@@ -258,22 +257,15 @@ def _answered(ev: str) -> Callable[[Any], bool]:
 
 
 def _new_srst_cert(rig: Rig) -> Any:
-    old = rig.lab.pki.srst
-    # re-enrolled with the router's own CA: same CN, same issuer, another key and serial
-    new = labpki.make_identity("srst-renewed", "SRST", cn=old.cn,
-                               issuer=rig.lab.pki.srst_ca).write(rig.workdir / "renewed")
-    srv = rig.lab.srst
-    srv.cert, srv.key = new.server_cert, new.key_path
-    if srv.credentials is not None:
-        c = srv.credentials
-        c.cert, c.key, c.cert_der = new.server_cert, new.key_path, new.cert_der
-    return new
+    """The SRST router re-enrolled with its own CA (same CN, same issuer, another key and
+    serial: not the certificate the config pins) and restarted with it; for a SIP phone the
+    branch's Kamailio (host_tools.scenario.faults.replace_cert). Returns the new identity."""
+    return scfaults.replace_cert(rig.lab, "srst", rig.workdir)
 
 
 def srst_cert_replaced(rig: Rig) -> Result:
-    _new_srst_cert(rig)
     t = time.monotonic()
-    rig.lab.restart("srst")
+    _new_srst_cert(rig)
     fail = rig.wait_for(_answered("standby_failed"), t, 30, "standby_failed from the router")
     time.sleep(3.0)
     up = rig.since(t, "standby_up")
@@ -288,7 +280,6 @@ def srst_cert_at_failover(rig: Rig) -> Result:
     """Limited board (no standby link): the replaced certificate shows only at failover.
     The router is refused with a reason that names the certificate, never registered."""
     _new_srst_cert(rig)
-    rig.lab.restart("srst")
     time.sleep(1.0)
     t_cut = rig.cut("blackhole")
     fail = rig.wait_for(lambda e: _answered("register_failed")(e) and e.get("link") == "srst",
@@ -307,9 +298,8 @@ def srst_cert_at_failover(rig: Rig) -> Result:
 
 
 def srst_cert_reissued(rig: Rig) -> Result:
-    new = _new_srst_cert(rig)
     t = time.monotonic()
-    rig.lab.restart("srst")
+    new = _new_srst_cert(rig)
     if not rig.spec.limited:                # no standby link to refuse on a limited board
         rig.wait("standby_failed", t, 30)
     rig.lab.write_configs()        # the call manager fetches the new one over the WAN
@@ -329,12 +319,9 @@ def srst_cert_reissued(rig: Rig) -> Result:
 
 
 def cm_cert_replaced(rig: Rig) -> Result:
-    old = rig.lab.pki.ccm
-    new = labpki.make_identity("ccm-rogue", "CCM", cn=old.cn).write(rig.workdir / "rogue")
-    cm = rig.lab.callmanager
-    cm.cert, cm.key = new.cert_path, new.key_path
+    # self-signed with the call manager's CN, in no trust list; for a SIP phone HQ's Kamailio
     t = time.monotonic()
-    rig.lab.restart("callmanager")
+    scfaults.replace_cert(rig.lab, "callmanager", rig.workdir)
     reg = rig.wait("registered:srst", t, 30)
     # a limited board watches the primary with TCP only: its TLS try is the re-home
     ev = "register_failed" if rig.spec.limited else "probe_failed"

@@ -57,9 +57,8 @@ def srst_cert_backoff(rig: Rig) -> Result:
     """The SRST router presents a certificate other than the pinned one: count the standby
     tries in a window; each must come at least the previous one's announced retry_ms later,
     and the announced delays must double from retry_min_ms to retry_max_ms."""
-    _new_srst_cert(rig)
     t = time.monotonic()
-    rig.lab.restart("srst")
+    _new_srst_cert(rig)
     first = rig.wait_for(lambda e: e.ev == "standby_failed"
                          and "ECONNREFUSED" not in str(e.get("reason")), t, 30,
                          "standby_failed from the router")
@@ -92,7 +91,6 @@ def srst_cert_backoff_failover(rig: Rig) -> Result:
     With the WAN cut, every try of the call manager and then the router fails; each
     `retrying` announces the wait, and the next try of the router comes no sooner."""
     _new_srst_cert(rig)
-    rig.lab.restart("srst")
     time.sleep(1.0)
     t_cut = rig.cut("blackhole")
     rig.wait_for(lambda e: e.ev == "register_failed" and e.get("link") == "srst", t_cut, 60,

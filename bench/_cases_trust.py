@@ -50,7 +50,8 @@ def _with_mode(xml: bytes, mode: int) -> bytes:
 
 
 def _tls_port(rig: Rig) -> int:
-    return rig.lab.endpoints["callmanager"][1]
+    """The call manager's TLS port: the SCCP simulator's, or for a SIP phone HQ's Kamailio's."""
+    return rig.lab.endpoints["sip_callmanager" if rig.spec.protocol == "sip" else "callmanager"][1]
 
 
 def _plain(rig: Rig, since: float) -> list[Any]:

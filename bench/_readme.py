@@ -4,7 +4,7 @@ headlines) and, in docs/benchmarks.md, each benchmark's whole table between its
 `<!-- bench:NAME -->` and `<!-- bench:end -->` markers.
 
 Each benchmark module may have `headline(res) -> list of (measure, figure, compared with)`;
-the fault matrix adds its whole table to the summary.
+the fault matrices (SCCP, SIP) add their whole tables to the summary.
 
 A benchmark with no JSON in out/bench/ (or left out by `--readme --only NAME`) keeps the rows
 it already has in README.md (and its table in docs/benchmarks.md): rewriting the figures of
@@ -21,8 +21,8 @@ from host_tools import ROOT
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 DOCS = ROOT / "docs" / "benchmarks.md"
-ORDER = ("failover", "failover_sip", "limited", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix", "soak",
-         "cpu_calibration", "cpu_handshake", "sha512")
+ORDER = ("failover", "failover_sip", "limited", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix",
+         "fault_matrix_sip", "soak", "cpu_calibration", "cpu_handshake", "sha512")
 
 
 def _load(out: Path, only: list[str] | None = None) -> dict[str, dict]:
@@ -88,30 +88,37 @@ def summary(out: Path, only: list[str] | None = None, old: str | None = None) ->
         missing = [n for n in missing if n in only or n in kept.get(_NOT_RUN, [])]
     if missing:
         lines += ["", f"{_NOT_RUN} {', '.join(missing)}."]
-    if "fault_matrix" in found:
-        fm = found["fault_matrix"]
-        lines += ["", f"Fault matrix ({fm.get('passed')}/{fm.get('total')} cases passed, "
-                      f"`{_command('fault_matrix', fm)}`):", "", *table_md(fm).splitlines()]
-    elif kept.get(_MATRIX):
-        lines += ["", *kept[_MATRIX]]
+    for name, head in MATRICES.items():
+        if name in found:
+            fm = found[name]
+            na = f", {fm['not_applicable']} not applicable" if fm.get("not_applicable") else ""
+            lines += ["", f"{head}{fm.get('passed')}/{fm.get('total')} cases passed{na}, "
+                          f"`{_command(name, fm)}`):", "", *table_md(fm).splitlines()]
+        elif kept.get(head):
+            lines += ["", *kept[head]]
     return "\n".join(lines).rstrip() + "\n"
 
 
 _NOT_RUN = "Not run yet:"
-_MATRIX = "Fault matrix ("
+# the matrices' blocks after the headline table, by benchmark: the line each block starts with
+MATRICES = {"fault_matrix": "Fault matrix (", "fault_matrix_sip": "Fault matrix for SIP phones ("}
 
 
 def _kept(section: str) -> dict[str, list[str]]:
     """The README section's headline rows by benchmark (a row naming one starts its group,
-    rows with an empty first cell continue it), the fault matrix's block (key _MATRIX) and
-    the names once listed as not run (key _NOT_RUN)."""
+    rows with an empty first cell continue it), each fault matrix's block (keyed by the line
+    it starts with, MATRICES; it runs to the next one) and the names once listed as not run
+    (key _NOT_RUN)."""
     out: dict[str, list[str]] = {}
     name = None
-    lines = section.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith(_MATRIX):
-            out[_MATRIX] = lines[i:]
-            break
+    block: list[str] | None = None
+    for line in section.splitlines():
+        head = next((h for h in MATRICES.values() if line.startswith(h)), None)
+        if head is not None:
+            block = out.setdefault(head, [])
+        if block is not None:
+            block.append(line)
+            continue
         if line.startswith(_NOT_RUN):
             out[_NOT_RUN] = [n.strip() for n in line[len(_NOT_RUN):].rstrip(".").split(",")]
             continue
@@ -123,6 +130,9 @@ def _kept(section: str) -> dict[str, list[str]]:
             name = first if first in ORDER else None
         if name is not None:
             out.setdefault(name, []).append(line)
+    for head in MATRICES.values():
+        while out.get(head) and not out[head][-1].strip():
+            out[head].pop()
     return out
 
 

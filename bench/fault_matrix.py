@@ -10,7 +10,10 @@ each WAN kind at least once, and one of each other kind of fault).
 
 BENCH_BOARD=virtual:PROFILE runs every case on that ESP32-faithful board (docs/vboard.md)
 instead of the unix port at host speed; give it its own --out so that its JSON does not take
-the place of the host-speed matrix's."""
+the place of the host-speed matrix's.
+
+The same rows for a SIP phone against the lab's Kamailio: bench/fault_matrix_sip.py (a Case's
+`protocol`; a row that cannot apply to SIP carries its reason in `na` and is listed, not run)."""
 from __future__ import annotations
 
 import os
@@ -67,6 +70,8 @@ class Case:
     # On a `limited` board (one TLS session, no standby link): the fields that differ
     # (expected, proc, args, final), as a scenario's [expect.limited] (docs/vboard.md).
     limited: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "sccp"           # "sip": a SIP phone against the lab's Kamailio registrars
+    na: str = ""                     # why the row cannot apply (to this protocol): not run
 
     def for_board(self, limited: bool) -> "Case":
         return replace(self, **self.limited, limited={}) if limited and self.limited else self
@@ -145,7 +150,8 @@ def plan(quick: bool) -> list[Case]:
 
 def play(c: Case) -> dict:
     """One case on its own lab and board (runs in a worker process)."""
-    spec = RigSpec(short_timers=True, connection_monitor=c.monitor, board=board())
+    spec = RigSpec(short_timers=True, connection_monitor=c.monitor, board=board(),
+                   protocol=c.protocol)
     c = c.for_board(spec.limited)
     t0 = time.monotonic()
     rig = Rig(_rig.workdir("matrix"), spec)
@@ -170,48 +176,84 @@ def play(c: Case) -> dict:
             "tracebacks": tracebacks}
 
 
+def not_applicable(c: Case) -> dict:
+    """The result row of a case that cannot apply: listed with its reason, not run."""
+    return {"fault": c.fault, "phase": c.phase, "expected": c.expected,
+            "expected_final": c.final, "observed": f"not applicable: {c.na}",
+            "final_state": None, "passed": None, "na": c.na}
+
+
 def run(quick: bool) -> dict:
+    return run_plan(plan(quick), quick, "fault_matrix")
+
+
+def run_plan(cases_: list[Case], quick: bool, name: str) -> dict:
+    """Every case of the plan on its own lab (BENCH_JOBS at a time), the rows that cannot
+    apply listed with their reason; the table also as markdown beside the JSON
+    (fault_matrix.md, fault_matrix_sip.md)."""
     limited = RigSpec(board=board()).limited
-    todo = [c.for_board(limited) for c in plan(quick)]
+    todo = [c.for_board(limited) for c in cases_ if not c.na]
     jobs = int(os.environ.get("BENCH_JOBS", "10"))
-    results = [r if "passed" in r else   # the worker itself failed
-               {"fault": c.fault, "phase": c.phase, "expected": c.expected,
-                "expected_final": c.final, "observed": r.get("error", "?"),
-                "final_state": None, "passed": False}
-               for c, r in zip(todo, _rig.parallel(play, todo, jobs=jobs))]
-    res = summarize(results, quick)
+    played = iter([r if "passed" in r else   # the worker itself failed
+                   {"fault": c.fault, "phase": c.phase, "expected": c.expected,
+                    "expected_final": c.final, "observed": r.get("error", "?"),
+                    "final_state": None, "passed": False}
+                   for c, r in zip(todo, _rig.parallel(play, todo, jobs=jobs))])
+    results = [not_applicable(c) if c.na else next(played) for c in cases_]
+    protocol = cases_[0].protocol if cases_ else "sccp"
+    res = summarize(results, quick, protocol)
     out = Path(os.environ.get("BENCH_OUT", "out/bench"))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fault_matrix.md").write_text(markdown(res))
-    res["markdown"] = str(out / "fault_matrix.md")
+    (out / f"{name}.md").write_text(markdown(res, name))
+    res["markdown"] = str(out / f"{name}.md")
     return res
 
 
-def summarize(results: list[dict], quick: bool) -> dict:
+def summarize(results: list[dict], quick: bool, protocol: str = "sccp") -> dict:
     rows = [[r["fault"], r["phase"], r["expected"], r["observed"],
+             "-" if r.get("na") else
              f"{r['final_state']} (want {r['expected_final']})"
              if r["final_state"] != r["expected_final"] else str(r["final_state"]),
-             "pass" if r["passed"] else "FAIL"] for r in results]
-    n_ok = sum(1 for r in results if r["passed"])
+             "n/a" if r.get("na") else "pass" if r["passed"] else "FAIL"] for r in results]
+    run_ = [r for r in results if not r.get("na")]
+    n_ok = sum(1 for r in run_ if r["passed"])
+    n_na = len(results) - len(run_)
+    sip = protocol == "sip"
     where = board()
-    notes = ([f"Board: {where} (ESP32-faithful: CPU quota at the calibrated ESP32 speed, "
-              f"clock at 2000, the platform's DHCP, the profile's heap and TLS budget; "
-              f"docs/vboard.md)."] if where != "virtual" else []) + [f"{n_ok}/{len(results)} cases passed"
-             + (" (quick: a representative subset; make bench runs all)" if quick else "") + ".",
-             "Lab demo timers: keepalive 5 s, probe 1.5 s, ack 1 s, connectionMonitorDuration "
-             f"{MONITOR} s (10 s for the fallback phase); one lab and virtual board per case.",
-             "Registration and re-home last milliseconds on a host CPU: the call manager is "
-             "hung (TCP up, no answer) just before them so the cut lands inside the phase."]
+    notes = [f"Board: {where} (ESP32-faithful: CPU quota at the calibrated ESP32 speed, "
+             f"clock at 2000, the platform's DHCP, the profile's heap and TLS budget; "
+             f"docs/vboard.md)."] if where != "virtual" else []
+    na = f", {n_na} not applicable to SIP (listed with the reason, not run)" if n_na else ""
+    notes.append(f"{n_ok}/{len(run_)} cases passed{na}"
+                 + (" (quick: a representative subset; make bench runs all)" if quick else "")
+                 + ".")
+    if sip:
+        notes.append("A SIP phone (phone.siplink) against the lab's Kamailio registrars, the "
+                     "call manager's at HQ and the SRST router's in the branch (mutual TLS "
+                     "5061, digest): the SCCP matrix's procedures and expectations, the "
+                     "servers' faults acting on the Kamailios (kill/restart: stopped and "
+                     "started; hang: SIGSTOP; cm_reset: HQ's stopped and started again; a new "
+                     "certificate: restarted with it). The keepalive below is the SCCP "
+                     "call manager's: a SIP link's silence is probed with RFC 5626 CRLF pings "
+                     "on the same probe and ack timers.")
+    notes += ["Lab demo timers: keepalive 5 s, probe 1.5 s, ack 1 s, connectionMonitorDuration "
+              f"{MONITOR} s (10 s for the fallback phase); one lab and virtual board per case.",
+              "Registration and re-home last milliseconds on a host CPU: the call manager is "
+              "hung (TCP up, no answer) just before them so the cut lands inside the phase."]
     what = "virtual board" if where == "virtual" else f"{where}, ESP32-faithful"
-    return {"title": f"Fault matrix: expected vs observed ({what}, namespace lab)",
+    title = (f"Fault matrix for SIP phones: expected vs observed ({what}, Kamailio at HQ and "
+             f"in the branch, namespace lab)" if sip else
+             f"Fault matrix: expected vs observed ({what}, namespace lab)")
+    return {"title": title,
             "columns": ["fault", "phase", "expected", "observed", "final state", "result"],
             "rows": rows, "notes": notes, "cases": results, "passed": n_ok,
-            "total": len(results), "quick": quick, "firmware": _rig.revision(), "board": where}
+            "total": len(run_), "not_applicable": n_na, "quick": quick,
+            "firmware": _rig.revision(), "board": where, "protocol": protocol}
 
 
-def markdown(res: dict) -> str:
+def markdown(res: dict, name: str = "fault_matrix") -> str:
     mode = "quick" if res.get("quick") else "full"
-    return (f"<!-- generated by `python -m bench --only fault_matrix` ({mode}, firmware "
+    return (f"<!-- generated by `python -m bench --only {name}` ({mode}, firmware "
             f"{res.get('firmware')}); do not edit -->\n\n" + _readme.table_md(res))
 
 
@@ -219,7 +261,8 @@ PLACE = "together"      # pass/fail outcomes on demo timers
 
 
 def headline(res: dict) -> list[tuple[str, str, str]]:
-    failed = [f"{c['fault']} / {c['phase']}" for c in res.get("cases", []) if not c.get("passed")]
+    failed = [f"{c['fault']} / {c['phase']}" for c in res.get("cases", [])
+              if not c.get("passed") and not c.get("na")]
     return [("fault matrix: WAN kinds x phases, SRST/TFTP/DHCP faults, certificate changes",
              f"{res.get('passed')}/{res.get('total')} cases as expected",
              "failed: " + "; ".join(failed) if failed else "table below")]
