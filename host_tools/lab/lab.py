@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import tempfile
@@ -713,11 +714,17 @@ class Lab:
     def _sip_cm_reset(self, on: bool) -> float:
         """cm_reset for SIP phones: the HQ Kamailio goes (SIGTERM: its connections close,
         its port refuses) and comes back on restore, as the SCCP call manager's reset and
-        refusal (docs/decisions.md, issue 15)."""
+        refusal (docs/decisions.md, issue 15). A hung one (hang: its processes stopped) is
+        killed as it stands (SIGKILL): continued for SIGTERM it would first answer what it
+        had read, where the SCCP call manager's reset answers nothing (an RST)."""
         k = self._sip_server("callmanager")
         assert k is not None
         if on:
             self._stopped.add("callmanager")
+            if k.frozen and k.running:
+                for pid in k.freeze(True):      # the main process and its workers
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             k.stop()
             self.log("cm_reset", connections=None, server="sip_callmanager")
             return time.monotonic()
@@ -761,12 +768,15 @@ class Lab:
 
     def hang(self, name: str, on: bool = True) -> None:
         """A hung server: TCP stays up, nothing is answered (SIP phones': the Kamailio
-        registrar's processes stopped, SIGSTOP, and continued, SIGCONT)."""
+        registrar's processes stopped, SIGSTOP, and continued, SIGCONT). Lifting the hang of
+        a registrar stopped meanwhile (kill, cm_reset) does nothing: its stop continued it,
+        and it starts again unhung, as the SCCP simulator does once its hang is lifted."""
         if name not in SCCP_SERVERS:
             raise LabError(f"hang applies to {' or '.join(SCCP_SERVERS)}")
         k = self._sip_server(name)
         if k is not None:
-            k.freeze(on)
+            if on or k.running:
+                k.freeze(on)
             self.log("server_hung", server=f"sip_{name}", on=on)
             return
         srv = self.callmanager if name == "callmanager" else self.srst

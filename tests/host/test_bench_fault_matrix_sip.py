@@ -1,11 +1,13 @@
 """The SIP fault matrix's pure parts (issue 15), without a lab: bench/fault_matrix_sip.py's plan
 (every SCCP row for a SIP phone with the same expectation, the rows that cannot apply listed
 with their reason and never played, a small quick set holding the refusals), its table and
-headline, its refusal without Kamailio, and the README section keeping both matrices' blocks."""
+headline, its refusal without Kamailio, the README section keeping both matrices' blocks, and
+the lab's hang and cm_reset of a Kamailio as the cm_reset rows use them."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,3 +129,69 @@ def test_readme_keeps_one_matrix_while_rewriting_the_other(tmp_path: Path) -> No
     _readme.update(tmp_path, readme, None, only=["fault_matrix"])
     text = readme.read_text()
     assert "SCCP kept row" not in text and "new SIP row" in text
+
+
+class _Registrar:
+    """A Kamailio as the lab's hang and cm_reset use it, without the process."""
+
+    def __init__(self) -> None:
+        self.running, self.frozen, self.calls = True, False, []
+
+    def freeze(self, on: bool) -> list[int]:
+        from host_tools.lab.kamailio import KamailioError
+        if not self.running:
+            raise KamailioError("Kamailio (callmanager) is not running")
+        self.calls.append(on)
+        self.frozen = on
+        return [101, 102]
+
+    def stop(self) -> None:
+        if self.frozen and self.running:
+            self.freeze(False)
+        self.calls.append("stop")
+        self.running, self.frozen = False, False
+
+
+def _sip_lab(k: _Registrar) -> Any:
+    from types import SimpleNamespace
+
+    from host_tools.lab.lab import Lab
+    lab = Lab.__new__(Lab)
+    lab.protocol, lab.events, lab._stopped = "sip", None, set()
+    lab.sip = SimpleNamespace(servers={"callmanager": k})  # type: ignore[assignment]
+    return lab
+
+
+def test_lifting_the_hang_of_a_stopped_registrar_does_nothing() -> None:
+    """The cm_reset rows of the registration and re-home phases hang the call manager, cut
+    (cm_reset stops HQ's Kamailio) and lift the hang: nothing left to lift, no error."""
+    from host_tools.lab.kamailio import KamailioError
+    k = _Registrar()
+    lab = _sip_lab(k)
+    lab.hang("callmanager", True)
+    k.running = False                                   # stopped (and continued)
+    lab.hang("callmanager", False)
+    assert k.calls == [True]
+    with pytest.raises(KamailioError):                  # hanging a stopped one still says so
+        lab.hang("callmanager", True)
+
+
+def test_a_hung_registrar_reset_is_killed_before_it_can_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """cm_reset of a hung HQ Kamailio: SIGKILL to its stopped processes first (continued for
+    SIGTERM it would answer the REGISTER it had read), as the SCCP reset answers nothing."""
+    import signal
+
+    from host_tools.lab import lab as lablib
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(lablib.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    k = _Registrar()
+    lab = _sip_lab(k)
+    lab.hang("callmanager", True)
+    lab._sip_cm_reset(True)
+    assert killed == [(101, signal.SIGKILL), (102, signal.SIGKILL)]
+    assert k.calls[-1] == "stop" and "callmanager" in lab._stopped
+    killed.clear()
+    k2 = _Registrar()                                  # not hung: a plain stop (SIGTERM)
+    _sip_lab(k2)._sip_cm_reset(True)
+    assert not killed and k2.calls == ["stop"]
