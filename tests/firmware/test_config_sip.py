@@ -158,9 +158,15 @@ class _Trust:
 
 
 class _P:
+    """What provcfg.result() reads of the Provisioner after a pass that reached TFTP."""
     trust = None
     ip = '198.51.100.7'
     lease = None
+    offline = False
+    heard = True
+    down = ()
+    servers = ('198.51.100.1',)
+    tftp_port = 69
 
     def __init__(self, store):
         self.store = store

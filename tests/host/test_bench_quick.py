@@ -21,6 +21,8 @@ from host_tools.lab import netns
 
 @pytest.mark.slow
 @pytest.mark.netns
+@pytest.mark.long("every benchmark's quick form, one after another (2.5 minutes); "
+                  "`make bench-quick` runs the same")
 def test_every_benchmark_runs_quick(tmp_path: Path) -> None:
     why = netns.unusable_reason()
     if why:

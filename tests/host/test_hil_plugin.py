@@ -309,6 +309,8 @@ def test_power_cycle_restarts_the_board(board, event_stream):
 
 
 @pytest.mark.slow
+@pytest.mark.long("a labgrid coordinator and exporter, three inner pytest runs (1.5 minutes); "
+                  "`make test` keeps the plugin's other tests")
 def test_labgrid_place_and_lg_env_with_serial_logs_beside_the_junit_xml(hil, labgrid_place):
     """labgrid's pytest plugin loaded: --board labgrid:PLACE (acquired for the run, released
     after), then --lg-env with labgrid's `target` fixture as the board (the place acquired

@@ -14,6 +14,8 @@ from host_tools.scenario import report, runner, spec
 @pytest.mark.slow
 @pytest.mark.skipif(netns.unusable_reason() is not None,
                     reason="namespace mode needs root and ip netns")
+@pytest.mark.long("each scenario twice, once per lab mode; the library runs in the namespace "
+                  "lab in `make test`")
 @pytest.mark.parametrize("name", ["wan-blackhole", "ctl-tampered"])
 def test_loopback_and_namespace_agree(name: str, tmp_path: Path) -> None:
     sc = spec.load(ROOT / "scenarios" / f"{name}.toml")

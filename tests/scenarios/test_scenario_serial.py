@@ -15,6 +15,8 @@ from host_tools.vboard import VirtualBoard
 
 
 @pytest.mark.slow
+@pytest.mark.long("the library over a serial line rather than a pty; tests/host/test_vboard.py "
+                  "keeps the serial endpoint in `make test`")
 def test_scenarios_on_a_serial_board(tmp_path: Path) -> None:
     with VirtualBoard(tmp_path / "board", heap=runner.DEFAULT_HEAP, pty=True) as vb:
         sp = specs.parse(f"virtual@{vb.pty_path}")   # a fresh board: name its profile

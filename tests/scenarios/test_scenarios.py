@@ -10,7 +10,6 @@ through its `board` fixture, in a lab on `--lab-interface IF` (the bench NIC its
 plugged into)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -24,20 +23,23 @@ _MINUTES = ("lasts minutes by design (dnsmasq's shortest lease is 2 minutes); `m
             "proves the same in seconds (tests/host/test_dhcp_dnsmasq.py: renewals against "
             "dnsmasq with a short T1)")
 _SIP_TWIN = ("the SIP twin of a WAN fault whose path to the phone is the SCCP one's (the same "
-             "topology fault, issue 15); `make test` runs sip-wan-blackhole, sip-wan-cm_reset "
-             "(Kamailio's own reset) and the SIP-only stories")
+             "topology fault, issue 15); `make test` runs sip-wan-blackhole")
 _SIP_HANG = ("a hung Kamailio (SIGSTOP) fails over as sip-wan-blackhole's silence does; "
              "`make test` runs that one")
 _MATRIX = ("the fault matrix (bench/fault_matrix.py) proves the same refusal on every board; "
-           "`make test` runs its SIP form (issue 15's new ground)")
-LONG = {"dhcp-short-lease": _MINUTES, "srst-cert-replaced": _MATRIX,
+           "`make test` runs sip-cm-cert-unknown (issue 15's new ground)")
+_ROW = ("the same fault is a row of the fault matrix (python -m bench --only fault_matrix, "
+        "fault_matrix_sip), on every board kind; `make test` keeps one scenario of each kind")
+LONG = {"wan-flap": _ROW, "wan-unreachable": _ROW, "wan-link_down": _ROW, "wan-cm_reset": _ROW,
+        "srst-down": _ROW, "cm-reset-message": _ROW, "ctl-unknown-sast": _ROW,
+        "sip-wan-cm_reset": _ROW, "sip-plain-config": _ROW, "sip-srst-cert-replaced": _ROW,
+        "sip-registered-standby": _ROW,
+        "dhcp-short-lease": _MINUTES, "srst-cert-replaced": _MATRIX,
         "cm-cert-unknown": _MATRIX, "plain-config": _MATRIX, "sip-wan-unreachable": _SIP_TWIN,
         "sip-wan-link_down": _SIP_TWIN, "sip-wan-flap": _SIP_TWIN, "sip-cm-hang": _SIP_HANG}
-_RUN_LONG = bool(os.environ.get("PHONELAB_LONG"))
-SCENARIOS = [pytest.param(p, id=p.stem, marks=pytest.mark.skipif(
-    p.stem in LONG and not _RUN_LONG, reason=f"{LONG.get(p.stem)}: make test-long "
-                                             f"(PHONELAB_LONG=1) runs it"))
-    for p in sorted((ROOT / "scenarios").glob("*.toml"))]
+SCENARIOS = [pytest.param(p, id=p.stem, marks=[pytest.mark.long(LONG[p.stem])]
+                          if p.stem in LONG else [])
+             for p in sorted((ROOT / "scenarios").glob("*.toml"))]
 
 
 @pytest.mark.slow
