@@ -1,5 +1,5 @@
 """The whole suite's one rule on time: a test marked `long` ("why") is left out of `make
-test` (the CI budget: docs/development.md, "Tests") and run by `make test-long`
+test` (the CI budget: docs/development.md, "Where things are") and run by `make test-long`
 (PHONELAB_LONG=1), which runs everything."""
 from __future__ import annotations
 
