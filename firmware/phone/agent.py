@@ -56,6 +56,8 @@ class Agent:
         self._sb = None                     # other boards: phone.standby (its standby half)
         self._trying = None                 # the primary link a registration is opening
         self._refresh = False               # TFTP answers again: restart at the re-home
+        self._watch = None                  # phone.tftpwatch after a boot from the store
+        self._stable = False                # a restart in place of a re-home (not delayed)
         # Booted from the store (TFTP silent or unreachable): the WAN is likely down, and the
         # first registration races the SRST router (phone.bootrace).
         self._race = bool(getattr(prov, 'offline', False)) and prov.srst is not None
@@ -108,11 +110,15 @@ class Agent:
         self._no_addr = False
         self._wake.set()
 
-    def _refreshing(self):
-        """Re-home time after a boot from the store, with TFTP answering again: restart
-        instead, and provisioning brings what TFTP serves (phone.tftpwatch)."""
+    async def _refreshing(self):
+        """Re-home time after a boot from the store: TFTP is asked now (phone.tftpwatch);
+        if it answers, the phone restarts instead of re-homing, and provisioning brings what
+        TFTP serves."""
+        if self._watch is not None and not self._refresh:
+            await self._watch.ask(self)
         if self._refresh:
             self._reset_kind = 'tftp'
+            self._stable = True     # the re-home's own wait: no restart_delayed on top
         return self._refresh
 
     def _backed_off(self):
@@ -144,7 +150,9 @@ class Agent:
             self._tasks.append(asyncio.create_task(self._keep_lease(prov.lease)))
         if getattr(prov, 'offline', False):
             from phone import tftpwatch
-            self._tasks.append(asyncio.create_task(tftpwatch.watch(self)))
+            if prov.tftp[0]:
+                self._watch = tftpwatch
+                self._tasks.append(asyncio.create_task(tftpwatch.watch(self)))
         try:
             await self._serve()
         finally:
@@ -156,7 +164,7 @@ class Agent:
             # A server that sends Reset at every registration would reboot the phone in a
             # loop as fast as it boots: a restart comes at least retry_max_ms after start.
             up = time.ticks_diff(time.ticks_ms(), t_start)
-            if up < self.cfg.retry_max_ms:
+            if up < self.cfg.retry_max_ms and not self._stable:
                 self.events.emit('restart_delayed', kind=self._reset_kind,
                                  ms=self.cfg.retry_max_ms - up)
                 await asyncio.sleep_ms(self.cfg.retry_max_ms - up)
@@ -212,9 +220,9 @@ class Agent:
                     # Not before it is needed: in PRIMARY its 2.3 KB are the DHCP renewal's.
                     from phone import limited
                     self._lim = limited
-                if await self._lim.watch_primary(self) and not self._refreshing():
+                if await self._lim.watch_primary(self) and not await self._refreshing():
                     await self._lim.rehome(self)
-            elif await self._sb.monitor_primary(self) and not self._refreshing():
+            elif await self._sb.monitor_primary(self) and not await self._refreshing():
                 await self._sb.rehome(self)
             return delay
         # Neither registered. Without an address (the lease lost, phone.lease asking for a new

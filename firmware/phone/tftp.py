@@ -375,10 +375,14 @@ class Client:
             pre = 0         # bytes of a DATA 1 already in self.buf (server ignored options)
             tries = 0
             end = self._end
-            deadline = ticks_add(ticks_ms(), timeout)
+            wait_ms = timeout
             quiet = self.answer_ms
             if quiet:
+                # Within answer_ms, a resend at every third of it: a router that rate-limits
+                # ICMP (1/s) may drop the first request's error and answer a later one's.
+                wait_ms = min(timeout, quiet // 3 or 1)
                 quiet = ticks_add(ticks_ms(), quiet)
+            deadline = ticks_add(ticks_ms(), wait_ms)
             try:
                 s.sendto(rrq, dest)
             except OSError as e:
@@ -413,7 +417,7 @@ class Client:
                         if e.args and e.args[0] in _UNREACH:
                             raise _gone(e)
                     st.retransmits += 1
-                    deadline = ticks_add(ticks_ms(), timeout)
+                    deadline = ticks_add(ticks_ms(), wait_ms)
                     continue
                 try:
                     data, peer = s.recvfrom(len(self.buf))

@@ -18,26 +18,41 @@ _EAGAIN = (11, 110)
 
 
 async def watch(self):
-    name = self.platform.device_name() + ('.cnf.xml.sgn' if self.prov.secure else '.cnf.xml')
     servers, port = self.prov.tftp
     if not servers:
         return
-    rrq = b'\x00\x01' + name.encode() + b'\x00octet\x00'
     delay = self.cfg.retry_min_ms
-    while self.running and not self._reset_kind:
-        self.events.emit('tftp_watch', file=name, servers=servers, retry_ms=delay)
+    while self.running and not self._reset_kind and not self._refresh:
+        self.events.emit('tftp_watch', file=_name(self), servers=servers, retry_ms=delay)
         await asyncio.sleep_ms(jitter(delay))
-        for srv in servers:
-            if await _answers(srv, port, rrq, self.cfg.tftp_timeout_ms):
-                self.events.emit('tftp_back', server=srv, file=name,
-                                 then='restart at the re-home' if self.state in (FALLBACK, REHOME)
-                                 else 'restart now')
-                self._refresh = True
-                if self.state not in (FALLBACK, REHOME):
-                    self._reset_kind = 'tftp'
-                    self._wake.set()
-                return
+        if self._refresh or await ask(self):
+            return
         delay = self._grow(delay)
+
+
+async def ask(self):
+    """One read request to each TFTP server now (the watch's, and the agent's at the re-home
+    decision, so that a re-home after a boot from the store never waits for the watch's
+    backoff). True when one answered: `_refresh` is set, and outside FALLBACK the phone
+    restarts at once."""
+    servers, port = self.prov.tftp
+    name = _name(self)
+    rrq = b'\x00\x01' + name.encode() + b'\x00octet\x00'
+    for srv in servers:
+        if await _answers(srv, port, rrq, self.cfg.tftp_timeout_ms):
+            self.events.emit('tftp_back', server=srv, file=name,
+                             then='restart at the re-home' if self.state in (FALLBACK, REHOME)
+                             else 'restart now')
+            self._refresh = True
+            if self.state not in (FALLBACK, REHOME):
+                self._reset_kind = 'tftp'
+                self._wake.set()
+            return True
+    return False
+
+
+def _name(self):
+    return self.platform.device_name() + ('.cnf.xml.sgn' if self.prov.secure else '.cnf.xml')
 
 
 async def _answers(server, port, rrq, timeout_ms):

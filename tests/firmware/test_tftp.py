@@ -451,14 +451,15 @@ def test_receive_loop_does_not_allocate_per_block():
 
 def test_a_silent_server_is_given_up_after_answer_ms():
     # A stored configuration (phone.provision): the server silent for answer_ms is not
-    # waited out (5 tries of 1 s here), and nothing but the RRQ is sent.
+    # waited out (5 tries of 1 s here); the RRQ is resent every third of it (a router that
+    # rate-limits ICMP may answer a later one with the error it dropped for the first).
     f, c, sink = run(lambda f, to: None, timeout_ms=1000, retries=5, answer_ms=250)
     t0 = time.ticks_ms()
     with raises(tftp.TftpTimeout, match='in 250 ms'):
         c.get('127.0.0.1', 'f', sink)
     took = time.ticks_diff(time.ticks_ms(), t0)
     assert 240 <= took < 700, took
-    eq(len(f.sent_by_client()), 1)
+    assert 3 <= len(f.sent_by_client()) <= 4, f.sent_by_client()
     eq(c.answer_ms, 250)                    # still in force: nobody answered
 
 
