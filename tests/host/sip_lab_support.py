@@ -197,14 +197,36 @@ def tls_relay(listen: tuple[str, int], target: tuple[str, int], ctx: ssl.SSLCont
     """Accept one plain TCP connection on `listen` and carry it over TLS (made with `ctx`, the
     phone's certificate) to `target`, both ways, until either side closes: a SIPp without
     TLS becomes a phone with a certificate."""
+    plain = _accept_one(listen, ready, timeout)
+    _carry(plain, ctx.wrap_socket(socket.create_connection(target, timeout=5)), timeout)
+
+
+def tls_front(listen: tuple[str, int], target: tuple[str, int], ctx: ssl.SSLContext,
+              ready: threading.Event, timeout: float = 15.0) -> None:
+    """The other way round: accept one TLS connection on `listen` (a server context: the
+    registrar's certificate) and carry it as plain TCP to `target`: a SIPp without TLS
+    becomes a registrar on 5061."""
+    conn = _accept_one(listen, ready, timeout)
+    try:
+        tls = ctx.wrap_socket(conn, server_side=True)
+    except (OSError, ssl.SSLError):
+        conn.close()
+        return
+    _carry(socket.create_connection(target, timeout=5), tls, timeout)
+
+
+def _accept_one(listen: tuple[str, int], ready: threading.Event, timeout: float) -> socket.socket:
     srv = socket.create_server(listen)
     srv.settimeout(timeout)
     ready.set()
     try:
-        plain, _ = srv.accept()
+        return srv.accept()[0]
     finally:
         srv.close()
-    tls = ctx.wrap_socket(socket.create_connection(target, timeout=5))
+
+
+def _carry(plain: socket.socket, tls: ssl.SSLSocket, timeout: float) -> None:
+    """Bytes both ways between a plain and a TLS socket until either side closes."""
     tls.setblocking(False)     # readable can be a TLS record without data (a session ticket)
     end = time.monotonic() + timeout
     try:
