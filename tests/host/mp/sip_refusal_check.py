@@ -7,50 +7,14 @@ import sys
 
 import asyncio
 from phone import link
-from phone.events import Events
-from phone.platform import parse_mac
-from phone.settings import Settings
 from phone.siplink import SipLink
-
-
-def rd(p):
-    with open(p, 'rb') as f:
-        return f.read()
-
-
-class Plat:
-    profile = {}
-
-    def __init__(self, mac):
-        self.mac = mac
-
-    def device_name(self):
-        return 'SEP' + self.mac.upper()
-
-
-class Owner:
-    def __init__(self, a):
-        self.events = Events()
-        self.cfg = Settings({'connect_timeout_ms': 5000, 'register_timeout_ms': 8000})
-        self.prov = self
-        self.identity = (rd(a[4]), rd(a[5]))
-        self.ip = '127.0.0.1'
-        self.mac = parse_mac(a[6])
-        self.sip = {'lines': [{'name': a[7], 'authName': a[7], 'authPassword': a[8]}],
-                    'timerRegisterExpires': 3600, 'timerRegisterDelta': 5,
-                    'timerKeepAliveExpires': 120}
-        self.platform = Plat(a[6])
-
-    def link_down(self, lk, reason):
-        pass
-
-    def reset_requested(self, lk, kind):
-        pass
+from sip_owner import Owner, rd
 
 
 async def main():
     a = sys.argv
-    o = Owner(a)
+    o = Owner(a[4], a[5], a[6], a[7], a[8],
+              {'connect_timeout_ms': 5000, 'register_timeout_ms': 8000})
     reg = SipLink.registration(o)
     cm = SipLink(o, 'primary', a[1], int(a[2]), (rd(a[3]), 'cm'), 'cm')
     try:

@@ -9,52 +9,15 @@ import sys
 
 import asyncio
 from phone import link
-from phone.events import Events
-from phone.platform import parse_mac
-from phone.settings import Settings
 from phone.siplink import SipLink
-
-
-class Plat:
-    profile = {}
-
-    def __init__(self, mac):
-        self.mac = mac
-
-    def device_name(self):
-        return 'SEP' + self.mac.upper()
-
-
-class Owner:
-    def __init__(self, a):
-        self.events = Events()
-        self.cfg = Settings({'connect_timeout_ms': 5000, 'register_timeout_ms': 5000,
-                             'probe_after_ms': 1000, 'ack_timeout_ms': 1500})
-        self.prov = self
-        self.identity = (rd(a[7]), rd(a[8]))
-        self.ip = '127.0.0.1'
-        self.mac = parse_mac(a[9])
-        self.sip = {'lines': [{'name': a[10], 'authName': a[10], 'authPassword': a[11]}],
-                    'timerRegisterExpires': 3600, 'timerRegisterDelta': 5,
-                    'timerKeepAliveExpires': 120}
-        self.platform = Plat(a[9])
-        self.downs = []
-
-    def link_down(self, lk, reason):
-        self.downs.append((lk.role, reason))
-
-    def reset_requested(self, lk, kind):
-        pass
-
-
-def rd(p):
-    with open(p, 'rb') as f:
-        return f.read()
+from sip_owner import Owner, rd
 
 
 async def main():
     a = sys.argv
-    o = Owner(a)
+    o = Owner(a[7], a[8], a[9], a[10], a[11],
+              {'connect_timeout_ms': 5000, 'register_timeout_ms': 5000,
+               'probe_after_ms': 1000, 'ack_timeout_ms': 1500})
     reg = SipLink.registration(o)
     hq = SipLink(o, 'primary', a[1], int(a[2]), (rd(a[3]), 'hq'), 'hq')
     br = SipLink(o, 'srst', a[4], int(a[5]), (rd(a[6]), 'branch'))
