@@ -234,7 +234,12 @@ class Kamailio:
         proc, self.proc = self.proc, None
         try:
             if proc is not None:
+                workers = _children(proc.pid) if proc.poll() is None else []
                 code = stop_process(proc, signal.SIGTERM, 5.0)
+                # A main process killed after the timeout leaves its workers to init (seen:
+                # two Kamailio workers alive after a loaded CI run): they go too.
+                for pid in workers:
+                    _kill_worker(pid)
                 self.pid_path.unlink(missing_ok=True)
                 self.emit("sip_server_stopped", role=self.role, exit=code)
         finally:
@@ -296,6 +301,16 @@ class Kamailio:
         st.update(registrations=regs,
                   registered=sorted({by_user[a] for a in regs if a in by_user}))
         return st
+
+
+def _kill_worker(pid: int) -> None:
+    """SIGKILL a Kamailio worker still alive after its main process stopped (checked by
+    name: the pid may have been reused)."""
+    try:
+        if b"kamailio" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ProcessLookupError):
+        pass
 
 
 def _children(pid: int) -> list[int]:

@@ -479,3 +479,25 @@ def _state(pid: int) -> str:
 
 def _alive(pids: list[int]) -> bool:
     return any(_state(p) not in ("gone", "Z", "X") for p in pids)
+
+
+def test_stop_leaves_no_worker_behind(tmp_path):
+    """A main process that has to be killed (here: it ignores SIGTERM, being stopped) leaves
+    no worker to init: stop() takes the workers it saw too."""
+    skip_without_kamailio()
+    from host_tools.lab.kamailio import Kamailio, _children, free_port
+    from host_tools.lab import kamailio_cfg
+    ident = labpki.make_identity("k", "SRST", cn="k").write(tmp_path / "id")
+    cfg = kamailio_cfg.SipServerConfig(role="srst", host="127.0.0.1", port=free_port("127.0.0.1"),
+                                       cert=ident.cert_path, key=ident.key_path,
+                                       client_ca=ident.cert_path, realm="k",
+                                       lines=tuple(kamailio_cfg.lab_lines(["SEP001122AABBCC"])))
+    k = Kamailio(cfg, tmp_path / "k").start()
+    main = k.proc.pid
+    workers = _children(main)
+    assert workers
+    os.kill(main, signal.SIGSTOP)          # SIGTERM is not seen: stop() must kill it
+    k.stop()
+    alive = [p for p in workers if Path(f"/proc/{p}").exists()
+             and b"kamailio" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert alive == [], alive
