@@ -36,6 +36,7 @@ REGISTERING = 'REGISTERING'
 REGISTERED = 'REGISTERED'
 
 _MIN_TICK_MS = const(20)
+_MAX_NAP_MS = const(1000)
 
 
 class LinkError(Exception):
@@ -195,13 +196,10 @@ class Link:
         self.cm = cm                      # the call manager's name (None: the SRST router)
         self.cfg = cfg = owner.cfg
         self.mode = DOWN
-        self.secondary_keepalive_ms = cfg.standby_keepalive_ms
-        if role == 'probe':               # watches a call manager: a flap is seen at once
-            self.keepalive_ms = cfg.retry_min_ms
-            self.probe_after_ms = cfg.probe_after_ms
-        else:
-            self.keepalive_ms = cfg.standby_keepalive_ms
-            self.probe_after_ms = 0
+        self.secondary_keepalive_ms = self.keepalive_ms = cfg.standby_keepalive_ms
+        # a probe session watches a call manager with the registered rule: the load in
+        # FALLBACK is the load when registered (issue 16)
+        self.probe_after_ms = cfg.probe_after_ms if role == 'probe' else 0
         self.reason = None
         self._w = None                    # the asyncio stream (its writing side)
         self._reader = None
@@ -396,24 +394,28 @@ class Link:
             while self.mode != DOWN:
                 now = time.ticks_ms()
                 if self._ka_out:
-                    if time.ticks_diff(now, self._ka_sent) >= self.cfg.ack_timeout_ms:
+                    left = self.cfg.ack_timeout_ms - time.ticks_diff(now, self._ka_sent)
+                    if left <= 0:
                         self._missed += 1
                         if self._missed >= self.cfg.max_missed:
                             self._fail('no %s (%d missed)' % (self.ACK, self._missed))
                             return
                         await self._keepalive(now)
+                        left = self.cfg.ack_timeout_ms
                 else:
-                    due = time.ticks_diff(now, self._ka_sent) >= self.keepalive_ms
-                    probe = (self.probe_after_ms > 0 and
-                             time.ticks_diff(now, self._last_rx) >= self.probe_after_ms)
-                    if due or probe:
+                    left = self.keepalive_ms - time.ticks_diff(now, self._ka_sent)
+                    if self.probe_after_ms > 0:
+                        p = self.probe_after_ms - time.ticks_diff(now, self._last_rx)
+                        if p < left:
+                            left = p
+                    if left <= 0:
                         await self._keepalive(now)
-                # the tick: a quarter of the shortest wait watched, at least _MIN_TICK_MS
-                t = self.cfg.ack_timeout_ms
-                if self.probe_after_ms and self.probe_after_ms < t:
-                    t = self.probe_after_ms
-                t //= 4
-                await asyncio.sleep_ms(t if t > _MIN_TICK_MS else _MIN_TICK_MS)
+                        left = self.cfg.ack_timeout_ms
+                # Sleep to the next deadline, not a fixed tick: a probe goes out when it is
+                # due, so detection costs no tick's slack. At most _MAX_NAP_MS, since an
+                # answer or a new rule (standby(), register()) moves the deadlines.
+                await asyncio.sleep_ms(_MIN_TICK_MS if left < _MIN_TICK_MS else
+                                       _MAX_NAP_MS if left > _MAX_NAP_MS else left)
         except asyncio.CancelledError:
             raise
         except Exception as e:

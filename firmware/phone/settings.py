@@ -5,8 +5,9 @@ import json
 
 DEFAULTS = {
     # dead-peer detection on the primary (docs/failover.md)
-    'probe_after_ms': 5000,      # server silent this long -> extra KeepAlive probe (0: off)
-    'ack_timeout_ms': 2000,      # a KeepAlive unanswered this long is missed
+    'probe_after_ms': 15000,     # server silent this long -> extra KeepAlive probe (0: off);
+                                 # 4 messages/min, twice a real phone's (docs/failover.md)
+    'ack_timeout_ms': 1000,      # a KeepAlive unanswered this long is missed
     'max_missed': 2,             # missed KeepAlives in a row that declare the peer dead
     'standby_keepalive_ms': 30000,  # standby keepalive until RegisterAck gives the secondary one
     'connect_timeout_ms': 5000,  # TCP + TLS + first KeepAlive exchange (standby, probe);

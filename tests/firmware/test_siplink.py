@@ -47,6 +47,7 @@ class Registrar:
         self.regs = []
         self.uris = []
         self.pings = 0
+        self.ping_at = []
         self.answers = []
         self.writers = []
 
@@ -111,6 +112,7 @@ class Registrar:
                     if first:
                         self.first.append('PING')
                     self.pings += 1
+                    self.ping_at.append(time.ticks_ms())
                     if self.mode != 'silent':
                         w.write(b'\r\n')
                 elif mid == sip.REQUEST and rd.msg.method == 'REGISTER':
@@ -334,6 +336,25 @@ async def _standby(srv, out):
 
 def test_standby_pings_then_register_over_the_standby_session():
     run('ok', _standby)
+
+
+async def _probe_rule(srv, out):
+    # a probe session (FALLBACK, the call manager back) is watched with the registered
+    # probe rule: a ping after probe_after_ms of silence, not one every retry_min_ms (the
+    # call manager's load in FALLBACK, issue 16), and never before it is due
+    owner, lk = _link_to(srv, out, role='probe', probe_after_ms=300, retry_min_ms=100,
+                         standby_keepalive_ms=30000)
+    await lk.connect()
+    await asyncio.sleep_ms(1650)
+    await lk.close()
+    n = len(srv.ping_at)                         # the opening ping, then one per 300 ms
+    assert 4 <= n <= 7, (n, srv.ping_at)
+    gaps = [time.ticks_diff(b, a) for a, b in zip(srv.ping_at, srv.ping_at[1:])]
+    assert min(gaps) >= 290, gaps
+
+
+def test_a_probe_session_pings_at_the_probe_rule():
+    run('ok', _probe_rule)
 
 
 async def _server_requests(srv, out):
