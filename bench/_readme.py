@@ -4,7 +4,8 @@ headlines) and, in docs/benchmarks.md, each benchmark's whole table between its
 `<!-- bench:NAME -->` and `<!-- bench:end -->` markers.
 
 Each benchmark module may have `headline(res) -> list of (measure, figure, compared with)`;
-the fault matrices (SCCP, SIP) add their whole tables to the summary.
+the fault matrices (SCCP, SIP) and the probe rule's curve add their whole tables to the
+summary, the curve with its picture (`svg(res)`, written to docs/img/).
 
 A benchmark with no JSON in out/bench/ (or left out by `--readme --only NAME`) keeps the rows
 it already has in README.md (and its table in docs/benchmarks.md): rewriting the figures of
@@ -21,7 +22,7 @@ from host_tools import ROOT
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 DOCS = ROOT / "docs" / "benchmarks.md"
-ORDER = ("failover", "failover_sip", "limited", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix",
+ORDER = ("failover", "probe_curve", "failover_sip", "limited", "rehome", "boot", "memory", "tftp", "fleet", "fuzz", "fault_matrix",
          "fault_matrix_sip", "soak", "cpu_calibration", "cpu_handshake", "sha512")
 
 
@@ -91,6 +92,11 @@ def summary(out: Path, only: list[str] | None = None, old: str | None = None) ->
     for name, head in MATRICES.items():
         if name in found:
             fm = found[name]
+            if name in PICTURES:
+                lines += ["", f"{head}`{_command(name, fm)}`, firmware {fm.get('firmware', '?')}, "
+                              f"{fm['_when']}):", "", f"![{PICTURES[name]}]({_picture_path(name)})",
+                          "", *table_md(fm).splitlines()]
+                continue
             na = f", {fm['not_applicable']} not applicable" if fm.get("not_applicable") else ""
             lines += ["", f"{head}{fm.get('passed')}/{fm.get('total')} cases passed{na}, "
                           f"`{_command(name, fm)}`):", "", *table_md(fm).splitlines()]
@@ -100,8 +106,15 @@ def summary(out: Path, only: list[str] | None = None, old: str | None = None) ->
 
 
 _NOT_RUN = "Not run yet:"
-# the matrices' blocks after the headline table, by benchmark: the line each block starts with
-MATRICES = {"fault_matrix": "Fault matrix (", "fault_matrix_sip": "Fault matrix for SIP phones ("}
+# the blocks after the headline table, by benchmark: the line each block starts with
+MATRICES = {"probe_curve": "The probe rule, failover against the call manager's load (",
+            "fault_matrix": "Fault matrix (", "fault_matrix_sip": "Fault matrix for SIP phones ("}
+# benchmarks whose block has a picture (their module's svg(res)), by its alt text
+PICTURES = {"probe_curve": "failover after a silent cut against messages per minute"}
+
+
+def _picture_path(name: str) -> str:
+    return f"docs/img/{name}.svg"
 
 
 def _kept(section: str) -> dict[str, list[str]]:
@@ -157,6 +170,12 @@ def update(out: Path, readme: Path = ROOT / "README.md", docs: Path | None = DOC
     text = readme.read_text()
     readme.write_text(_between(text, START, summary(out, only, _section(text)), readme))
     done = [str(readme)]
+    for name in PICTURES:
+        if name in found:
+            pic = readme.parent / _picture_path(name)
+            pic.parent.mkdir(parents=True, exist_ok=True)
+            pic.write_text(importlib.import_module(f"bench.{name}").svg(found[name]))
+            done.append(str(pic))
     if docs is not None and docs.exists():
         text = docs.read_text()
         for name, res in found.items():
