@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from host_tools import BOARDS, readers
 
@@ -79,6 +80,8 @@ def validate(data: object, where: str) -> None:
         fail('"limited" must be true or false')
     if not isinstance(data.get("agent_in_image", False), bool):
         fail('"agent_in_image" must be true or false')
+    if "settings" in data:
+        _check_settings(data["settings"], fail)
     if net.get("kind") not in NET_KINDS:
         fail(f'network.kind must be one of {sorted(NET_KINDS)}, not {net.get("kind")!r}')
     if net["kind"] == "LAN":
@@ -182,3 +185,19 @@ def names() -> list[str]:
 
 def all_boards() -> list[BoardProfile]:
     return [load(n) for n in names()]
+
+
+def _check_settings(settings: object, fail: Callable[[str], None]) -> None:
+    """A profile's `settings` (the board's own agent defaults): the firmware's own check."""
+    import host_tools.fw  # noqa: F401 - puts firmware/ on sys.path
+    from phone import setcheck  # type: ignore[import-not-found]
+    from phone.settings import DEFAULTS  # type: ignore[import-not-found]
+    if not isinstance(settings, dict):
+        fail('"settings" must be an object of agent settings')
+    assert isinstance(settings, dict)
+    for k, v in settings.items():
+        try:
+            setcheck.check(k, v, DEFAULTS)
+        except ValueError as e:
+            known = "" if k in DEFAULTS else f" (known: {', '.join(sorted(DEFAULTS))})"
+            fail(f"settings: {e}{known}")

@@ -15,7 +15,7 @@ def provision():
     events.emit('state', state='BOOT', prev=None)
     try:
         profile = platform.load_profile()
-        cfg = settings.load()
+        cfg = settings.load(board=profile.get('settings'))
         plat = platform.Platform(profile)
     except (platform.ProfileError, ValueError) as e:
         events.emit('halted', reason=str(e))

@@ -60,20 +60,27 @@ class Settings:
             setattr(self, k, d[k])
 
 
-def load(path='settings.json'):
-    """Settings from a JSON file; a missing file means defaults, a bad one raises ValueError
-    naming the file (boot.py turns it into the 'halted' event)."""
+def load(path='settings.json', board=None):
+    """Settings from a JSON file over the board profile's `settings` (`board`: a board's own
+    defaults, e.g. a faster probe where failover costs a TLS handshake); a missing file
+    means those, a bad one raises ValueError naming the file (boot.py turns it into the
+    'halted' event)."""
+    try:
+        s = Settings(board)
+    except ValueError as e:
+        raise ValueError('board profile settings: %s' % e)
     try:
         f = open(path)
     except OSError:
-        return Settings()
+        return s
     try:
         try:
             d = json.load(f)
         except ValueError:
             raise ValueError('%s: not valid JSON' % path)
         try:
-            return Settings(d)
+            s.update(d)
+            return s
         except ValueError as e:
             raise ValueError('%s: %s' % (path, e))
     finally:

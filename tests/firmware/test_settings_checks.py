@@ -73,3 +73,20 @@ def test_load_names_the_file(tmp_path):
     else:
         raise AssertionError('accepted')
     eq(settings.load(p + '.missing').retry_min_ms, settings.DEFAULTS['retry_min_ms'])
+
+
+def test_a_board_profile_sets_its_own_defaults_under_settings_json(tmp_path):
+    # boards/NAME.json "settings": the board's defaults; settings.json still decides
+    p = (tmp_path if isinstance(tmp_path, str) else str(tmp_path)) + '/settings.json'
+    s = settings.load(p, board={'probe_after_ms': 10000})      # no file yet
+    eq(s.probe_after_ms, 10000)
+    eq(s.ack_timeout_ms, settings.DEFAULTS['ack_timeout_ms'])
+    with open(p, 'w') as f:
+        f.write('{"probe_after_ms": 3000}')
+    eq(settings.load(p, board={'probe_after_ms': 10000}).probe_after_ms, 3000)
+    eq(settings.load(p).probe_after_ms, 3000)
+    try:
+        settings.load(p, board={'probe_after_ms': 'x'})
+        raise AssertionError('bad board settings accepted')
+    except ValueError as e:
+        assert str(e).startswith('board profile settings: '), str(e)

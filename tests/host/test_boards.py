@@ -40,6 +40,9 @@ def test_all_shipped_profiles_are_valid():
     ({"heap": 110}, '"heap" must be a size'),
     ({"heap": "lots"}, '"heap": bad size'),
     ({"tls_sessions": 0}, '"tls_sessions"'),
+    ({"settings": [1]}, '"settings" must be an object'),
+    ({"settings": {"probe_after": 5}}, "settings: .*unknown setting.*known: "),
+    ({"settings": {"probe_after_ms": "10 s"}}, "settings: .*probe_after_ms.*integer"),
 ])
 def test_bad_profiles_get_clear_errors(tmp_path, patch, msg):
     data = json.loads(boards.load("olimex-esp32-poe-iso-wrover").path.read_text())
