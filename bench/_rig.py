@@ -342,7 +342,8 @@ def board_label(board: str) -> str:
 def cycles(rig: Rig, s: Any, one: Callable[[Rig, Any], dict],
            back: Callable[[float], object]) -> tuple[list[dict], list[str], list[float]]:
     """The measured part of a series `s`: wait for s.start_at, then s.runs cycles of
-    one(rig, s), each after a random pause in s.spacing (seeded by s.seed). A cycle that fails
+    one(rig, s), each after a random pause in s.spacing (seeded by s.seed), or with s.phases
+    at its fraction of the phone's probe cycle (after_keepalive()). A cycle that fails
     is an error: the WAN is restored, and back(t) must see the phone back since the restore
     at t (or raise RigError, which ends the series). Returns the runs, the errors and the
     load average before and after."""
@@ -351,8 +352,16 @@ def cycles(rig: Rig, s: Any, one: Callable[[Rig, Any], dict],
     errors: list[str] = []
     sleep_until_wall(s.start_at)
     load0 = os.getloadavg()[0]
-    for _ in range(s.runs):
-        time.sleep(rng.uniform(*s.spacing))
+    phases = getattr(s, "phases", None)
+    for i in range(s.runs):
+        if phases:
+            try:
+                after_keepalive(rig, phases[i], s.cycle_s)
+            except RigError as e:
+                errors.append(str(e))
+                continue
+        else:
+            time.sleep(rng.uniform(*s.spacing))
         try:
             runs.append(one(rig, s))
         except RigError as e:
@@ -384,6 +393,73 @@ def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
     if standby:
         rig.wait("standby_up", rh.host, 60 if board != "virtual" else 30)
     return r, lost
+
+# -- cuts at chosen points of the probe cycle (bench/probe_curve.py, failover, limited) -------
+
+def cm_counts(rig: Rig) -> tuple[int, int]:
+    """(messages, KeepAlives) the lab's call manager has received from the phone so far (the
+    simulator's own count, host_tools.lab.perphone; SCCP labs)."""
+    from host_tools.lab import perphone
+    view = rig.lab.topology.hq.call(perphone.view, rig.lab.callmanager)
+    phones = [p for k, p in view["phones"].items() if k.startswith("SEP")]
+    return (sum(p["messages"] for p in phones), sum(p["keepalives"] for p in phones))
+
+
+def next_keepalive(rig: Rig, timeout: float) -> float:
+    """The host time the call manager's KeepAlive count next went up (polled every 20 ms)."""
+    n0 = cm_counts(rig)[1]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(0.02)
+        if cm_counts(rig)[1] > n0:
+            return time.monotonic()
+    raise RigError(f"no KeepAlive reached the call manager within {timeout:.0f} s")
+
+
+def after_keepalive(rig: Rig, fraction: float, cycle_s: float) -> None:
+    """Return `fraction` of the phone's probe cycle after a KeepAlive reached the call
+    manager: a cut then waits (1 - fraction) of the cycle for the next probe."""
+    t = next_keepalive(rig, cycle_s + 10)
+    sleep_until(t + fraction * cycle_s)
+
+
+def probe_cycle_s(keepalive_s: int, settings: dict[str, Any], board: str) -> float:
+    """The KeepAlive period of a registered, silent phone: the probe rule's probe_after_ms
+    (settings.json, else the board profile's settings, else the firmware default) or the
+    keepalive, whichever is shorter."""
+    p = settings.get("probe_after_ms")
+    if p is None and ":" in board:
+        from host_tools import BOARDS
+        from host_tools.vboard import faithful
+        prof = json.loads((BOARDS / f"{faithful.profile_name(board)}.json").read_text())
+        p = prof.get("settings", {}).get("probe_after_ms")
+    if p is None:
+        import host_tools.fw  # noqa: F401 - puts firmware/ on sys.path
+        from phone.settings import DEFAULTS  # type: ignore[import-not-found]
+        p = DEFAULTS["probe_after_ms"]
+    return min(float(keepalive_s), p / 1000) if p else float(keepalive_s)
+
+
+def spread_phases(series: Sequence[Any], seed: int = 16) -> None:
+    """Give the series of one group (same label: one row of figures) stratified fractions
+    of the probe cycle, one per cut, spread evenly over [0, 1) across the group's labs
+    (s.phases, s.cycle_s): the group's median is then the cycle's, not a draw of random
+    moments. Series with short_timers or a SIP phone keep their random spacing."""
+    rng = random.Random(seed)
+    groups: dict[Any, list[Any]] = {}
+    for s in series:
+        if getattr(s, "short_timers", False) or getattr(s, "protocol", "sccp") != "sccp":
+            continue
+        groups.setdefault((s.label, getattr(s, "keepalive", 30)), []).append(s)
+    for group in groups.values():
+        n = sum(s.runs for s in group)
+        strata = [(k + rng.random()) / n for k in range(n)]
+        rng.shuffle(strata)
+        at = 0
+        for s in group:
+            s.phases = strata[at:at + s.runs]
+            s.cycle_s = probe_cycle_s(getattr(s, "keepalive", 30), s.settings, s.board)
+            at += s.runs
 
 # -- statistics ------------------------------------------------------------------------------
 

@@ -3,8 +3,10 @@ the namespace lab, at the 30 s default keepalive and at a short one (5 s).
 
 One lab and one board serve a whole series: cut, wait registered:srst, restore, wait until
 re-homed (the agent's monitor_s setting overrides connectionMonitorDuration with 1 s so the
-series moves on) and the standby link is back, wait a random 0.2-5.2 s (so the cut lands
-anywhere in the 5 s probe rhythm), cut again. Series run in parallel processes (they
+series moves on) and the standby link is back, then cut again at a chosen point of the
+phone's probe cycle: a fraction of the cycle after a KeepAlive reached the call manager,
+the fractions of a row's cuts spread evenly over the cycle (_rig.spread_phases; SIP and
+demo-timer rows: a random 0.2-5.2 s pause instead). Series run in parallel processes (they
 mostly wait on timers). The agent's own settings are the defaults of
 firmware/phone/settings.py except monitor_s and retry_max_ms (2 s, how fast it re-probes
 the call manager in fallback), which only shorten the re-home half of each cycle.
@@ -48,8 +50,10 @@ class Series:
     seed: int
     settings: dict[str, Any] = field(default_factory=dict)
     short_timers: bool = False
-    spacing: tuple[float, float] = (0.2, 5.2)   # random wait before each cut, seconds
+    spacing: tuple[float, float] = (0.2, 5.2)   # random wait before each cut (no phases), s
     start_at: float = 0.0                       # wall clock: all series begin together
+    phases: list[float] | None = None           # where in the probe cycle each cut lands
+    cycle_s: float = 0.0                        # (both set by _rig.spread_phases)
     board: str = "virtual"                      # "virtual:PROFILE": an ESP32-faithful board
     protocol: str = "sccp"                      # "sip": a SIP phone against Kamailio
 
@@ -78,6 +82,7 @@ def plan(quick: bool) -> list[Series]:
             out.append(Series(f"blackhole, {_rig.board_label(board)}", "blackhole", 30, part, seed,
                               dict(BASE_SETTINGS), board=board))
             seed += 1
+    _rig.spread_phases(out)     # silent cuts at stratified points of the probe cycle
     return out
 
 
@@ -199,6 +204,18 @@ def _faithful_notes(table: list[dict]) -> list[str]:
     return out
 
 
+def _defaults() -> tuple[int, int, int]:
+    """The firmware's probe rule: (probe_after_ms, ack_timeout_ms, max_missed)."""
+    import host_tools.fw  # noqa: F401 - puts firmware/ on sys.path
+    from phone.settings import DEFAULTS  # type: ignore[import-not-found]
+    return DEFAULTS["probe_after_ms"], DEFAULTS["ack_timeout_ms"], DEFAULTS["max_missed"]
+
+
+def _defaults_text() -> str:
+    p, a, m = _defaults()
+    return f"probe_after_ms {p}, ack_timeout_ms {a}, max_missed {m}"
+
+
 def _x(r: float) -> str:
     return f"{r:,.0f}" if r >= 10 else f"{r:.1f}"
 
@@ -212,22 +229,23 @@ def _notes(table: list[dict], reg: dict, step: dict) -> list[str]:
            "Real phones (docs/failover.md): 30-35 s for a silent cut at the 30 s keepalive; "
            "cm_reset (connections reset) is noticed at once by both, so it is compared with "
            "their 10-20 s from noticing to registered over a standby connection.",
-           "Agent settings: firmware defaults (probe_after_ms 5000, ack_timeout_ms 2000, "
-           "max_missed 2) with monitor_s 1 and retry_max_ms 2000 to shorten each cycle's "
-           "re-home."]
+           f"Agent settings: firmware defaults ({_defaults_text()}) with monitor_s 1 and "
+           f"retry_max_ms 2000 to shorten each cycle's re-home; silent cuts land at evenly "
+           f"spread points of the probe cycle (the median is the cycle's)."]
     silent = [t["failover"]["worst"] for t in table if t["settings"].get("probe_after_ms") is None
               and not t["short_timers"] and not t["label"].startswith("cm_reset")
               and t["failover"]["worst"] is not None]
     if silent:
+        p, a, m = _defaults()
         out.append(f"Silent cuts, worst of all: {_rig.sec(max(silent))}; the probe rule's "
-                   f"bound is 5 + 2 x 2 = 9 s (docs/failover.md) plus the keep loop's "
-                   f"check tick (ack_timeout_ms / 4 = 0.5 s) at each of its 3 steps.")
+                   f"bound is {p / 1000:g} + {m} x {a / 1000:g} = {(p + m * a) / 1000:g} s "
+                   f"(docs/failover.md) plus the register step.")
     a, b = by.get(("blackhole", 30)), by.get(("blackhole", 5))
     if a and b and a["failover"]["median"] and b["failover"]["median"]:
-        out.append(f"Detection does not depend on the keepalive: blackhole median "
-                   f"{_rig.sec(a['failover']['median'])} at 30 s vs "
-                   f"{_rig.sec(b['failover']['median'])} at 5 s (the probe after 5 s of "
-                   f"silence sets the pace, not the KeepAlive interval).")
+        out.append(f"Blackhole median {_rig.sec(a['failover']['median'])} at the 30 s "
+                   f"keepalive vs {_rig.sec(b['failover']['median'])} at 5 s: the probe "
+                   f"after {_defaults()[0] / 1000:g} s of silence sets the pace at 30 s, the "
+                   f"KeepAlive itself at 5 s.")
     off = by.get(("blackhole, probe off", 30))
     if off and off["failover"]["median"]:
         out.append(f"With the probe off (probe_after_ms 0) the same cut waits for the 30 s "

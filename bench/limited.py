@@ -43,6 +43,8 @@ class Series:
     settings: dict[str, Any] = field(default_factory=lambda: dict(BASE_SETTINGS))
     spacing: tuple[float, float] = (0.2, 5.2)
     start_at: float = 0.0
+    phases: list[float] | None = None           # where in the probe cycle each cut lands
+    cycle_s: float = 0.0                        # (both set by _rig.spread_phases)
     board: str = "virtual"          # "virtual:wt32-eth01": the faithful board (its profile is
                                     # limited already; the unix-port one is patched)
 
@@ -64,6 +66,7 @@ def plan(quick: bool) -> list[Series]:
             out.append(Series(f"limited, blackhole, {_rig.board_label(board)}", "blackhole", True, part,
                               seed, board=board))
             seed += 1
+    _rig.spread_phases(out)     # silent cuts at stratified points of the probe cycle
     return out
 
 

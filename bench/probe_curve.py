@@ -98,32 +98,13 @@ def plan(quick: bool) -> list[Series]:
 
 # -- one lab ---------------------------------------------------------------------------------
 
-def _count(rig: Rig) -> tuple[int, int]:
-    """(messages, keepalives) the call manager has received from the phone so far."""
-    from host_tools.lab import perphone
-    view = rig.lab.topology.hq.call(perphone.view, rig.lab.callmanager)
-    phones = [p for k, p in view["phones"].items() if k.startswith("SEP")]
-    return (sum(p["messages"] for p in phones), sum(p["keepalives"] for p in phones))
-
-
-def _next_keepalive(rig: Rig, timeout: float) -> float:
-    """The host time the call manager's KeepAlive count next went up (polled every 20 ms)."""
-    n0 = _count(rig)[1]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        time.sleep(0.02)
-        if _count(rig)[1] > n0:
-            return time.monotonic()
-    raise RigError(f"no KeepAlive reached the call manager within {timeout:.0f} s")
-
-
 def _rate(rig: Rig, at_least: float, cycle: float) -> dict[str, float]:
     """Messages from one KeepAlive's arrival to the first one `at_least` seconds later."""
-    t0 = _next_keepalive(rig, cycle + 10)
-    m0 = _count(rig)[0]
+    t0 = _rig.next_keepalive(rig, cycle + 10)
+    m0 = _rig.cm_counts(rig)[0]
     _rig.sleep_until(t0 + at_least - 0.5 * cycle)
-    t1 = _next_keepalive(rig, cycle + 10)
-    return {"messages": _count(rig)[0] - m0, "minutes": (t1 - t0) / 60}
+    t1 = _rig.next_keepalive(rig, cycle + 10)
+    return {"messages": _rig.cm_counts(rig)[0] - m0, "minutes": (t1 - t0) / 60}
 
 
 def series(s: Series) -> dict:
@@ -155,8 +136,7 @@ def series(s: Series) -> dict:
 
 def _cut(rig: Rig, s: Series, f: float, fallback: list[dict[str, float]],
          openings: list[int]) -> dict:
-    t_ka = _next_keepalive(rig, s.cycle_s + 10)
-    _rig.sleep_until(t_ka + f * s.cycle_s)
+    _rig.after_keepalive(rig, f, s.cycle_s)
     t_cut = rig.cut("blackhole")
     reg = rig.wait("registered:srst", t_cut, s.cycle_s + 30)
     lost = rig.since(t_cut, "primary_lost")
@@ -164,10 +144,10 @@ def _cut(rig: Rig, s: Series, f: float, fallback: list[dict[str, float]],
          "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
          "over_standby": bool(reg.event.get("over_standby"))}
     time.sleep(0.3)
-    m_back = _count(rig)[0]
+    m_back = _rig.cm_counts(rig)[0]
     t_back = rig.restore()
     up = rig.wait("primary_reachable", t_back, 30)
-    openings.append(_count(rig)[0] - m_back)          # the probe session's opening
+    openings.append(_rig.cm_counts(rig)[0] - m_back)          # the probe session's opening
     window = _rate(rig, s.cycle_s, s.cycle_s)          # then one whole probe cycle
     if rig.since(up.host, "rehomed") or rig.since(up.host, "primary_unstable"):
         raise RigError("the FALLBACK window held a re-home or a drop")

@@ -91,3 +91,25 @@ def test_the_picture_and_the_readme_block(tmp_path: Path) -> None:
     # rewriting another benchmark keeps the block, picture line included
     _readme.update(tmp_path, readme, None, only=["soak"])
     assert readme.read_text().count("docs/img/probe_curve.svg") == 1
+
+
+def test_failover_rows_cut_at_spread_points_of_their_cycle() -> None:
+    from bench import failover, limited
+    for plan in (failover.plan(False), limited.plan(False)):
+        groups: dict = {}
+        for s in plan:
+            if getattr(s, "short_timers", False):
+                assert s.phases is None
+                continue
+            groups.setdefault((s.label, s.keepalive), []).append(s)
+        for key, group in groups.items():
+            fr = [f for s in group for f in s.phases]
+            n = sum(s.runs for s in group)
+            assert sorted(int(f * n) for f in fr) == list(range(n)), key
+            cycles = {s.cycle_s for s in group}
+            assert len(cycles) == 1, key
+    cyc = {(s.label, s.keepalive): s.cycle_s for s in failover.plan(False) + limited.plan(False)
+           if s.phases}
+    assert cyc[("blackhole", 30)] == 15.0 and cyc[("blackhole", 5)] == 5.0
+    assert cyc[("blackhole, probe off", 30)] == 30.0
+    assert cyc[("limited, blackhole, wt32-eth01", 30)] == 10.0      # the profile's own rule
