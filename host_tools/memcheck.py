@@ -21,6 +21,7 @@ import queue
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -52,10 +53,67 @@ def firmware() -> Path:
     return fwbuild.compiled()
 
 
-def _env(fw: Path) -> dict[str, str]:
+def _env(fw: Path, image: "Image | None" = None) -> dict[str, str]:
     env = fwbuild.environ()
-    env["MICROPYPATH"] = ":".join([".frozen", str(fw)])
+    env["MICROPYPATH"] = ":".join([".frozen", "/rom" if image is not None else str(fw)])
     return env
+
+
+# -- the agent from the image -------------------------------------------------------------------
+# A board without PSRAM runs the agent from its image (docs/decisions.md, "Issue 12: the lease
+# renewal on a board without PSRAM"): frozen in, or in a ROMFS partition. Either way a module's
+# bytecode and names stay in flash and only the objects it makes take heap. The unix port has
+# VfsRom: the .mpy build as a ROMFS image (`mpremote romfs build`, as virtual:wt32-eth01 gets
+# it), read into one buffer at the bottom of the heap and mounted at /rom before anything else,
+# imports in place. The buffer is flash on a board, so the heap cap grows by what it takes
+# (Image.heap) and every figure read back leaves it out.
+_ROM_MOUNT = """import vfs, os
+def _rom(p):
+    b = bytearray(os.stat(p)[6])
+    with open(p, 'rb') as f:
+        f.readinto(b)
+    vfs.mount(vfs.VfsRom(b), '/rom')
+_rom(%r)
+del _rom, vfs, os
+"""
+_ROM_HEAP = """import gc
+gc.collect()
+a = gc.mem_alloc()
+%s
+gc.collect()
+print('@rom', gc.mem_alloc() - a)
+"""
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path      # the ROMFS image of the firmware's package
+    heap: int       # bytes the mounted image takes in the unix port's heap (flash on a board)
+
+    def mount(self) -> str:
+        """MicroPython lines that mount the image at /rom (first thing in a main script)."""
+        return _ROM_MOUNT % str(self.path)
+
+
+def image(fw: Path) -> Image:
+    """The firmware build `fw` as a board's ROMFS image (the package without the lab's
+    modules), built once beside the build."""
+    path = fw.with_name(fw.name + "-romfs.img")
+    if not path.exists():
+        with tempfile.TemporaryDirectory(dir=fw.parent) as d:
+            src = Path(d) / "src"
+            shutil.copytree(fw, src, ignore=shutil.ignore_patterns(
+                *(Path(m).with_suffix(".mpy").name for m in fwbuild.LAB_MODULES)))
+            tmp = Path(d) / "romfs.img"
+            p = subprocess.run([sys.executable, "-m", "mpremote", "romfs", "--no-mpy", "-o",
+                                str(tmp), "build", str(src)], capture_output=True, text=True,
+                               timeout=120)
+            if p.returncode != 0 or not tmp.exists():
+                raise MemcheckError(f"cannot build the ROMFS image: {(p.stderr or p.stdout)[-300:]}")
+            tmp.replace(path)
+    img = Image(path, 0)
+    out = _run_script(None, _ROM_HEAP % img.mount(), [])
+    return Image(path, next(int(x.split()[1]) for x in out.splitlines() if x.startswith("@rom")))
 
 
 # Per module: heap and qstrs it adds. The qstr pool grows in doubling chunks (at ~140, 300,
@@ -99,14 +157,17 @@ micropython.qstr_info()
 
 
 def _run_script(fw: Path | None, text: str, args: list[str], heap: str = "1M",
-                binary: Path | None = None) -> str:
-    """Run `text` on `binary` (default: the interpreter), the firmware from `fw`, or only
-    from the binary's frozen modules when fw is None."""
+                binary: Path | None = None, image: Image | None = None) -> str:
+    """Run `text` on `binary` (default: the interpreter), the firmware from `fw` (from its
+    image when `image` is given), or only from the binary's frozen modules when fw is None."""
+    heap_b = micropython.parse_size(heap)
+    if image is not None:
+        text, heap_b = image.mount() + text, heap_b + image.heap
     with tempfile.TemporaryDirectory() as d:
         script = Path(d) / "memscript.py"
         script.write_text(text)
-        env = _env(fw) if fw is not None else {**fwbuild.environ(), "MICROPYPATH": ".frozen"}
-        p = subprocess.run(micropython.command([str(script), *args], heap=heap, binary=binary),
+        env = _env(fw, image) if fw is not None else {**fwbuild.environ(), "MICROPYPATH": ".frozen"}
+        p = subprocess.run(micropython.command([str(script), *args], heap=heap_b, binary=binary),
                            env=env, capture_output=True, text=True, timeout=60, cwd=d)
     if p.returncode != 0:
         raise MemcheckError(f"module RAM run failed:\n{p.stdout}{p.stderr}")
@@ -118,18 +179,18 @@ def _qstrs(line: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def module_ram(fw: Path, modules: tuple[str, ...] = PROVISION_MODULES + AGENT_MODULES
-               ) -> dict[str, dict[str, int]]:
+def module_ram(fw: Path, modules: tuple[str, ...] = PROVISION_MODULES + AGENT_MODULES,
+               image: Image | None = None) -> dict[str, dict[str, int]]:
     """{module: {"ram": bytes, "qstrs": new qstrs}} when imported in this order (a module's
     own imports of modules not yet loaded count towards it), plus "total": all of them in a
     fresh interpreter (with the qstr pool growing as it does on a board) and "qstrs": the
-    dynamic qstrs then."""
+    dynamic qstrs then. image: imported from the firmware's image instead of .mpy files."""
     # past the ~1260-qstr growth step, so the modules (~800 qstrs) cause none of their own
-    out = _run_script(fw, _MODULE_RAM, [",".join(modules), "1270"])
+    out = _run_script(fw, _MODULE_RAM, [",".join(modules), "1270"], image=image)
     qs = [_qstrs(x) for x in out.splitlines() if x.startswith("@q")]
     rows = [x.split() for x in out.splitlines() if x.startswith("@m")]
     res = {r[1]: {"ram": int(r[2]), "qstrs": qs[i + 1] - qs[i]} for i, r in enumerate(rows)}
-    out = _run_script(fw, _TOTAL, [",".join(modules)])
+    out = _run_script(fw, _TOTAL, [",".join(modules)], image=image)
     total = next(int(x.split()[1]) for x in out.splitlines() if x.startswith("@t"))
     res["total"] = {"ram": total, "qstrs": _qstrs(next(x for x in out.splitlines()
                                                        if x.startswith("@q")))}
@@ -256,14 +317,21 @@ class ProvisionLab:
         return folder
 
     def provision(self, fw: Path, heap: str | int = "96K", sample: bool = False,
-                  folder: Path | None = None, timeout: float = 60) -> ProvisionRun:
+                  folder: Path | None = None, timeout: float = 60,
+                  image: Image | None = None) -> ProvisionRun:
         """Provision a board folder (fresh unless given) under `heap`. sample=True: the live
-        heap after a gc.collect() at every event (slower); its maximum is run.live_peak."""
+        heap after a gc.collect() at every event (slower); its maximum is run.live_peak.
+        image: the agent from the firmware's image (heap figures leave the image out)."""
         folder = folder or self.board_folder()
-        args = [str(PROVISION_RUN)] + (["sample"] if sample else [])
+        script = PROVISION_RUN
         heap_b = micropython.parse_size(heap)
+        if image is not None:
+            script = folder / PROVISION_RUN.name
+            script.write_text(image.mount() + PROVISION_RUN.read_text())
+        args = [str(script)] + (["sample"] if sample else [])
         t0 = time.monotonic()
-        p = subprocess.Popen(micropython.command(args, heap=heap_b), env=_env(fw), cwd=folder,
+        p = subprocess.Popen(micropython.command(args, heap=heap_b + (image.heap if image else 0)),
+                             env=_env(fw, image), cwd=folder,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         reader = EventReader()
         out = []
@@ -296,8 +364,12 @@ class ProvisionLab:
               and prov is not None and prov.get("trust") is True and not prov.get("offline")
               and names.count("ctl_accepted") == 2 and "ctl_rejected" not in names
               and "config_rejected" not in names)
-        return ProvisionRun(heap_b, ok, events, "".join(out), wall,
-                            dict(res.fields) if res is not None else {})
+        result = dict(res.fields) if res is not None else {}
+        if image is not None:
+            for k in ("live_peak", "after", "heap_total"):
+                if result.get(k):
+                    result[k] -= image.heap
+        return ProvisionRun(heap_b, ok, events, "".join(out), wall, result)
 
     def trust_lists(self, timestamp: int | None = None) -> dict[str, bytes]:
         """CTLFile.tlv and ITLFile.tlv as served (timestamp: the same lists signed again)."""
@@ -314,7 +386,7 @@ class ProvisionLab:
                     timestamp=timestamp)}
 
     def second_boot(self, fw: Path, heap: str | int = "96K", sample: bool = False,
-                    new_lists: bool = False) -> ProvisionRun:
+                    new_lists: bool = False, image: Image | None = None) -> ProvisionRun:
         """Provision a folder that already holds the stored state of a first boot (stored
         trust list verified first, new downloads checked against its SASTs). new_lists: the
         server's CTL and ITL are signed again in between (other bytes, same SASTs), so both
@@ -323,30 +395,31 @@ class ProvisionLab:
         if not self.provision(fw, "1M", folder=folder).ok:
             raise MemcheckError("the first boot fails even with a 1M heap")
         if not new_lists:
-            return self.provision(fw, heap, sample=sample, folder=folder)
+            return self.provision(fw, heap, sample=sample, folder=folder, image=image)
         served = {n: (self.tftp_root / n).read_bytes() for n in ("CTLFile.tlv", "ITLFile.tlv")}
         try:
             # signed again later (a list older than the one in force is refused)
             for name, data in self.trust_lists(timestamp=int(time.time()) + 60).items():
                 (self.tftp_root / name).write_bytes(data)
-            return self.provision(fw, heap, sample=sample, folder=folder)
+            return self.provision(fw, heap, sample=sample, folder=folder, image=image)
         finally:
             for name, data in served.items():
                 (self.tftp_root / name).write_bytes(data)
 
     def passes(self, fw: Path, heap: str | int, again: bool = False,
-               new_lists: bool = False) -> bool:
+               new_lists: bool = False, image: Image | None = None) -> bool:
         if again or new_lists:
-            return self.second_boot(fw, heap, new_lists=new_lists).ok
-        return self.provision(fw, heap).ok
+            return self.second_boot(fw, heap, new_lists=new_lists, image=image).ok
+        return self.provision(fw, heap, image=image).ok
 
     def min_heap(self, fw: Path, lo: str | int = "48K", hi: str | int = "160K",
                  step: int = 1024, again: bool = False, confirm: int = 2,
-                 new_lists: bool = False) -> int:
+                 new_lists: bool = False, image: Image | None = None) -> int:
         """The smallest heap at which provisioning passes (again=True: a second boot;
-        new_lists=True: a second boot with both trust lists signed again)."""
-        return smallest(lambda heap: self.passes(fw, heap, again, new_lists), lo, hi, step,
-                        confirm, "provisioning")
+        new_lists=True: a second boot with both trust lists signed again; image: the agent
+        from the firmware's image)."""
+        return smallest(lambda heap: self.passes(fw, heap, again, new_lists, image), lo, hi,
+                        step, confirm, "provisioning")
 
 
 def smallest(passes: Callable[[int], bool], lo: str | int, hi: str | int, step: int = 1024,
@@ -415,23 +488,26 @@ class StoryRun:
 
 
 def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
-          timeout: float = 45, sample: bool = True) -> StoryRun:
+          timeout: float = 45, sample: bool = True, image: Image | None = None) -> StoryRun:
     """Boot a virtual board on the lab (short timers): provision, register with the call
     manager, standby TLS to the SRST router, WAN cut -> registered with the SRST router,
     WAN restored -> re-homed, standby again. mode: "loopback" (TFTP server given by the
-    profile) or "netns" (DHCP from dnsmasq; needs root)."""
+    profile) or "netns" (DHCP from dnsmasq; needs root). image: the agent from the
+    firmware's image (heap figures leave the image out)."""
     from host_tools.lab.lab import Lab
     heap_b = micropython.parse_size(heap)
     t0 = time.monotonic()
     with Lab(Path(workdir) / "lab", mode=mode, short_timers=True) as lab:
         folder = lab.prepare_board_folder(Path(workdir) / "board")
-        if sample:
-            (folder / "main.py").write_text(_STORY_MAIN)
-        else:
-            (folder / "main.py").write_text("from phone import boot\nboot.main()\n")
-        env = _env(fw)
+        main = _STORY_MAIN if sample else "from phone import boot\nboot.main()\n"
+        rom = 0
+        if image is not None:
+            main, rom = image.mount() + main, image.heap
+        (folder / "main.py").write_text(main)
+        env = _env(fw, image)
         env.update(lab.phone_env())
-        p = subprocess.Popen(lab.phone_prefix() + micropython.command(["main.py"], heap=heap_b),
+        p = subprocess.Popen(lab.phone_prefix() + micropython.command(["main.py"],
+                                                                      heap=heap_b + rom),
                              env=env, cwd=folder, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
         q: queue.Queue = queue.Queue()
@@ -447,11 +523,12 @@ def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
                 out.append(line)
                 if line.startswith("@heap "):
                     _, n, ev = line.split()
-                    if peak[0] is None or int(n) > peak[0]:
-                        peak[:] = [int(n), ev]
+                    live = int(n) - rom
+                    if peak[0] is None or live > peak[0]:
+                        peak[:] = [live, ev]
                     name = _PHASES[phase[0]][0]
-                    if int(n) > phases.get(name, (0, ""))[0]:
-                        phases[name] = (int(n), ev)
+                    if live > phases.get(name, (0, ""))[0]:
+                        phases[name] = (live, ev)
                     if phase[1]:
                         phase[:] = [phase[0] + 1, False]
                     continue
