@@ -66,7 +66,7 @@ def _env(fw: Path, image: "Image | None" = None) -> dict[str, str]:
 # VfsRom: the .mpy build as a ROMFS image (`mpremote romfs build`, as virtual:wt32-eth01 gets
 # it), read into one buffer at the bottom of the heap and mounted at /rom before anything else,
 # imports in place. The buffer is flash on a board, so the heap cap grows by what it takes
-# (Image.heap) and every figure read back leaves it out.
+# (Image.cap: Image.heap and the GC's tables for it) and every figure read back leaves it out.
 _ROM_MOUNT = """import vfs, os
 def _rom(p):
     b = bytearray(os.stat(p)[6])
@@ -76,6 +76,7 @@ def _rom(p):
 _rom(%r)
 del _rom, vfs, os
 """
+_USABLE_AT = "1M"
 _ROM_HEAP = """import gc
 gc.collect()
 a = gc.mem_alloc()
@@ -89,6 +90,8 @@ print('@rom', gc.mem_alloc() - a)
 class Image:
     path: Path      # the ROMFS image of the firmware's package
     heap: int       # bytes the mounted image takes in the unix port's heap (flash on a board)
+    cap: int = 0    # what the heap cap grows by so that the rest is as large as without it
+                    # (the GC's own tables grow with the cap)
 
     def mount(self) -> str:
         """MicroPython lines that mount the image at /rom (first thing in a main script)."""
@@ -113,7 +116,12 @@ def image(fw: Path) -> Image:
             tmp.replace(path)
     img = Image(path, 0)
     out = _run_script(None, _ROM_HEAP % img.mount(), [])
-    return Image(path, next(int(x.split()[1]) for x in out.splitlines() if x.startswith("@rom")))
+    heap = next(int(x.split()[1]) for x in out.splitlines() if x.startswith("@rom"))
+    # the heap a cap gives to objects (mem_alloc + mem_free), to grow the cap in proportion
+    out = _run_script(None, "import gc\nprint('@usable', gc.mem_alloc() + gc.mem_free())\n",
+                      [], heap=_USABLE_AT)
+    usable = next(int(x.split()[1]) for x in out.splitlines() if x.startswith("@usable"))
+    return Image(path, heap, -(-heap * micropython.parse_size(_USABLE_AT) // usable))
 
 
 # Per module: heap and qstrs it adds. The qstr pool grows in doubling chunks (at ~140, 300,
@@ -162,7 +170,7 @@ def _run_script(fw: Path | None, text: str, args: list[str], heap: str = "1M",
     image when `image` is given), or only from the binary's frozen modules when fw is None."""
     heap_b = micropython.parse_size(heap)
     if image is not None:
-        text, heap_b = image.mount() + text, heap_b + image.heap
+        text, heap_b = image.mount() + text, heap_b + image.cap
     with tempfile.TemporaryDirectory() as d:
         script = Path(d) / "memscript.py"
         script.write_text(text)
@@ -330,7 +338,7 @@ class ProvisionLab:
             script.write_text(image.mount() + PROVISION_RUN.read_text())
         args = [str(script)] + (["sample"] if sample else [])
         t0 = time.monotonic()
-        p = subprocess.Popen(micropython.command(args, heap=heap_b + (image.heap if image else 0)),
+        p = subprocess.Popen(micropython.command(args, heap=heap_b + (image.cap if image else 0)),
                              env=_env(fw, image), cwd=folder,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         reader = EventReader()
@@ -500,14 +508,14 @@ def story(fw: Path, heap: str | int, workdir: Path, mode: str = "loopback",
     with Lab(Path(workdir) / "lab", mode=mode, short_timers=True) as lab:
         folder = lab.prepare_board_folder(Path(workdir) / "board")
         main = _STORY_MAIN if sample else "from phone import boot\nboot.main()\n"
-        rom = 0
+        rom = cap = 0
         if image is not None:
-            main, rom = image.mount() + main, image.heap
+            main, rom, cap = image.mount() + main, image.heap, image.cap
         (folder / "main.py").write_text(main)
         env = _env(fw, image)
         env.update(lab.phone_env())
         p = subprocess.Popen(lab.phone_prefix() + micropython.command(["main.py"],
-                                                                      heap=heap_b + rom),
+                                                                      heap=heap_b + cap),
                              env=env, cwd=folder, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
         q: queue.Queue = queue.Queue()
