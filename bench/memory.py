@@ -161,7 +161,8 @@ def _run(fw: Path, work: Path, quick: bool) -> dict:
     from_image = memcheck.module_ram(fw, image=memcheck.image(fw))["total"]
     mods["total_from_image"] = from_image
     rows.append(["all modules at once, from the image", _k(from_image["ram"]),
-                 f"{from_image['qstrs']} qstrs; saves {_k(mods['total']['ram'] - from_image['ram'])}"
+                 f"{from_image['qstrs']} qstrs; "
+                 f"saves {_k(mods['total']['ram'] - from_image['ram'])}"
                  " (bytecode stays in the image, names are still interned in RAM)"])
     frozen_res, frozen_rows, frozen_notes = frozen(fw)
     rows += frozen_rows

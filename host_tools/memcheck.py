@@ -112,7 +112,8 @@ def image(fw: Path) -> Image:
                                 str(tmp), "build", str(src)], capture_output=True, text=True,
                                timeout=120)
             if p.returncode != 0 or not tmp.exists():
-                raise MemcheckError(f"cannot build the ROMFS image: {(p.stderr or p.stdout)[-300:]}")
+                raise MemcheckError("cannot build the ROMFS image: "
+                                    f"{(p.stderr or p.stdout)[-300:]}")
             tmp.replace(path)
     img = Image(path, 0)
     out = _run_script(None, _ROM_HEAP % img.mount(), [])

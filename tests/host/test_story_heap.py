@@ -98,7 +98,7 @@ def test_story_from_the_image_at_every_heap_from_the_minimum(fw, image, tmp_path
 
 
 @pytest.mark.long("provisioning's heaviest boot at every 1 KB from its smallest heap to the "
-                  "target + 8 KB: 27 boots, each after a first boot")
+                  "target + 8 KB: 29 boots, each after a first boot")
 def test_heaviest_boot_from_the_image_at_every_heap_from_the_minimum(fw, image, labs):
     sizes = list(range(HEAVIEST_BOOT_MIN_K, TARGET_K + MARGIN_K + 1))
     assert _failing(_heaviest_boot(fw, image, labs), sizes, BOOT_WORKERS) == {}
