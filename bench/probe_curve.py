@@ -15,8 +15,9 @@ SRST router simulators). Per lab:
 - **FALLBACK**: after each restore, while the phone waits out connectionMonitorDuration
   (`monitor_s`, here a little over two probe cycles) on the SRST router, the messages the
   call manager received from the probe session that watches it, over one whole probe
-  cycle in the same way; the session's opening (TLS handshake and one KeepAlive, once per
-  return of the call manager) is counted apart.
+  cycle in the same way; what the call manager receives from the restore to the probe
+  session's opening (its TLS handshake and one KeepAlive, and the dead session's last
+  KeepAlive when TCP retransmits it once the path is back) is counted apart.
 Other settings are the defaults, with retry_max_ms 2000 so the phone re-probes fast in
 FALLBACK (it only shortens each cycle). Real phones: docs/failover.md (a KeepAlive per 30 s,
 2 a minute; a silent cut noticed after 30-35 s).
