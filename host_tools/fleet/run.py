@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from host_tools.fleet import backlog, cpu, identities, labside, metrics, netstat, sipside, spec
 from host_tools.fleet.labside import FleetError
-from host_tools.fleet.procs import FleetProc, status_kb
+from host_tools.fleet.procs import FleetProc, open_files_needed, raise_open_files, status_kb
 from host_tools.fleet.track import Tracker
 from host_tools.lab.lab import run_folder
 
@@ -135,6 +135,10 @@ class _Run:
     # -- phases ----------------------------------------------------------------------------
     def setup(self) -> None:
         o, lab, res = self.opts, self.lab, self.res
+        files = res["open_files"] = raise_open_files(open_files_needed(o.phones))
+        if files["after"] < files["needed"]:
+            self.say(f"open-files limit {files['after']} (hard limit) is under the "
+                     f"{files['needed']} a {o.phones}-phone fleet may need (ulimit -Hn)")
         self.say(f"starting the lab ({self.mode})")
         lab.start()
         res["mode"] = lab.mode

@@ -9,6 +9,7 @@ answered), drop all connections, stop/start.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import contextvars
 import hashlib
@@ -50,6 +51,18 @@ _DIALOGUE_IDS = {sccp.IP_PORT: "IpPort", sccp.CAPABILITIES_RES: "CapabilitiesRes
                  sccp.TIME_DATE_REQ: "TimeDateReq"}
 _RECORD = 48        # dialogue entries kept per registration (KeepAlives are not recorded)
 SECURE_PORT = 2443  # SCCP over TLS
+# asyncio gives every TLS connection a read buffer of its own, 256 KiB, allocated zeroed
+# (asyncio/sslproto.py, SSLProtocol.max_size): 0.5 MB of RSS per fleet phone (a session to
+# each simulator) for frames of tens of bytes. 4 KiB is only the most one recv() takes.
+TLS_READ_BUFFER = 4096
+
+
+def small_tls_reads(size: int = TLS_READ_BUFFER) -> None:
+    """Shrink asyncio's per-connection TLS read buffer (process-wide) to `size` bytes; the
+    bytes read and the records decoded are the same, a large record takes more recv()s."""
+    proto = getattr(asyncio.sslproto, "SSLProtocol", None)
+    if proto is not None and getattr(proto, "max_size", 0) > size:
+        proto.max_size = size
 
 
 @dataclass
@@ -287,6 +300,8 @@ class Acceptor:
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
+        if self.ctx is not None:
+            small_tls_reads()
 
         def factory() -> asyncio.Protocol:
             return _PausedProtocol(asyncio.StreamReader(), self._spawn, pause=self.ctx is not None)
