@@ -7,7 +7,7 @@ import time
 STATS = []          # fast_poll: calls, sweeps, sweep us, sleeps, sleep us
 
 
-def fast_poll(gap_ms=4):
+def fast_poll(gap_ms=4, ratio=6):
     """asyncio's I/O wait for a process holding hundreds of TLS links (unix port only).
 
     The unix port's select.poll treats TLS sockets as objects without a file descriptor: every
@@ -18,7 +18,10 @@ def fast_poll(gap_ms=4):
     so poll(2) returns at once), at most every `gap_ms` (a sweep asks every link: 0.4 ms for
     1000 of them); in between, ready tasks run and an idle loop sleeps until the next timer or
     sweep. I/O is seen within `gap_ms`. Boards (ESP32) poll without that sleep: nothing the
-    agent relies on changes. STATS counts calls, sweeps, sweep time, sleeps, sleep time."""
+    agent relies on changes. A sweep costs in proportion to the links (2,000 TLS links:
+    ~3 ms), so the gap grows to `ratio` times the last sweep's time: sweeping stays under
+    1/(1 + ratio) of a busy process's CPU (at 1,000 phones per process it took 30%, and the
+    agents' own work starved). STATS counts calls, sweeps, sweep time, sleeps, sleep time."""
     import select
     import socket
     from asyncio import core
@@ -26,6 +29,7 @@ def fast_poll(gap_ms=4):
     stock = q.wait_io_event
     ready = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     last = [time.ticks_ms()]
+    gap = [gap_ms]
     STATS[:] = [0, 0, 0, 0, 0]
 
     def sweep():
@@ -35,13 +39,16 @@ def fast_poll(gap_ms=4):
         stock(0)
         if id(ready) in q.map:
             q._dequeue(ready)
+        us = time.ticks_diff(time.ticks_us(), a)
         STATS[1] += 1
-        STATS[2] += time.ticks_diff(time.ticks_us(), a)
+        STATS[2] += us
+        g = us * ratio // 1000
+        gap[0] = g if g > gap_ms else gap_ms
 
     def wait_io_event(dt):
         STATS[0] += 1
         since = time.ticks_diff(time.ticks_ms(), last[0])
-        if since >= gap_ms:
+        if since >= gap[0]:
             sweep()
             last[0] = time.ticks_ms()
             since = 0
@@ -50,7 +57,7 @@ def fast_poll(gap_ms=4):
                 return
         if dt == 0:
             return
-        ms = gap_ms - since
+        ms = gap[0] - since
         if 0 < dt < ms:
             ms = dt
         a = time.ticks_us()
@@ -103,61 +110,94 @@ class ThrottledGc:
 
 
 def limit_connects(asyncio, link, k, max_wait_ms):
-    """At most `k` links of this process opening a session at a time: in connect() (TCP + TLS
-    handshake + first KeepAlive: a standby session, a probe) or in register() on a DOWN link
-    (TCP, then the TLS handshake with the Register, its answer and the dialogue: a session
-    opened to register). The others queue (first come, first served; a wait longer than
-    `max_wait_ms` fails the connect, which the agent retries). One process does the TLS client
-    work of all its phones on one core (mbedtls RSA-2048 + ECDHE, ~10 ms each); hundreds
-    started at once all finish their handshakes together, late, past the servers' 10 s
-    handshake timeout, and retry (measured: 437 retries, 52 s to register 1000 phones). A real
-    phone has its own CPU for its one handshake; the queue keeps each handshake short without
-    changing the work."""
+    """At most `k` links of this process opening a session to one server at a time: in
+    connect() (TCP + TLS handshake + first KeepAlive: a standby session, a probe) or in
+    register() on a DOWN link (TCP, then the TLS handshake with the Register, its answer and
+    the dialogue: a session opened to register). The others queue (first come, first served;
+    a wait longer than `max_wait_ms` fails the connect, which the agent retries). One process
+    does the TLS client work of all its phones on one core (mbedtls RSA-2048 + ECDHE, ~10 ms
+    each); hundreds started at once all finish their handshakes together, late, past the
+    servers' 10 s handshake timeout, and retry (measured: 437 retries, 52 s to register 1000
+    phones). A real phone has its own CPU for its one handshake; the queue keeps each
+    handshake short without changing the work.
+
+    One queue per server (host, port), and none for a server that does not answer: after a
+    WAN cut every phone's probes of the call manager wait out their connect timeout holding
+    a slot, and a phone that had to re-open its SRST session, or that tried the call manager
+    before the router (TRYING), waited behind a thousand of them (2,000 phones: 8 gave up
+    after 120 s, 290 reached the router after 90 s). A connect that times out before TCP
+    is up ('timeout': no SYN-ACK) costs no handshake; from then on that server's connects
+    skip the queue, those queued included, until one succeeds."""
     stock_connect = link.Link.connect
     stock_register = link.Link.register
-    busy = [0]
-    queue = []
+    slots = {}                            # (host, port) -> [busy, queue of [event, slot?]]
+    quiet = {}                            # (host, port) -> its last connect timed out
 
-    def release():
-        if queue:
-            queue.pop(0).set()            # the slot passes to the next in line
+    def release(key):
+        slot = slots[key]
+        if slot[1]:
+            w = slot[1].pop(0)            # the slot passes to the next in line
+            w[0].set()
         else:
-            busy[0] -= 1
+            slot[0] -= 1
 
-    async def acquire():
-        if busy[0] < k:
-            busy[0] += 1
-            return
-        ev = asyncio.Event()
-        queue.append(ev)
+    def let_all_go(key):
+        slot = slots.get(key)
+        while slot and slot[1]:
+            w = slot[1].pop(0)
+            w[1] = False                  # goes without a slot
+            w[0].set()
+
+    async def acquire(key):
+        """True when the caller holds a slot (it must release it), False when it goes
+        without one (a quiet server)."""
+        if quiet.get(key):
+            return False
+        slot = slots.get(key)
+        if slot is None:
+            slot = slots[key] = [0, []]
+        if slot[0] < k:
+            slot[0] += 1
+            return True
+        w = [asyncio.Event(), True]
+        slot[1].append(w)
         try:
-            await asyncio.wait_for_ms(ev.wait(), max_wait_ms)
+            await asyncio.wait_for_ms(w[0].wait(), max_wait_ms)
         except BaseException as e:
-            if ev in queue:
-                queue.remove(ev)
-            elif ev.is_set():
-                release()
+            if w in slot[1]:
+                slot[1].remove(w)
+            elif w[0].is_set() and w[1]:
+                release(key)
             if isinstance(e, asyncio.TimeoutError):
                 raise link.LinkError('no connect slot within %d ms' % max_wait_ms)
             raise
+        return w[1]
+
+    async def held(self, call):
+        key = (self.host, self.port)
+        mine = await acquire(key)
+        try:
+            got = await call()
+        except link.LinkError as e:
+            if str(e) == 'timeout' and not quiet.get(key):
+                quiet[key] = True
+                let_all_go(key)
+            raise
+        finally:
+            if mine:
+                release(key)
+        quiet[key] = False
+        return got
 
     async def connect(self, timeout_ms=None, ka=True):
         if not ka:                        # register() opening its session: it holds the slot
             return await stock_connect(self, timeout_ms, ka)
-        await acquire()
-        try:
-            return await stock_connect(self, timeout_ms)
-        finally:
-            release()
+        return await held(self, lambda: stock_connect(self, timeout_ms))
 
     async def register(self, reg, timeout_ms=None):
         if self.mode != link.DOWN:        # over an open session: no handshake
             return await stock_register(self, reg, timeout_ms)
-        await acquire()
-        try:
-            return await stock_register(self, reg, timeout_ms)
-        finally:
-            release()
+        return await held(self, lambda: stock_register(self, reg, timeout_ms))
 
     link.Link.connect = connect
     link.Link.register = register
