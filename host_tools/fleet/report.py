@@ -5,14 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from host_tools.lab import perphone
+
+# Issue 16's targets for a fleet (docs/fleet.md): every phone on the SRST router within 10 s of
+# the WAN cut; under 150 KB of memory per phone, both in the phones' own processes and in the
+# simulators' (the lab process). The simulators' anchor: their RSS per phone when it was opened.
+SRST_TARGET_S = 10.0
+MEMORY_TARGET_KB = 150.0
+SIMULATORS_ANCHOR_KB = 597
+
 COLUMNS = ["N", "P", "reg", "reg/s", "peak/s", "all reg s", "all sby s", "SRST", "all SRST s",
-           "heap KB/ph", "RSS KB/ph", "fail"]
+           "SRST<=10s", "heap KB/ph", "RSS KB/ph", "sim KB/ph", "mem<150KB", "fail"]
 LEGEND = ("N phones in P MicroPython processes; reg: registered with the call manager; reg/s: "
           "average over the boot, peak/s: most in any 1 s; all reg s / all sby s: from the start "
           "until every phone is registered / has its standby session to the SRST router; SRST: "
-          "phones on the SRST router after the WAN cut, all SRST s: cut -> the last one; heap "
-          "KB/ph: MicroPython heap per phone with both links up; RSS KB/ph: process RSS per "
-          "phone; fail: phones that missed a step")
+          "phones on the SRST router after the WAN cut, all SRST s: cut -> the last one; "
+          "SRST<=10s: every phone there within 10 s of the cut (target); heap KB/ph: MicroPython "
+          "heap per phone with both links up; RSS KB/ph: the MicroPython processes' RSS per "
+          "phone; sim KB/ph: the lab simulators' process RSS per phone; mem<150KB: both under "
+          "150 KB (target); fail: phones that missed a step")
 
 
 def _kb(b: float | None) -> str:
@@ -23,14 +33,53 @@ def _v(x: Any) -> str:
     return "-" if x is None else str(x)
 
 
+def _pass(ok: bool | None) -> str:
+    return "-" if ok is None else ("pass" if ok else "FAIL")
+
+
+def verdict(res: dict[str, Any]) -> dict[str, str]:
+    """A run against issue 16's targets, "pass", "FAIL" or "-" (no such figure): `srst`,
+    every phone on the SRST router within SRST_TARGET_S of the cut (a phone that never got
+    there fails it); `phones_memory` / `simulators_memory`, RSS per phone under
+    MEMORY_TARGET_KB in the MicroPython processes / the lab process; `memory`, both."""
+    f = res.get("failover") or {}
+    srst = None
+    if res.get("fail_over"):
+        t = f.get("all_on_srst_s")
+        srst = (t is not None and f.get("on_srst") == res.get("phones")
+                and t <= SRST_TARGET_S)
+    kb = ((res.get("memory") or {}).get("rss_per_phone_kb"),
+          (res.get("host_rss_kb") or {}).get("per_phone"))
+    mem = [None if x is None else x < MEMORY_TARGET_KB for x in kb]
+    both = None if None in mem else all(mem)
+    return {"srst": _pass(srst), "phones_memory": _pass(mem[0]),
+            "simulators_memory": _pass(mem[1]), "memory": _pass(both)}
+
+
 def row(res: dict[str, Any]) -> list[Any]:
     b, f, m = res.get("boot", {}), res.get("failover", {}), res.get("memory", {})
+    v = verdict(res)
     return [res["phones"], res["procs"], b.get("registered", 0), _v(b.get("registrations_per_s")),
             _v(b.get("peak_registrations_per_s")), _v(b.get("all_registered_s")),
             _v(b.get("all_standby_s")),
             f.get("on_srst", "-") if res.get("fail_over") else "-",
-            _v(f.get("all_on_srst_s")), _kb(m.get("heap_per_phone_bytes")),
-            _v(m.get("rss_per_phone_kb")), res.get("failure_count", "-")]
+            _v(f.get("all_on_srst_s")), v["srst"], _kb(m.get("heap_per_phone_bytes")),
+            _v(m.get("rss_per_phone_kb")), _v((res.get("host_rss_kb") or {}).get("per_phone")),
+            v["memory"], res.get("failure_count", "-")]
+
+
+def target_line(res: dict[str, Any]) -> str:
+    """The run beside issue 16's targets, each figure with its verdict."""
+    f, v = res.get("failover") or {}, verdict(res)
+    sim = (res.get("host_rss_kb") or {}).get("per_phone")
+    srst = (f"all {res.get('phones')} phones on the SRST router in {_v(f.get('all_on_srst_s'))} s "
+            f"of the cut ({f.get('on_srst', 0)} there; target <= {SRST_TARGET_S:g} s: "
+            f"{v['srst']}); " if res.get("fail_over") else "")
+    return (f"targets: {srst}RSS per phone, phones' processes "
+            f"{_v((res.get('memory') or {}).get('rss_per_phone_kb'))} KB ({v['phones_memory']}), "
+            f"simulators (lab process) {_v(sim)} KB ({v['simulators_memory']}; "
+            f"{SIMULATORS_ANCHOR_KB} KB when issue 16 was opened); target < "
+            f"{MEMORY_TARGET_KB:g} KB")
 
 
 def cpu_line(phase: str, c: dict[str, Any] | None) -> str | None:
@@ -61,8 +110,10 @@ def notes(res: dict[str, Any]) -> list[str]:
                    f"{f.get('median_on_srst_s')} s, last {f.get('last_on_srst_s')} s; the agents' "
                    f"failover_ms (lost -> registered) p50 {f.get('failover_ms_p50')} ms, max "
                    f"{f.get('failover_ms_max')} ms; {f.get('over_standby')} over standby")
-    if res.get("host_rss_kb"):
-        out.append(f"simulators (lab process) RSS per phone {res['host_rss_kb']['per_phone']} KB")
+    out.append(target_line(res))
+    if res.get("open_files", {}).get("after", 1 << 30) < res.get("open_files", {}).get("needed", 0):
+        out.append(f"open-files limit {res['open_files']['after']} under the "
+                   f"{res['open_files']['needed']} this fleet may need (ulimit -Hn)")
     if b.get("retries"):
         why = ", ".join(f"{w} x{n}" for w, n in b.get("retry_reasons", []))
         out.append(f"boot retries {b['retries']}: {why}")
@@ -151,4 +202,7 @@ def lines(res: dict[str, Any]) -> list[tuple[str, str]]:
             ("RSS per phone (fleet / simulators)",
              f"{_v(m.get('rss_per_phone_kb'))} KB / {_v(res.get('host_rss_kb', {}).get('per_phone'))} KB"),
             ("failures", str(res.get("failure_count", "-")))]
+    v = verdict(res)
+    out.append(("targets: all on SRST <= 10 s / memory < 150 KB per phone (phones, simulators)",
+                f"{v['srst']} / {v['phones_memory']}, {v['simulators_memory']}"))
     return out
