@@ -166,8 +166,22 @@ class _Opened:
         self.sock = None
 
     def wrap_socket(self, sock, **kw):
+        self.raw = sock
         self.sock = self.ctx.wrap_socket(sock, **kw)
         return self.sock
+
+    async def readinto(self, buf):
+        """The session's reading side, for the protocol's reader: what the TLS layer holds is
+        read at once, and only then is the TCP socket under it waited for. asyncio's stream
+        waits on the TLS socket, which the unix port's poll asks by ioctl: while one is
+        waited on, every pass of the scheduler sleeps a 1 ms poll tick, ~25 ms per
+        registration dialogue (docs/decisions.md, "Issue 16: register over standby")."""
+        while True:
+            n = self.sock.readinto(buf)
+            if n is not None:
+                return n
+            # asyncio's own wait for a readable socket (its Stream.readinto's first step)
+            yield asyncio.core._io_queue.queue_read(self.raw)
 
     def close(self):
         s, self.sock = self.sock, None
@@ -236,7 +250,7 @@ class Link:
             # either: phones reach their servers by address).
             r, self._w = await asyncio.wait_for_ms(
                 asyncio.open_connection(self.host, self.port, ssl=opened), timeout_ms)
-            self._reader = self._reading(r)
+            self._reader = self._reading(r if opened is None else opened)
             self._last_rx = time.ticks_ms()
             self._tasks = [asyncio.create_task(self._read_loop())]
             if ka:
