@@ -33,6 +33,7 @@ class SccpLink(Link):
     KA = sccp.keepalive()                # prebuilt: the keepalive loop allocates nothing
     KA_ACK = (sccp.KEEPALIVE_ACK,)
     ACK = 'KeepAliveAck'
+    _opening = False             # the dialogue's opening (CapabilitiesRes with it) is out
 
     def registration(owner):
         """Called on the class, once per agent run: what the phone registers as, the
@@ -61,7 +62,7 @@ class SccpLink(Link):
         elif mid == sccp.CAPABILITIES_REQ:
             # During a registration the dialogue's opening carries the answer (_registered);
             # a link opened to register is CONNECTING until RegisterAck
-            if self.mode != REGISTERING and self.mode != CONNECTING:
+            if self.mode != REGISTERING and self.mode != CONNECTING and not self._opening:
                 return sccp.capabilities_res()
         elif mid == sccp.RESET:
             kind = sccp.parse_u32(r.body(), 'Reset')
@@ -97,19 +98,23 @@ class SccpLink(Link):
         wait for its delayed ACK (Nagle, 40 ms on Linux). A server that does not answer
         ConfigStatReq within ack_timeout_ms: one line."""
         n = 1
+        self._opening = True
         try:
-            _, body = await self._request(reg[1], (_CONFIG_STAT,), self.cfg.ack_timeout_ms,
-                                          'ConfigStat')
-            if len(body) >= 108:
-                n = min(sccp._u32(body, 104), _MAX_LINES)   # numberLines
-        except LinkError:
-            if self.mode == DOWN:
-                raise
-        out = b''
-        for i in range(1, n + 1):
-            out += sccp.frame(_LINE_STAT_REQ, struct.pack('<I', i))
-        await self._send(out + sccp.time_date_req()
-                         + sccp.frame(_REGISTER_AVAILABLE_LINES, struct.pack('<I', n)))
+            try:
+                _, body = await self._request(reg[1], (_CONFIG_STAT,), self.cfg.ack_timeout_ms,
+                                              'ConfigStat')
+                if len(body) >= 108:
+                    n = min(sccp._u32(body, 104), _MAX_LINES)   # numberLines
+            except LinkError:
+                if self.mode == DOWN:
+                    raise
+            out = b''
+            for i in range(1, n + 1):
+                out += sccp.frame(_LINE_STAT_REQ, struct.pack('<I', i))
+            await self._send(out + sccp.time_date_req()
+                             + sccp.frame(_REGISTER_AVAILABLE_LINES, struct.pack('<I', n)))
+        finally:
+            self._opening = False
 
     async def _unregister(self, ms):
         await self._request(sccp.unregister(), (sccp.UNREGISTER_ACK,), ms, 'UnregisterAck')
