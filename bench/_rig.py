@@ -383,8 +383,10 @@ def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
     lost = rig.since(t_cut, "primary_lost")
     r = {"failover_ms": round((reg.host - t_cut) * 1000),
          "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
-         "step_ms": reg.event.get("failover_ms"),          # loss noticed -> RegisterAck
-         "register_ms": reg.event.get("register_ms"),      # Register -> RegisterAck alone
+         "step_ms": reg.event.get("failover_ms"),          # loss noticed -> registered
+         # Register -> registered: the whole dialogue (SCCP: through RegisterAvailableLines;
+         # SIP: REGISTER, 401, REGISTER, 200 OK), timed by the board
+         "register_ms": reg.event.get("register_ms"),
          "over_standby": bool(reg.event.get("over_standby"))}
     time.sleep(0.3)
     t_back = rig.restore()

@@ -17,12 +17,19 @@ waits for the 30 s keepalive), and the lab's demo agent timers (Lab short_timers
 The ESP32-faithful board (`virtual:olimex-esp32-poe-iso-wrover`: CPU quota at the calibrated
 ESP32 speed, clock at 2000, the platform's DHCP, the profile's heap; docs/vboard.md): silent
 cuts (blackhole) at the 30 s keepalive, 20 in 4 labs (quick: 3 in one lab), against the
-targets: failover median under 10 s, Register -> RegisterAck over the standby session under
-500 ms. Those labs run with the others (PLACE "together"): from the host's view the board is
+targets: failover median under 10 s, the registration dialogue over the standby session
+under 500 ms. Those labs run with the others (PLACE "together"): from the host's view the board is
 timer-bound (its quota is under 1 % of a core), and the CPU-bound part of its figures, the
 register step, is CPU time granted per 144 ms quota period; a busy machine delays each grant
 by a scheduler slice, which shows in the worst case, so the host's load average is recorded
 with the figures. BENCH_FAILOVER_BOARDS (comma-separated, or "none") names other boards.
+
+'Register over standby' is the agent's register_ms: from its Register on the open standby
+session to the end of the whole registration dialogue (RegisterAck; the opening, with
+CapabilitiesRes, -> ConfigStat; LineStatReq, TimeDateReq and RegisterAvailableLines written),
+after which the agent says registered (docs/decisions.md, "Issue 14: the SCCP registration
+dialogue"). At host speed its worst case over every failover of the parallel labs is held to
+TARGET_HOST_REGISTER_MS (issue 16).
 The same series for SIP phones against Kamailio: bench/failover_sip.py."""
 from __future__ import annotations
 
@@ -37,7 +44,10 @@ REAL_CUT_MS = (30000, 35000)       # real phones, cable pulled, 30 s keepalive (
 REAL_STANDBY_MS = (10000, 20000)   # real phones with a standby connection, after the loss
 FAITHFUL = ("virtual:olimex-esp32-poe-iso-wrover",)
 TARGET_FAILOVER_MS = 10000         # median, silent cut, at ESP32 speed (issue target)
-TARGET_REGISTER_MS = 500           # Register -> RegisterAck over the standby session
+TARGET_REGISTER_MS = 500           # the dialogue over the standby session, at ESP32 speed
+TARGET_HOST_REGISTER_MS = 50       # the same at host speed, worst of the parallel labs
+REGISTER_WHAT = ("Register -> RegisterAck, ConfigStatReq -> ConfigStat, LineStatReq, "
+                 "TimeDateReq, RegisterAvailableLines")
 BASE_SETTINGS = {"monitor_s": 1, "retry_max_ms": 2000}
 
 
@@ -125,12 +135,13 @@ def summarize(results: list[dict], quick: bool) -> dict:
             "columns": COLUMNS, "rows": rows, "notes": notes, "series": table,
             "register_over_standby": reg_all, "failover_step": step_all, "errors": errors,
             "targets": {"failover_median_ms": TARGET_FAILOVER_MS,
-                        "register_over_standby_ms": TARGET_REGISTER_MS},
+                        "register_over_standby_ms": TARGET_REGISTER_MS,
+                        "register_over_standby_host_ms": TARGET_HOST_REGISTER_MS},
             "firmware": _rig.revision()}
 
 
 COLUMNS = ["WAN cut", "keepalive", "runs", "median", "worst", "detected",
-           "register over standby", "standby", "vs real phones", "target"]
+           "register dialogue over standby", "standby", "vs real phones", "target"]
 
 
 def tabulate(results: list[dict], keepalive: str | None = None,
@@ -216,6 +227,12 @@ def _defaults_text() -> str:
     return f"probe_after_ms {p}, ack_timeout_ms {a}, max_missed {m}"
 
 
+def host_verdict(reg: dict) -> str:
+    """The host-speed dialogue's worst case against its target (issue 16)."""
+    ok = reg["worst"] is not None and reg["worst"] < TARGET_HOST_REGISTER_MS
+    return f"target: worst < {TARGET_HOST_REGISTER_MS} ms, {'pass' if ok else 'FAIL'}"
+
+
 def _x(r: float) -> str:
     return f"{r:,.0f}" if r >= 10 else f"{r:.1f}"
 
@@ -224,8 +241,9 @@ def _notes(table: list[dict], reg: dict, step: dict) -> list[str]:
     by = {(t["label"], t["keepalive_s"]): t for t in table}
     out = ["median/worst: from the moment the cut was in force to the board's "
            "registered:srst line; 'detected': median to its primary_lost line; 'register "
-           "over standby': Register -> RegisterAck on the open standby session, median/worst; "
-           "'standby': failovers that used the standby session.",
+           "dialogue over standby': the agent's Register on the open standby session -> the "
+           f"whole registration dialogue done ({REGISTER_WHAT}), median/worst; 'standby': "
+           "failovers that used the standby session.",
            "Real phones (docs/failover.md): 30-35 s for a silent cut at the 30 s keepalive; "
            "cm_reset (connections reset) is noticed at once by both, so it is compared with "
            "their 10-20 s from noticing to registered over a standby connection.",
@@ -257,13 +275,14 @@ def _notes(table: list[dict], reg: dict, step: dict) -> list[str]:
                    f"{_rig.sec(demo['failover']['median'])}, worst "
                    f"{_rig.sec(demo['failover']['worst'])}.")
     if reg["median"] is not None:
-        out.append(f"The register-over-standby step alone (Register -> RegisterAck on the open "
-                   f"standby TLS session): median {reg['median']} ms, worst {reg['worst']} ms "
-                   f"over {reg['n']} failovers; loss noticed -> registered: median "
-                   f"{step['median']} ms, worst {step['worst']} ms, against 10-20 s for real "
-                   f"phones with a standby connection "
+        out.append(f"The registration dialogue over the open standby TLS session, whole "
+                   f"({REGISTER_WHAT}), every host-speed failover of the labs running in "
+                   f"parallel: median {reg['median']} ms, worst {reg['worst']} ms over "
+                   f"{reg['n']} failovers ({host_verdict(reg)}); loss noticed -> registered: "
+                   f"median {step['median']} ms, worst {step['worst']} ms, against 10-20 s for "
+                   f"real phones with a standby connection "
                    f"({REAL_STANDBY_MS[0] / max(1, step['worst']):,.0f}x or more).")
-    out.append("Host CPU, not an ESP32: the step is one SCCP round trip on an open TLS "
+    out.append("Host CPU, not an ESP32: the step is two SCCP round trips on an open TLS "
                "session (no handshake); detection is timer-bound and the same on a board. The "
                "ESP32-faithful board's rows measure both at ESP32 speed.")
     return out
@@ -295,8 +314,10 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
                     "real phones with standby " + vs(t, *REAL_STANDBY_MS)))
     reg = res.get("register_over_standby") or {}
     if reg.get("median") is not None:
-        out.append((f"register over the open standby session (Register -> Ack), {reg['n']} failovers",
-                    f"median {reg['median']} ms, worst {reg['worst']} ms", "no TLS handshake"))
+        out.append((f"register over the open standby session, the whole dialogue ({REGISTER_WHAT}), "
+                    f"{reg['n']} failovers of parallel labs at host speed",
+                    f"median {reg['median']} ms, worst {reg['worst']} ms",
+                    f"{host_verdict(reg)}; no TLS handshake"))
     t = by.get(("blackhole, probe off", 30))
     if t:
         out.append(("silent cut with the probe rule off (keepalive only)", fig(t),

@@ -5,10 +5,12 @@ digest authentication at both), on a virtual board provisioned from the lab's SI
 
 Two figures beside the SCCP ones: WAN cut -> registered with the branch Kamailio, and the
 register step over the open standby session, which for SIP is REGISTER -> 401 (the branch's
-digest challenge) -> REGISTER -> 200 OK: two round trips on the session, no handshake. The
-agent's settings and probe rule are the SCCP series' (silence is probed with RFC 5626 CRLF
-pings, which Kamailio answers); a SIP link has no SCCP keepalive (its registered session's is
-the REGISTER refresh, an hour at the lab's expiry), so the keepalive column names the refresh.
+digest challenge) -> REGISTER -> 200 OK: two round trips on the session, no handshake, timed
+by the board (its register_ms); at host speed its worst case over the parallel labs is held to
+bench/failover.py's TARGET_HOST_REGISTER_MS (issue 16). The agent's settings and probe rule
+are the SCCP series' (silence is probed with RFC 5626 CRLF pings, which Kamailio answers); a
+SIP link has no SCCP keepalive (its registered session's is the REGISTER refresh, an hour at
+the lab's expiry), so the keepalive column names the refresh.
 
 Full: each WAN kind but cm_reset (the lab resets the SCCP call manager's connections, not
 Kamailio's), 20 cuts in 4 labs each, and 20 silent cuts on the ESP32-faithful board (4 labs);
@@ -23,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import _rig, failover
-from bench.failover import BASE_SETTINGS, FAITHFUL, TARGET_FAILOVER_MS, TARGET_REGISTER_MS, Series
+from bench.failover import (BASE_SETTINGS, FAITHFUL, TARGET_FAILOVER_MS, TARGET_REGISTER_MS,
+                            Series, host_verdict)
 from host_tools.lab import cnfxml, kamailio
 from host_tools.lab.names import WAN_KINDS
 
@@ -72,7 +75,9 @@ def summarize(results: list[dict], quick: bool) -> dict:
             "columns": failover.COLUMNS, "rows": rows, "notes": notes, "series": table,
             "register_over_standby": reg, "failover_step": step, "errors": errors,
             "sccp": sccp, "targets": {"failover_median_ms": TARGET_FAILOVER_MS,
-                                      "register_over_standby_ms": TARGET_REGISTER_MS},
+                                      "register_over_standby_ms": TARGET_REGISTER_MS,
+                                      "register_over_standby_host_ms":
+                                          failover.TARGET_HOST_REGISTER_MS},
             "firmware": _rig.revision()}
 
 
@@ -109,16 +114,18 @@ def _notes(table: list[dict], reg: dict, step: dict, sccp: dict | None) -> list[
            "Cisco SIP phone's failover is compared with ('vs real phones' -); cm_reset is "
            "not run (the lab resets the SCCP call manager's connections only)."]
     if reg["median"] is not None:
-        out.append(f"Register over the standby session at host speed: median {reg['median']} "
-                   f"ms, worst {reg['worst']} ms over {reg['n']} failovers; loss noticed -> "
-                   f"registered: median {step['median']} ms, worst {step['worst']} ms.")
+        out.append(f"Register over the standby session (REGISTER, 401, REGISTER, 200 OK) at "
+                   f"host speed, every failover of the labs running in parallel: median "
+                   f"{reg['median']} ms, worst {reg['worst']} ms over {reg['n']} failovers "
+                   f"({host_verdict(reg)}); loss noticed -> registered: median "
+                   f"{step['median']} ms, worst {step['worst']} ms.")
     if sccp:
         r = sccp.get("register_over_standby") or {}
         out.append(f"SCCP beside it (out/bench/failover.json, firmware {sccp.get('firmware')}, "
                    f"{sccp.get('date')}{', quick' if sccp.get('quick') else ''}): "
                    + "; ".join(f"{k} {_fig(v['failover'])}" for k, v in sccp["kinds"].items())
-                   + f"; Register -> Ack over standby median {r.get('median')} ms, worst "
-                     f"{r.get('worst')} ms"
+                   + f"; its registration dialogue over standby median {r.get('median')} ms, "
+                     f"worst {r.get('worst')} ms"
                    + (f" (host load average {sccp['load'][0]}-{sccp['load'][1]} during its "
                       f"labs: its worst cases are the load's as much as the protocol's)."
                       if sccp.get("load") else "."))
@@ -151,9 +158,10 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
     if reg.get("median") is not None:
         s = sccp.get("register_over_standby") or {}
         out.append((f"SIP: register over the open standby session (REGISTER, 401, REGISTER, "
-                    f"200 OK), {reg['n']} failovers", f"median {reg['median']} ms, worst "
-                    f"{reg['worst']} ms", f"SCCP Register -> Ack: median {s.get('median')} ms, "
-                    f"worst {s.get('worst')} ms" if s else "no TLS handshake"))
+                    f"200 OK), {reg['n']} failovers of parallel labs at host speed",
+                    f"median {reg['median']} ms, worst {reg['worst']} ms",
+                    host_verdict(reg) + (f"; SCCP dialogue: median {s.get('median')} ms, "
+                                          f"worst {s.get('worst')} ms" if s else "")))
     for t in res.get("series", []):
         if t.get("board", "virtual") == "virtual" or t["failover"]["median"] is None:
             continue

@@ -48,6 +48,25 @@ def test_failover_targets_pass_and_fail() -> None:
                for m, _, c in rows)
 
 
+def test_the_host_dialogue_against_its_50_ms_target() -> None:
+    """Issue 16: the whole registration dialogue over the standby session, worst of every
+    host-speed failover (the ESP32-faithful rows keep their own 500 ms target)."""
+    base = {"kind": "blackhole", "keepalive": 30, "errors": [], "settings": {},
+            "short_timers": False, "load": [1.0, 2.0], "board": "virtual"}
+    for worst, verdict in ((49, "pass"), (50, "FAIL")):
+        res = failover.summarize([
+            {**base, "label": "blackhole", "runs": [_run(7000, 5), _run(7000, worst)]},
+            {**base, "label": "link_down", "runs": [_run(1000, 4)]},
+            {**base, "label": "blackhole, a", "board": OLIMEX, "runs": [_run(6000, 400)]},
+        ], False)
+        assert res["register_over_standby"]["worst"] == worst       # host speed only
+        row = [r for m, v, r in failover.headline(res)
+               if m.startswith("register over the open standby session, the whole dialogue")]
+        assert row == [f"target: worst < 50 ms, {verdict}; no TLS handshake"], row
+        assert any("RegisterAvailableLines" in n and f"worst {worst} ms" in n
+                   and f"< 50 ms, {verdict}" in n for n in res["notes"]), res["notes"]
+
+
 def test_boot_target_on_the_worst_boot() -> None:
     def sample(ms: int) -> dict:
         return {"registered_ms": ms, "link": "primary", "provisioned_ms": ms // 2,
