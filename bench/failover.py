@@ -314,8 +314,8 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
                     "real phones with standby " + vs(t, *REAL_STANDBY_MS)))
     reg = res.get("register_over_standby") or {}
     if reg.get("median") is not None:
-        out.append((f"register over the open standby session, the whole dialogue ({REGISTER_WHAT}), "
-                    f"{reg['n']} failovers of parallel labs at host speed",
+        out.append((f"register over the open standby session, the whole dialogue "
+                    f"({REGISTER_WHAT}), {reg['n']} failovers of parallel labs at host speed",
                     f"median {reg['median']} ms, worst {reg['worst']} ms",
                     f"{host_verdict(reg)}; no TLS handshake"))
     t = by.get(("blackhole, probe off", 30))

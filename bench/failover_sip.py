@@ -109,8 +109,8 @@ def _notes(table: list[dict], reg: dict, step: dict, sccp: dict | None) -> list[
            "5061 with digest authentication at both ends, provisioned from the lab's SIP "
            "cnf.xml; the agent's settings are bench/failover.py's (firmware defaults with "
            "monitor_s 1 and retry_max_ms 2000): probe after 5 s of silence, 2 missed pongs "
-           "of 2 s. 'register over standby': REGISTER -> 401 -> REGISTER -> 200 OK on the "
-           "open standby session (two round trips, no handshake). No public figure for a "
+           "of 2 s. 'register dialogue over standby': REGISTER -> 401 -> REGISTER -> 200 OK "
+           "on the open standby session (two round trips, no handshake). No public figure for a "
            "Cisco SIP phone's failover is compared with ('vs real phones' -); cm_reset is "
            "not run (the lab resets the SCCP call manager's connections only)."]
     if reg["median"] is not None:
