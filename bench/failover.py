@@ -18,13 +18,13 @@ The ESP32-faithful board (`virtual:olimex-esp32-poe-iso-wrover`: CPU quota at th
 ESP32 speed, clock at 2000, the platform's DHCP, the profile's heap; docs/vboard.md): silent
 cuts (blackhole) at the 30 s keepalive, 20 in 4 labs (quick: 3 in one lab), against the
 targets: failover median under 10 s, the registration dialogue over the standby session
-under 500 ms. Those labs run with the others (PLACE "together"): from the host's view the board is
-timer-bound (its quota is under 1 % of a core), and the CPU-bound part of its figures, the
-register step, is CPU time granted per 144 ms quota period; a busy machine delays each grant
-by a scheduler slice, which shows in the worst case, so the host's load average is recorded
-with the figures. BENCH_FAILOVER_BOARDS (comma-separated, or "none") names other boards.
+under 500 ms. Those labs run with the others (PLACE "together"): from the host's view the
+board is timer-bound (its quota is under 1 % of a core), and the CPU-bound part of its
+figures, the register step, is CPU time granted per 144 ms quota period; a busy machine
+delays each grant by a scheduler slice, which shows in the worst case, so the host's load
+average is recorded with the figures. BENCH_FAILOVER_BOARDS (comma-separated, or "none") names other boards.
 
-'Register over standby' is the agent's register_ms: from its Register on the open standby
+'Register dialogue over standby' is the agent's register_ms: from its Register on the open standby
 session to the end of the whole registration dialogue (RegisterAck; the opening, with
 CapabilitiesRes, -> ConfigStat; LineStatReq, TimeDateReq and RegisterAvailableLines written),
 after which the agent says registered (docs/decisions.md, "Issue 14: the SCCP registration
