@@ -374,6 +374,7 @@ class Link:
             raise LinkError('no %s within %d ms' % (what, timeout_ms))
         finally:
             self._want = None
+            self._got.clear()                 # taken (or given up): the reader goes on
         got = self._got_msg
         if got is None:
             raise LinkError(self.reason or 'connection lost')
@@ -398,6 +399,10 @@ class Link:
                 if self._want is not None and mid in self._want:
                     self._got_msg = (mid, bytes(r.body()))
                     self._got.set()
+                # A waiter woken goes first: what came behind its answer in the same read (a
+                # Reset right after RegisterAck) is handled in the state the answer made
+                while self._got.is_set() and self.mode != DOWN:
+                    await asyncio.sleep_ms(0)
         except asyncio.CancelledError:
             raise
         except Exception as e:

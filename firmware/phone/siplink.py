@@ -115,6 +115,7 @@ class SipLink(Link):
             raise LinkError('no answer to REGISTER within %d ms' % ms)
         finally:
             self._asking = False
+            self._got.clear()                 # taken (or given up): the reader goes on
         if self._ans is None:
             raise LinkError(self.reason or 'connection lost')
         return self._ans
