@@ -54,6 +54,10 @@ def run(quick: bool) -> dict[str, Any]:
                     "and SRST router's, mutual TLS 5061, digest); 'reg' and 'SRST' are the "
                     "phones' events, and the run counts only when Kamailio's own statistics "
                     "and ul.dump hold as many (the 'Kamailio' lines below).")
+    if quick:
+        notes.insert(3, "quick: 20 phones, judged as the 2,000-phone run is; per phone, a "
+                        "process's fixed costs weigh 100 times more than at 2,000, so its "
+                        "memory figures are an upper bound (docs/fleet.md, '2,000 phones')")
     mode = results[0].get("mode", "?") if results else "?"
     return {"title": f"Fleet: N phones boot and fail over at once (lab simulators and Kamailio, "
                      f"{mode} mode)",
