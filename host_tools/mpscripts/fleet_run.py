@@ -66,6 +66,9 @@ def main():
     out.emit('fleet_clock', ticks=T0, phones=len(spec['phones']))
     # What running hundreds of agents in one unix-port process needs (fleet_tune.py)
     import fleet_tune
+    # room for every descriptor the agents will poll (3 sessions a phone, at most) before any
+    # TLS socket is registered: the unix port's poll mishandles a move of that array
+    fleet_tune.reserve_pollfds(3 * len(spec['phones']) + 64)
     if spec.get('fast_poll', True):
         fleet_tune.fast_poll()
     if spec.get('gc_every_ms', 1000):

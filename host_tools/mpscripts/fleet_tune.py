@@ -68,6 +68,24 @@ def fast_poll(gap_ms=4, ratio=6):
     q.wait_io_event = wait_io_event
 
 
+def reserve_pollfds(n):
+    """Grow asyncio's poller's descriptor array to `n` entries up front (registering the
+    integers 0..n-1, then unregistering them; it never shrinks). The unix port's select.poll
+    keeps a pollfd pointer per registered object, NULL for one without a descriptor (a TLS
+    socket); when the array has to move to grow, it re-bases every object's pointer, NULLs
+    included, and the next poll reads through a wild pointer (SIGSEGV in poll_iternext).
+    Since phone.link waits on the TCP socket under TLS (a descriptor), a process of many
+    phones grows that array while TLS sockets are registered: fleets of 2 phones crashed.
+    With room for every descriptor the process will poll, the array never moves."""
+    import select
+    from asyncio import core
+    poller = core._io_queue.poller
+    for fd in range(n):
+        poller.register(fd, select.POLLIN)
+    for fd in range(n - 1, -1, -1):
+        poller.unregister(fd)
+
+
 class ThrottledGc:
     """The `gc` the agent module sees in a fleet. The agent collects at its start and after
     each registration, and reports gc.mem_free()/mem_alloc(): right for one phone on a small

@@ -94,3 +94,42 @@ def test_connect_queue_per_server_and_none_for_a_silent_one(tmp_path) -> None:
     assert peak["dead"] == 6, peak     # 2 with slots, then the 6 let go together
     # a later connect to the silent server is not queued either
     assert late[0] == "timeout" and late[1] < 700
+
+
+POLL_SCRIPT = r"""
+import io, select, sys
+from asyncio import core
+sys.path.insert(0, %(dir)r)
+if %(reserve)r:
+    import fleet_tune
+    fleet_tune.reserve_pollfds(64)
+
+class NoFd(io.IOBase):                 # pollable without a descriptor, as a TLS socket is
+    def ioctl(self, req, arg):
+        if req == 3:                   # MP_STREAM_POLL: readable
+            return arg & select.POLLIN
+        return -1                      # MP_STREAM_GET_FILENO: none
+
+p = core._io_queue.poller
+obj = NoFd()
+p.register(obj, select.POLLIN)
+for fd in range(40):                   # then descriptors enough to grow the pollfd array
+    p.register(fd, select.POLLIN)
+for fd in range(40):
+    p.unregister(fd)
+print([ev for s, ev in p.ipoll(0) if s is obj])
+"""
+
+
+def test_reserved_pollfds_keep_an_object_without_descriptor_polled(tmp_path) -> None:
+    """The unix port's poll re-bases a descriptor-less object's NULL pollfd pointer when its
+    descriptor array moves to grow: the object is then lost (here) or read through a wild
+    pointer (a fleet's SIGSEGV). fleet_tune.reserve_pollfds sizes the array first."""
+    def run(reserve: bool) -> str:
+        script = tmp_path / f"p{int(reserve)}.py"
+        script.write_text(POLL_SCRIPT % {"dir": str(MPSCRIPTS), "reserve": reserve})
+        out = subprocess.run(micropython.command([str(script)], heap="2M"),
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout.strip().splitlines()[-1]
+    assert run(True) == "[1]"          # readable, as its ioctl says
