@@ -398,22 +398,32 @@ def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
 
 # -- cuts at chosen points of the probe cycle (bench/probe_curve.py, failover, limited) -------
 
-def cm_counts(rig: Rig) -> tuple[int, int]:
-    """(messages, KeepAlives) the lab's call manager has received from the phone so far (the
-    simulator's own count, host_tools.lab.perphone; SCCP labs)."""
+def cm_counts(rig: Rig, since: float | None = None) -> tuple[int, int]:
+    """(messages, KeepAlives) the lab's call manager has received from the phone (the
+    simulator's own count, host_tools.lab.perphone; SCCP labs): over the sessions the phone
+    opened from host time `since` on, else over its newest session. Older sessions are left
+    out: a session the phone gave up on during a cut still receives what TCP retransmits
+    once the path is back, a KeepAlive that is not the probe rule's."""
     from host_tools.lab import perphone
-    view = rig.lab.topology.hq.call(perphone.view, rig.lab.callmanager)
-    phones = [p for k, p in view["phones"].items() if k.startswith("SEP")]
-    return (sum(p["messages"] for p in phones), sum(p["keepalives"] for p in phones))
+    origin = since if since is not None else time.monotonic()
+    view = rig.lab.topology.hq.call(perphone.view, rig.lab.callmanager, origin)
+    sessions = [x for k, p in view["phones"].items() if k.startswith("SEP")
+                for x in p["sessions"]]
+    if since is not None:
+        sessions = [x for x in sessions if x["at"] >= 0]
+    elif sessions:
+        sessions = [max(sessions, key=lambda x: x["sid"])]
+    return (sum(x["messages"] for x in sessions), sum(x["keepalives"] for x in sessions))
 
 
-def next_keepalive(rig: Rig, timeout: float) -> float:
-    """The host time the call manager's KeepAlive count next went up (polled every 20 ms)."""
-    n0 = cm_counts(rig)[1]
+def next_keepalive(rig: Rig, timeout: float, since: float | None = None) -> float:
+    """The host time the call manager's KeepAlive count (cm_counts) next went up, polled
+    every 20 ms."""
+    n0 = cm_counts(rig, since)[1]
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         time.sleep(0.02)
-        if cm_counts(rig)[1] > n0:
+        if cm_counts(rig, since)[1] > n0:
             return time.monotonic()
     raise RigError(f"no KeepAlive reached the call manager within {timeout:.0f} s")
 

@@ -15,9 +15,9 @@ SRST router simulators). Per lab:
 - **FALLBACK**: after each restore, while the phone waits out connectionMonitorDuration
   (`monitor_s`, here a little over two probe cycles) on the SRST router, the messages the
   call manager received from the probe session that watches it, over one whole probe
-  cycle in the same way; what the call manager receives from the restore to the probe
-  session's opening (its TLS handshake and one KeepAlive, and the dead session's last
-  KeepAlive when TCP retransmits it once the path is back) is counted apart.
+  cycle in the same way; the session's opening (its TLS handshake and one KeepAlive) is
+  counted apart. Only the sessions the phone opened after the restore count: the session
+  it gave up on at the cut still receives what TCP retransmits once the path is back.
 Other settings are the defaults, with retry_max_ms 2000 so the phone re-probes fast in
 FALLBACK (it only shortens each cycle). Real phones: docs/failover.md (a KeepAlive per 30 s,
 2 a minute; a silent cut noticed after 30-35 s).
@@ -99,13 +99,14 @@ def plan(quick: bool) -> list[Series]:
 
 # -- one lab ---------------------------------------------------------------------------------
 
-def _rate(rig: Rig, at_least: float, cycle: float) -> dict[str, float]:
-    """Messages from one KeepAlive's arrival to the first one `at_least` seconds later."""
-    t0 = _rig.next_keepalive(rig, cycle + 10)
-    m0 = _rig.cm_counts(rig)[0]
+def _rate(rig: Rig, at_least: float, cycle: float, since: float | None = None) -> dict[str, float]:
+    """Messages from one KeepAlive's arrival to the first one `at_least` seconds later, over
+    the phone's newest session (or those it opened from `since` on: _rig.cm_counts)."""
+    t0 = _rig.next_keepalive(rig, cycle + 10, since)
+    m0 = _rig.cm_counts(rig, since)[0]
     _rig.sleep_until(t0 + at_least - 0.5 * cycle)
-    t1 = _rig.next_keepalive(rig, cycle + 10)
-    return {"messages": _rig.cm_counts(rig)[0] - m0, "minutes": (t1 - t0) / 60}
+    t1 = _rig.next_keepalive(rig, cycle + 10, since)
+    return {"messages": _rig.cm_counts(rig, since)[0] - m0, "minutes": (t1 - t0) / 60}
 
 
 def series(s: Series) -> dict:
@@ -145,11 +146,10 @@ def _cut(rig: Rig, s: Series, f: float, fallback: list[dict[str, float]],
          "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
          "over_standby": bool(reg.event.get("over_standby"))}
     time.sleep(0.3)
-    m_back = _rig.cm_counts(rig)[0]
     t_back = rig.restore()
     up = rig.wait("primary_reachable", t_back, 30)
-    openings.append(_rig.cm_counts(rig)[0] - m_back)          # the probe session's opening
-    window = _rate(rig, s.cycle_s, s.cycle_s)          # then one whole probe cycle
+    openings.append(_rig.cm_counts(rig, t_back)[0])     # the probe session's opening
+    window = _rate(rig, s.cycle_s, s.cycle_s, t_back)    # then one whole probe cycle
     if rig.since(up.host, "rehomed") or rig.since(up.host, "primary_unstable"):
         raise RigError("the FALLBACK window held a re-home or a drop")
     fallback.append(window)
