@@ -37,6 +37,30 @@ REGISTERED = 'REGISTERED'
 
 _MIN_TICK_MS = const(20)
 _MAX_NAP_MS = const(1000)
+_POLL_ROOM = const(8)               # 3 links and the UDP clients, with room
+_roomy = None                        # the poller given room (poll_room)
+
+
+def poll_room():
+    """The unix port's select.poll (MICROPY_PY_SELECT_POSIX_OPTIMISATIONS, only there) keeps
+    descriptors in an array and, when the array moves to grow, re-bases every registered
+    object's pointer into it, an object without a descriptor (a TLS socket) included: its
+    NULL becomes a wild pointer and the next poll dies (SIGSEGV; extmod/modselect.c,
+    poll_set_add_fd). The links register the TCP socket under TLS beside TLS sockets, so on
+    that port asyncio's poller gets room for _POLL_ROOM descriptors before the first link:
+    the array never moves. A board's poll has no such array."""
+    global _roomy
+    p = asyncio.core._io_queue.poller
+    if p is _roomy:
+        return
+    _roomy = p
+    import sys
+    if sys.platform != 'linux':
+        return
+    for fd in range(_POLL_ROOM):
+        p.register(fd, 1)
+    for fd in range(_POLL_ROOM - 1, -1, -1):
+        p.unregister(fd)
 
 
 class LinkError(Exception):
@@ -237,6 +261,7 @@ class Link:
             return
         timeout_ms = timeout_ms or self.cfg.connect_timeout_ms
         self.mode = CONNECTING
+        poll_room()
         t0 = time.ticks_ms()
         opened = None
         try:
