@@ -79,6 +79,7 @@ class Rig:
         self.board: Any = None
         self.folder = self.workdir / "board"
         self.booted = 0.0                   # host time the board was started
+        self.idle_cpu: float | None = None  # the board's CPU at rest, ns/s (measure_idle_cpu)
 
     # -- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> "Rig":
@@ -217,6 +218,37 @@ class Rig:
         t = time.monotonic()
         self.board.reset()
         return t
+
+    def cpu_ns(self) -> int | None:
+        """CPU time the board's interpreter has used so far (every thread, /proc schedstat,
+        ns), or None without one."""
+        pid = self.board.pid if self.board is not None else None
+        if pid is None:
+            return None
+        total = 0
+        for f in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(f.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+        return total
+
+    def measure_idle_cpu(self, seconds: float = 5.0) -> float | None:
+        """The board's CPU use at rest (ns per second) over `seconds`, kept as idle_cpu."""
+        c0, t0 = self.cpu_ns(), time.monotonic()
+        time.sleep(seconds)
+        c1 = self.cpu_ns()
+        self.idle_cpu = None if c0 is None or c1 is None else (c1 - c0) / (time.monotonic() - t0)
+        return self.idle_cpu
+
+    def speed_factor(self) -> float | None:
+        """An ESP32-faithful board's slowdown (its CPU quota's period / quota), else None."""
+        if not self.spec.faithful:
+            return None
+        from host_tools import BOARDS
+        from host_tools.vboard import cpuquota, faithful
+        prof = json.loads((BOARDS / f"{faithful.profile_name(self.spec.faithful)}.json").read_text())
+        return cpuquota.quota_for(cpuquota.profile_for_board(prof)).factor
 
     def store_hashes(self) -> dict[str, str]:
         """SHA-256 of every file in the board's store folder (state/)."""
@@ -378,8 +410,10 @@ def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
     """Cut the call manager's WAN (`kind`), time the failover to the SRST router, restore the
     WAN and time the re-home; with `standby`, wait for the standby link again. Returns the
     figures and the primary_lost events of the cut."""
+    c0 = rig.cpu_ns() if rig.idle_cpu is not None else None
     t_cut = rig.cut(kind)
     reg = rig.wait("registered:srst", t_cut, keepalive + 30.0)
+    c1, t1 = rig.cpu_ns() if c0 is not None else None, time.monotonic()
     lost = rig.since(t_cut, "primary_lost")
     r = {"failover_ms": round((reg.host - t_cut) * 1000),
          "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
@@ -388,6 +422,16 @@ def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
          # SIP: REGISTER, 401, REGISTER, 200 OK), timed by the board
          "register_ms": reg.event.get("register_ms"),
          "over_standby": bool(reg.event.get("over_standby"))}
+    if c0 is not None and c1 is not None and rig.idle_cpu is not None:
+        # the CPU the failover took beyond the board's rest (the register dialogue, mostly),
+        # and what it makes at the board's speed: on an ESP32-faithful board a step shorter
+        # than one quota slice (1 ms of host CPU) runs at host speed, so its wall time
+        # understates an ESP32 (docs/vboard.md)
+        cpu_ms = max(0.0, (c1 - c0) - rig.idle_cpu * (t1 - t_cut)) / 1e6
+        r["register_cpu_ms"] = round(cpu_ms, 3)
+        factor = rig.speed_factor()
+        if factor:
+            r["register_at_speed_ms"] = round(cpu_ms * factor)
     time.sleep(0.3)
     t_back = rig.restore()
     rh = rig.wait("rehomed", t_back, 60)

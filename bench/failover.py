@@ -103,6 +103,8 @@ def series(s: Series) -> dict:
                    protocol=s.protocol)
     with Rig(_rig.workdir(f"failover-{s.protocol}-{s.kind}-{s.keepalive}"), spec) as rig:
         rig.wait("standby_up", rig.booted, 180 if spec.faithful else 60)
+        if spec.faithful:
+            rig.measure_idle_cpu()        # for the register step at the board's speed
         runs, errors, load = _rig.cycles(rig, s, _one,
                                          lambda t: rig.wait("standby_up", t, 90))
     return {"label": s.label, "kind": s.kind, "keepalive": s.keepalive, "runs": runs,
@@ -168,21 +170,30 @@ def tabulate(results: list[dict], keepalive: str | None = None,
         det = _rig.stats([x["detect_ms"] for x in runs])
         step = _rig.stats([x["step_ms"] for x in runs])
         reg = _rig.stats([x["register_ms"] for x in runs])
+        speed = _rig.stats([x.get("register_at_speed_ms") for x in runs])
         over = sum(1 for x in runs if x["over_standby"])
         lo, hi = REAL_STANDBY_MS if g["r"]["kind"] == "cm_reset" else REAL_CUT_MS
         real = f"{_x(lo / fo['median'])}-{_x(hi / fo['median'])}x ({lo // 1000}-{hi // 1000} s)" \
             if fo["median"] and real_phones else "-"
         rows.append([label, keepalive or f"{ka} s", fo["n"], _rig.sec(fo["median"]), _rig.sec(fo["worst"]),
-                     _rig.sec(det["median"]), f"{reg['median']}/{reg['worst']} ms",
-                     f"{over}/{len(runs)}", real, _target(board, fo, reg)])
+                     _rig.sec(det["median"]), _reg_cell(reg, speed),
+                     f"{over}/{len(runs)}", real, _target(board, fo, speed if speed["n"] else reg)])
         table.append({"label": label, "keepalive_s": ka, "board": board, "failover": fo,
                       "detect": det, "step": step, "register_over_standby": reg,
+                      "register_at_speed": speed,
                       "over_standby": over, "errors": g["errors"],
                       "settings": g["r"]["settings"], "short_timers": g["r"]["short_timers"],
                       "load": [min(g["load"], default=None), max(g["load"], default=None)],
                       "protocol": g["r"].get("protocol", "sccp"), "runs": runs})
         errors += g["errors"]
     return rows, table, errors
+
+
+def _reg_cell(reg: dict, speed: dict) -> str:
+    cell = f"{reg['median']}/{reg['worst']} ms"
+    if speed["n"]:
+        cell += f" (at the board's speed: {speed['median']}/{speed['worst']} ms)"
+    return cell
 
 
 def _target(board: str, fo: dict, reg: dict) -> str:
@@ -203,12 +214,18 @@ def _faithful_notes(table: list[dict]) -> list[str]:
         if t["board"] == "virtual" or t["failover"]["median"] is None:
             continue
         fo, reg = t["failover"], t["register_over_standby"]
+        speed = t.get("register_at_speed") or {"n": 0}
+        at_speed = (f"; at the board's speed (the CPU the failover took beyond the board's "
+                    f"rest, times the quota's slowdown) median {speed['median']} ms, worst "
+                    f"{speed['worst']} ms (target: under {TARGET_REGISTER_MS} ms): a step "
+                    f"shorter than one quota slice (1 ms of host CPU per period) runs at host "
+                    f"speed, so its wall time understates an ESP32") if speed["n"] else ""
         out.append(f"{t['board']} (ESP32-faithful: CPU quota at the calibrated ESP32 speed, "
                    f"144x; docs/vboard.md), silent cut at the {t['keepalive_s']} s keepalive: "
                    f"median {_rig.sec(fo['median'])}, worst {_rig.sec(fo['worst'])} over "
                    f"{fo['n']} cuts (target: median under {TARGET_FAILOVER_MS // 1000} s); "
-                   f"register over the standby session median {reg['median']} ms, worst "
-                   f"{reg['worst']} ms (target: under {TARGET_REGISTER_MS} ms); "
+                   f"register dialogue over the standby session, wall time: median "
+                   f"{reg['median']} ms, worst {reg['worst']} ms{at_speed}; "
                    f"{t['over_standby']}/{len(t['runs'])} over standby. Host load average "
                    f"(1 min) during its labs: {t['load'][0]}-{t['load'][1]} on 2 cores, with "
                    f"the other failover labs (and the benchmarks of the same PLACE) running.")
@@ -331,7 +348,15 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
                     f"{name} at ESP32 speed, {fo['n']} cuts", fig(t),
                     f"target: median < {TARGET_FAILOVER_MS // 1000} s "
                     f"({'pass' if fo['median'] < TARGET_FAILOVER_MS else 'FAIL'})"))
-        if reg["median"] is not None:
+        speed = t.get("register_at_speed") or {"n": 0}
+        if speed["n"]:
+            out.append((f"register dialogue over the open standby session, {name} at ESP32 "
+                        f"speed (its CPU x the quota's slowdown), {speed['n']} failovers",
+                        f"median {speed['median']} ms, worst {speed['worst']} ms "
+                        f"(wall {reg['median']}/{reg['worst']} ms)",
+                        f"target: < {TARGET_REGISTER_MS} ms "
+                        f"({'pass' if speed['worst'] < TARGET_REGISTER_MS else 'FAIL'})"))
+        elif reg["median"] is not None:
             out.append((f"register over the open standby session, {name} at ESP32 speed, "
                         f"{reg['n']} failovers", f"median {reg['median']} ms, worst "
                         f"{reg['worst']} ms", f"target: < {TARGET_REGISTER_MS} ms "

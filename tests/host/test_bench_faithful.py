@@ -81,3 +81,19 @@ def test_boot_target_on_the_worst_boot() -> None:
     assert reg == {"olimex-esp32-poe-iso-wrover": "< 15 s: pass", "wt32-eth01": "< 15 s: FAIL"}
     assert not [r for r in res["rows"] if r[0] == "wt32-eth01" and "standby" in r[1]]
     assert any("target < 15 s: FAIL" == c for _, _, c in boot.headline(res))
+
+
+def test_the_faithful_register_step_is_judged_at_the_boards_speed() -> None:
+    # a step shorter than one quota slice shows host-speed wall time on the faithful board:
+    # its verdict comes from its CPU times the slowdown (register_at_speed_ms) when measured
+    base = {"kind": "blackhole", "keepalive": 30, "errors": [], "settings": {},
+            "short_timers": False, "load": [1.0, 2.0], "board": OLIMEX}
+    fast_wall = [{**_run(9000, 4), "register_cpu_ms": 4.5, "register_at_speed_ms": 620}] * 3
+    res = failover.summarize([{**base, "label": "blackhole, o", "runs": fast_wall}], False)
+    row = res["rows"][0]
+    assert "register < 500 ms: FAIL" in row[-1] and "at the board's speed: 620/620 ms" in row[6]
+    head = [h for h in failover.headline(res) if "register dialogue" in h[0]]
+    assert head and "FAIL" in head[0][2] and "wall 4/4 ms" in head[0][1]
+    ok = [{**r, "register_at_speed_ms": 300} for r in fast_wall]
+    res = failover.summarize([{**base, "label": "blackhole, o", "runs": ok}], False)
+    assert "register < 500 ms: pass" in res["rows"][0][-1]
