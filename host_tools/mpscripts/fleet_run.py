@@ -71,6 +71,7 @@ def main():
     fleet_tune.reserve_pollfds(3 * len(spec['phones']) + 64)
     if spec.get('fast_poll', True):
         fleet_tune.fast_poll()
+        _link.READ_UNDER_TLS = False    # its poll has no tick to avoid (phone.link)
     if spec.get('gc_every_ms', 1000):
         import phone.agent
         phone.agent.gc = fleet_tune.ThrottledGc(spec.get('gc_every_ms', 1000))
