@@ -91,7 +91,7 @@ def wan_fallback(rig: Rig, kind: str) -> Result:
     rig.wait("registered:srst", t_cut, 30)
     time.sleep(0.5)
     t_back = rig.restore()
-    rig.wait("primary_reachable", t_back, 30)
+    rig.wait("primary_reachable", rig.restore_began, 30)
     time.sleep(1.0)
     t_cut2 = rig.cut(kind)
     unst = rig.wait("primary_unstable", t_cut2, 20)
@@ -110,7 +110,7 @@ def wan_rehome(rig: Rig, kind: str, monitor: int) -> Result:
     rig.wait("registered:srst", t_cut, 30)
     time.sleep(0.5)
     t_back = rig.restore()
-    reach = rig.wait("primary_reachable", t_back, 30)
+    reach = rig.wait("primary_reachable", rig.restore_began, 30)
     sleep_until(reach.host + monitor - 0.6)
     rig.lab.hang("callmanager", True)
     try:

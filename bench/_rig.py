@@ -80,6 +80,7 @@ class Rig:
         self.folder = self.workdir / "board"
         self.booted = 0.0                   # host time the board was started
         self.idle_cpu: float | None = None  # the board's CPU at rest, ns/s (measure_idle_cpu)
+        self.restore_began = 0.0            # host time the last restore() began
 
     # -- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> "Rig":
@@ -211,7 +212,10 @@ class Rig:
         return self.lab.wan_cut(kind)
 
     def restore(self) -> float:
-        """Restore the WAN; returns the host time it was back."""
+        """Restore the WAN; returns the host time it was back. `restore_began` keeps the time
+        the call began: a phone retrying fast may reach the call manager while the lab is
+        still lifting the fault, so a wait for what the restore causes looks from there."""
+        self.restore_began = time.monotonic()
         return self.lab.wan_restore()
 
     def reboot(self) -> float:
@@ -445,7 +449,7 @@ def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
 def cm_counts(rig: Rig, since: float | None = None) -> tuple[int, int]:
     """(messages, KeepAlives) the lab's call manager has received from the phone (the
     simulator's own count, host_tools.lab.perphone; SCCP labs): over the sessions the phone
-    opened from host time `since` on, else over its newest session. Older sessions are left
+    opened from host time `since` on, else over its newest open session. Older sessions are left
     out: a session the phone gave up on during a cut still receives what TCP retransmits
     once the path is back, a KeepAlive that is not the probe rule's."""
     from host_tools.lab import perphone
@@ -456,7 +460,8 @@ def cm_counts(rig: Rig, since: float | None = None) -> tuple[int, int]:
     if since is not None:
         sessions = [x for x in sessions if x["at"] >= 0]
     elif sessions:
-        sessions = [max(sessions, key=lambda x: x["sid"])]
+        live = [x for x in sessions if not x["closed"]] or sessions
+        sessions = [max(live, key=lambda x: x["sid"])]
     return (sum(x["messages"] for x in sessions), sum(x["keepalives"] for x in sessions))
 
 

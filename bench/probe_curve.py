@@ -146,10 +146,11 @@ def _cut(rig: Rig, s: Series, f: float, fallback: list[dict[str, float]],
          "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
          "over_standby": bool(reg.event.get("over_standby"))}
     time.sleep(0.3)
-    t_back = rig.restore()
-    up = rig.wait("primary_reachable", t_back, 30)
-    openings.append(_rig.cm_counts(rig, t_back)[0])     # the probe session's opening
-    window = _rate(rig, s.cycle_s, s.cycle_s, t_back)    # then one whole probe cycle
+    rig.restore()
+    began = rig.restore_began
+    up = rig.wait("primary_reachable", began, 30)
+    openings.append(_rig.cm_counts(rig, began)[0])      # the probe session's opening
+    window = _rate(rig, s.cycle_s, s.cycle_s, began)     # then one whole probe cycle
     if rig.since(up.host, "rehomed") or rig.since(up.host, "primary_unstable"):
         raise RigError("the FALLBACK window held a re-home or a drop")
     fallback.append(window)
