@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -392,7 +393,10 @@ def cycles(rig: Rig, s: Any, one: Callable[[Rig, Any], dict],
     for i in range(s.runs):
         if phases:
             try:
-                after_keepalive(rig, phases[i], s.cycle_s)
+                if getattr(s, "protocol", "sccp") == "sip":
+                    after_registered(rig, phases[i], s.cycle_s)
+                else:
+                    after_keepalive(rig, phases[i], s.cycle_s)
             except RigError as e:
                 errors.append(str(e))
                 continue
@@ -484,6 +488,20 @@ def after_keepalive(rig: Rig, fraction: float, cycle_s: float) -> None:
     sleep_until(t + fraction * cycle_s)
 
 
+def after_registered(rig: Rig, fraction: float, cycle_s: float) -> None:
+    """For a SIP phone (Kamailio keeps no count of CRLF pings): its probe cycle starts at its
+    last registration with the call manager (the 200 OK is the last thing it heard), and
+    repeats every cycle; return at `fraction` of the next cycle start still ahead."""
+    regs = rig.since(0.0, "registered:primary")
+    if not regs:
+        raise RigError("no registration with the call manager to anchor the cut on")
+    t = regs[-1].host + fraction * cycle_s
+    now = time.monotonic()
+    if t < now + 0.05:
+        t += math.ceil((now + 0.05 - t) / cycle_s) * cycle_s
+    sleep_until(t)
+
+
 def probe_cycle_s(keepalive_s: int, settings: dict[str, Any], board: str) -> float:
     """The KeepAlive period of a registered, silent phone: the probe rule's probe_after_ms
     (settings.json, else the board profile's settings, else the firmware default) or the
@@ -505,11 +523,11 @@ def spread_phases(series: Sequence[Any], seed: int = 16) -> None:
     """Give the series of one group (same label: one row of figures) stratified fractions
     of the probe cycle, one per cut, spread evenly over [0, 1) across the group's labs
     (s.phases, s.cycle_s): the group's median is then the cycle's, not a draw of random
-    moments. Series with short_timers or a SIP phone keep their random spacing."""
+    moments. Series with short_timers keep their random spacing."""
     rng = random.Random(seed)
     groups: dict[Any, list[Any]] = {}
     for s in series:
-        if getattr(s, "short_timers", False) or getattr(s, "protocol", "sccp") != "sccp":
+        if getattr(s, "short_timers", False):
             continue
         groups.setdefault((s.label, getattr(s, "keepalive", 30)), []).append(s)
     for group in groups.values():

@@ -14,8 +14,11 @@ the lab's expiry), so the keepalive column names the refresh.
 
 Full: each WAN kind but cm_reset (the lab resets the SCCP call manager's connections, not
 Kamailio's), 20 cuts in 4 labs each, and 20 silent cuts on the ESP32-faithful board (4 labs);
-quick: 3 silent cuts at host speed in one lab. The SCCP figures shown beside are those of
-out/bench/failover.json when it is there (its own run, date and commit)."""
+quick: 3 silent cuts at host speed in one lab. Each cut lands at a chosen fraction of the
+phone's probe cycle, the fractions of a row spread evenly over it; Kamailio keeps no count of
+CRLF pings, so the cycle is anchored on the phone's last registration with the call manager
+(the 200 OK is the last thing it heard: _rig.after_registered). The SCCP figures shown beside
+are those of out/bench/failover.json when it is there (its own run, date and commit)."""
 from __future__ import annotations
 
 import json
@@ -49,7 +52,8 @@ def plan(quick: bool) -> list[Series]:
                 out.append(Series(f"blackhole, {_rig.board_label(board)}", "blackhole", 30, part,
                                   seed, dict(BASE_SETTINGS), board=board, protocol="sip"))
                 seed += 1
-    return out
+    _rig.spread_phases(out)     # cuts at stratified points of the probe cycle (its last
+    return out                  # registration is the anchor: _rig.after_registered)
 
 
 def run(quick: bool) -> dict:

@@ -113,3 +113,32 @@ def test_failover_rows_cut_at_spread_points_of_their_cycle() -> None:
     assert cyc[("blackhole", 30)] == 15.0 and cyc[("blackhole", 5)] == 5.0
     assert cyc[("blackhole, probe off", 30)] == 30.0
     assert cyc[("limited, blackhole, wt32-eth01", 30)] == 10.0      # the profile's own rule
+
+
+def test_sip_rows_are_spread_too_and_anchored_on_the_registration() -> None:
+    from bench import _rig, failover_sip
+    plan = failover_sip.plan(False)
+    groups: dict = {}
+    for s in plan:
+        groups.setdefault(s.label, []).append(s)
+    for label, group in groups.items():
+        n = sum(s.runs for s in group)
+        assert sorted(int(f * n) for s in group for f in s.phases) == list(range(n)), label
+        assert {s.cycle_s for s in group} == {15.0}, label
+
+    class Ev:
+        def __init__(self, host: float) -> None:
+            self.host = host
+
+    class FakeRig:
+        def __init__(self, at: float) -> None:
+            self.at = at
+
+        def since(self, t: float, spec: str) -> list:
+            assert spec == "registered:primary"
+            return [Ev(self.at)]
+
+    import time
+    t0 = time.monotonic()
+    _rig.after_registered(FakeRig(t0 - 0.5), 0.1, 1.0)     # 0.1 of a 1 s cycle: next start
+    assert 0.55 <= time.monotonic() - t0 < 0.8
