@@ -45,7 +45,7 @@ def wan_provisioning(rig: Rig, kind: str) -> Result:
     rig.wait("tftp_done", boot.host, 30)
     t_cut = rig.cut(kind)
     rig.lab.tftp.faults = Faults()
-    reg = rig.wait("registered", t_cut, 90)
+    reg = rig.wait("registered", rig.cut_began, 90)
     prov = _first(rig, boot.host, "provisioned")
     offline = bool(prov and prov.get("offline"))
     t_back, t_home = _back_home(rig)
@@ -64,7 +64,7 @@ def wan_registration(rig: Rig, kind: str) -> Result:
         t_cut = rig.cut(kind)
     finally:
         rig.lab.hang("callmanager", False)
-    reg = rig.wait("registered", t_cut, 60)
+    reg = rig.wait("registered", rig.cut_began, 60)
     t_back, t_home = _back_home(rig)
     link = reg.event.get("link")
     return link == "srst", (f"registered with {link} {_s(t_cut, reg.host)} after the cut "
@@ -75,7 +75,7 @@ def wan_registration(rig: Rig, kind: str) -> Result:
 def wan_registered(rig: Rig, kind: str) -> Result:
     time.sleep(1.0)
     t_cut = rig.cut(kind)
-    reg = rig.wait("registered:srst", t_cut, 30)
+    reg = rig.wait("registered:srst", rig.cut_began, 30)
     t_back, t_home = _back_home(rig)
     over = bool(reg.event.get("over_standby"))
     # a limited board has no standby link: a fresh, pinned TLS session at failover
@@ -88,16 +88,16 @@ def wan_fallback(rig: Rig, kind: str) -> Result:
     """Registered with SRST, WAN back, call manager reachable: cut again during the
     connectionMonitorDuration wait."""
     t_cut = rig.cut(kind)
-    rig.wait("registered:srst", t_cut, 30)
+    rig.wait("registered:srst", rig.cut_began, 30)
     time.sleep(0.5)
     t_back = rig.restore()
     rig.wait("primary_reachable", rig.restore_began, 30)
     time.sleep(1.0)
     t_cut2 = rig.cut(kind)
-    unst = rig.wait("primary_unstable", t_cut2, 20)
+    unst = rig.wait("primary_unstable", rig.cut_began, 20)
     time.sleep(1.0)
     t_back2, t_home = _back_home(rig)
-    early = [s for s in rig.since(t_cut2) if s.host < t_back2 and s.event.ev == "state"
+    early = [s for s in rig.since(rig.cut_began) if s.host < t_back2 and s.event.ev == "state"
              and s.event.get("state") in ("PRIMARY", "REHOME")]
     return not early, (f"stayed with SRST (primary_unstable {_s(t_cut2, unst.host)} after the "
                        f"second cut{', but left it' if early else ''}), re-homed "
@@ -107,7 +107,7 @@ def wan_fallback(rig: Rig, kind: str) -> Result:
 def wan_rehome(rig: Rig, kind: str, monitor: int) -> Result:
     """The cut lands while the re-home Register is in flight."""
     t_cut = rig.cut(kind)
-    rig.wait("registered:srst", t_cut, 30)
+    rig.wait("registered:srst", rig.cut_began, 30)
     time.sleep(0.5)
     t_back = rig.restore()
     reach = rig.wait("primary_reachable", rig.restore_began, 30)

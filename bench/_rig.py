@@ -82,6 +82,7 @@ class Rig:
         self.booted = 0.0                   # host time the board was started
         self.idle_cpu: float | None = None  # the board's CPU at rest, ns/s (measure_idle_cpu)
         self.restore_began = 0.0            # host time the last restore() began
+        self.cut_began = 0.0                # host time the last cut() began
 
     # -- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> "Rig":
@@ -209,7 +210,11 @@ class Rig:
 
     # -- faults ----------------------------------------------------------------------------
     def cut(self, kind: str) -> float:
-        """Cut the WAN; returns the host time the fault was in force."""
+        """Cut the WAN; returns the host time the fault was in force. `cut_began` keeps the
+        time the call began: a fault that takes a while to put in place (a Kamailio stopped)
+        is seen by the phone before the call returns, so waits for its effects look from
+        there."""
+        self.cut_began = time.monotonic()
         return self.lab.wan_cut(kind)
 
     def restore(self) -> float:
@@ -420,11 +425,11 @@ def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
     figures and the primary_lost events of the cut."""
     c0 = rig.cpu_ns() if rig.idle_cpu is not None else None
     t_cut = rig.cut(kind)
-    reg = rig.wait("registered:srst", t_cut, keepalive + 30.0)
+    reg = rig.wait("registered:srst", rig.cut_began, keepalive + 30.0)
     c1, t1 = rig.cpu_ns() if c0 is not None else None, time.monotonic()
-    lost = rig.since(t_cut, "primary_lost")
-    r = {"failover_ms": round((reg.host - t_cut) * 1000),
-         "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,
+    lost = rig.since(rig.cut_began, "primary_lost")
+    r = {"failover_ms": max(0, round((reg.host - t_cut) * 1000)),
+         "detect_ms": max(0, round((lost[0].host - t_cut) * 1000)) if lost else None,
          "step_ms": reg.event.get("failover_ms"),          # loss noticed -> registered
          # Register -> registered: the whole dialogue (SCCP: through RegisterAvailableLines;
          # SIP: REGISTER, 401, REGISTER, 200 OK), timed by the board

@@ -140,7 +140,7 @@ def _cut(rig: Rig, s: Series, f: float, fallback: list[dict[str, float]],
          openings: list[int]) -> dict:
     _rig.after_keepalive(rig, f, s.cycle_s)
     t_cut = rig.cut("blackhole")
-    reg = rig.wait("registered:srst", t_cut, s.cycle_s + 30)
+    reg = rig.wait("registered:srst", rig.cut_began, s.cycle_s + 30)
     lost = rig.since(t_cut, "primary_lost")
     r = {"fraction": round(f, 3), "failover_ms": round((reg.host - t_cut) * 1000),
          "detect_ms": round((lost[0].host - t_cut) * 1000) if lost else None,

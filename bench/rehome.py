@@ -85,7 +85,7 @@ def worker(t: Task) -> dict:
 def _rehome(rig: Rig, t: Task) -> dict:
     time.sleep(1.0)
     t_cut = rig.cut("blackhole")
-    reg = rig.wait("registered:srst", t_cut, 60)
+    reg = rig.wait("registered:srst", rig.cut_began, 60)
     _rig.sleep_until(reg.host + t.outage_s)
     t_back = rig.restore()
     rh = rig.wait("rehomed", t_back, t.monitor + 90)

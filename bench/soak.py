@@ -73,7 +73,7 @@ def _cycle(rig: Rig, kind: str) -> dict:
     c: dict[str, Any] = {"kind": kind}
     try:
         t_cut = rig.cut(kind)
-        reg = rig.wait("registered:srst", t_cut, 30)
+        reg = rig.wait("registered:srst", rig.cut_began, 30)
         c["failover_ms"] = round((reg.host - t_cut) * 1000)
         c["over_standby"] = bool(reg.event.get("over_standby"))
         time.sleep(0.1)
