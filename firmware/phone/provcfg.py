@@ -173,8 +173,11 @@ def result(p, ev, c, mac, r):
     r.offline = p.offline        # booted from the store: no TFTP answer (phone.bootrace)
     r.down = p.down
     # phone.tftpwatch after an offline boot, unless a server answered (a refused OACK, a
-    # dripping transfer): TFTP is up then, and a restart would meet the same server
-    r.tftp = (() if p.heard else tuple(p.servers), p.tftp_port)
+    # dripping transfer): TFTP is up then, and a restart would meet the same server. Only
+    # the servers provisioning asks (tftp_max_servers): one beyond them answering would
+    # restart the phone into the same offline boot, again and again
+    n = p.s.tftp_max_servers
+    r.tftp = (() if p.heard else tuple(p.servers[:n] if n else p.servers), p.tftp_port)
     return r
 
 
