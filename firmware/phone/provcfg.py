@@ -176,8 +176,11 @@ def result(p, ev, c, mac, r):
     # dripping transfer): TFTP is up then, and a restart would meet the same server. Only
     # the servers provisioning asks (tftp_max_servers): one beyond them answering would
     # restart the phone into the same offline boot, again and again
-    n = p.s.tftp_max_servers
-    r.tftp = (() if p.heard else tuple(p.servers[:n] if n else p.servers), p.tftp_port)
+    if p.heard:
+        r.tftp = ((), p.tftp_port)
+    else:
+        n = p.s.tftp_max_servers
+        r.tftp = (tuple(p.servers[:n] if n else p.servers), p.tftp_port)
     return r
 
 

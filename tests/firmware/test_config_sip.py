@@ -168,6 +168,9 @@ class _P:
     servers = ('198.51.100.1',)
     tftp_port = 69
 
+    class s:
+        tftp_max_servers = 4
+
     def __init__(self, store):
         self.store = store
 
@@ -202,3 +205,21 @@ def test_provisioned_carries_the_sip_lines_and_ports(tmp_path):
     r = _result(tmp_path, c, _Trust())
     eq([cm[2] for cm in r.call_managers], [2443, 2443])
     eq((r.srst[:2], r.sip), (('192.0.2.1', 2443), None))
+
+
+def test_after_an_offline_boot_the_watch_asks_what_provisioning_asks(tmp_path):
+    # phone.tftpwatch's servers: those provisioning asked (tftp_max_servers), not every one
+    # DHCP offered: one beyond them answering would restart the phone into the same
+    # offline boot again and again; none when a server answered
+    from phone import provcfg, provision
+    from phone.store import Store
+    p = _P(Store(tmp_path + '/state'))
+    p.heard = False
+    p.servers = tuple('198.51.100.%d' % i for i in range(1, 64))
+    c = P(sip_xml())
+    t = (c.security_mode, c.call_managers, c.srst, c.monitor_s, config.SECURE_OFFSET, c.sip)
+    r = provcfg.result(p, _Ev(), t, '001122334455', provision.Provisioned())
+    eq(r.tftp, (p.servers[:4], 69))
+    p.heard = True
+    r = provcfg.result(p, _Ev(), t, '001122334455', provision.Provisioned())
+    eq(r.tftp, ((), 69))
