@@ -103,6 +103,7 @@ class Session:
     dialogue_at: float | None = None                # when Register came
     reg_info: dict = field(default_factory=dict)    # the Register's fields and the mode
     rx: int = 0                          # messages received (KeepAlives included)
+    corked: list | None = field(default=None, repr=False)   # answers held for one write
 
     def missing(self) -> list[str]:
         """Dialogue steps not seen yet, in order (LineStatReq: the lines not asked for)."""
@@ -137,8 +138,34 @@ class Session:
         }
 
     async def send(self, data: bytes) -> None:
+        if self.corked is not None:         # answering what was read: one write (flush)
+            self.corked.append(data)
+            return
         self.writer.write(data)
         await self.writer.drain()
+
+    async def flush(self) -> None:
+        """Write what the answers to the messages read so far hold, in one write: one TLS
+        record and one send() instead of one per message (a 2,000-phone failover is ~11
+        answers per phone, all at once). A real call manager also answers several
+        messages in one segment; the phone reads frames, not records."""
+        out, self.corked = self.corked, None
+        if out:
+            self.writer.write(b"".join(out))
+            await self.writer.drain()
+
+
+def _frame_buffered(reader: asyncio.StreamReader) -> bool:
+    """A whole SCCP frame is already in the reader's buffer (StreamReader._buffer: the
+    simulator's own asyncio reader): answer it before writing."""
+    buf = reader._buffer  # noqa: SLF001
+    if len(buf) < sccp.HEADER_SIZE:
+        return False
+    try:
+        n = sccp.body_length(bytes(buf[:sccp.HEADER_SIZE]))
+    except sccp.SccpError:
+        return False
+    return len(buf) >= sccp.HEADER_SIZE + n
 
 
 def server_context(cert: str | Path, key: str | Path, client_ca: str | Path | bytes | None,
@@ -544,6 +571,8 @@ class SccpServer:
             self.emit("server_error", sid=s.sid, reason=s.close_reason)
         finally:
             with contextlib.suppress(Exception):
+                if s.corked:                # answers of a session ending: sent, as before
+                    writer.write(b"".join(s.corked))
                 writer.close()
             self._closed(s)
 
@@ -565,8 +594,9 @@ class SccpServer:
     async def _loop(self, reader: asyncio.StreamReader, s: Session) -> None:
         while True:
             try:
-                header = await asyncio.wait_for(reader.readexactly(sccp.HEADER_SIZE),
-                                                self._idle_limit(s))
+                # a timeout scope, not wait_for: no task per message read
+                async with asyncio.timeout(self._idle_limit(s)):
+                    header = await reader.readexactly(sccp.HEADER_SIZE)
             except asyncio.IncompleteReadError as e:
                 if e.partial:
                     raise sccp.SccpError("truncated frame") from None
@@ -586,7 +616,11 @@ class SccpServer:
             if self.hung:
                 s.ignored += 1
                 continue
+            if s.corked is None:
+                s.corked = []
             await self._dispatch(s, msg_id, body)
+            if not _frame_buffered(reader):
+                await s.flush()             # nothing more to answer before the phone speaks
 
     async def _dispatch(self, s: Session, msg_id: int, body: bytes) -> None:
         s.record("<", msg_id, self.now())
@@ -615,6 +649,7 @@ class SccpServer:
             if s.state == "registering" and self.quirk in ("close_after_ack", "big_display_close"):
                 if self.quirk == "big_display_close":
                     await s.send(sccp.frame(sccp.DISPLAY_TEXT, b"A" * BIG_DISPLAY))
+                await s.flush()
                 s.close_reason = f"quirk {self.quirk}"
                 self.emit("quirk", sid=s.sid, device=s.key, quirk=self.quirk)
                 s.writer.close()
