@@ -38,10 +38,8 @@ REGISTERED = 'REGISTERED'
 _MIN_TICK_MS = const(20)
 _MAX_NAP_MS = const(1000)
 _POLL_ROOM = const(8)               # 3 links and the UDP clients, with room
-# Read TLS at once and wait on the TCP socket under it (_Opened.readinto). A fleet process
-# (hundreds of phones, host_tools/mpscripts/fleet_tune.fast_poll) turns it off: there its
-# own poll already avoids the unix port's tick, and thousands of descriptors coming and
-# going in asyncio's poller made failover twice as slow at 1,000 phones.
+# Read TLS at once and wait on the TCP socket under it (_Opened.readinto). False: wait on
+# the TLS socket, as asyncio's stream does (a setting for measuring; fleets keep it on).
 READ_UNDER_TLS = True
 _roomy = None                        # the poller given room (poll_room)
 

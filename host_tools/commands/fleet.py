@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phones", "-n", type=cliargs.integer(1, 100000), required=True, help="how many phones")
     p.add_argument("--procs", "-p", type=cliargs.integer(0, 1024), default=0,
-                   help="MicroPython processes (default: one per core)")
+                   help="MicroPython processes (default: one per core, and at least one per "
+                        "500 phones)")
     p.add_argument("--sip", action="store_true",
                    help="SIP phones (REGISTER over TLS 5061) against the lab's Kamailio "
                         "registrars, call manager's and SRST router's (Debian kamailio, "
@@ -65,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="let every agent run its own gc.collect() (slow with big fleets)")
     p.add_argument("--backlog", type=cliargs.integer(0, 65535), default=4096,
                    help="listen backlog of the simulators (0: asyncio's 100)")
+    p.add_argument("--nice", type=cliargs.integer(-20, 19), metavar="N",
+                   help="niceness of the phones' processes (default 10: the simulators and "
+                        "Kamailio, the servers under test, get the CPU first; 0: none)")
     p.add_argument("--json", type=cliargs.output_file, metavar="FILE",
                    help=f"write the figures here (default {DEFAULT_JSON.relative_to(WORK)}/fleet-N.json)")
     p.add_argument("--keep", type=cliargs.output_dir, metavar="DIR", help="keep the lab and process folders here")
@@ -132,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
                         heap_per_phone_kb=args.heap_per_phone, max_connecting=args.max_connecting,
                         fast_poll=not args.stock_poll, gc_every_ms=0 if args.agent_gc else 1000,
                         backlog=args.backlog, srst_cert=args.srst_cert, workdir=args.keep,
-                        keep=args.keep is not None, progress=progress)
+                        keep=args.keep is not None, progress=progress,
+                        **({} if args.nice is None else {"nice": args.nice}))
     try:
         res = run_fleet(opts)
     except FleetError as e:

@@ -22,12 +22,13 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 class FleetProc:
     def __init__(self, spec: ProcSpec, *, firmware: Path, heap: int, prefix: list[str],
-                 tracker: Tracker) -> None:
+                 tracker: Tracker, nice: int = 0) -> None:
         self.spec = spec
         self.firmware = firmware
         self.heap = heap
         self.prefix = prefix
         self.tracker = tracker
+        self.nice = nice
         self.proc: subprocess.Popen | None = None
         self.text: collections.deque[str] = collections.deque(maxlen=40)
         self._reader: threading.Thread | None = None
@@ -48,6 +49,11 @@ class FleetProc:
         # spawn: the process gets SIGTERM if this one dies (ip netns exec execs, same pid)
         self.proc = nsloop.spawn(cmd, cwd=str(self.firmware), env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if self.nice:       # before its agents start: it reads its spec first
+            try:
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, self.nice)
+            except OSError:
+                pass        # not allowed (a negative value without root): as this process
         self._reader = threading.Thread(target=self._read, name=f"fleet:p{self.index}", daemon=True)
         self._reader.start()
         return self
@@ -56,14 +62,17 @@ class FleetProc:
         assert self.proc is not None and self.proc.stdout is not None
         reader = EventReader()
         fd = self.proc.stdout.fileno()
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            self._feed(reader.feed(data))
+        # the console as it came, beside the spec: `--keep DIR` keeps it (each phone's events)
+        with open(self.spec.folder / "console.jsonl", "wb") as log:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                log.write(data)
+                self._feed(reader.feed(data))
         self._feed(reader.flush())
 
     def _feed(self, items: list) -> None:

@@ -29,10 +29,26 @@ PROTOCOLS = ("sccp", "sip")
 KAMAILIO_SETTLE_S = 10.0              # Kamailio's count after the phones' own events
 
 
+# At most this many phones per MicroPython process by default. The unix port's allocator
+# looks for free blocks from the first hole up (py/gc.c gc_alloc), so in a process holding
+# N phones' live state every allocation of two blocks or more walks holes in proportion to
+# N: at 1,000 phones a process spent 37% of its time in gc_alloc during the failover, at
+# 500 phones 20% (perf), and 2,000 phones in 2 processes took 9.3-16.4 s to fail over
+# against 6.6-9.8 s in 4 to 6 (docs/fleet.md, "2,000 phones").
+PHONES_PER_PROC = 500
+# The phones' processes run at this niceness by default. N phones stand for N devices, each
+# with its CPU; the router under test has its own. On one 2-core machine the simulator's
+# loop (one thread) shares the cores with the phones' processes, and Linux gives every
+# runnable one the same share: with 4 phone processes the router got 0.4 core at the cut,
+# answered Registers 3 s late, and the phones' timeouts then re-opened ~500-900 sessions
+# (TLS handshakes: more load). Niced, the phones take what the servers leave.
+NICE = 10
+
+
 @dataclass
 class FleetOptions:
     phones: int = 10
-    procs: int = 0                        # 0: one per core
+    procs: int = 0                        # 0: procs_count() chooses
     target: str = "lab"                   # "lab" or HOST:PORT of an SRST router's TLS port
     protocol: str = "sccp"                # "sip": SIP phones against the lab's Kamailio
     fail_over: bool = False
@@ -53,11 +69,15 @@ class FleetOptions:
     gc_every_ms: int = 1000               # fleet_tune.ThrottledGc (0: the agent's own gc calls)
     max_connecting: int = 16              # fleet_tune.limit_connects per process (0: no limit)
     backlog: int = 4096                   # simulators' listen backlog (0: asyncio's 100)
+    nice: int = NICE                      # the phones' processes' niceness (0: as this one)
     progress: Callable[[str], None] | None = None
     on_done: Callable[[Tracker], None] | None = None   # sees every phone's events at the end
 
     def procs_count(self) -> int:
-        return max(1, min(self.procs or os.cpu_count() or 1, self.phones))
+        """`procs`, or by default one per core and at least one per PHONES_PER_PROC phones."""
+        auto = max(os.cpu_count() or 1, -(-self.phones // PHONES_PER_PROC))
+        return max(1, min(self.procs or auto, self.phones))
+
 
 
 def parse_target(text: str) -> tuple[str, int] | None:
@@ -174,7 +194,8 @@ class _Run:
         heap_kb = [o.heap_base_kb + o.heap_per_phone_kb * len(s.phones) for s in specs]
         res["heap_kb_per_proc"] = heap_kb
         self.procs = [FleetProc(s, firmware=firmware, heap=h * 1024, prefix=lab.phone_prefix(),
-                                tracker=self.tracker) for s, h in zip(specs, heap_kb)]
+                                tracker=self.tracker, nice=o.nice) for s, h in zip(specs, heap_kb)]
+        res["phones_nice"] = o.nice
         self.probes = cpu.lab_probes()
         if self.sip:
             self.probes.update(sipside.cpu_probes(lab, self.outside))

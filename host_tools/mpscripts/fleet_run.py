@@ -71,7 +71,9 @@ def main():
     fleet_tune.reserve_pollfds(3 * len(spec['phones']) + 64)
     if spec.get('fast_poll', True):
         fleet_tune.fast_poll()
-        _link.READ_UNDER_TLS = False    # its poll has no tick to avoid (phone.link)
+        # the link's reader waits on the TCP socket under TLS (phone.link): a sweep is then
+        # one poll(2) over descriptors instead of an ioctl and a poll(2) per TLS socket
+        _link.READ_UNDER_TLS = spec.get('read_under_tls', True)
     if spec.get('gc_every_ms', 1000):
         import phone.agent
         phone.agent.gc = fleet_tune.ThrottledGc(spec.get('gc_every_ms', 1000))

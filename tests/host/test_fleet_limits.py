@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio.sslproto
 import resource
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,32 @@ def test_simulators_read_tls_in_small_chunks(monkeypatch: pytest.MonkeyPatch) ->
     assert asyncio.sslproto.SSLProtocol.max_size == sccp_server.TLS_READ_BUFFER == 4096
     sccp_server.small_tls_reads(64 * 1024)    # only ever made smaller
     assert asyncio.sslproto.SSLProtocol.max_size == 4096
+
+
+def test_processes_by_default_one_per_core_and_per_500_phones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from host_tools.fleet.run import PHONES_PER_PROC, FleetOptions
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert FleetOptions(phones=2000).procs_count() == 2000 // PHONES_PER_PROC == 4
+    assert FleetOptions(phones=1001).procs_count() == 3
+    assert FleetOptions(phones=300).procs_count() == 2
+    assert FleetOptions(phones=1).procs_count() == 1
+    assert FleetOptions(phones=2000, procs=2).procs_count() == 2      # asked for: as asked
+
+
+def test_phone_processes_run_niced(tmp_path: Path) -> None:
+    """The servers under test get the CPU first: each phone process is niced as it starts."""
+    import os
+
+    from host_tools.fleet.procs import FleetProc
+    from host_tools.fleet.spec import ProcSpec
+    from host_tools.fleet.track import Tracker
+
+    p = FleetProc(ProcSpec(0, [], tmp_path), firmware=tmp_path, heap=65536,
+                  prefix=["sh", "-c", "sleep 5", "fleet"], tracker=Tracker({0: []}), nice=7)
+    p.start()
+    try:
+        assert p.pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, p.pid) == 7
+    finally:
+        p.proc.kill()
+        p.proc.wait(5)
