@@ -75,7 +75,8 @@ class Rig:
         self.workdir = Path(workdir)
         self.spec = spec
         self.cleanup = cleanup and not os.environ.get("BENCH_KEEP")
-        self.tap = runner.Tap()
+        self.tap = runner.Tap(on_event=self._on_event)
+        self.cpu_marks: dict[str, tuple[float, int]] = {}  # event -> (host time, cpu_ns)
         self.lab: Any = None
         self.board: Any = None
         self.folder = self.workdir / "board"
@@ -145,6 +146,18 @@ class Rig:
                     shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- events ----------------------------------------------------------------------------
+    def _on_event(self, s: Stamped) -> None:
+        """The interpreter's CPU as the loss is noticed and as it registers with the SRST
+        router (faithful boards, once idle_cpu is known): the register step's CPU
+        (failover_cycle), read as its events arrive rather than after a wait returns."""
+        if self.idle_cpu is None:
+            return
+        ev = s.event.ev
+        if ev == "primary_lost" or (ev == "registered" and s.event.get("link") == "srst"):
+            cpu = self.cpu_ns()
+            if cpu is not None:
+                self.cpu_marks[ev] = (s.host, cpu)
+
     def wait(self, spec: str, since: float, timeout: float) -> Stamped:
         return self.wait_for(lambda e: matches(spec, e), since, timeout, repr(spec))
 
@@ -418,15 +431,30 @@ def cycles(rig: Rig, s: Any, one: Callable[[Rig, Any], dict],
     return runs, errors, [round(load0, 2), round(os.getloadavg()[0], 2)]
 
 
+def step_cpu(rig: Rig) -> dict:
+    """The CPU of the register step of the last cut (the loss noticed -> registered: closing
+    the lost session and the register dialogue) beyond the board's rest, and what it makes
+    at the board's speed: on an ESP32-faithful board a step shorter than one quota slice
+    (1 ms of host CPU) runs at host speed, so its wall time understates an ESP32
+    (docs/vboard.md). Empty without both marks of this cut or the board's rest."""
+    a, b = rig.cpu_marks.get("primary_lost"), rig.cpu_marks.get("registered")
+    if not (a and b and rig.idle_cpu is not None and rig.cut_began <= a[0] <= b[0]):
+        return {}
+    cpu_ms = max(0.0, (b[1] - a[1]) - rig.idle_cpu * (b[0] - a[0])) / 1e6
+    out = {"register_cpu_ms": round(cpu_ms, 3)}
+    factor = rig.speed_factor()
+    if factor:
+        out["register_at_speed_ms"] = round(cpu_ms * factor)
+    return out
+
+
 def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
                    board: str) -> tuple[dict, list]:
     """Cut the call manager's WAN (`kind`), time the failover to the SRST router, restore the
     WAN and time the re-home; with `standby`, wait for the standby link again. Returns the
     figures and the primary_lost events of the cut."""
-    c0 = rig.cpu_ns() if rig.idle_cpu is not None else None
     t_cut = rig.cut(kind)
     reg = rig.wait("registered:srst", rig.cut_began, keepalive + 30.0)
-    c1, t1 = rig.cpu_ns() if c0 is not None else None, time.monotonic()
     lost = rig.since(rig.cut_began, "primary_lost")
     r = {"failover_ms": max(0, round((reg.host - t_cut) * 1000)),
          "detect_ms": max(0, round((lost[0].host - t_cut) * 1000)) if lost else None,
@@ -435,16 +463,7 @@ def failover_cycle(rig: Rig, kind: str, keepalive: int, standby: bool,
          # SIP: REGISTER, 401, REGISTER, 200 OK), timed by the board
          "register_ms": reg.event.get("register_ms"),
          "over_standby": bool(reg.event.get("over_standby"))}
-    if c0 is not None and c1 is not None and rig.idle_cpu is not None:
-        # the CPU the failover took beyond the board's rest (the register dialogue, mostly),
-        # and what it makes at the board's speed: on an ESP32-faithful board a step shorter
-        # than one quota slice (1 ms of host CPU) runs at host speed, so its wall time
-        # understates an ESP32 (docs/vboard.md)
-        cpu_ms = max(0.0, (c1 - c0) - rig.idle_cpu * (t1 - t_cut)) / 1e6
-        r["register_cpu_ms"] = round(cpu_ms, 3)
-        factor = rig.speed_factor()
-        if factor:
-            r["register_at_speed_ms"] = round(cpu_ms * factor)
+    r.update(step_cpu(rig))
     time.sleep(0.3)
     t_back = rig.restore()
     rh = rig.wait("rehomed", t_back, 60)

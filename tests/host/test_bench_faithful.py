@@ -107,3 +107,27 @@ def test_the_faithful_register_step_is_judged_at_the_boards_speed() -> None:
     ok = [{**r, "register_at_speed_ms": 300} for r in fast_wall]
     res = failover.summarize([{**base, "label": "blackhole, o", "runs": ok}], False)
     assert "register < 500 ms: pass" in res["rows"][0][-1]
+
+
+def test_the_register_step_cpu_is_read_as_its_events_arrive(tmp_path, monkeypatch) -> None:
+    """The CPU at the board's speed covers the step only (primary_lost -> registered with the
+    SRST router), read as those events arrive, less the board's CPU at rest."""
+    from bench import _rig
+    from host_tools.events import Event
+    from host_tools.scenario.metrics import Stamped
+
+    rig = _rig.Rig(tmp_path, _rig.RigSpec(board=OLIMEX))
+    cpu = iter([10_000_000, 16_000_000])                       # ns as each event arrives
+    monkeypatch.setattr(rig, "cpu_ns", lambda: next(cpu))
+    monkeypatch.setattr(rig, "speed_factor", lambda: 144.0)
+    rig.cut_began = 100.0
+    rig.tap.feed(b'{"t":1,"ev":"primary_lost","reason":"x"}\n')   # no rest figure yet: ignored
+    assert rig.cpu_marks == {} and _rig.step_cpu(rig) == {}
+    rig.idle_cpu = 1_000_000.0                                  # 1 ms of CPU a second at rest
+    rig._on_event(Stamped(101.0, Event(1, "primary_lost")))
+    rig._on_event(Stamped(101.5, Event(2, "registered", {"link": "primary"})))  # not the step's
+    rig._on_event(Stamped(103.0, Event(3, "registered", {"link": "srst"})))
+    got = _rig.step_cpu(rig)
+    assert got == {"register_cpu_ms": 4.0, "register_at_speed_ms": 576}   # 6 ms - 2 s at rest
+    rig.cut_began = 102.0                                       # marks of an earlier cut
+    assert _rig.step_cpu(rig) == {}
