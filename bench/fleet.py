@@ -4,9 +4,9 @@ and SRST router simulators, then a WAN cut (blackhole): registrations per second
 until all N are registered, time until all N are on the SRST router after the cut, MicroPython
 heap and RSS per phone, the simulators' RSS per phone, failures with reasons (host_tools/fleet,
 docs/fleet.md). Quick: 20 phones in 1 process; full: 300, 1,000 and 2,000 phones (the largest
-SRST platforms' limit) in 2, 2 and 4 processes. Each run is judged against issue 16's targets (host_tools.fleet.report.verdict): every phone on the SRST
-router within 10 s of the cut, under 150 KB per phone in the phones' processes and in the
-simulators'. The lab's short timers (keepalive 5 s; the agent probes after 1.5 s of
+SRST platforms' limit) in 2, 2 and 4 processes. Each run is judged against issue 16's targets
+(host_tools.fleet.report.verdict): every phone on the SRST router within 10 s of the cut,
+under 150 KB per phone in the phones' processes and in the simulators'. The lab's short timers (keepalive 5 s; the agent probes after 1.5 s of
 silence and gives up after 2 missed acks of 1 s), so detection takes 1.5 to 3.5 s of the time
 to the SRST router. Phone certificates (2048-bit) are made once and cached in out/fleet/.
 

@@ -147,8 +147,8 @@ class Session:
     async def flush(self) -> None:
         """Write what the answers to the messages read so far hold, in one write: one TLS
         record and one send() instead of one per message (a 2,000-phone failover is ~11
-        answers per phone, all at once). A real call manager also answers several
-        messages in one segment; the phone reads frames, not records."""
+        answers per phone, all at once). Record boundaries mean nothing in SCCP: the phone
+        reads frames (tests/firmware/test_sccp_recorded.py)."""
         out, self.corked = self.corked, None
         if out:
             self.writer.write(b"".join(out))
