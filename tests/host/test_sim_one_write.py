@@ -41,12 +41,17 @@ async def settle(reader: asyncio.StreamReader) -> None:
             return
 
 
-async def dialogue() -> list[list[str]]:
+def session() -> tuple[Session, Writer, asyncio.StreamReader, asyncio.Task]:
+    """A simulator's session loop over a reader the test feeds and a writer it reads."""
     server = SccpServer(name="sim", port=None, plain_port=0)
     w = Writer()
     s = Session(sid=1, peer="192.0.2.5:1000", tls=False, port=2000, writer=w)  # type: ignore[arg-type]
     reader = asyncio.StreamReader()
-    loop = asyncio.create_task(server._loop(reader, s))  # noqa: SLF001
+    return s, w, reader, asyncio.create_task(server._loop(reader, s))  # noqa: SLF001
+
+
+async def dialogue() -> list[list[str]]:
+    s, w, reader, loop = session()
     reader.feed_data(sccp.keepalive())
     await settle(reader)
     reader.feed_data(sccp.register("SEP001122334455", "192.0.2.5"))
@@ -79,11 +84,7 @@ def test_a_frame_split_across_reads_is_still_answered(split_at: int) -> None:
     """The loop holds answers only while a whole next frame is buffered: half a frame
     behind a KeepAlive must not hold its KeepAliveAck back."""
     async def go() -> list[list[str]]:
-        server = SccpServer(name="sim", port=None, plain_port=0)
-        w = Writer()
-        s = Session(sid=1, peer="p", tls=False, port=1, writer=w)  # type: ignore[arg-type]
-        reader = asyncio.StreamReader()
-        loop = asyncio.create_task(server._loop(reader, s))  # noqa: SLF001
+        _, w, reader, loop = session()
         two = sccp.keepalive() + sccp.keepalive()
         reader.feed_data(two[:len(sccp.keepalive()) + split_at])
         await settle(reader)
