@@ -70,7 +70,7 @@ class Series:
     @property
     def cycle_s(self) -> float:
         """The phone's KeepAlive period while registered and silent."""
-        return self.probe_after_ms / 1000 if self.probe_after_ms else float(KEEPALIVE_S)
+        return _rig.probe_cycle_s(KEEPALIVE_S, {"probe_after_ms": self.probe_after_ms}, "virtual")
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def plan(quick: bool) -> list[Series]:
     for i, (label, p, a, m) in enumerate(SETTINGS):
         if quick and label not in QUICK:
             continue
-        cycle = p / 1000 if p else float(KEEPALIVE_S)
+        cycle = _rig.probe_cycle_s(KEEPALIVE_S, {"probe_after_ms": p}, "virtual")
         labs = 1 if quick else 10 if cycle >= 20 else 5    # long cycles: more labs, fewer cuts each
         monitor = math.ceil(2.2 * cycle) + 3               # room for one whole probe cycle
         strata = [(k + rng.random()) / cuts for k in range(cuts)]
