@@ -297,6 +297,36 @@ def sleep_until_wall(t: float) -> None:
         time.sleep(min(left, 0.2))
 
 
+# The longest a lab of parallel_in_step() waits for the others' boots beyond start_at: an
+# ESP32-faithful board boots at the board's speed (~1 min; the series allow it 180 s)
+STEP_WAIT_S = 240.0
+
+
+def arrive(task: Any) -> None:
+    """Count `task` as arrived at its parallel_in_step() barrier (once booted, or failed)."""
+    barrier = getattr(task, "barrier", None)
+    if barrier and not getattr(task, "arrived", False):
+        task.arrived = True
+        (Path(barrier[0]) / f"{os.getpid()}-{id(task)}").touch()
+
+
+def wait_in_step(task: Any) -> None:
+    """A lab of parallel_in_step() is booted: wait until every lab has booted (each arrives
+    in the shared folder), and not before start_at. Forty-odd boards booting (CTL, config
+    signature, two TLS handshakes each) keep both cores busy for a minute or more; labs that
+    began measuring meanwhile measured that load (the register step: 100-300 ms in 40 of 166
+    failovers at a load average of 20, 4 ms alone). A lab that never boots is waited for
+    up to STEP_WAIT_S."""
+    barrier = getattr(task, "barrier", None)
+    if barrier:
+        folder, n = Path(barrier[0]), barrier[1]
+        arrive(task)
+        end = task.start_at + STEP_WAIT_S
+        while len(list(folder.iterdir())) < n and time.time() < end:
+            time.sleep(0.2)
+    sleep_until_wall(task.start_at)
+
+
 
 def script_records(cmd: Sequence[str], quota: Any, what: str) -> list[dict]:
     """Run a MicroPython bench script that prints "ready", waits for "go" on stdin, then
@@ -351,17 +381,22 @@ def parallel(fn: Callable[[Any], dict], tasks: Iterable[Any],
 
 def parallel_in_step(fn: Callable[[Any], dict], tasks: list[Any], lead_s: float) -> list[dict]:
     """parallel() for tasks with a `start_at`: all set to one wall time, lead_s plus 0.7 s per
-    lab from now (the labs' boot), so their measurements begin together."""
+    lab from now, and a shared folder where each arrives once booted (wait_in_step): their
+    measurements begin together, once every lab has booted."""
     start_at = time.time() + lead_s + 0.7 * len(tasks)
-    for t in tasks:
-        t.start_at = start_at
-    return parallel(fn, tasks)
+    at_once = min(jobs_default(len(tasks)), len(tasks))     # BENCH_JOBS: the first wave
+    with tempfile.TemporaryDirectory(prefix="bench-step-") as folder:
+        for t in tasks:
+            t.start_at = start_at
+            t.barrier = (folder, at_once)
+        return parallel(fn, tasks)
 
 
 def _guard(fn: Callable[[Any], dict], task: Any) -> dict:
     try:
         return fn(task)
     except Exception as e:  # a broken worker must not lose the others' figures
+        arrive(task)        # nor keep them waiting for its boot
         return {"error": f"{type(e).__name__}: {e}", "task": repr(task)}
 
 
@@ -405,7 +440,7 @@ def cycles(rig: Rig, s: Any, one: Callable[[Rig, Any], dict],
     rng = random.Random(s.seed)
     runs: list[dict] = []
     errors: list[str] = []
-    sleep_until_wall(s.start_at)
+    wait_in_step(s)
     load0 = os.getloadavg()[0]
     phases = getattr(s, "phases", None)
     for i in range(s.runs):

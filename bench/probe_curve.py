@@ -118,7 +118,7 @@ def series(s: Series) -> dict:
     openings: list[int] = []
     with Rig(_rig.workdir(f"probe-curve-{s.probe_after_ms}-{s.ack_timeout_ms}"), spec) as rig:
         rig.settled(rig.booted, 60)
-        _rig.sleep_until_wall(s.start_at)
+        _rig.wait_in_step(s)
         load0 = os.getloadavg()[0]
         steady = _rate(rig, s.steady_s, s.cycle_s)
         for f in s.fractions:

@@ -67,7 +67,7 @@ def worker(t: Task) -> dict:
     errors: list[str] = []
     with Rig(_rig.workdir(f"rehome-{t.what}"), spec) as rig:
         rig.wait("standby_up", rig.booted, 60)
-        _rig.sleep_until_wall(t.start_at)
+        _rig.wait_in_step(t)
         step = {"rehome": _rehome, "boot_outage": _boot_outage}[t.what]
         for _ in range(t.runs):
             try:
