@@ -312,11 +312,10 @@ def arrive(task: Any) -> None:
 
 def wait_in_step(task: Any) -> None:
     """A lab of parallel_in_step() is booted: wait until every lab has booted (each arrives
-    in the shared folder), and not before start_at. Forty-odd boards booting (CTL, config
-    signature, two TLS handshakes each) keep both cores busy for a minute or more; labs that
-    began measuring meanwhile measured that load (the register step: 100-300 ms in 40 of 166
-    failovers at a load average of 20, 4 ms alone). A lab that never boots is waited for
-    up to STEP_WAIT_S."""
+    in the shared folder), and not before start_at. start_at alone is a guess at how long
+    the labs take to set up and boot (46 labs: ~40 s of both cores here; the ESP32-faithful
+    boards boot at the board's speed); a lab measuring while others still set up measures
+    their load. A lab that never boots is waited for up to STEP_WAIT_S."""
     barrier = getattr(task, "barrier", None)
     if barrier:
         folder, n = Path(barrier[0]), barrier[1]
