@@ -18,7 +18,6 @@
 #   - a keepalive unanswered for `ack_timeout_ms` is missed; `max_missed` misses in a row
 #     declare the peer dead. Worst-case detection: probe_after + max_missed * ack_timeout.
 import asyncio
-import sys
 import time
 
 try:
@@ -36,9 +35,7 @@ STANDBY = 'STANDBY'
 REGISTERING = 'REGISTERING'
 REGISTERED = 'REGISTERED'
 
-# recv() flag that reads a socket's error queue (Linux MSG_ERRQUEUE); 0 on a board, whose
-# stack has no error queue and would take the flag for a plain read
-_ERRQUEUE = 0x2000 if sys.platform == 'linux' else 0
+_ERRQUEUE = const(0x2000)            # recv() flag: read the socket's error queue (Linux)
 _ERRBUF = const(128)
 _MIN_TICK_MS = const(20)
 _MAX_NAP_MS = const(1000)
@@ -62,6 +59,7 @@ def poll_room():
     if p is _roomy:
         return
     _roomy = p
+    import sys
     if sys.platform != 'linux':
         return
     for fd in range(_POLL_ROOM):
@@ -212,16 +210,21 @@ class _Opened:
             n = self.sock.readinto(buf)
             if n is not None:
                 return n
-            if woke and _ERRQUEUE:
+            if woke:
                 # Woken with nothing to read: Linux reports an ICMP error for a segment of
                 # this connection (an unreachable WAN while it was opened) as POLLERR until
                 # it is read from the socket's error queue, even without IP_RECVERR; asyncio
                 # then woke this reader at once, forever: 100% CPU after an outage with ICMP
-                # unreachable. Read it off (the error queue only: no data is taken).
-                try:
-                    self.raw.recv(_ERRBUF, _ERRQUEUE)
-                except OSError:
-                    pass
+                # unreachable. Read it off (the error queue only: no data is taken). Not on
+                # a board: lwIP has no error queue and could take the flag for a plain read.
+                # (sys imported here: no global more in this module, whose dict is part of
+                # the 80 KB story's heap.)
+                import sys
+                if sys.platform == 'linux':
+                    try:
+                        self.raw.recv(_ERRBUF, _ERRQUEUE)
+                    except OSError:
+                        pass
             # asyncio's own wait for a readable socket (its Stream.readinto's first step)
             yield asyncio.core._io_queue.queue_read(self.raw)
             woke = True
