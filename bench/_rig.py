@@ -216,6 +216,15 @@ class Rig:
                     return s.event.get("state")
         return None
 
+    def save_events(self, path: Path) -> None:
+        """The board's events so far, one JSON line each with the host time it arrived."""
+        with self.tap.cv:
+            evs = list(self.tap.events)
+        with open(path, "w") as f:
+            for s in evs:
+                f.write(json.dumps({"host": round(s.host, 3), "ev": s.event.ev,
+                                    **s.event.fields}) + "\n")
+
     def tail(self, n: int = 6) -> str:
         with self.tap.cv:
             evs = self.tap.events[-n:]

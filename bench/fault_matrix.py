@@ -168,6 +168,8 @@ def play(c: Case) -> dict:
     finally:
         final = rig.state()
         tracebacks = sum(1 for line in rig.tap.text if "Traceback" in line)
+        if not rig.cleanup:             # BENCH_KEEP: the board's events beside the lab's
+            rig.save_events(rig.workdir / "board-events.jsonl")
         rig.stop()
     passed = ok and final == c.final
     return {"fault": c.fault, "phase": c.phase, "expected": c.expected,

@@ -421,6 +421,10 @@ class SccpServer:
         self.sessions: dict[int, Session] = {}
         self.history: list[dict] = []           # summaries of closed sessions
         self.hung = False
+        # Answer each batch read in one write (Session.flush): a fleet turns it on (less work
+        # per phone). Off, one write per answer, as every other lab figure and test was
+        # measured (docs/decisions.md, "Issue 16: 2,000 phones within 10 s")
+        self.one_write = False
         self.quirk: str | None = None           # one of QUIRKS, see set_quirk()
         self.ports: dict[str, int] = {}         # "tls" / "plain" -> bound port
         self._acceptors: list[Acceptor] = []
@@ -616,10 +620,10 @@ class SccpServer:
             if self.hung:
                 s.ignored += 1
                 continue
-            if s.corked is None:
+            if self.one_write and s.corked is None:
                 s.corked = []
             await self._dispatch(s, msg_id, body)
-            if not _frame_buffered(reader):
+            if s.corked is not None and not _frame_buffered(reader):
                 await s.flush()             # nothing more to answer before the phone speaks
 
     async def _dispatch(self, s: Session, msg_id: int, body: bytes) -> None:
