@@ -91,7 +91,9 @@ def test_connect_queue_per_server_and_none_for_a_silent_one(tmp_path) -> None:
     # the first two timed out holding slots; the six queued behind them then went at once,
     # without a slot: every one done by ~1 s, not 4 x 500 ms
     assert max(r[1] for r in dead) < 1300, res
-    assert peak["dead"] == 6, peak     # 2 with slots, then the 6 let go together
+    # 2 with slots, then the 6 let go together (the second slot's own timeout may end a
+    # moment after the first let them go: 7 at once then)
+    assert 6 <= peak["dead"] <= 8, peak
     # a later connect to the silent server is not queued either
     assert late[0] == "timeout" and late[1] < 700
 

@@ -1,7 +1,9 @@
 """The SCCP simulators answer what they have read in one write (Session.flush): a phone's
 opening (six messages in one record) gets one record back with every answer in order, and a
 lone KeepAlive is answered at once. One record per answer made the SRST router simulator's
-loop the bottleneck of a 2,000-phone failover (docs/fleet.md, "2,000 phones in 10 s")."""
+loop the bottleneck of a 2,000-phone failover (docs/fleet.md, "2,000 phones within 10 s
+with the probe rule's firmware"). A fleet turns it on (SccpServer.one_write); other labs answer
+one message per write."""
 from __future__ import annotations
 
 import asyncio
