@@ -234,8 +234,9 @@ def _faithful_notes(table: list[dict]) -> list[str]:
         fo, reg = t["failover"], t["register_over_standby"]
         speed = t.get("register_at_speed") or {"n": 0}
         at_speed = (f"; at the board's speed (the CPU from the loss noticed to registered, "
-                    f"beyond the board's rest, times the quota's slowdown) median {speed['median']} ms, worst "
-                    f"{speed['worst']} ms (target: under {TARGET_REGISTER_MS} ms): a step "
+                    f"beyond the board's rest, times the quota's slowdown) median "
+                    f"{speed['median']} ms, worst {speed['worst']} ms (target: under "
+                    f"{TARGET_REGISTER_MS} ms): a step "
                     f"shorter than one quota slice (1 ms of host CPU per period) runs at host "
                     f"speed, so its wall time understates an ESP32") if speed["n"] else ""
         out.append(f"{t['board']} (ESP32-faithful: CPU quota at the calibrated ESP32 speed, "

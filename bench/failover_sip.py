@@ -170,16 +170,16 @@ def headline(res: dict) -> list[tuple[str, str, str]]:
         if t.get("board", "virtual") == "virtual" or t["failover"]["median"] is None:
             continue
         name, fo = _rig.board_label(t["board"]), t["failover"]
-        r = t.get("register_at_speed") or {"n": 0}       # its CPU times the quota's slowdown
-        if not r.get("n"):
-            r = t["register_over_standby"]
+        speed = t.get("register_at_speed") or {"n": 0}   # its CPU times the quota's slowdown
+        r, how = ((speed, "its CPU times the slowdown") if speed["n"] else
+                  (t["register_over_standby"], "wall time"))
         out.append((f"SIP: silent WAN cut -> registered with the branch Kamailio, {name} at "
                     f"ESP32 speed, {fo['n']} cuts", _fig(fo),
                     f"target: median < {TARGET_FAILOVER_MS // 1000} s "
                     f"({'pass' if fo['median'] < TARGET_FAILOVER_MS else 'FAIL'})"))
         if r["median"] is not None:
             out.append((f"SIP: register over the open standby session, {name} at ESP32 speed "
-                        f"({'its CPU times the slowdown' if r is not t['register_over_standby'] else 'wall time'})",
+                        f"({how})",
                         f"median {r['median']} ms, worst {r['worst']} ms",
                         f"target: < {TARGET_REGISTER_MS} ms "
                         f"({'pass' if r['worst'] < TARGET_REGISTER_MS else 'FAIL'})"))

@@ -79,7 +79,6 @@ class FleetOptions:
         return max(1, min(self.procs or auto, self.phones))
 
 
-
 def parse_target(text: str) -> tuple[str, int] | None:
     """None for the lab's SRST router simulator, else (host, port)."""
     if text == "lab":

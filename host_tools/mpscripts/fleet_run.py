@@ -70,10 +70,10 @@ def main():
     # TLS socket is registered: the unix port's poll mishandles a move of that array
     fleet_tune.reserve_pollfds(3 * len(spec['phones']) + 64)
     if spec.get('fast_poll', True):
+        # The link's own reader stays on (phone.link.READ_UNDER_TLS): it waits on the TCP
+        # socket under TLS, so a sweep is one poll(2) over descriptors, not an ioctl and a
+        # poll(2) per TLS socket
         fleet_tune.fast_poll()
-        # the link's reader waits on the TCP socket under TLS (phone.link): a sweep is then
-        # one poll(2) over descriptors instead of an ioctl and a poll(2) per TLS socket
-        _link.READ_UNDER_TLS = spec.get('read_under_tls', True)
     if spec.get('gc_every_ms', 1000):
         import phone.agent
         phone.agent.gc = fleet_tune.ThrottledGc(spec.get('gc_every_ms', 1000))
