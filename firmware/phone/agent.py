@@ -295,6 +295,13 @@ class Agent:
                 if over is not None:
                     return False
                 continue
+            except BaseException:
+                # MemoryError (a re-home in a full heap), a cancel: the link is no one's, but
+                # its reader and keepalive tasks would keep it and its TLS session alive,
+                # registered, and every probe after it would fail for want of that heap.
+                self._trying = None
+                await link.close('register failed')
+                raise
             self._trying = None
             self.primary = link
             self._reg_at = time.ticks_ms()
@@ -317,6 +324,8 @@ class Agent:
         else:
             self.events.emit('primary_lost', reason=reason)
         await self.primary.close('lost')
+        # Dropped, not only closed: the dead link's table and event are heap the re-home needs.
+        self.primary = None
         if self.prov.srst is None:
             self.events.emit('no_fallback', reason=self.prov.srst_why)
             self.set_state(TRYING, reason='primary lost')

@@ -254,7 +254,7 @@ class Link:
         self.port = port
         self.anchor = anchor              # (der, cn) of the one certificate trusted, or None
         self.cm = cm                      # the call manager's name (None: the SRST router)
-        self.cfg = cfg = owner.cfg
+        cfg = owner.cfg
         self.mode = DOWN
         self.secondary_keepalive_ms = self.keepalive_ms = cfg.standby_keepalive_ms
         # a probe session watches a call manager with the registered rule: the load in
@@ -272,6 +272,13 @@ class Link:
         self._ka_out = False              # a keepalive is waiting for its answer
         self._ka_sent = 0
         self._missed = 0
+
+    # The owner's Settings, not a copy: an instance's attributes live in a hash table that
+    # grows by reallocation once full, and 23 slots hold Link's own and SccpLink's _opening;
+    # a 24th would grow it at the re-home, in the 80 KB story's tightest moment.
+    @property
+    def cfg(self):
+        return self.owner.cfg
 
     # -- what the agent asks of a link (docs/signalling.md) -------------------------------
     async def connect(self, timeout_ms=None, ka=True):
@@ -517,8 +524,11 @@ class Link:
         self.reason = reason
         self._got_msg = None
         self._got.set()                       # wake any waiter: it sees the failure
-        self.owner.events.emit('link_down', link=self.role, host=self.host, port=self.port,
-                               was=was, reason=reason)
+        try:
+            self.owner.events.emit('link_down', link=self.role, host=self.host,
+                                   port=self.port, was=was, reason=reason)
+        except MemoryError:
+            pass                              # the event is lost, never the teardown
         self._down = asyncio.create_task(self._teardown())
         # A link still being made tells its owner by connect()'s LinkError: waking the owner
         # too would cut short the backoff it is about to announce.
