@@ -303,14 +303,29 @@ class Kamailio:
         return st
 
 
-def _kill_worker(pid: int) -> None:
+def _kill_worker(pid: int, wait_s: float = 2.0) -> None:
     """SIGKILL a Kamailio worker still alive after its main process stopped (checked by
-    name: the pid may have been reused)."""
+    name: the pid may have been reused), and wait up to wait_s for it to be gone: SIGKILL is
+    delivered, not done, when kill() returns, and on a loaded machine the worker still ran
+    when stop() had returned (seen in CI)."""
     try:
-        if b"kamailio" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.kill(pid, signal.SIGKILL)
+        if b"kamailio" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+        os.kill(pid, signal.SIGKILL)
     except (OSError, ProcessLookupError):
-        pass
+        return
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end and not _gone(pid):
+        time.sleep(0.01)
+
+
+def _gone(pid: int) -> bool:
+    """True once `pid` has exited (no such process, or a zombie waiting for its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def _children(pid: int) -> list[int]:
