@@ -319,28 +319,29 @@ def _kill_worker(pid: int, wait_s: float = 2.0) -> None:
         time.sleep(0.01)
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat's fields after the name (STATE, PPID, ...), or None when it is gone.
+    "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _gone(pid: int) -> bool:
     """True once `pid` has exited (no such process, or a zombie waiting for its parent)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    st = _stat(pid)
+    return st is None or st[0] in ("Z", "X")
 
 
 def _children(pid: int) -> list[int]:
     """The processes whose parent is `pid` (Kamailio's workers), from /proc."""
     out = []
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(d.name))
+        if d.name.isdigit():
+            st = _stat(d.name)
+            if st is not None and int(st[1]) == pid:
+                out.append(int(d.name))
     return out
 
 

@@ -11,11 +11,10 @@
 #   - a registered link's attributes fit the hash table they were made in: one more would
 #     grow it by reallocation at the registration, the story's tightest moment.
 import asyncio
-import time
 
 import fakes
 from fakes import Owner, Server
-from fwtest import CaptureOut, eq, stop_agents
+from fwtest import CaptureOut, eq, stop_agents, until
 from fwtest import events as _events
 from phone import link as _link
 from phone.agent import Agent, PRIMARY
@@ -29,14 +28,6 @@ SETTINGS = {'probe_after_ms': 1500, 'ack_timeout_ms': 1000, 'max_missed': 2,
             'connect_timeout_ms': 2000, 'register_timeout_ms': 2000, 'retry_min_ms': 100,
             'retry_max_ms': 800, 'monitor_s': 60}
 _TABLE = 23          # the size MicroPython's instance table has once it holds 18 to 23 names
-
-
-async def _until(cond, ms, what):
-    t0 = time.ticks_ms()
-    while not cond():
-        if time.ticks_diff(time.ticks_ms(), t0) > ms:
-            raise AssertionError('not within %d ms: %s' % (ms, what))
-        await asyncio.sleep_ms(20)
 
 
 async def test_a_full_heap_in_the_registration_dialogue_leaves_no_link_behind():
@@ -66,8 +57,8 @@ async def test_a_full_heap_in_the_registration_dialogue_leaves_no_link_behind():
     a.link_class = Tight
     task = asyncio.create_task(a.run())
     try:
-        await _until(lambda: a.state == PRIMARY and a.srst is not None and
-                     a.srst.mode == _link.STANDBY, 5000, 'registered and standing by')
+        await until(lambda: a.state == PRIMARY and a.srst is not None and
+                    a.srst.mode == _link.STANDBY, 5000, 'registered and standing by', out)
         oom = _events(out, 'out_of_memory')
         eq(len(oom), 2, 'out_of_memory events')
         assert '464 bytes' in oom[0]['reason'], oom[0]
@@ -102,8 +93,8 @@ async def test_a_lost_link_is_torn_down_when_its_event_finds_no_heap():
         await lk.connect()
         eq(lk.mode, _link.STANDBY, 'mode after connect')
         await cm.stop()                      # the session ends: the reader sees it closed
-        await _until(lambda: lk.mode == _link.DOWN and lk._w is None, 3000,
-                     'torn down after the peer closed')
+        await until(lambda: lk.mode == _link.DOWN and lk._w is None, 3000,
+                    'torn down after the peer closed')
         eq(owner.downs, [('srst', 'closed by peer')], 'what the owner was told')
         eq(lk._tasks, [], 'tasks left running')
     finally:
