@@ -111,9 +111,27 @@ def context(slot, anchor, identity):
     ctx.verify_mode = ssl.CERT_OPTIONAL
     ctx.verify_callback = _pin(anchor[0])
     if identity is not None:
-        ctx.load_cert_chain(identity[0], identity[1])
+        ctx.load_cert_chain(*_pair(identity))
     _contexts[key] = (anchor[0], identity, ctx)
     return ctx
+
+
+def _pair(identity):
+    """The phone's (certificate, key) as DER bytes. A board's identity is the two files'
+    paths (phone.provcfg), read here for each context made and not kept: 2 KB of heap less
+    through every session. A fleet's or a test's is the bytes themselves."""
+    c, k = identity
+    if isinstance(c, str):
+        c, k = _read(c), _read(k)
+    return c, k
+
+
+def _read(path):
+    try:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as e:
+        raise LinkError('phone identity %s: %s' % (path, why(e)))
 
 
 # What Mbed TLS's handshake raises when a verify callback refuses: the callback's non-zero
@@ -245,7 +263,7 @@ class Link:
     reasons), registration(owner) (called on the class), _reading(stream), _on(id, reader),
     _register(reg, ms), _registered(reg) and _unregister(ms).
     `owner` (the agent) offers events, cfg (Settings), prov (identity: the phone's certificate
-    and key), platform, link_down(link, reason) and reset_requested(link, kind)."""
+    and key, as their files' paths or as bytes: _pair), platform, link_down(link, reason) and reset_requested(link, kind)."""
 
     def __init__(self, owner, role, host, port, anchor, cm=None):
         self.owner = owner

@@ -150,9 +150,10 @@ def result(p, ev, c, mac, r):
             cms.append((cm['name'], cm['host'], port[0], None))
     # the SRST router's TLS port: its SCCP port + 443, or its SIP port + 1 (Secure SRST)
     srst, why = _srst(p, mode, srst_cfg, ev, 1 if sip else tls, sip)
-    cert = p.store.read_bytes(PHONE_CERT)
-    key = p.store.read_bytes(PHONE_KEY)
-    if cert is None or key is None:
+    # The files' paths, not their bytes: phone.link reads them for each TLS context it makes,
+    # so the certificate and key (2 KB) are not held in the heap through every session.
+    have = p.store.exists(PHONE_CERT) and p.store.exists(PHONE_KEY)
+    if not have:
         ev.emit('no_identity', reason='phone certificate or key missing from the store')
     r.ip = p.ip
     r.mac = mac
@@ -160,7 +161,7 @@ def result(p, ev, c, mac, r):
     r.call_managers = cms
     r.srst = srst
     r.srst_why = why
-    r.identity = (cert, key) if cert is not None and key is not None else None
+    r.identity = (p.store.path(PHONE_CERT), p.store.path(PHONE_KEY)) if have else None
     r.monitor_s = monitor_s
     r.secure = secure
     # The latest timestamp of the signed files in force (trust list, config): they were signed

@@ -32,7 +32,8 @@ class Provisioned:
     """What provisioning hands to the agent (attributes set by provcfg.result()):
     ip, mac; call_managers: [(name, host, port, anchor)] in priority order; anchor is
     (der, cn), or None for plain SCCP (security mode 1); srst: (host, tls_port, anchor) or
-    None, with srst_why saying why not; identity: (cert_der, key_der) or None; monitor_s;
+    None, with srst_why saying why not; identity: the paths of the phone's certificate and key
+    (DER files; phone.link reads them for each TLS context) or None; monitor_s;
     secure; lease: Provisioner.lease (plain values) or None; sip: None for an SCCP phone, else
     the config's sip (the protocol is SIP: its lines with their digest credentials, the
     sipStack timers, transportLayerProtocol; phone.config.Config), and then the call managers'

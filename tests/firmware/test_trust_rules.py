@@ -396,3 +396,19 @@ def test_verified_files_give_a_power_up_clock_its_floor(tmp_path):
     r = ph.boot(None)                          # offline: the stored files
     eq(r.signed_ts, ts)
     eq(Phone(tmp_path + '/other').boot({CFG: 'cfg1.xml'}).signed_ts, 0)   # nothing signed
+
+
+# -- the phone's own identity ----------------------------------------------------------------
+
+def test_the_phone_identity_is_handed_over_as_its_files(tmp_path):
+    # Paths, not bytes (issue 16): phone.link reads them for each TLS context, so the 2 KB of
+    # certificate and key are not held in the heap through every session.
+    ph = Phone(tmp_path + '/with', pin=True)
+    ph.put('phone.der', 'ccm.der')
+    ph.put('phone.key', 'sast.der')
+    eq(_signed_first(ph).identity, (ph.store.path('phone.der'), ph.store.path('phone.key')))
+    eq(ph.events('no_identity'), [])
+    ph = Phone(tmp_path + '/without', pin=True)
+    ph.put('phone.der', 'ccm.der')
+    eq(_signed_first(ph).identity, None)
+    assert 'missing' in ph.reason('no_identity')
