@@ -103,6 +103,12 @@ class Agent:
                 await asyncio.wait_for_ms(ev.wait(), left)
             except asyncio.TimeoutError:
                 return
+            except MemoryError:
+                # No heap for the wait's task: sleep out the rest unwoken (sleep_ms allocates
+                # nothing). A backoff that raised instead, in a handler that backs off, would
+                # retry at once: a storm at the moment the heap is tightest.
+                await asyncio.sleep_ms(left)
+                return
 
     def _address_back(self):
         """The address is back (phone.lease): a TRYING backoff ends now."""

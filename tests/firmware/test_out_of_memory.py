@@ -8,8 +8,13 @@
 #     registers at the next try;
 #   - MemoryError while a lost link reports itself: it is torn down and its owner told all
 #     the same (only the event is lost);
+#   - a wait with no heap for its task still waits: every backoff is a wait, and one that
+#     raised would retry at once (the standby keeper logged a million agent_error events in
+#     a 75 KB story before);
 #   - a registered link's attributes fit the hash table they were made in: one more would
 #     grow it by reallocation at the registration, the story's tightest moment.
+import time
+
 import asyncio
 
 import fakes
@@ -100,3 +105,28 @@ async def test_a_lost_link_is_torn_down_when_its_event_finds_no_heap():
     finally:
         await lk.close()
         cm.close()
+
+
+async def test_a_wait_with_no_heap_for_its_task_still_waits():
+    fakes.install()
+    p = fakes.provisioned(MAC, ('cm', '127.0.0.1', 9, (b'server-cert', 'lab-server')),
+                          ('127.0.0.1', 9, (b'server-cert', 'lab-server')))
+    plat = Platform({'name': 'oom', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
+    a = Agent(plat, p, events=Events(out=CaptureOut()), settings=Settings(SETTINGS))
+    a.running = True                # as run() leaves it
+    real = asyncio.wait_for_ms
+    tries = [0]
+
+    def no_heap(aw, ms):
+        tries[0] += 1
+        raise MemoryError('memory allocation failed, allocating 200 bytes')
+
+    asyncio.wait_for_ms = no_heap
+    try:
+        t0 = time.ticks_ms()
+        await a._sleep_or_wake(300)
+        waited = time.ticks_diff(time.ticks_ms(), t0)
+    finally:
+        asyncio.wait_for_ms = real
+    assert waited >= 300, 'a backoff of 300 ms waited %d ms' % waited
+    eq(tries[0], 1, 'waits tried')
