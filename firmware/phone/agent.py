@@ -382,8 +382,11 @@ class Agent:
             except MemoryError as e:        # the module itself did not fit
                 ms = self.cfg.retry_max_ms
                 gc.collect()
-                self.events.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=ms,
-                                 heap_free=gc.mem_free())
+                try:                        # the report may not fit either: the keeper goes on
+                    self.events.emit('dhcp_keeper_failed', reason=repr(e), retry_ms=ms,
+                                     heap_free=gc.mem_free())
+                except MemoryError:
+                    pass
             finally:
                 k = lease = None
                 drop('lease')

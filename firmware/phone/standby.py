@@ -120,9 +120,13 @@ async def keeper(self):
                              ms=time.ticks_diff(time.ticks_ms(), t0),
                              keepalive_s=self.srst.keepalive_ms // 1000)
         except Exception as e:
-            # A bug here must not end the keeper (nor leave a half-made link behind).
-            self.events.emit('agent_error', where='standby', reason=_link.why(e),
-                             retry_ms=delay)
+            # A bug here must not end the keeper (nor leave a half-made link behind), and
+            # neither may its report: on a heap too full for the event only the event is lost.
+            try:
+                self.events.emit('agent_error', where='standby', reason=_link.why(e),
+                                 retry_ms=delay)
+            except MemoryError:
+                pass
             l = self.srst
             if l is not None and l.mode != _link.REGISTERED:
                 try:

@@ -11,6 +11,7 @@ import socket
 
 from micropython import const
 
+from phone.events import why
 from phone.states import FALLBACK, REHOME, jitter
 
 _POLL_MS = const(50)
@@ -23,10 +24,22 @@ async def watch(self):
         return
     delay = self.cfg.retry_min_ms
     while self.running and not self._reset_kind and not self._refresh:
-        self.events.emit('tftp_watch', file=_name(self), servers=servers, retry_ms=delay)
+        # A heap too full for a report or a request costs that try, never the watch: a watch
+        # that ended would leave a phone booted from its store on the old configuration.
+        try:
+            self.events.emit('tftp_watch', file=_name(self), servers=servers, retry_ms=delay)
+        except MemoryError:
+            pass
         await asyncio.sleep_ms(jitter(delay))
-        if self._refresh or await ask(self):
-            return
+        try:
+            if self._refresh or await ask(self):
+                return
+        except Exception as e:
+            try:
+                self.events.emit('agent_error', where='tftp_watch', reason=why(e),
+                                 retry_ms=delay)
+            except MemoryError:
+                pass
         delay = self._grow(delay)
 
 

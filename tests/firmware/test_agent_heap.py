@@ -123,3 +123,33 @@ def test_renewal_that_would_not_fit_is_not_begun():
     eq(len(failed), 1, 'dhcp_keeper_failed events')
     assert 'a renewal needs' in failed[0]['reason'], failed
     eq(k.due, False, 'due after a put-off renewal')
+
+
+def test_lease_keeper_outlives_a_report_that_finds_no_heap():
+    # The keeper's step did not fit, and neither did its dhcp_keeper_failed event: the keeper
+    # still waits retry_max_ms and tries again (ended, it would never renew the lease).
+    from phone import lease
+
+    class NoHeap:
+        def __init__(self, *args):
+            raise MemoryError('memory allocation failed, allocating 256 bytes')
+    lease.Keeper = NoHeap
+    a, log = _agent()
+
+    def emit(ev, **f):
+        if ev == 'dhcp_keeper_failed':
+            raise MemoryError('memory allocation failed, allocating 96 bytes')
+        log.append((ev, f))
+    a.events.emit = emit
+    st = ('192.0.2.10', '192.0.2.1', 120, None, None, time.ticks_ms())
+
+    async def main():
+        t = asyncio.create_task(a._keep_lease(st))
+        await asyncio.sleep_ms(200)
+        alive = not t.done()
+        t.cancel()
+        await asyncio.sleep_ms(10)
+        return alive
+
+    eq(asyncio.run(main()), True, 'lease keeper still running')
+    eq('phone.lease' in sys.modules, False, 'phone.lease left loaded')

@@ -130,3 +130,48 @@ async def test_a_wait_with_no_heap_for_its_task_still_waits():
         asyncio.wait_for_ms = real
     assert waited >= 300, 'a backoff of 300 ms waited %d ms' % waited
     eq(tries[0], 1, 'waits tried')
+
+
+class _NoHeapForErrors(Events):
+    """Events whose reports of a failed standby find no heap, the first `n` times."""
+
+    def __init__(self, n, **kw):
+        super().__init__(**kw)
+        self.n = n
+
+    def emit(self, ev, **fields):
+        if ev in ('standby_failed', 'agent_error') and self.n:
+            self.n -= 1
+            raise MemoryError('memory allocation failed, allocating 96 bytes')
+        return super().emit(ev, **fields)
+
+
+async def test_the_standby_keeper_outlives_reports_that_find_no_heap():
+    fakes.install()
+    cm = await Server().start()
+    srst = await Server().start()
+    anchor = (b'server-cert', 'lab-server')
+    p = fakes.provisioned(MAC, ('cm', '127.0.0.1', cm.port, anchor),
+                          ('127.0.0.1', srst.port, anchor))
+    plat = Platform({'name': 'oom', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
+    out = CaptureOut()
+    a = Agent(plat, p, events=_NoHeapForErrors(4, out=out), settings=Settings(SETTINGS))
+    fails = [2]
+
+    class Flaky(a.link_class):
+        async def connect(self, *args, **kw):
+            if self.role == 'srst' and fails[0]:
+                fails[0] -= 1
+                raise _link.LinkError('refused')
+            return await super().connect(*args, **kw)
+
+    a.link_class = Flaky
+    task = asyncio.create_task(a.run())
+    try:
+        await until(lambda: a.state == PRIMARY and a.srst is not None and
+                    a.srst.mode == _link.STANDBY, 8000, 'standing by after two failed tries', out)
+        eq(fails[0], 0, 'standby tries left to fail')
+    finally:
+        await stop_agents([a], [task])
+        cm.close()
+        srst.close()

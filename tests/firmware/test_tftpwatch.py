@@ -116,3 +116,45 @@ def test_in_fallback_the_restart_waits_for_the_re_home():
     a = _watch(FALLBACK)
     eq(a.seen[-1][1]['then'], 'restart at the re-home')
     eq((a._refresh, a._reset_kind), (True, 0))
+
+
+def test_a_full_heap_costs_a_try_not_the_watch():
+    # A report that finds no heap, then a read request that does not: the watch goes on at its
+    # backoff and still sees TFTP answer (a watch that ended would leave the phone on the
+    # stored configuration for good).
+    srv, port = bound_udp([41300])
+    srv.setblocking(False)
+    a = _Agent(PRIMARY, port)
+    seen = a.seen
+    reports = [1]
+
+    class Tight:
+        def emit(self, name, **f):
+            if name == 'tftp_watch' and reports[0]:
+                reports[0] -= 1
+                raise MemoryError('memory allocation failed, allocating 64 bytes')
+            seen.append((name, f))
+    a.events = Tight()
+    real = tftpwatch._answers
+    asks = [1]
+
+    async def answers(*args):
+        if asks[0]:
+            asks[0] -= 1
+            raise MemoryError('memory allocation failed, allocating 48 bytes')
+        return await real(*args)
+
+    async def main():
+        t = asyncio.create_task(_serve(srv, 1, b'\x00\x03\x00\x01' + b'x' * 10, [], 99))
+        await asyncio.wait_for_ms(tftpwatch.watch(a), 3000)
+        t.cancel()
+
+    tftpwatch._answers = answers
+    try:
+        asyncio.run(main())
+    finally:
+        tftpwatch._answers = real
+        srv.close()
+    eq([n for n, f in seen], ['agent_error', 'tftp_watch', 'tftp_back'])
+    eq((seen[0][1]['where'], seen[0][1]['retry_ms']), ('tftp_watch', 50))
+    eq((a._refresh, a._reset_kind), (True, 'tftp'))
