@@ -263,7 +263,8 @@ class Link:
     reasons), registration(owner) (called on the class), _reading(stream), _on(id, reader),
     _register(reg, ms), _registered(reg) and _unregister(ms).
     `owner` (the agent) offers events, cfg (Settings), prov (identity: the phone's certificate
-    and key, as their files' paths or as bytes: _pair), platform, link_down(link, reason) and reset_requested(link, kind)."""
+    and key, as their files' paths or as bytes: _pair), platform, link_down(link, reason) and
+    reset_requested(link, kind)."""
 
     def __init__(self, owner, role, host, port, anchor, cm=None):
         self.owner = owner

@@ -35,16 +35,23 @@ SETTINGS = {'probe_after_ms': 1500, 'ack_timeout_ms': 1000, 'max_missed': 2,
 _TABLE = 23          # the size MicroPython's instance table has once it holds 18 to 23 names
 
 
+_ANCHOR = (b'server-cert', 'lab-server')
+
+
+def _agent(cm_port, srst_port, events):
+    """An agent with a call manager and an SRST router on loopback, both pinned to _ANCHOR."""
+    p = fakes.provisioned(MAC, ('cm', '127.0.0.1', cm_port, _ANCHOR),
+                          ('127.0.0.1', srst_port, _ANCHOR))
+    plat = Platform({'name': 'oom', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
+    return Agent(plat, p, events=events, settings=Settings(SETTINGS))
+
+
 async def test_a_full_heap_in_the_registration_dialogue_leaves_no_link_behind():
     fakes.install()
     cm = await Server().start()
     srst = await Server().start()
     out = CaptureOut()
-    anchor = (b'server-cert', 'lab-server')
-    p = fakes.provisioned(MAC, ('cm', '127.0.0.1', cm.port, anchor),
-                          ('127.0.0.1', srst.port, anchor))
-    plat = Platform({'name': 'oom', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
-    a = Agent(plat, p, events=Events(out=out), settings=Settings(SETTINGS))
+    a = _agent(cm.port, srst.port, Events(out=out))
     made = []
     fails = [2]
 
@@ -93,7 +100,7 @@ async def test_a_lost_link_is_torn_down_when_its_event_finds_no_heap():
     fakes.install()
     cm = await Server().start()
     owner = Owner(_NoHeapFor(out=CaptureOut()), Settings(SETTINGS))
-    lk = SccpLink(owner, 'srst', '127.0.0.1', cm.port, (b'server-cert', 'lab-server'))
+    lk = SccpLink(owner, 'srst', '127.0.0.1', cm.port, _ANCHOR)
     try:
         await lk.connect()
         eq(lk.mode, _link.STANDBY, 'mode after connect')
@@ -109,10 +116,7 @@ async def test_a_lost_link_is_torn_down_when_its_event_finds_no_heap():
 
 async def test_a_wait_with_no_heap_for_its_task_still_waits():
     fakes.install()
-    p = fakes.provisioned(MAC, ('cm', '127.0.0.1', 9, (b'server-cert', 'lab-server')),
-                          ('127.0.0.1', 9, (b'server-cert', 'lab-server')))
-    plat = Platform({'name': 'oom', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
-    a = Agent(plat, p, events=Events(out=CaptureOut()), settings=Settings(SETTINGS))
+    a = _agent(9, 9, Events(out=CaptureOut()))
     a.running = True                # as run() leaves it
     real = asyncio.wait_for_ms
     tries = [0]
@@ -150,12 +154,8 @@ async def test_the_standby_keeper_outlives_reports_that_find_no_heap():
     fakes.install()
     cm = await Server().start()
     srst = await Server().start()
-    anchor = (b'server-cert', 'lab-server')
-    p = fakes.provisioned(MAC, ('cm', '127.0.0.1', cm.port, anchor),
-                          ('127.0.0.1', srst.port, anchor))
-    plat = Platform({'name': 'oom', 'chip': 'unix', 'network': {'kind': 'HOST'}}, mac=p.mac)
     out = CaptureOut()
-    a = Agent(plat, p, events=_NoHeapForErrors(4, out=out), settings=Settings(SETTINGS))
+    a = _agent(cm.port, srst.port, _NoHeapForErrors(4, out=out))
     fails = [2]
 
     class Flaky(a.link_class):
